@@ -1,0 +1,208 @@
+"""Adaptive computation time, once for every architecture.
+
+:class:`ACTModel` wraps an architecture's inner recurrence (:class:`rrcore.protocols.Model`)
+and owns what HRM, TRM and URM share: resetting the carry where a row halted,
+feeding it the next example, counting steps, halting on the Q-head, exploration,
+and the bootstrapped Q-continue target. :class:`ACTLossHead` turns its outputs
+into the training loss and metrics.
+
+One call of :meth:`ACTModel.forward` is one ACT step ("supervision step") for the
+whole batch; rows that halt take a new example at the next call.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rrcore.nn import IGNORE_LABEL, LOSS_FUNCTIONS
+from rrcore.protocols import Batch, InnerCarry, Model, Outputs
+
+
+@attrs.define
+class ACTConfig:
+    """The ``[act]`` section of an experiment.
+
+    ``halt_max_steps``: ACT steps before a row is forced to halt (evaluation always
+    runs this many). ``halt_exploration_prob``: probability that a row gets a random
+    minimum number of steps (2..halt_max_steps) before it may halt.
+    ``q_continue``: also predict Q-continue, halt when q_halt > q_continue, and
+    train it towards the bootstrapped target (HRM's default; one extra forward
+    pass per step). Without it a row halts when q_halt > 0 (TRM's default).
+    """
+
+    halt_max_steps: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    halt_exploration_prob: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0),
+                                                                          attrs.validators.le(1.0)])
+    q_continue: bool = False
+
+
+@attrs.define
+class Carry:
+    """The core's :class:`~rrcore.protocols.CarryState`: latent state, step counts,
+    halted mask and the examples each row is working on."""
+
+    inner: InnerCarry
+    steps: Tensor  # (B,) int32
+    halted: Tensor  # (B,) bool
+    current_data: Batch
+
+    def detach(self) -> Carry:
+        return Carry({k: v.detach() for k, v in self.inner.items()}, self.steps.detach(),
+                     self.halted.detach(), {k: v.detach() for k, v in self.current_data.items()})
+
+    def to(self, device: torch.device) -> Carry:
+        return Carry({k: v.to(device) for k, v in self.inner.items()}, self.steps.to(device),
+                     self.halted.to(device), {k: v.to(device) for k, v in self.current_data.items()})
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    """Reshape a (B,) mask to broadcast against ``like`` (B, ...)."""
+    return mask.view(-1, *([1] * (like.ndim - 1)))
+
+
+class ACTModel(nn.Module):
+    """An inner recurrence plus the ACT halting loop.
+
+    Exploration noise is drawn from ``exploration_generator`` for the *global*
+    batch and sliced to this rank's rows (``row_offset``, ``global_batch_size``), so
+    a run's halting decisions do not depend on how many ranks share the batch.
+    """
+
+    def __init__(self, inner: Model, config: ACTConfig) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = config
+        self.exploration_generator: torch.Generator | None = None
+        self.row_offset = 0
+        self.global_batch_size: int | None = None
+        # The compiled (or plain) callable for the inner step; the trainer may swap in
+        # torch.compile(inner) while state dicts keep the plain module's keys.
+        self.inner_step = inner
+
+    def initial_carry(self, batch: Batch) -> Carry:
+        """A carry whose rows are all halted, so the first step loads ``batch``."""
+        batch_size = batch["inputs"].shape[0]
+        device = batch["inputs"].device
+        return Carry(
+            inner=self.inner.initial_carry(batch),
+            steps=torch.zeros(batch_size, dtype=torch.int32, device=device),
+            halted=torch.ones(batch_size, dtype=torch.bool, device=device),
+            current_data={k: torch.zeros_like(v) for k, v in batch.items()},
+        )
+
+    def _exploration_min_steps(self, batch_size: int, device: torch.device) -> Tensor:
+        total = self.global_batch_size or batch_size
+        draw = torch.rand(total, generator=self.exploration_generator, device=device)
+        steps = torch.randint(2, self.config.halt_max_steps + 1, (total,),
+                              generator=self.exploration_generator, device=device)
+        rows = slice(self.row_offset, self.row_offset + batch_size)
+        return torch.where(draw[rows] < self.config.halt_exploration_prob, steps[rows], 0)
+
+    def forward(self, carry: Carry, batch: Batch) -> tuple[Carry, Outputs]:
+        halted = carry.halted
+        inner = self.inner.reset_carry(halted, carry.inner)
+        steps = torch.where(halted, 0, carry.steps)
+        current = {k: torch.where(_rows(halted, v), batch[k], v) for k, v in carry.current_data.items()}
+
+        inner, outputs = self.inner_step(inner, current)
+
+        with torch.no_grad():
+            steps = steps + 1
+            is_last = steps >= self.config.halt_max_steps
+            halted = is_last
+            if self.training and self.config.halt_max_steps > 1:
+                q_halt = outputs["q_halt_logits"]
+                if self.config.q_continue:
+                    halted = halted | (q_halt > outputs["q_continue_logits"])
+                else:
+                    halted = halted | (q_halt > 0)
+                if self.config.halt_exploration_prob > 0:
+                    min_steps = self._exploration_min_steps(steps.shape[0], steps.device)
+                    halted = halted & (steps >= min_steps)
+                if self.config.q_continue:
+                    # Bootstrapped target (HRM): the value of continuing is the best of
+                    # halting or continuing at the next step, or halting if none is left.
+                    _, next_outputs = self.inner_step(inner, current)
+                    next_halt = next_outputs["q_halt_logits"]
+                    next_continue = next_outputs["q_continue_logits"]
+                    outputs["target_q_continue"] = torch.sigmoid(
+                        torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
+
+        return Carry(inner, steps, halted, current), outputs
+
+
+@attrs.define
+class ACTLossConfig:
+    """The ``[loss]`` section for the built-in ``act`` loss head.
+
+    ``loss_type``: ``stablemax_cross_entropy`` (float64, the papers' default) or
+    ``softmax_cross_entropy``. ``q_loss_weight``: weight of the Q-halt (+ Q-continue)
+    BCE terms relative to the LM loss (0.5 in the papers).
+    """
+
+    loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
+    q_loss_weight: float = 0.5
+
+
+RATIO_METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps")
+"""Metrics summed over halted rows and divided by ``count`` after reduction; the
+``*_loss`` metrics are summed over all rows and divided by the global batch size."""
+
+
+class ACTLossHead(nn.Module):
+    """LM loss + Q-halt BCE against "whole sequence correct" (+ Q-continue BCE).
+
+    Returns sums over this rank's rows (see :class:`rrcore.protocols.LossHead`);
+    accuracy metrics count only rows that halted at this step.
+    """
+
+    def __init__(self, model: ACTModel, config: ACTLossConfig | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config or ACTLossConfig()
+        self.loss_fn = LOSS_FUNCTIONS[self.config.loss_type]
+
+    def initial_carry(self, batch: Batch) -> Carry:
+        return self.model.initial_carry(batch)
+
+    def forward(self, carry: Carry, batch: Batch) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
+        carry, outputs = self.model(carry, batch)
+        labels = carry.current_data["labels"]
+        logits = outputs["logits"]
+
+        with torch.no_grad():
+            preds = logits.argmax(-1)
+            outputs["preds"] = preds
+            mask = labels != IGNORE_LABEL
+            counts = mask.sum(-1)
+            token_correct = mask & (preds == labels)
+            seq_correct = token_correct.sum(-1) == counts
+            valid = carry.halted & (counts > 0)
+            divisor = counts.clamp_min(1)
+            metrics = {
+                "count": valid.sum(),
+                "accuracy": torch.where(valid, token_correct.sum(-1) / divisor, 0).sum(),
+                "exact_accuracy": (valid & seq_correct).sum(),
+                "q_halt_accuracy": (valid & ((outputs["q_halt_logits"] >= 0) == seq_correct)).sum(),
+                "steps": torch.where(valid, carry.steps, 0).sum(),
+            }
+
+        lm_loss = (self.loss_fn(logits, labels) / divisor.unsqueeze(-1)).sum().to(torch.float32)
+        q_halt_loss = F.binary_cross_entropy_with_logits(
+            outputs["q_halt_logits"].to(torch.float32), seq_correct.to(torch.float32), reduction="sum")
+        loss = lm_loss + self.config.q_loss_weight * q_halt_loss
+        metrics["lm_loss"] = lm_loss.detach()
+        metrics["q_halt_loss"] = q_halt_loss.detach()
+        if "target_q_continue" in outputs:
+            q_continue_loss = F.binary_cross_entropy_with_logits(
+                outputs["q_continue_logits"].to(torch.float32), outputs["target_q_continue"].to(torch.float32),
+                reduction="sum")
+            loss = loss + self.config.q_loss_weight * q_continue_loss
+            metrics["q_continue_loss"] = q_continue_loss.detach()
+
+        return carry, loss, metrics, outputs, carry.halted.all()

@@ -1,0 +1,151 @@
+"""The core's own components, registered through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from rrcore import hookimpl
+from rrcore.act import ACTLossConfig, ACTLossHead, ACTModel
+from rrcore.evaluation import EvalContext, all_reduce_sum
+from rrcore.nn import IGNORE_LABEL
+from rrcore.registry import DatasetSpec, EvaluatorSpec, LoggerSpec, LossHeadSpec, OptimizerSpec
+
+# -- loss head ---------------------------------------------------------------------------
+
+
+@hookimpl
+def rr_register_loss_heads() -> list[LossHeadSpec]:
+    return [LossHeadSpec(
+        name="act", factory=lambda config, model: ACTLossHead(model, config), config_class=ACTLossConfig,
+        description="LM loss + Q-halt BCE (+ bootstrapped Q-continue) over ACT steps")]
+
+
+# -- optimizers --------------------------------------------------------------------------
+
+
+@attrs.define
+class AdamAtan2Config:
+    """Extra keys of the ``adam_atan2`` optimizer (lr, betas, weight decay come from ``[train]``).
+
+    ``a`` scales the update ``a * atan2(m, b * sqrt(v))``. rr's default 1.0 gives
+    updates bounded by pi/2 * lr, as the references' CUDA AdamATan2 (no scale
+    factor); adam-atan2-pytorch's own default is 1.27.
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+
+
+def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config) -> torch.optim.Optimizer:
+    from adam_atan2_pytorch import AdamAtan2
+
+    return AdamAtan2(param_groups, lr=max(param_groups[0]["lr"], 1e-12), a=config.a, b=config.b)
+
+
+@attrs.define
+class AdamWConfig:
+    """Extra keys of the ``adamw`` optimizer."""
+
+    eps: float = 1e-8
+
+
+def _make_adamw(param_groups: list[dict[str, Any]], config: AdamWConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups, lr=param_groups[0]["lr"], eps=config.eps)
+
+
+@hookimpl
+def rr_register_optimizers() -> list[OptimizerSpec]:
+    return [
+        OptimizerSpec(name="adam_atan2", factory=_make_adam_atan2, config_class=AdamAtan2Config,
+                      description="Adam with atan2 instead of epsilon (adam-atan2-pytorch), the papers' optimizer"),
+        OptimizerSpec(name="adamw", factory=_make_adamw, config_class=AdamWConfig,
+                      description="torch.optim.AdamW with decoupled weight decay"),
+    ]
+
+
+# -- data --------------------------------------------------------------------------------
+
+
+@attrs.define
+class BuiltDatasetConfig:
+    """``[data] plugin = "built"``: a data set folder built elsewhere (e.g. by a reference
+    repository's builder), holding ``train/`` and ``test/`` splits."""
+
+    path: str
+
+
+def _use_built(config: BuiltDatasetConfig, cache_dir: Path) -> Path:
+    return Path(config.path).expanduser()
+
+
+@hookimpl
+def rr_register_datasets() -> list[DatasetSpec]:
+    return [DatasetSpec(name="built", factory=_use_built, config_class=BuiltDatasetConfig,
+                        description="a data set folder already built (rr or reference layout)")]
+
+
+# -- evaluators --------------------------------------------------------------------------
+
+
+@attrs.define
+class ExactConfig:
+    """``exact`` has no options."""
+
+
+class ExactEvaluator:
+    """Token accuracy and exact (whole sequence) accuracy for any task."""
+
+    required_outputs: set[str] = set()
+
+    def __init__(self, config: ExactConfig, context: EvalContext) -> None:
+        self.context = context
+
+    def begin_eval(self) -> None:
+        self._sums = torch.zeros(3, dtype=torch.float64, device=self.context.device)
+
+    def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
+        labels = batch["labels"]
+        mask = labels != IGNORE_LABEL
+        correct = (outputs["preds"] == labels) & mask
+        counts = mask.sum(-1).clamp_min(1)
+        valid = batch["valid"]
+        self._sums += torch.stack([
+            valid.sum(),
+            torch.where(valid, correct.sum(-1) / counts, 0).sum(),
+            (valid & (correct.sum(-1) == mask.sum(-1))).sum(),
+        ]).to(torch.float64)
+
+    def result(self) -> dict[str, float] | None:
+        count, accuracy, exact = all_reduce_sum(self._sums).tolist()
+        if self.context.rank != 0:
+            return None
+        count = max(count, 1.0)
+        return {"accuracy": accuracy / count, "exact_accuracy": exact / count, "count": count}
+
+
+@hookimpl
+def rr_register_evaluators() -> list[EvaluatorSpec]:
+    return [EvaluatorSpec(name="exact", factory=ExactEvaluator, config_class=ExactConfig,
+                          description="token and exact-sequence accuracy for any task")]
+
+
+# -- loggers -----------------------------------------------------------------------------
+
+
+@hookimpl
+def rr_register_loggers() -> list[LoggerSpec]:
+    from rrcore.logging import JsonlLogger, JsonlLoggerConfig, WandbLogger, WandbLoggerConfig
+
+    return [
+        LoggerSpec(name="jsonl", factory=JsonlLogger, config_class=JsonlLoggerConfig,
+                   description="metrics.jsonl in the run folder (always on)"),
+        LoggerSpec(name="wandb", factory=WandbLogger, config_class=WandbLoggerConfig,
+                   description="Weights & Biases (optional extra; offline when no API key)"),
+    ]
+
+
+_ = ACTModel  # re-exported for plugin authors reading this module

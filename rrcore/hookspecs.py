@@ -1,0 +1,138 @@
+"""Every hook rr calls, in one place.
+
+A plugin is a module of plain functions marked ``@rrcore.hookimpl`` whose names
+match the specifications below; its distribution names that module under the
+``rr`` entry-point group::
+
+    [project.entry-points.rr]
+    sudoku = "rr_sudoku.plugin"
+
+Registration hooks return lists of descriptors (see :mod:`rrcore.registry`); the
+registry records which distribution each descriptor came from. Lifecycle hooks
+are called on every rank unless stated otherwise and must not block.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from rrcore import PROJECT_NAME
+
+if TYPE_CHECKING:
+    import click
+
+    from rrcore.registry import (
+        DatasetSpec,
+        EvaluatorSpec,
+        LoggerSpec,
+        LossHeadSpec,
+        ModelSpec,
+        OptimizerSpec,
+    )
+    from rrcore.trainer import RunContext
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@hookspec
+def rr_register_models() -> list[ModelSpec]:
+    """Return the architectures this plugin provides.
+
+    Called once when the registry loads. Each :class:`~rrcore.registry.ModelSpec`
+    names a factory ``factory(config, metadata) -> torch.nn.Module`` that builds
+    the inner recurrence (see :class:`rrcore.protocols.Model`) for a data set with
+    the given :class:`~rrcore.data.DatasetMetadata`. Implemented by architecture
+    plugins (rr-trm, rr-hrm, rr-urm).
+    """
+
+
+@hookspec
+def rr_register_datasets() -> list[DatasetSpec]:
+    """Return the data sources this plugin can build.
+
+    Each :class:`~rrcore.registry.DatasetSpec` names a builder
+    ``factory(config, cache_dir: Path) -> Path`` that returns a folder holding
+    ``train/`` and ``test/`` splits in the core's on-disk format
+    (:mod:`rrcore.data`). Builders must be deterministic and should reuse a
+    previous build with the same config found under ``cache_dir``. Implemented
+    by task plugins (rr-sudoku, rr-arc, ...); the core registers ``built`` for
+    folders made elsewhere.
+    """
+
+
+@hookspec
+def rr_register_loss_heads() -> list[LossHeadSpec]:
+    """Return loss heads: ``factory(config, model: ACTModel) -> LossHead``.
+
+    The core registers ``act`` (LM loss + Q-halt/Q-continue BCE). A plugin adds
+    one only for a different training objective.
+    """
+
+
+@hookspec
+def rr_register_evaluators() -> list[EvaluatorSpec]:
+    """Return evaluators: ``factory(config, context: EvalContext) -> Evaluator``.
+
+    See :class:`rrcore.protocols.Evaluator` for the calls an evaluator receives.
+    Implemented by task plugins (``sudoku``, ``arc``, ``maze``...); the core
+    registers ``exact`` (token and exact-sequence accuracy for any task).
+    """
+
+
+@hookspec
+def rr_register_optimizers() -> list[OptimizerSpec]:
+    """Return optimizers: ``factory(param_groups, config) -> torch.optim.Optimizer``.
+
+    ``param_groups`` is a list of dicts with ``params``, ``lr``, ``weight_decay``
+    and ``betas`` already set from the experiment's ``[train]`` section; the
+    optimizer config holds only the optimizer's own extra keys. The core
+    registers ``adam_atan2`` (default) and ``adamw``.
+    """
+
+
+@hookspec
+def rr_register_loggers() -> list[LoggerSpec]:
+    """Return metric loggers: ``factory(config, context: RunContext) -> Logger``.
+
+    Loggers run on rank 0 only. The core registers ``jsonl`` (always on) and
+    ``wandb`` (needs the optional ``wandb`` package).
+    """
+
+
+@hookspec
+def rr_cli_commands(group: click.Group) -> None:
+    """Add sub-commands to the ``rr`` command line, e.g. ``rr sudoku build``.
+
+    Called once when ``rr`` starts, with the root click group; add commands or
+    groups with ``group.add_command``. Keep imports inside the commands so that
+    ``rr --help`` stays fast.
+    """
+
+
+@hookspec
+def rr_on_train_start(context: RunContext) -> None:
+    """Called on every rank after the model, optimizers and data are set up,
+    before the first step (also after a resume)."""
+
+
+@hookspec
+def rr_on_step_end(context: RunContext, step: int, metrics: dict[str, float] | None) -> None:
+    """Called on every rank after each optimizer step.
+
+    ``metrics`` holds the reduced training metrics on logging steps (rank 0's
+    view) and is ``None`` on the others, so implementations never force a host
+    synchronisation.
+    """
+
+
+@hookspec
+def rr_on_eval_end(context: RunContext, step: int, results: dict[str, Any]) -> None:
+    """Called on every rank after an evaluation with the evaluators' results,
+    keyed ``"<evaluator>/<metric>"``."""
+
+
+@hookspec
+def rr_on_train_end(context: RunContext, step: int) -> None:
+    """Called on every rank when training stops: finished, interrupted or failed."""

@@ -1,0 +1,161 @@
+"""The contracts between the core and plugins.
+
+A third-party author implements one of these and registers a factory for it
+through a registration hook (:mod:`rrcore.hookspecs`). Tensors follow one naming
+scheme throughout rr:
+
+``batch``
+    ``dict[str, Tensor]`` with ``inputs`` (B, L) int32 token ids,
+    ``labels`` (B, L) int64 targets with ``-100`` where nothing is predicted,
+    ``puzzle_identifiers`` (B,) int32. Evaluation batches add ``index`` (B,) int64,
+    the example's row in its split, and ``valid`` (B,) bool (False on padding rows).
+``carry``
+    the state kept between ACT steps (:class:`CarryState`).
+``outputs``
+    ``dict[str, Tensor]`` with at least ``logits`` (B, L, V) and
+    ``q_halt_logits`` (B,); ``q_continue_logits`` (B,) when the model predicts it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+Batch = dict[str, Tensor]
+Outputs = dict[str, Tensor]
+InnerCarry = dict[str, Tensor]
+
+
+@runtime_checkable
+class CarryState(Protocol):
+    """The recurrent state between ACT steps, owned by the core (:class:`rrcore.act.Carry`).
+
+    ``inner`` is the architecture's latent state (e.g. ``z_H``, ``z_L``), one row
+    per example; ``steps`` (B,) int32 counts ACT steps since the row was last
+    reset; ``halted`` (B,) bool marks rows that finished and take a new example at
+    the next step; ``current_data`` is the batch each row is working on.
+    """
+
+    inner: InnerCarry
+    steps: Tensor
+    halted: Tensor
+    current_data: Batch
+
+    def detach(self) -> CarryState:
+        """The same state cut from the autograd graph (called between ACT steps)."""
+        ...
+
+    def to(self, device: torch.device) -> CarryState:
+        """The same state on ``device``."""
+        ...
+
+
+@runtime_checkable
+class Model(Protocol):
+    """An architecture's inner recurrence: one ACT step, nothing else.
+
+    The core's :class:`rrcore.act.ACTModel` wraps it and does halting, step
+    counting, exploration and carry resets. Implement it as a ``torch.nn.Module``:
+
+    * ``initial_carry(batch)`` returns the latent state for a batch: a dict of
+      tensors with the batch size as first dimension. Values do not matter; every
+      row is reset before its first step.
+    * ``reset_carry(reset, carry)`` returns ``carry`` with rows where ``reset``
+      (B,) bool is True replaced by the learned initial state. Use
+      ``torch.where``, never indexing, so the step has no host synchronisation.
+    * ``forward(carry, batch)`` runs one ACT step (e.g. TRM's ``H_cycles`` x
+      ``L_cycles`` updates) and returns ``(new_carry, outputs)``. ``new_carry``
+      must be detached (gradients never cross ACT steps).
+
+    Attributes the core reads when present: ``puzzle_emb`` (a
+    :class:`rrcore.nn.SparsePuzzleEmbedding`, trained by sign-SGD instead of the
+    main optimizer) and ``predicts_q_continue`` (bool, default False).
+    """
+
+    def initial_carry(self, batch: Batch) -> InnerCarry: ...
+
+    def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry: ...
+
+    def forward(self, carry: InnerCarry, batch: Batch) -> tuple[InnerCarry, Outputs]: ...
+
+
+@runtime_checkable
+class LossHead(Protocol):
+    """Turns model outputs into a scalar loss and metrics (a ``torch.nn.Module``).
+
+    ``forward(carry, batch)`` runs one ACT step of the wrapped model and returns
+    ``(carry, loss, metrics, outputs, all_halted)``: ``loss`` is a 0-dim tensor
+    already summed over the rank's rows (the trainer scales by 1/global batch),
+    ``metrics`` a dict of 0-dim tensors that are *sums* over rows (the trainer
+    divides by the ``count`` entry after reducing across ranks), and
+    ``all_halted`` a 0-dim bool tensor. Nothing here may call ``.item()``.
+    """
+
+    def initial_carry(self, batch: Batch) -> CarryState: ...
+
+    def forward(self, carry: CarryState, batch: Batch) -> tuple[
+        CarryState, Tensor, dict[str, Tensor], Outputs, Tensor]: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A built data set split: metadata plus per-rank batches.
+
+    The core's :class:`rrcore.data.PuzzleDataset` implements it for the on-disk
+    format; task plugins normally only write that format.
+    """
+
+    metadata: Any  # rrcore.data.DatasetMetadata
+
+    def train_batches(self, start_position: int) -> Any:
+        """Endless per-rank training batches from stream position ``start_position``."""
+        ...
+
+    def eval_batches(self) -> Any:
+        """The split once, in order, per-rank, padded to a fixed batch size."""
+        ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores predictions on an evaluation split.
+
+    Created by an :class:`~rrcore.registry.EvaluatorSpec` factory with
+    ``(config, context)`` where ``context`` is an :class:`rrcore.evaluation.EvalContext`
+    (metadata, data folder, output folder, rank and world size, device).
+
+    * ``required_outputs``: names of model outputs the evaluator needs besides
+      ``logits``-derived ``preds`` (e.g. ``{"q_halt_logits"}``).
+    * ``begin_eval()`` resets state before a pass.
+    * ``update_batch(batch, outputs)`` receives each evaluation batch after the
+      final ACT step; ``outputs`` holds ``preds`` (B, L) argmax tokens and the
+      required outputs. Ignore rows where ``batch["valid"]`` is False. Keep
+      tensors on the device; avoid host synchronisation per batch where you can.
+    * ``result()`` is called on every rank after the pass; gather across ranks
+      (``torch.distributed`` when initialised) and return a dict of metrics
+      (floats) on rank 0, ``None`` elsewhere. Files (predictions, submissions)
+      go under ``context.output_dir``.
+    """
+
+    required_outputs: set[str]
+
+    def begin_eval(self) -> None: ...
+
+    def update_batch(self, batch: Batch, outputs: Outputs) -> None: ...
+
+    def result(self) -> dict[str, float] | None: ...
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Receives metrics on rank 0: ``log(step, metrics)``, then ``close()``."""
+
+    def log(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+PathLike = str | Path

@@ -1,0 +1,287 @@
+"""Plugin discovery: descriptors, entry-point loading and lookup by name.
+
+The registry loads the core's built-in plugins (``DEFAULT_PLUGINS``) and then
+every module named under the ``rr`` entry-point group. A plugin that fails to
+import is recorded in :attr:`Registry.failures` and the others still load; two
+plugins registering the same name for one kind is an error naming both.
+
+Environment variables (useful when a broken plugin is installed):
+
+``RR_DISABLE_PLUGINS``
+    comma-separated entry-point names or distributions not to load.
+``RR_LOAD_PLUGINS``
+    if set, load only these external plugins (comma-separated); empty loads none.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from importlib import import_module
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any, ClassVar
+
+import attrs
+import pluggy
+
+from rrcore import ENTRY_POINT_GROUP, PROJECT_NAME, __version__, hookspecs
+
+DEFAULT_PLUGINS = (
+    "rrcore.builtin",
+)
+"""Core features that register through the same hooks as third-party plugins."""
+
+
+class RegistryError(Exception):
+    """A plugin problem that makes a name ambiguous or a descriptor unusable."""
+
+
+class UnknownPluginError(KeyError):
+    """A name that no loaded plugin registered; the message lists the names available."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not value or not value.replace("_", "a").replace("-", "a").isalnum():
+        raise ValueError(f"{attribute.name} must be a non-empty name of letters, digits, '_' or '-', got {value!r}")
+
+
+def _check_config_class(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not attrs.has(value):
+        raise TypeError(f"config_class of {instance.name!r} must be an attrs class or None, got {value!r}")
+
+
+@attrs.frozen
+class Spec:
+    """What a plugin registers: a named factory with its config class.
+
+    ``distribution`` and ``version`` are filled in by the registry from the
+    installed distribution that provided the plugin module; plugins leave them empty.
+    """
+
+    kind: ClassVar[str] = "component"
+
+    name: str = attrs.field(validator=_check_name)
+    factory: Callable[..., Any] = attrs.field(validator=attrs.validators.is_callable())
+    config_class: type | None = attrs.field(default=None, validator=_check_config_class)
+    description: str = ""
+    distribution: str = ""
+    version: str = ""
+
+    def make_config(self, **values: Any) -> Any:
+        """The default config (or one with ``values``) for this component."""
+        return self.config_class(**values) if self.config_class is not None else None
+
+
+@attrs.frozen
+class ModelSpec(Spec):
+    """An architecture: ``factory(config, metadata: DatasetMetadata) -> nn.Module``."""
+
+    kind: ClassVar[str] = "model"
+
+
+@attrs.frozen
+class DatasetSpec(Spec):
+    """A data source: ``factory(config, cache_dir: Path) -> Path`` of a built data set."""
+
+    kind: ClassVar[str] = "dataset"
+
+
+@attrs.frozen
+class LossHeadSpec(Spec):
+    """A loss head: ``factory(config, model: ACTModel) -> LossHead``."""
+
+    kind: ClassVar[str] = "loss_head"
+
+
+@attrs.frozen
+class EvaluatorSpec(Spec):
+    """An evaluator: ``factory(config, context: EvalContext) -> Evaluator``."""
+
+    kind: ClassVar[str] = "evaluator"
+
+
+@attrs.frozen
+class OptimizerSpec(Spec):
+    """An optimizer: ``factory(param_groups, config) -> torch.optim.Optimizer``."""
+
+    kind: ClassVar[str] = "optimizer"
+
+
+@attrs.frozen
+class LoggerSpec(Spec):
+    """A metrics logger (rank 0): ``factory(config, context: RunContext) -> Logger``."""
+
+    kind: ClassVar[str] = "logger"
+
+
+_HOOK_FOR_KIND: dict[str, tuple[str, type[Spec]]] = {
+    "model": ("rr_register_models", ModelSpec),
+    "dataset": ("rr_register_datasets", DatasetSpec),
+    "loss_head": ("rr_register_loss_heads", LossHeadSpec),
+    "evaluator": ("rr_register_evaluators", EvaluatorSpec),
+    "optimizer": ("rr_register_optimizers", OptimizerSpec),
+    "logger": ("rr_register_loggers", LoggerSpec),
+}
+KINDS = tuple(_HOOK_FOR_KIND)
+
+
+@attrs.frozen
+class PluginInfo:
+    """One loaded plugin module and where it came from."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+@attrs.frozen
+class PluginFailure:
+    """A plugin that could not be loaded, with the error it raised."""
+
+    name: str
+    distribution: str
+    version: str
+    error: str
+    traceback: str
+
+
+def _split_env(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+class Registry:
+    """The loaded plugins and every component they registered, by kind and name."""
+
+    def __init__(self) -> None:
+        self.plugin_manager = pluggy.PluginManager(PROJECT_NAME)
+        self.plugin_manager.add_hookspecs(hookspecs)
+        self.plugins: list[PluginInfo] = []
+        self.failures: list[PluginFailure] = []
+        self.components: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
+        self._origin: dict[int, tuple[str, str]] = {}
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay, e.g. ``registry.hook.rr_on_step_end(...)``."""
+        return self.plugin_manager.hook
+
+    # -- loading ---------------------------------------------------------------------
+
+    def register_module(self, module: ModuleType, *, name: str, distribution: str, version: str) -> None:
+        """Register a plugin module and collect the components it registers."""
+        if self.plugin_manager.has_plugin(name):
+            raise RegistryError(f"two plugins are named {name!r}: {distribution} and "
+                                f"{self._origin[id(self.plugin_manager.get_plugin(name))][0]}")
+        self.plugin_manager.register(module, name=name)
+        self._origin[id(module)] = (distribution, version)
+        hooks = tuple(sorted(impl.name for impl in self._hookimpls_of(module)))
+        self.plugins.append(PluginInfo(name, module.__name__, distribution, version, hooks))
+        for kind, (hook_name, spec_class) in _HOOK_FOR_KIND.items():
+            for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is module:
+                    self._collect(kind, spec_class, impl.function(), name, distribution, version)
+
+    def _hookimpls_of(self, module: ModuleType) -> list[Any]:
+        return [impl for caller in self.plugin_manager.get_hookcallers(module) or []
+                for impl in caller.get_hookimpls() if impl.plugin is module]
+
+    def _collect(self, kind: str, spec_class: type[Spec], specs: Iterable[Spec] | None,
+                 plugin: str, distribution: str, version: str) -> None:
+        for spec in specs or ():
+            if not isinstance(spec, spec_class):
+                raise RegistryError(f"plugin {plugin!r} ({distribution}) returned {spec!r} from "
+                                    f"{_HOOK_FOR_KIND[kind][0]}; expected {spec_class.__name__}")
+            spec = attrs.evolve(spec, distribution=distribution, version=version)
+            existing = self.components[kind].get(spec.name)
+            if existing is not None:
+                raise RegistryError(
+                    f"{kind} {spec.name!r} is registered twice: by {existing.distribution} and by "
+                    f"{distribution}; uninstall one or set RR_DISABLE_PLUGINS")
+            self.components[kind][spec.name] = spec
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Load every plugin of the entry-point group, isolating import failures."""
+        disabled = _split_env("RR_DISABLE_PLUGINS") or set()
+        only = _split_env("RR_LOAD_PLUGINS")
+        for entry_point in sorted(entry_points(group=group), key=lambda ep: ep.name):
+            dist = entry_point.dist
+            dist_name = dist.metadata["Name"] if dist is not None else "unknown"
+            dist_version = dist.version if dist is not None else "unknown"
+            if entry_point.name in disabled or dist_name in disabled:
+                continue
+            if only is not None and entry_point.name not in only and dist_name not in only:
+                continue
+            try:
+                module = entry_point.load()
+                self.register_module(module, name=entry_point.name, distribution=dist_name,
+                                     version=dist_version)
+            except RegistryError:
+                raise
+            except Exception as error:  # a broken plugin must not take rr down
+                if self.plugin_manager.has_plugin(entry_point.name):
+                    self.plugin_manager.unregister(name=entry_point.name)
+                self.failures.append(PluginFailure(
+                    entry_point.name, dist_name, dist_version,
+                    f"{type(error).__name__}: {error}", traceback.format_exc()))
+
+    # -- lookup ----------------------------------------------------------------------
+
+    def get(self, kind: str, name: str) -> Spec:
+        """The component ``name`` of ``kind``; unknown names list what is available."""
+        available = self.components[kind]
+        if name in available:
+            return available[name]
+        message = f"unknown {kind.replace('_', ' ')} plugin {name!r}; available: {', '.join(sorted(available)) or 'none'}"
+        close = difflib.get_close_matches(name, available, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        broken = [f.name for f in self.failures]
+        if broken:
+            message += f"; plugins that failed to load: {', '.join(broken)} (see `rr list-plugins`)"
+        raise UnknownPluginError(message)
+
+    def all_components(self) -> list[Spec]:
+        """Every registered component, sorted by kind then name."""
+        return [spec for kind in KINDS for _, spec in sorted(self.components[kind].items())]
+
+
+def load_registry(*, entry_point_group: str | None = ENTRY_POINT_GROUP,
+                  extra_modules: Iterable[ModuleType] = ()) -> Registry:
+    """Build a registry: built-ins, then the entry-point group, then ``extra_modules``."""
+    registry = Registry()
+    for module_name in DEFAULT_PLUGINS:
+        registry.register_module(import_module(module_name), name=module_name.rsplit(".", 1)[-1],
+                                 distribution="rrcore", version=__version__)
+    if entry_point_group is not None:
+        registry.load_entry_points(entry_point_group)
+    for module in extra_modules:
+        registry.register_module(module, name=module.__name__, distribution="local", version="0")
+    return registry
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _registry
+    if _registry is None:
+        _registry = load_registry()
+    return _registry
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace the process-wide registry (tests; ``None`` reloads on next use)."""
+    global _registry
+    _registry = registry
