@@ -9,7 +9,7 @@ import attrs
 import torch
 
 from rrcore import hookimpl
-from rrcore.act import ACTLossConfig, ACTLossHead, ACTModel
+from rrcore.act import ACTLossConfig, ACTLossHead
 from rrcore.evaluation import EvalContext, all_reduce_sum
 from rrcore.nn import IGNORE_LABEL
 from rrcore.registry import DatasetSpec, EvaluatorSpec, LoggerSpec, LossHeadSpec, OptimizerSpec
@@ -147,5 +147,3 @@ def rr_register_loggers() -> list[LoggerSpec]:
                    description="Weights & Biases (optional extra; offline when no API key)"),
     ]
 
-
-_ = ACTModel  # re-exported for plugin authors reading this module

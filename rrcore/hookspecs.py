@@ -41,10 +41,10 @@ def rr_register_models() -> list[ModelSpec]:
     """Return the architectures this plugin provides.
 
     Called once when the registry loads. Each :class:`~rrcore.registry.ModelSpec`
-    names a factory ``factory(config, metadata) -> torch.nn.Module`` that builds
-    the inner recurrence (see :class:`rrcore.protocols.Model`) for a data set with
-    the given :class:`~rrcore.data.DatasetMetadata`. Implemented by architecture
-    plugins (rr-trm, rr-hrm, rr-urm).
+    names a factory ``factory(config, context: ModelContext) -> torch.nn.Module``
+    that builds the inner recurrence (see :class:`rrcore.protocols.Model`) for the
+    data set, batch size and dtype in :class:`~rrcore.protocols.ModelContext`.
+    Implemented by architecture plugins (rr-trm, rr-hrm, rr-urm).
     """
 
 

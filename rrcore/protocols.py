@@ -21,12 +21,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
 import torch
 from torch import Tensor
 
 Batch = dict[str, Tensor]
 Outputs = dict[str, Tensor]
 InnerCarry = dict[str, Tensor]
+
+
+@attrs.define
+class ModelContext:
+    """What a model factory receives besides its config.
+
+    ``metadata`` describes the data set (vocab size, sequence length, number of
+    puzzle identifiers); ``batch_size`` is the fixed per-rank batch size (the sparse
+    puzzle embedding is sized by it); ``forward_dtype`` is the activation dtype
+    (bfloat16 on CUDA, float32 on CPU) that embeddings should produce.
+    """
+
+    metadata: Any  # rrcore.data.DatasetMetadata
+    batch_size: int
+    forward_dtype: torch.dtype = torch.float32
 
 
 @runtime_checkable

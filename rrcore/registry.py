@@ -80,7 +80,7 @@ class Spec:
 
 @attrs.frozen
 class ModelSpec(Spec):
-    """An architecture: ``factory(config, metadata: DatasetMetadata) -> nn.Module``."""
+    """An architecture: ``factory(config, context: ModelContext) -> nn.Module``."""
 
     kind: ClassVar[str] = "model"
 
