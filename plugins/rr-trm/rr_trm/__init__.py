@@ -1,0 +1,1 @@
+"""rr-trm: TRM, ToTRM and a transformer baseline for rr (see :mod:`rr_trm.trm`)."""

@@ -1,0 +1,21 @@
+"""rr-trm's hook implementations: registers the ``trm``, ``totrm`` and ``transformer`` models."""
+
+from __future__ import annotations
+
+from rr_trm.totrm import ToTRMConfig, build_totrm
+from rr_trm.transformer import TransformerConfig, build_transformer
+from rr_trm.trm import TRMConfig, build_trm
+from rrcore import hookimpl
+from rrcore.registry import ModelSpec
+
+
+@hookimpl
+def rr_register_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(name="trm", factory=build_trm, config_class=TRMConfig,
+                  description="Tiny Recursive Model (attention or mlp_t), arXiv 2510.04871"),
+        ModelSpec(name="totrm", factory=build_totrm, config_class=ToTRMConfig,
+                  description="tree-of-thought TRM: latents branch on the first L-cycles, then merge"),
+        ModelSpec(name="transformer", factory=build_transformer, config_class=TransformerConfig,
+                  description="baseline: TRM's blocks once per ACT step, no recursion"),
+    ]

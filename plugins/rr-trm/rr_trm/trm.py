@@ -1,0 +1,221 @@
+"""TRM: the Tiny Recursive Model (Jolicoeur-Martineau, "Less is More: Recursive
+Reasoning with Tiny Networks", arXiv 2510.04871).
+
+One ACT step (one call of :meth:`TRM.forward`) is the paper's ``deep_recursion``::
+
+    x = embed(inputs)                       # input embedding, puzzle prefix included
+    with no_grad:                           # H_cycles - 1 cycles without gradients
+        repeat H_cycles - 1: y, z = latent_recursion(x, y, z)
+    y, z = latent_recursion(x, y, z)        # the last cycle with gradients
+    return (y, z) detached, lm_head(y), q_head(y[:, 0])
+
+    latent_recursion(x, y, z):
+        repeat L_cycles: z = net(z + y + x)     # latent reasoning
+        y = net(y + z)                          # refine the answer
+        return y, z
+
+``y`` is the answer state ``z_H`` and ``z`` the latent ``z_L`` (the reference
+code's names, kept in the carry). ``net`` is ONE stack of ``L_layers`` post-norm
+blocks shared by both updates. With ``mlp_t`` the blocks mix positions with an
+MLP across the sequence instead of self-attention (the paper's TRM-MLP for Sudoku).
+
+ACT halting, the carry bookkeeping and the losses live in :mod:`rrcore.act`; the
+embeddings and heads in :mod:`rrcore.nn`. This file holds only the recurrence.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from rrcore.nn import (
+    PositionEncoding,
+    PostNormBlock,
+    PuzzleInput,
+    ReasoningHeads,
+    SwiGLU,
+    rms_norm,
+    trunc_normal_,
+)
+from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
+
+_positive = attrs.validators.ge(1)
+
+
+@attrs.define
+class TRMConfig:
+    """The ``[model]`` keys of ``plugin = "trm"``.
+
+    ``H_cycles`` answer updates per ACT step, each after ``L_cycles`` latent
+    updates; ``L_layers`` blocks in the shared network. ``puzzle_emb_ndim`` floats
+    of per-puzzle embedding (0 = none) fill a prefix of ``puzzle_emb_len``
+    positions (0 = ``ceil(puzzle_emb_ndim / hidden_size)``). ``mlp_t`` replaces
+    attention by a SwiGLU across positions; ``mlp_t_norm`` says which axis the
+    RMSNorm after it normalises: ``positions`` as the reference code (its norm
+    runs on the transposed tensor) or ``channels`` as every other post-norm block.
+    """
+
+    hidden_size: int = attrs.field(default=512, validator=_positive)
+    num_heads: int = attrs.field(default=8, validator=_positive)
+    expansion: float = 4.0
+    L_layers: int = attrs.field(default=2, validator=_positive)
+    H_cycles: int = attrs.field(default=3, validator=_positive)
+    L_cycles: int = attrs.field(default=6, validator=_positive)
+    puzzle_emb_ndim: int = attrs.field(default=512, validator=attrs.validators.ge(0))
+    puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0))
+    pos_encodings: PositionEncoding = "rope"
+    mlp_t: bool = False
+    mlp_t_norm: Literal["positions", "channels"] = "positions"
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks, in order of use: embedding (rrcore), sequence MLP, block, net, heads
+# ---------------------------------------------------------------------------------------
+
+class SequenceMLP(nn.Module):
+    """TRM-MLP's token mixer: a SwiGLU over the positions of each channel.
+
+    (B, L, D) is transposed to (B, D, L) so the SwiGLU's "hidden size" is the
+    sequence length L (puzzle prefix included); its inner width follows the usual
+    rule, ``2/3 * expansion * L`` rounded up to a multiple of 256, as the reference.
+    """
+
+    def __init__(self, seq_len: int, expansion: float) -> None:
+        super().__init__()
+        self.mlp = SwiGLU(seq_len, expansion)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)
+
+
+class PositionNormBlock(PostNormBlock):
+    """The reference's ``mlp_t`` block: the norm after the sequence MLP runs over
+    positions (the reference normalises the transposed (B, D, L) tensor), the norm
+    after the channel MLP over channels as usual."""
+
+    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        x_t = x.transpose(1, 2)  # (B, D, L)
+        x = rms_norm(x_t + self.mixer.mlp(x_t), self.norm_eps).transpose(1, 2)
+        return rms_norm(x + self.mlp(x), self.norm_eps)
+
+
+def make_block(*, hidden_size: int, num_heads: int, expansion: float, seq_len: int, mlp_t: bool,
+               mlp_t_norm: str, rms_norm_eps: float, attention_backend: str) -> nn.Module:
+    """One post-norm block: attention, or with ``mlp_t`` a SwiGLU across ``seq_len`` positions."""
+    if not mlp_t:
+        return PostNormBlock(hidden_size, num_heads, expansion, rms_norm_eps,
+                             attention_backend=attention_backend)
+    block_class = PositionNormBlock if mlp_t_norm == "positions" else PostNormBlock
+    return block_class(hidden_size, num_heads, expansion, rms_norm_eps,
+                       mixer=SequenceMLP(seq_len, expansion))
+
+
+class ReasoningNet(nn.Module):
+    """The single network TRM recurses with: its input is the sum of the states
+    given, passed through ``L_layers`` blocks."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        hidden = hidden + injection
+        for block in self.blocks:
+            hidden = block(hidden, rotary)
+        return hidden
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+
+class TRM(nn.Module):
+    """TRM's inner recurrence: one ACT step of ``H_cycles`` x (``L_cycles`` + 1) net calls.
+
+    The carry holds ``z_H`` (the answer y) and ``z_L`` (the latent z), each
+    (B, puzzle_emb_len + seq_len, hidden_size) in the forward dtype. Rows are reset
+    to the initial states ``H_init`` / ``L_init``: buffers drawn once from a
+    truncated normal of std 1 and, as in the references, never trained.
+    """
+
+    def __init__(self, config: TRMConfig, context: ModelContext) -> None:
+        super().__init__()
+        metadata = context.metadata
+        self.config = config
+        self.forward_dtype = context.forward_dtype
+        self.embed = PuzzleInput(
+            vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
+            num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+            puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
+            puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
+            rope_theta=config.rope_theta, dtype=context.forward_dtype)
+        self.net = ReasoningNet([
+            make_block(hidden_size=config.hidden_size, num_heads=config.num_heads,
+                       expansion=config.expansion, seq_len=self.embed.total_len, mlp_t=config.mlp_t,
+                       mlp_t_norm=config.mlp_t_norm, rms_norm_eps=config.rms_norm_eps,
+                       attention_backend=config.attention_backend)
+            for _ in range(config.L_layers)])
+        self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed.puzzle_emb_len)
+        # Kept in float32 (exact, dtype-independent checkpoints); cast at reset.
+        self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
+
+    @property
+    def puzzle_emb(self) -> nn.Module | None:
+        """The sparse puzzle embedding (trained by the core's sign-SGD), or None.
+
+        A property rather than a second registration so the table, which can be
+        gigabytes, appears once in the state dict.
+        """
+        return self.embed.puzzle_emb
+
+    # -- carry -------------------------------------------------------------------------
+
+    def initial_carry(self, batch: Batch) -> InnerCarry:
+        """Zero states for ``batch``; every row is reset before its first step."""
+        shape = (batch["inputs"].shape[0], self.embed.total_len, self.config.hidden_size)
+        device = batch["inputs"].device
+        return {"z_H": torch.zeros(shape, dtype=self.forward_dtype, device=device),
+                "z_L": torch.zeros(shape, dtype=self.forward_dtype, device=device)}
+
+    def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
+        """Rows where ``reset`` (B,) is True go back to the initial states."""
+        rows = reset.view(-1, 1, 1)
+        z_H, z_L = carry["z_H"], carry["z_L"]
+        return {"z_H": torch.where(rows, self.H_init.to(z_H.dtype), z_H),
+                "z_L": torch.where(rows, self.L_init.to(z_L.dtype), z_L)}
+
+    # -- recurrence --------------------------------------------------------------------
+
+    def latent_recursion(self, x: Tensor, z_H: Tensor, z_L: Tensor,
+                         rotary: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+        """``L_cycles`` updates of the latent from (z_L, z_H + x), then one of the answer."""
+        for _ in range(self.config.L_cycles):
+            z_L = self.net(z_L, z_H + x, rotary)
+        z_H = self.net(z_H, z_L, rotary)
+        return z_H, z_L
+
+    def forward(self, carry: InnerCarry, batch: Batch) -> tuple[InnerCarry, Outputs]:
+        """One ACT step: ``H_cycles`` latent recursions, gradients through the last only."""
+        rotary = self.embed.rotary()
+        x = self.embed(batch["inputs"], batch["puzzle_identifiers"])  # (B, S, D)
+        z_H, z_L = carry["z_H"], carry["z_L"]
+        # The paper's deep recursion: earlier cycles only improve the starting point
+        # of the last one, so they need no activations kept for backward.
+        with torch.no_grad():
+            for _ in range(self.config.H_cycles - 1):
+                z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary)
+        z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary)
+        outputs = self.heads(z_H)
+        return {"z_H": z_H.detach(), "z_L": z_L.detach()}, outputs
+
+
+def build_trm(config: TRMConfig, context: ModelContext) -> TRM:
+    """Model factory registered as ``trm``."""
+    return TRM(config, context)
