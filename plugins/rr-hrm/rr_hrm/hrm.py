@@ -1,0 +1,188 @@
+"""The Hierarchical Reasoning Model (Wang et al., 2025, arXiv 2506.21734), one ACT step.
+
+Two recurrent transformer modules share one latent sequence layout: a fast
+low-level module L and a slow high-level module H. Within one ACT step
+("segment") L updates ``L_cycles`` times per H update, from its own state and
+the sum of H's state and the input embedding; H then updates from its state and
+L's. Only the last L update and the last H update are differentiated (the
+paper's one-step gradient approximation); everything before runs under
+``torch.no_grad``. Halting with Q-halt and the bootstrapped Q-continue target is
+the core's :class:`rrcore.act.ACTModel` (``[act] q_continue = true``).
+
+Analysis: ``with model.recording_states() as records:`` stores detached copies
+of z_L and z_H after every update (see :meth:`HRM.recording_states`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from rrcore.nn import (
+    PostNormBlock,
+    PuzzleInput,
+    ReasoningHeads,
+    SparsePuzzleEmbedding,
+    trunc_normal_,
+)
+from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
+
+
+@attrs.define
+class HRMConfig:
+    """The ``[model]`` keys of ``plugin = "hrm"``.
+
+    ``H_cycles`` H updates per ACT step, each after ``L_cycles`` L updates;
+    ``H_layers`` / ``L_layers`` post-norm blocks per module. ``puzzle_emb_ndim``
+    floats of learned per-puzzle embedding (0 = none) fill ``puzzle_emb_len``
+    prefix positions (0 = ceil(puzzle_emb_ndim / hidden_size)).
+    """
+
+    hidden_size: int = 512
+    num_heads: int = 8
+    expansion: float = 4.0
+    H_layers: int = 4
+    L_layers: int = 4
+    H_cycles: int = 2
+    L_cycles: int = 2
+    puzzle_emb_ndim: int = 512
+    puzzle_emb_len: int = 0
+    pos_encodings: Literal["rope", "learned"] = "rope"
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
+
+
+class ReasoningModule(nn.Module):
+    """A stack of post-norm blocks with input injection: ``blocks(hidden + injection)``."""
+
+    def __init__(self, config: HRMConfig, num_layers: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            PostNormBlock(config.hidden_size, config.num_heads, config.expansion, config.rms_norm_eps,
+                          attention_backend=config.attention_backend)
+            for _ in range(num_layers))
+
+    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        hidden = hidden + injection
+        for block in self.blocks:
+            hidden = block(hidden, rotary)
+        return hidden
+
+
+StateRecord = dict[str, list[Tensor]]
+"""One ACT step's recorded states: ``z_L`` (H_cycles * L_cycles tensors) and ``z_H``
+(H_cycles tensors), each (B, puzzle_emb_len + L, D), in update order."""
+
+
+class HRM(nn.Module):
+    """HRM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
+
+    The carry holds ``z_H`` and ``z_L``, (B, puzzle_emb_len + seq_len, hidden_size)
+    in the forward dtype; rows are reset to the fixed initial states ``H_init`` /
+    ``L_init`` (buffers drawn once with std 1, as in the paper's code).
+    """
+
+    predicts_q_continue = True  # read by the core: train the Q-continue head
+
+    def __init__(self, config: HRMConfig, context: ModelContext) -> None:
+        super().__init__()
+        self.config = config
+        metadata = context.metadata
+        self.forward_dtype = context.forward_dtype
+        self.embed_input = PuzzleInput(
+            vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
+            num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+            puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
+            puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
+            rope_theta=config.rope_theta, dtype=context.forward_dtype)
+        self.H_level = ReasoningModule(config, config.H_layers)
+        self.L_level = ReasoningModule(config, config.L_layers)
+        self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed_input.puzzle_emb_len)
+        self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
+        # Analysis hook: a plain bool so the normal path costs one Python branch.
+        self.record_states = False
+        self.recorded_states: list[StateRecord] = []
+
+    @property
+    def puzzle_emb(self) -> SparsePuzzleEmbedding | None:
+        """The sparse puzzle embedding (trained by sign-SGD), or None without one."""
+        return self.embed_input.puzzle_emb
+
+    # -- carry -------------------------------------------------------------------------
+
+    def initial_carry(self, batch: Batch) -> InnerCarry:
+        """Uninitialised z_H, z_L for ``batch``: every row is reset before its first step."""
+        shape = (batch["inputs"].shape[0], self.embed_input.total_len, self.config.hidden_size)
+        device = batch["inputs"].device
+        return {"z_H": torch.empty(shape, dtype=self.forward_dtype, device=device),
+                "z_L": torch.empty(shape, dtype=self.forward_dtype, device=device)}
+
+    def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
+        """Rows where ``reset`` (B,) is True start again from ``H_init`` / ``L_init``."""
+        rows = reset.view(-1, 1, 1)
+        z_H, z_L = carry["z_H"], carry["z_L"]
+        return {"z_H": torch.where(rows, self.H_init.to(z_H.dtype), z_H),
+                "z_L": torch.where(rows, self.L_init.to(z_L.dtype), z_L)}
+
+    # -- one ACT step ------------------------------------------------------------------
+
+    def forward(self, carry: InnerCarry, batch: Batch) -> tuple[InnerCarry, Outputs]:
+        """``H_cycles`` x ``L_cycles`` updates; gradient only through the last L and H update."""
+        H_cycles, L_cycles = self.config.H_cycles, self.config.L_cycles
+        rotary = self.embed_input.rotary()
+        x = self.embed_input(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + L, D)
+        z_H, z_L = carry["z_H"], carry["z_L"]
+        record = self._new_record() if self.record_states else None
+
+        with torch.no_grad():
+            for step in range(H_cycles * L_cycles - 1):
+                z_L = self.L_level(z_L, z_H + x, rotary)
+                if record is not None:
+                    record["z_L"].append(z_L.detach().clone())
+                if (step + 1) % L_cycles == 0:
+                    z_H = self.H_level(z_H, z_L, rotary)
+                    if record is not None:
+                        record["z_H"].append(z_H.detach().clone())
+
+        # One-step gradient approximation: differentiate only the last update of each module.
+        z_L = self.L_level(z_L, z_H + x, rotary)
+        z_H = self.H_level(z_H, z_L, rotary)
+        if record is not None:
+            record["z_L"].append(z_L.detach().clone())
+            record["z_H"].append(z_H.detach().clone())
+
+        outputs = self.heads(z_H)
+        return {"z_H": z_H.detach(), "z_L": z_L.detach()}, outputs
+
+    # -- analysis ----------------------------------------------------------------------
+
+    def _new_record(self) -> StateRecord:
+        record: StateRecord = {"z_L": [], "z_H": []}
+        self.recorded_states.append(record)
+        return record
+
+    @contextmanager
+    def recording_states(self) -> Iterator[list[StateRecord]]:
+        """Record z_L and z_H after every update while the block runs.
+
+        Yields a list that receives one :data:`StateRecord` per forward call: ``z_L``
+        holds the ``H_cycles * L_cycles`` low-level states and ``z_H`` the ``H_cycles``
+        high-level states, detached copies in update order. Outputs are unchanged.
+        With ``[act] q_continue`` in training mode the core calls the model twice per
+        ACT step (the second call gives the Q target), so record in eval mode. Run
+        the plain module, not a ``torch.compile`` of it: recording is Python-side.
+        """
+        records: list[StateRecord] = []
+        previous = self.record_states, self.recorded_states
+        self.record_states, self.recorded_states = True, records
+        try:
+            yield records
+        finally:
+            self.record_states, self.recorded_states = previous
