@@ -1,0 +1,194 @@
+"""The Universal Reasoning Model (Gao et al., 2025, arXiv 2512.14693), one ACT step.
+
+URM is a universal transformer: one stack of ``num_layers`` post-norm blocks whose
+weights are shared across every application. A single latent sequence ``hidden``
+is refined by applying the stack again and again, the input embedding added
+before each application::
+
+    for H in range(H_cycles):          # the first H_cycles - 1 without gradient
+        for L in range(L_cycles):
+            hidden = blocks(hidden + input_embedding)
+
+Two things distinguish it from a plain universal transformer:
+
+* **ConvSwiGLU** feed-forward (:class:`ConvSwiGLU`): SwiGLU whose gated features
+  pass through a depthwise 1-D convolution along the sequence (kernel 2 in the
+  paper) and a SiLU before the down projection, mixing neighbouring tokens inside
+  the non-linear path.
+* **Truncated backpropagation through loops** (TBPTL): the first ``H_cycles - 1``
+  cycles (``(H_cycles - 1) * L_cycles`` stack applications) run under
+  ``torch.no_grad``; only the last ``L_cycles`` applications carry gradient. With
+  the paper's H_cycles = 2, L_cycles = 6 that is 6 forward-only and 6
+  differentiated applications per ACT step.
+
+The paper's ``loops`` (ACT steps per example, 16) is the core's ``[act]
+halt_max_steps``; halting, exploration and step counting are
+:class:`rrcore.act.ACTModel`'s (URM halts on ``q_halt > 0``, no Q-continue).
+
+Inference-time scaling: ``eval_extra_H_cycles`` runs that many more cycles per ACT
+step when the module is in eval mode. Because evaluation always runs
+``halt_max_steps`` ACT steps and the recurrence is the same function at every
+cycle, ``halt_max_steps * (H_cycles + e)`` cycles equal the reference's
+evaluation at ``loops + delta`` ACT steps when ``e * halt_max_steps = delta *
+H_cycles``: with 16 steps and H_cycles = 2, ``eval_extra_H_cycles = 1`` is the
+reference's ``loop_deltas = [8]`` (24 ACT steps).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rrcore.nn import (
+    CastedLinear,
+    PostNormBlock,
+    PuzzleInput,
+    ReasoningHeads,
+    SparsePuzzleEmbedding,
+    swiglu_width,
+    trunc_normal_,
+)
+from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
+
+
+@attrs.define
+class URMConfig:
+    """The ``[model]`` keys of ``plugin = "urm"``.
+
+    ``num_layers`` post-norm blocks form the shared stack; one ACT step applies it
+    ``H_cycles * L_cycles`` times, differentiating only the last ``L_cycles``
+    applications. ``conv_kernel`` is the ConvSwiGLU depthwise kernel width.
+    ``puzzle_emb_ndim`` floats of learned per-puzzle embedding (0 = none) fill
+    ``puzzle_emb_len`` prefix positions (0 = ceil(puzzle_emb_ndim / hidden_size)).
+    ``eval_extra_H_cycles`` extra cycles per ACT step in eval mode (inference-time
+    scaling; see the module docstring for the correspondence with ``loop_deltas``).
+    """
+
+    hidden_size: int = 512
+    num_heads: int = 8
+    expansion: float = 4.0
+    num_layers: int = 4
+    H_cycles: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    L_cycles: int = attrs.field(default=6, validator=attrs.validators.ge(1))
+    conv_kernel: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    puzzle_emb_ndim: int = 512
+    puzzle_emb_len: int = 0
+    pos_encodings: Literal["rope", "learned", "none"] = "rope"
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    eval_extra_H_cycles: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
+
+
+class ConvSwiGLU(nn.Module):
+    """SwiGLU with a depthwise convolution along the sequence on the gated features.
+
+    ``down(silu(dwconv(silu(gate(x)) * up(x))))`` (the paper's eq. for ConvSwiGLU):
+    the convolution has one filter of ``kernel_size`` taps (plus a bias) per inner
+    channel, so it mixes tokens but not channels. Output position ``t`` sees gated
+    features at positions ``t - kernel_size // 2 ... t + (kernel_size - 1 - kernel_size // 2)``
+    (zero beyond the ends): for the paper's kernel 2 that is ``t - 1`` and ``t``,
+    the reference's placement (pad ``kernel_size // 2`` on both sides, keep the first
+    L outputs). The inner width is SwiGLU's (2/3 of ``expansion * hidden`` rounded up
+    to 256). Convolution weights are float32 parameters cast to the activation dtype
+    at use (the reference kept them in bf16, so its optimizer updated bf16 weights).
+    Initialisation is torch's Conv1d default, as in the reference: weights and bias
+    uniform in ``±1/sqrt(kernel_size)``.
+    """
+
+    def __init__(self, hidden_size: int, expansion: float, kernel_size: int = 2) -> None:
+        super().__init__()
+        width = swiglu_width(hidden_size, expansion)
+        self.kernel_size = kernel_size
+        self.gate_up_proj = CastedLinear(hidden_size, 2 * width)
+        bound = 1.0 / math.sqrt(kernel_size)
+        self.conv_weight = nn.Parameter(torch.empty(width, 1, kernel_size).uniform_(-bound, bound))
+        self.conv_bias = nn.Parameter(torch.empty(width).uniform_(-bound, bound))
+        self.down_proj = CastedLinear(width, hidden_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        gated = (F.silu(gate) * up).transpose(1, 2)  # (B, W, L): conv1d wants channels first
+        left = self.kernel_size // 2
+        gated = F.pad(gated, (left, self.kernel_size - 1 - left))
+        mixed = F.conv1d(gated, self.conv_weight.to(gated.dtype), self.conv_bias.to(gated.dtype),
+                         groups=gated.shape[1])  # (B, W, L)
+        return self.down_proj(F.silu(mixed).transpose(1, 2))
+
+
+class URM(nn.Module):
+    """URM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
+
+    The carry holds ``hidden``, (B, puzzle_emb_len + seq_len, hidden_size) in the
+    forward dtype; reset rows restart from ``init_hidden``, one vector drawn once
+    with std 1 (a buffer, as in the paper's code) broadcast over every position.
+    """
+
+    def __init__(self, config: URMConfig, context: ModelContext) -> None:
+        super().__init__()
+        self.config = config
+        metadata = context.metadata
+        self.forward_dtype = context.forward_dtype
+        self.embed_input = PuzzleInput(
+            vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
+            num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+            puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
+            puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
+            rope_theta=config.rope_theta, dtype=context.forward_dtype)
+        self.blocks = nn.ModuleList(
+            PostNormBlock(config.hidden_size, config.num_heads, config.expansion, config.rms_norm_eps,
+                          mlp=ConvSwiGLU(config.hidden_size, config.expansion, config.conv_kernel),
+                          attention_backend=config.attention_backend)
+            for _ in range(config.num_layers))
+        self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed_input.puzzle_emb_len)
+        self.register_buffer("init_hidden", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
+
+    @property
+    def puzzle_emb(self) -> SparsePuzzleEmbedding | None:
+        """The sparse puzzle embedding (trained by sign-SGD), or None without one."""
+        return self.embed_input.puzzle_emb
+
+    # -- carry -------------------------------------------------------------------------
+
+    def initial_carry(self, batch: Batch) -> InnerCarry:
+        """Uninitialised ``hidden`` for ``batch``: every row is reset before its first step."""
+        shape = (batch["inputs"].shape[0], self.embed_input.total_len, self.config.hidden_size)
+        return {"hidden": torch.empty(shape, dtype=self.forward_dtype, device=batch["inputs"].device)}
+
+    def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
+        """Rows where ``reset`` (B,) is True start again from ``init_hidden``."""
+        hidden = carry["hidden"]
+        return {"hidden": torch.where(reset.view(-1, 1, 1), self.init_hidden.to(hidden.dtype), hidden)}
+
+    # -- one ACT step ------------------------------------------------------------------
+
+    def cycle(self, hidden: Tensor, x: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        """One H-cycle: ``L_cycles`` applications of the shared stack with input injection."""
+        for _ in range(self.config.L_cycles):
+            hidden = hidden + x
+            for block in self.blocks:
+                hidden = block(hidden, rotary)
+        return hidden
+
+    def forward(self, carry: InnerCarry, batch: Batch) -> tuple[InnerCarry, Outputs]:
+        """``H_cycles`` cycles (more in eval mode); gradient only through the last one."""
+        H_cycles = self.config.H_cycles
+        if not self.training:
+            H_cycles += self.config.eval_extra_H_cycles
+        rotary = self.embed_input.rotary()
+        x = self.embed_input(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + L, D)
+        hidden = carry["hidden"]
+
+        # Truncated backpropagation through loops: the early cycles only move the state.
+        with torch.no_grad():
+            for _ in range(H_cycles - 1):
+                hidden = self.cycle(hidden, x, rotary)
+        hidden = self.cycle(hidden, x, rotary)
+
+        outputs = self.heads(hidden)
+        return {"hidden": hidden.detach()}, outputs
