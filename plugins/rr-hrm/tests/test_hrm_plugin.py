@@ -25,3 +25,12 @@ def test_hrm_registers_and_builds_from_its_spec() -> None:
     # The trainer routes this table to sign-SGD.
     assert model.puzzle_emb is model.embed_input.puzzle_emb
     assert model.puzzle_emb.weights.shape == (2, 16)
+
+
+def test_paper_arc_config_has_27m_parameters() -> None:
+    """The paper reports ~27M; puzzle embeddings are a buffer and not counted."""
+    metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=12,
+                               seq_len=900, num_puzzle_identifiers=1, total_groups=1,
+                               mean_puzzle_examples=1.0, sets=["all"])
+    model = HRM(HRMConfig(), ModelContext(metadata, 1, torch.float32))  # defaults = paper's ARC config
+    assert sum(p.numel() for p in model.parameters()) == 27_276_290
