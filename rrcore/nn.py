@@ -280,17 +280,31 @@ class SignSGD(torch.optim.Optimizer):
 
     def __init__(self, embeddings: list[SparsePuzzleEmbedding], lr: float, weight_decay: float = 0.0) -> None:
         self.embeddings = embeddings
+        self._pending: list[list[tuple[Tensor, Tensor]]] = [[] for _ in embeddings]
         params = [e.local_weights for e in embeddings]
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
 
     @torch.no_grad()
+    def accumulate(self) -> None:
+        """Keep the current micro-batch's rows and gradients for the next :meth:`step`
+        (gradient accumulation refills ``local_weights`` with other rows)."""
+        for pending, embedding in zip(self._pending, self.embeddings):
+            if embedding.local_weights.grad is not None:
+                pending.append((embedding.local_ids.clone(), embedding.local_weights.grad.clone()))
+                embedding.local_weights.grad = None
+
+    @torch.no_grad()
     def step(self, closure=None):  # noqa: D401 - torch signature
         group = self.param_groups[0]
-        for embedding in self.embeddings:
-            grad = embedding.local_weights.grad
-            if grad is None:
+        for pending, embedding in zip(self._pending, self.embeddings):
+            parts = list(pending)
+            if embedding.local_weights.grad is not None:
+                parts.append((embedding.local_ids, embedding.local_weights.grad))
+            pending.clear()
+            if not parts:
                 continue
-            ids = embedding.local_ids
+            ids = torch.cat([i for i, _ in parts])
+            grad = torch.cat([g for _, g in parts])
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
                 grads = [torch.empty_like(grad) for _ in range(dist.get_world_size())]
                 all_ids = [torch.empty_like(ids) for _ in range(dist.get_world_size())]

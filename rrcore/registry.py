@@ -185,16 +185,12 @@ class Registry:
                                 f"{self._origin[id(self.plugin_manager.get_plugin(name))][0]}")
         self.plugin_manager.register(module, name=name)
         self._origin[id(module)] = (distribution, version)
-        hooks = tuple(sorted(impl.name for impl in self._hookimpls_of(module)))
+        hooks = tuple(sorted(caller.name for caller in self.plugin_manager.get_hookcallers(module) or []))
         self.plugins.append(PluginInfo(name, module.__name__, distribution, version, hooks))
         for kind, (hook_name, spec_class) in _HOOK_FOR_KIND.items():
             for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
                 if impl.plugin is module:
                     self._collect(kind, spec_class, impl.function(), name, distribution, version)
-
-    def _hookimpls_of(self, module: ModuleType) -> list[Any]:
-        return [impl for caller in self.plugin_manager.get_hookcallers(module) or []
-                for impl in caller.get_hookimpls() if impl.plugin is module]
 
     def _collect(self, kind: str, spec_class: type[Spec], specs: Iterable[Spec] | None,
                  plugin: str, distribution: str, version: str) -> None:

@@ -1,0 +1,123 @@
+"""Atomic checkpoints: a folder per save, a ``latest`` pointer, keep-last-K.
+
+A save writes every file into ``checkpoints/.tmp-step_N`` and renames the folder
+to ``checkpoints/step_N`` only when all ranks have finished writing, then
+rewrites ``latest`` (itself atomically). A crash at any point leaves the previous
+checkpoint and the pointer to it intact. Files::
+
+    state.pt        model (+ EMA) weights, optimizer and scheduler states (rank 0)
+    rank<R>.pt      that rank's RNG states and ACT carry
+    trainer.json    step, data stream position, wall time
+    config.toml     the resolved experiment
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or unreadable; names the file."""
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints in ``directory``, oldest first."""
+    if not directory.exists():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(directory: Path, step: int, shared: dict[str, Any], per_rank: dict[str, Any],
+                    trainer_state: dict[str, Any], config_toml: str, *, rank: int = 0, keep: int = 3) -> Path:
+    """Write a checkpoint for ``step`` (called on every rank) and return its folder."""
+    directory = Path(directory)
+    final = directory / f"step_{step}"
+    tmp = directory / f".tmp-step_{step}"
+    if rank == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    _barrier()
+    torch.save(per_rank, tmp / f"rank{rank}.pt")
+    if rank == 0:
+        torch.save(shared, tmp / "state.pt")
+        (tmp / "config.toml").write_text(config_toml)
+        (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
+    _barrier()
+    if rank == 0:
+        if final.exists():  # re-saving the same step (e.g. signal right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _atomic_write_text(directory / "latest", final.name + "\n")
+        for old in list_checkpoints(directory)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier()
+    return final
+
+
+def resolve_checkpoint(reference: str | Path, run_checkpoints: Path | None = None) -> Path:
+    """A checkpoint folder from ``latest``, ``step_N``, a run folder or a checkpoint path."""
+    reference = str(reference)
+    if reference == "latest" or STEP_DIR.match(reference):
+        if run_checkpoints is None:
+            raise CheckpointError(f"--resume {reference}: no run folder to look in")
+        if reference == "latest":
+            pointer = run_checkpoints / "latest"
+            if not pointer.exists():
+                raise CheckpointError(f"{pointer}: no checkpoint saved yet in this run folder")
+            reference = pointer.read_text().strip()
+        path = run_checkpoints / reference
+    else:
+        path = Path(reference)
+        if (path / "checkpoints" / "latest").exists():  # a run folder
+            path = path / "checkpoints" / (path / "checkpoints" / "latest").read_text().strip()
+        elif (path / "latest").exists():  # a checkpoints folder
+            path = path / (path / "latest").read_text().strip()
+    if not (path / "state.pt").exists():
+        raise CheckpointError(f"{path}: not a checkpoint (no state.pt); expected a folder written by rr")
+    return path
+
+
+def load_file(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with an error naming the file when it is damaged."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing from the checkpoint (incomplete or copied partially?)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, bad pickle, wrong format
+        raise CheckpointError(f"{path}: cannot be read ({type(error).__name__}: {error}); the file is "
+                              f"corrupt or truncated — resume from an earlier checkpoint") from None
+
+
+def load_checkpoint(path: Path, rank: int = 0) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """(shared state, this rank's state or None, trainer state) of a checkpoint folder."""
+    shared = load_file(path / "state.pt")
+    rank_file = path / f"rank{rank}.pt"
+    per_rank = load_file(rank_file) if rank_file.exists() else None
+    try:
+        trainer_state = json.loads((path / "trainer.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path / 'trainer.json'}: unreadable ({error})") from None
+    return shared, per_rank, trainer_state

@@ -1,0 +1,156 @@
+"""The ``rr`` command line.
+
+``rr run``, ``rr validate``, ``rr eval``, ``rr bench`` and ``rr list-plugins`` are
+the core's; plugins add their own sub-commands through ``rr_cli_commands``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from rrcore import __version__
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    click.echo(f"rr: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(experiment: str, overrides: tuple[str, ...]):
+    from rrcore.config import ConfigError, load_experiment
+
+    try:
+        return load_experiment(experiment, list(overrides))
+    except ConfigError as error:
+        _fail(str(error), EXIT_CONFIG)
+
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a key of the experiment, e.g. --set train.lr=3e-4 (repeatable).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rr")
+def main() -> None:
+    """rr: recursive reasoning models (HRM, TRM, URM) from TOML experiment files."""
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--resume", metavar="CHECKPOINT",
+              help="Continue a run: 'latest', 'step_N', a run folder or a checkpoint folder.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default: run.out_dir/run.name).")
+def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir: str | None) -> None:
+    """Train EXPERIMENT (a TOML file); works alone or under torchrun."""
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.data import DataFormatError
+    from rrcore.trainer import TrainingError, train
+
+    resolved = _load(experiment, overrides)
+    try:
+        result = train(resolved, resume=resume, run_dir=run_dir)
+    except (TrainingError, CheckpointError, DataFormatError) as error:
+        _fail(str(error))
+    if result.status == "interrupted":
+        click.echo(f"rr: interrupted at step {result.step}; resume with: rr run {experiment} --resume latest",
+                   err=True)
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@set_option
+def validate(experiment: str, overrides: tuple[str, ...]) -> None:
+    """Check EXPERIMENT and print the resolved config (every default filled in)."""
+    from rrcore.config import dump_experiment
+
+    click.echo(dump_experiment(_load(experiment, overrides)), nl=False)
+
+
+@main.command(name="eval")
+@click.argument("checkpoint")
+@set_option
+@click.option("--output", type=click.Path(file_okay=False), help="Folder for evaluator outputs.")
+def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None) -> None:
+    """Evaluate a saved CHECKPOINT (a run folder or checkpoint folder) on its test split.
+
+    Use --set data.... to evaluate on another data set, --set evaluators.0.plugin=... for other metrics.
+    """
+    from rrcore.checkpoint import CheckpointError, resolve_checkpoint
+    from rrcore.data import DataFormatError
+    from rrcore.trainer import TrainingError, evaluate_checkpoint
+
+    try:
+        path = resolve_checkpoint(checkpoint)
+        resolved = _load(str(path / "config.toml"), overrides)
+        results = evaluate_checkpoint(resolved, path, Path(output) if output else None)
+    except (TrainingError, CheckpointError, DataFormatError) as error:
+        _fail(str(error))
+    if results is not None:
+        click.echo(json.dumps(results, indent=2, sort_keys=True))
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--steps", default=20, show_default=True, help="Timed training steps (after warm-up).")
+@click.option("--warmup", default=3, show_default=True, help="Untimed steps first (compilation happens here).")
+@click.option("--eval-batches", default=2, show_default=True, help="Timed evaluation batches (0: skip).")
+@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the figures as JSON here.")
+def bench(experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, eval_batches: int,
+          json_out: str | None) -> None:
+    """Measure training steps/s, examples/s, peak memory and evaluation speed of EXPERIMENT."""
+    from rrcore.benchmark import benchmark
+
+    figures = benchmark(_load(experiment, overrides), steps=steps, warmup=warmup, eval_batches=eval_batches)
+    text = json.dumps(figures, indent=2)
+    click.echo(text)
+    if json_out:
+        Path(json_out).write_text(text + "\n")
+
+
+@main.command(name="list-plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_plugins(as_json: bool) -> None:
+    """List installed plugins and what they register (and plugins that failed to load)."""
+    from rrcore.registry import get_registry
+
+    registry = get_registry()
+    rows = [{"kind": spec.kind, "name": spec.name, "distribution": spec.distribution, "version": spec.version,
+             "description": spec.description} for spec in registry.all_components()]
+    if as_json:
+        click.echo(json.dumps({
+            "components": rows,
+            "plugins": [{"name": p.name, "module": p.module, "distribution": p.distribution,
+                         "version": p.version, "hooks": list(p.hooks)} for p in registry.plugins],
+            "failures": [{"name": f.name, "distribution": f.distribution, "version": f.version,
+                          "error": f.error} for f in registry.failures],
+        }, indent=2))
+        return
+    headers = ("kind", "name", "distribution", "version", "description")
+    table = [headers] + [tuple(r[h] for h in headers) for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(headers) - 1)]
+    for row in table:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    for failure in registry.failures:
+        click.echo(f"\nfailed to load plugin {failure.name!r} ({failure.distribution} {failure.version}): "
+                   f"{failure.error}", err=True)
+
+
+def _add_plugin_commands() -> None:
+    try:
+        from rrcore.registry import get_registry
+
+        get_registry().hook.rr_cli_commands(group=main)
+    except Exception as error:  # a broken plugin must not take the CLI down
+        click.echo(f"rr: warning: plugin commands unavailable: {error}", err=True)
+
+
+_add_plugin_commands()

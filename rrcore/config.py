@@ -1,0 +1,377 @@
+"""Experiment files: TOML → typed attrs configs, validated once at load.
+
+An experiment has core sections (``[run]``, ``[act]``, ``[train]``) and plugin
+sections (``[data]``, ``[model]``, ``[loss]``, ``[optimizer]``, ``[[evaluators]]``,
+``[[loggers]]``) whose ``plugin`` key names a registered component; the rest of a
+plugin section is structured by cattrs into that component's own config class.
+Every error names the file, the key path and what would be right.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from rrcore.act import ACTConfig
+from rrcore.registry import Registry, UnknownPluginError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """An experiment file that cannot be used; the message says where and why."""
+
+
+@attrs.define
+class RunConfig:
+    """``[run]``: naming, seeding and placement of a run.
+
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    ``cache_dir``: where data sets are built (empty: ``$RR_CACHE_DIR`` or ``~/.cache/rr``).
+    """
+
+    name: str = "rr-run"
+    seed: int = 0
+    out_dir: str = "runs"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cache_dir: str = ""
+
+
+@attrs.define
+class TrainConfig:
+    """``[train]``: optimisation, schedule, evaluation and checkpoint cadence.
+
+    Intervals in epochs may be fractions; an epoch is every puzzle group once
+    (``total_groups * mean_puzzle_examples / global_batch_size`` steps).
+    """
+
+    global_batch_size: int = 768
+    epochs: float = 1.0
+    max_steps: int = 0  # 0 = no cap
+    grad_accum_steps: int = 1
+    lr: float = 1e-4
+    lr_min_ratio: float = 1.0
+    lr_warmup_steps: int = 0
+    weight_decay: float = 0.1
+    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95])
+    puzzle_emb_lr: float = 1e-2
+    puzzle_emb_weight_decay: float = 0.1
+    grad_clip: float = 0.0  # 0 = off
+    ema: bool = False
+    ema_rate: float = 0.999
+    eval_interval: float = 0.0  # epochs; 0 = only at the end
+    eval_global_batch_size: int = 0  # 0 = global_batch_size
+    checkpoint_interval: float = 0.0  # epochs; 0 = with every evaluation
+    checkpoint_every_steps: int = 0  # 0 = off
+    keep_checkpoints: int = 3
+    log_interval: int = 10  # steps
+    compile: Literal["auto", "on", "off"] = "auto"
+    data_on_device: Literal["auto", "on", "off"] = "auto"
+
+    def __attrs_post_init__(self) -> None:
+        positive = {"global_batch_size": self.global_batch_size, "grad_accum_steps": self.grad_accum_steps,
+                    "log_interval": self.log_interval, "keep_checkpoints": self.keep_checkpoints}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers, got {self.betas}")
+        if self.global_batch_size % self.grad_accum_steps:
+            raise ValueError(f"global_batch_size {self.global_batch_size} is not divisible by "
+                             f"grad_accum_steps {self.grad_accum_steps}")
+
+
+@attrs.define
+class PluginSection:
+    """A plugin section after resolution: the component's name and its typed config."""
+
+    plugin: str
+    config: Any = None
+
+
+@attrs.define
+class Experiment:
+    """A whole experiment, resolved and validated."""
+
+    run: RunConfig
+    data: PluginSection
+    model: PluginSection
+    act: ACTConfig
+    loss: PluginSection
+    optimizer: PluginSection
+    train: TrainConfig
+    evaluators: list[PluginSection]
+    loggers: list[PluginSection]
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (TOML-able) for the resolved config."""
+        def section(s: PluginSection) -> dict[str, Any]:
+            values = attrs.asdict(s.config) if s.config is not None else {}
+            return {"plugin": s.plugin, **values}
+
+        return {
+            "run": attrs.asdict(self.run), "data": section(self.data), "model": section(self.model),
+            "act": attrs.asdict(self.act), "loss": section(self.loss), "optimizer": section(self.optimizer),
+            "train": attrs.asdict(self.train), "evaluators": [section(s) for s in self.evaluators],
+            "loggers": [section(s) for s in self.loggers],
+        }
+
+
+CORE_SECTIONS: dict[str, type] = {"run": RunConfig, "act": ACTConfig, "train": TrainConfig}
+PLUGIN_SECTIONS: dict[str, str] = {"data": "dataset", "model": "model", "loss": "loss_head",
+                                   "optimizer": "optimizer"}
+LIST_SECTIONS: dict[str, str] = {"evaluators": "evaluator", "loggers": "logger"}
+DEFAULTS: dict[str, Any] = {"loss": {"plugin": "act"}, "optimizer": {"plugin": "adam_atan2"},
+                            "evaluators": [{"plugin": "exact"}], "loggers": []}
+ALL_SECTIONS = (*CORE_SECTIONS, *PLUGIN_SECTIONS, *LIST_SECTIONS)
+
+
+# ---------------------------------------------------------------------------------------
+# Strict structuring (TOML has types: do not silently turn 3.7 into 3 or "1" into True)
+# ---------------------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is not None and typing.get_args(tp):
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{args}]" if name != "UnionType" and origin is not typing.Union else args.replace(", ", " | ")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _strict(expected: type, accept: tuple[type, ...], convert: Any = None) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and expected is not bool or not isinstance(value, accept):
+            raise TypeError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        return convert(value) if convert else value
+    return hook
+
+
+def make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(int, _strict(int, (int,)))
+    converter.register_structure_hook(float, _strict(float, (int, float), float))
+    converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    converter.register_structure_hook(str, _strict(str, (str,)))
+    return converter
+
+
+_converter = make_converter()
+
+
+def _describe(error: BaseException, path: list[str], expected: Any) -> list[tuple[str, str]]:
+    """Flatten cattrs' exception groups into (key path, message) pairs."""
+    if isinstance(error, ForbiddenExtraKeysError):
+        valid = [f.name for f in attrs.fields(error.cl)]
+        out = []
+        for key in sorted(error.extra_fields):
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+            out.append((".".join([*path, key]), f"unknown key; {hint}"))
+        return out
+    if isinstance(error, ClassValidationError):
+        with_notes, without = error.group_exceptions()
+        out = []
+        for sub, note in with_notes:
+            out += _describe(sub, [*path, note.name], note.type)
+        for sub in without:
+            out += _describe(sub, path, expected)
+        return out
+    if isinstance(error, IterableValidationError):
+        with_notes, without = error.group_exceptions()
+        out = []
+        for sub, note in with_notes:
+            out += _describe(sub, [*path, str(note.index)], note.type)
+        for sub in without:
+            out += _describe(sub, path, expected)
+        return out
+    if isinstance(error, KeyError):
+        return [(".".join(path), "required key is missing")]
+    message = str(error)
+    if expected is not None and "expected" not in message:
+        message = f"expected {_type_name(expected)} ({message})"
+    return [(".".join(path), message)]
+
+
+def structure(values: dict[str, Any], cls: type, where: str, path: str) -> Any:
+    """Structure ``values`` into attrs class ``cls`` or raise :class:`ConfigError`."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: {path}: expected a table, got {type(values).__name__} {values!r}")
+    try:
+        return _converter.structure(values, cls)
+    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as error:
+        problems = _describe(error, [path] if path else [], None)
+        lines = [f"{where}: {key}: {message}" for key, message in problems]
+        raise ConfigError("\n".join(lines)) from None
+    except (TypeError, ValueError) as error:  # validators and __attrs_post_init__ checks
+        raise ConfigError(f"{where}: {path}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` → (["train", "lr"], 3e-4); values are TOML, bare words strings."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
+    node: Any = raw
+    for i, key in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i])} has {len(node)} entries; "
+                                  f"{key!r} is not an index among them")
+            node = node[int(key)]
+        else:
+            if keys[0] in LIST_SECTIONS and i == 0 and key not in node:
+                node[key] = [dict(d) for d in DEFAULTS[key]]
+            node = node.setdefault(key, {})
+    last = keys[-1]
+    if isinstance(node, list):
+        raise ConfigError(f"--set {'.'.join(keys)}: name an entry index, e.g. {'.'.join(keys[:-1])}.0.{last}")
+    node[last] = value
+
+
+def _plugin_section(raw: Any, kind: str, where: str, path: str, registry: Registry) -> PluginSection:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {path}: expected a table with a 'plugin' key, got {raw!r}")
+    raw = dict(raw)
+    name = raw.pop("plugin", None)
+    if name is None:
+        available = ", ".join(sorted(registry.components[kind]))
+        raise ConfigError(f"{where}: {path}.plugin: required; available: {available}")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: {path}.plugin: expected str, got {name!r}")
+    try:
+        spec = registry.get(kind, name)
+    except UnknownPluginError as error:
+        raise ConfigError(f"{where}: {path}.plugin: {error}") from None
+    if spec.config_class is None:
+        if raw:
+            raise ConfigError(f"{where}: {path}.{next(iter(raw))}: unknown key; plugin {name!r} takes no options")
+        return PluginSection(name, None)
+    return PluginSection(name, structure(raw, spec.config_class, where, path))
+
+
+def resolve(raw: dict[str, Any], registry: Registry, where: str = "<experiment>") -> Experiment:
+    """Validate a raw experiment dict (after overrides) into an :class:`Experiment`."""
+    for key in raw:
+        if key not in ALL_SECTIONS:
+            close = difflib.get_close_matches(key, ALL_SECTIONS, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid sections: {', '.join(ALL_SECTIONS)}"
+            raise ConfigError(f"{where}: {key}: unknown section; {hint}")
+    for required in ("data", "model"):
+        if required not in raw:
+            raise ConfigError(f"{where}: [{required}] section is missing (it needs at least a 'plugin' key)")
+    values: dict[str, Any] = {}
+    for name, cls in CORE_SECTIONS.items():
+        values[name] = structure(raw.get(name, {}), cls, where, name)
+    for name, kind in PLUGIN_SECTIONS.items():
+        values[name] = _plugin_section(raw.get(name, DEFAULTS.get(name)), kind, where, name, registry)
+    for name, kind in LIST_SECTIONS.items():
+        entries = raw.get(name, DEFAULTS[name])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}: {name}: expected an array of tables ([[{name}]]), got {entries!r}")
+        values[name] = [_plugin_section(e, kind, where, f"{name}.{i}", registry) for i, e in enumerate(entries)]
+    return Experiment(**values, source=where)
+
+
+def load_experiment(path: str | Path, overrides: list[str] = (), registry: Registry | None = None) -> Experiment:
+    """Read, override and validate an experiment file."""
+    from rrcore.registry import get_registry
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    for override in overrides:
+        keys, value = parse_override(override)
+        apply_override(raw, keys, value)
+    return resolve(raw, registry or get_registry(), str(path))
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def _toml_table(values: dict[str, Any], prefix: str, lines: list[str]) -> None:
+    tables = {}
+    for key, value in values.items():
+        if value is None:
+            continue  # TOML has no null: an absent key means the default (None)
+        if isinstance(value, dict):
+            tables[key] = value
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables[key] = value
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in tables.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            lines.append(f"\n[{name}]")
+            _toml_table(value, name, lines)
+        else:
+            for entry in value:
+                lines.append(f"\n[[{name}]]")
+                _toml_table(entry, name, lines)
+
+
+def dumps_toml(values: dict[str, Any]) -> str:
+    """A small TOML writer for resolved configs (tables, arrays of tables, scalars, lists)."""
+    lines: list[str] = []
+    _toml_table(values, "", lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def dump_experiment(experiment: Experiment) -> str:
+    return dumps_toml(experiment.to_dict())
