@@ -1,0 +1,302 @@
+"""The ``sudoku`` data set builder: puzzles from files or the generator, labelled,
+split, augmented and written in the core's format (:mod:`rrcore.data`).
+
+Layout written (that of the HRM/TRM/URM Sudoku builders): one set ``all`` per
+split; inputs and labels (N, cells) uint8 tokens (0 pad, 1 blank, digit + 1),
+labels hold the full solution (givens included, as in the references);
+``ignore_label_id`` 0; a single puzzle identifier 0 (Sudoku uses no per-puzzle
+embedding); one group per original puzzle whose puzzles are the original and
+its ``num_aug`` augmentations (training split only). Beside the arrays,
+``all__ratings.npy`` (N,) int64 holds each example's difficulty (the solver's
+guess count, or the CSV ``rating`` column) for the evaluator's buckets.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import numpy as np
+
+from rr_sudoku.augment import augment
+from rr_sudoku.generator import DifficultyTarget, generate_many
+from rr_sudoku.grid import BLANK_TOKEN, PAD_TOKEN, geometry, to_tokens
+from rr_sudoku.readers import ProblemLog, PuzzleFile, SudokuDataError, read_puzzles
+from rr_sudoku.solver import label_many
+from rrcore.data import DatasetMetadata, PuzzleArrays, cached_build, write_split
+
+BUILDER_VERSION = 1
+"""Bump when the output for a given config changes (it is part of the cache key)."""
+
+RATINGS_FILE = "all__ratings.npy"
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class SudokuDataConfig:
+    """``[data] plugin = "sudoku"``.
+
+    ``source = "files"``: puzzles from ``train_path`` (one-per-line or CSV, see
+    :mod:`rr_sudoku.readers`) and ``test_path``; with no ``test_path`` the train
+    file is shuffled by ``seed`` and ``test_size`` puzzles are held out for test.
+    ``train_size``/``test_size`` subsample (seeded; 0 = all).
+    ``source = "generate"``: ``train_size`` and ``test_size`` new puzzles of
+    ``size`` x ``size`` with ``givens`` givens (0 = minimal) and a guess count in
+    ``[min_guesses, max_guesses]`` (-1 = no upper bound).
+    ``num_aug`` augmentations per training puzzle; ``on_error`` says whether a
+    malformed puzzle (bad line, contradictory givens, no or several solutions) is
+    skipped and counted or rejects the whole build. ``jobs`` worker processes for
+    labelling and generating (0 = all CPUs; does not change the result).
+    """
+
+    source: Literal["files", "generate"] = "files"
+    size: int = 9
+    train_path: str = ""
+    test_path: str = ""
+    format: Literal["auto", "lines", "csv"] = "auto"
+    train_size: int = 0
+    test_size: int = 0
+    givens: int = 0
+    min_guesses: int = 0
+    max_guesses: int = -1
+    num_aug: int = 0
+    seed: int = 0
+    on_error: Literal["skip", "reject"] = "skip"
+    jobs: int = 0
+
+
+class Progress:
+    """Progress reporting for long builds; the default reports nothing.
+
+    The CLI passes one that draws a bar: ``stage(label, total)`` starts a stage,
+    ``advance(n)`` moves it on, ``done()`` ends it.
+    """
+
+    def stage(self, label: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+@attrs.define
+class Puzzles:
+    """Labelled puzzles: digits (N, cells), solutions (N, cells), ratings (N,)."""
+
+    puzzles: np.ndarray
+    solutions: np.ndarray
+    ratings: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.puzzles)
+
+
+def _check(config: SudokuDataConfig) -> None:
+    geometry(config.size)  # raises on an unsupported size
+    if config.source == "files" and not config.train_path:
+        raise SudokuDataError("[data] source = \"files\" needs train_path")
+    if config.source == "files" and not config.test_path and config.test_size <= 0:
+        raise SudokuDataError("[data] without test_path, test_size (> 0) puzzles of train_path are held out for test")
+    if config.source == "generate" and (config.train_size <= 0 or config.test_size <= 0):
+        raise SudokuDataError("[data] source = \"generate\" needs train_size and test_size > 0")
+    if config.num_aug < 0 or config.train_size < 0 or config.test_size < 0:
+        raise SudokuDataError("[data] num_aug, train_size and test_size must be >= 0")
+
+
+def _source_stamp(path: str) -> dict[str, object]:
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise SudokuDataError(f"{path}: no such puzzle file")
+    stat = resolved.stat()
+    return {"path": str(resolved), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def cache_key(config: SudokuDataConfig) -> dict[str, object]:
+    """Everything a build depends on: config (less ``jobs``), builder version, source files."""
+    values = attrs.asdict(config)
+    values.pop("jobs")
+    sources = [config.train_path, config.test_path] if config.source == "files" else []
+    return {"builder": "sudoku", "version": BUILDER_VERSION, "config": values,
+            "sources": [_source_stamp(path) for path in sources if path]}
+
+
+# -- collecting puzzles ------------------------------------------------------------------
+
+def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: ProblemLog,
+                   config: SudokuDataConfig, progress: Progress, name: str) -> tuple[Puzzles, int]:
+    """The first ``wanted`` well-formed puzzles of ``file`` in ``order`` (0 = all), labelled.
+
+    Returns the puzzles (in file order) and how far into ``order`` it went, so a
+    held-out split can continue from there.
+    """
+    wanted = wanted or len(order)
+    chosen: list[int] = []
+    solutions, ratings = [], []
+    position = 0
+    progress.stage(f"labelling {name}", min(wanted, len(order)))
+    while len(chosen) < wanted and position < len(order):
+        batch = order[position: position + (wanted - len(chosen))]
+        position += len(batch)
+        if file.solutions is not None:  # CSV: the file carries answers and ratings
+            good = np.ones(len(batch), dtype=bool)
+            grids, rates = file.solutions[batch], file.ratings[batch]
+            progress.advance(len(batch))
+        else:
+            labels = label_many(file.puzzles[batch], jobs=config.jobs, progress=progress.advance)
+            good = labels.solutions == 1
+            grids, rates = labels.grids, labels.guesses
+            for row in np.flatnonzero(~good):
+                reason = "no solution" if labels.solutions[row] == 0 else "several solutions"
+                problems.report(file.path, int(file.lines[batch[row]]), reason)
+            if problems.on_error == "reject":
+                problems.finish()
+        chosen.extend(batch[good].tolist())
+        solutions.append(grids[good])
+        ratings.append(rates[good])
+    progress.done()
+    if len(chosen) < wanted and wanted != len(order):
+        raise SudokuDataError(f"{file.path}: only {len(chosen)} usable puzzles for the {name} split, "
+                              f"{wanted} asked for")
+    cells = file.puzzles.shape[1]
+    sort = np.argsort(chosen, kind="stable")
+    rows = np.asarray(chosen, dtype=np.int64)[sort]
+    solutions_all = np.concatenate(solutions) if solutions else np.zeros((0, cells), np.uint8)
+    ratings_all = np.concatenate(ratings) if ratings else np.zeros(0, np.int64)
+    return Puzzles(file.puzzles[rows], solutions_all[sort].astype(np.uint8), ratings_all[sort].astype(np.int64)), position
+
+
+def _read(path: str, config: SudokuDataConfig, problems: ProblemLog) -> PuzzleFile:
+    file = read_puzzles(path, size=config.size, on_error=config.on_error, format=config.format)
+    problems.problems.extend(file.problems)
+    return file
+
+
+def collect_from_files(config: SudokuDataConfig, progress: Progress, problems: ProblemLog) -> tuple[Puzzles, Puzzles]:
+    """Train and test puzzles from the configured files (see :class:`SudokuDataConfig`)."""
+    rng = np.random.default_rng([config.seed, 0])
+    train_file = _read(config.train_path, config, problems)
+    if config.test_path:
+        test_file = _read(config.test_path, config, problems)
+        test_order = np.arange(len(test_file))
+        if config.test_size:
+            test_order = np.random.default_rng([config.seed, 1]).permutation(len(test_file))
+        test, _ = _take_labelled(test_file, test_order, config.test_size, problems, config, progress, "test")
+        train_order = rng.permutation(len(train_file)) if config.train_size else np.arange(len(train_file))
+        train, _ = _take_labelled(train_file, train_order, config.train_size, problems, config, progress, "train")
+    else:
+        order = rng.permutation(len(train_file))
+        test, used = _take_labelled(train_file, order, config.test_size, problems, config, progress, "test")
+        rest = order[used:] if config.train_size else np.sort(order[used:])
+        train, _ = _take_labelled(train_file, rest, config.train_size, problems, config, progress, "train")
+    return train, test
+
+
+def collect_generated(config: SudokuDataConfig, progress: Progress) -> tuple[Puzzles, Puzzles]:
+    """Generated train and test puzzles; test puzzles that repeat a training puzzle
+    (or each other) are replaced, so the test set is held out."""
+    target = DifficultyTarget(givens=config.givens, min_guesses=config.min_guesses,
+                              max_guesses=None if config.max_guesses < 0 else config.max_guesses)
+    splits = []
+    seen: set[bytes] = set()
+    for stream, count in (("train", config.train_size), ("test", config.test_size)):
+        kept: list[tuple[np.ndarray, np.ndarray, int]] = []
+        progress.stage(f"generating {stream}", count)
+        start = 0
+        for _ in range(50):  # rounds; each draws only as many as are still missing
+            missing = count - len(kept)
+            if not missing:
+                break
+            puzzles, solutions, guesses = generate_many(config.size, missing, config.seed,
+                                                        target, stream=f"{stream}:{start}", jobs=config.jobs)
+            start += missing
+            for puzzle, solution, rating in zip(puzzles, solutions, guesses, strict=True):
+                key = puzzle.tobytes()
+                if key not in seen:
+                    seen.add(key)
+                    kept.append((puzzle, solution, int(rating)))
+                    progress.advance(1)
+        progress.done()
+        if len(kept) < count:
+            raise SudokuDataError(f"could only generate {len(kept)} distinct {config.size}x{config.size} "
+                                  f"{stream} puzzles of {count}; ask for fewer or more givens")
+        splits.append(Puzzles(np.stack([k[0] for k in kept]), np.stack([k[1] for k in kept]),
+                              np.asarray([k[2] for k in kept], dtype=np.int64)))
+    return splits[0], splits[1]
+
+
+# -- writing -----------------------------------------------------------------------------
+
+def _metadata(config: SudokuDataConfig, groups: int, examples: int, extra: dict[str, object]) -> DatasetMetadata:
+    geo = geometry(config.size)
+    return DatasetMetadata(pad_id=PAD_TOKEN, ignore_label_id=PAD_TOKEN, blank_identifier_id=0,
+                           vocab_size=geo.vocab_size, seq_len=geo.cells, num_puzzle_identifiers=1,
+                           total_groups=groups, mean_puzzle_examples=1.0, sets=["all"],
+                           extra={"sudoku": {**extra, "size": config.size, "examples": examples,
+                                             "blank_token": BLANK_TOKEN}})
+
+
+def write_puzzles(directory: Path, config: SudokuDataConfig, puzzles: Puzzles, num_aug: int,
+                  progress: Progress, extra: dict[str, object]) -> None:
+    """Write one split: each puzzle and ``num_aug`` augmentations as one group."""
+    per_group = 1 + num_aug
+    count = len(puzzles) * per_group
+    cells = geometry(config.size).cells
+    inputs = np.empty((count, cells), dtype=np.uint8)
+    labels = np.empty((count, cells), dtype=np.uint8)
+    progress.stage(f"writing {directory.name}", len(puzzles))
+    for index, (puzzle, solution) in enumerate(zip(puzzles.puzzles, puzzles.solutions, strict=True)):
+        rows = slice(index * per_group, (index + 1) * per_group)
+        grids, answers = [puzzle[None]], [solution[None]]
+        if num_aug:
+            rng = np.random.default_rng([config.seed, 2, index])
+            more_grids, more_answers = augment(puzzle, solution, num_aug, rng)
+            grids.append(more_grids)
+            answers.append(more_answers)
+        inputs[rows] = to_tokens(np.concatenate(grids))
+        labels[rows] = to_tokens(np.concatenate(answers))
+        progress.advance(1)
+    progress.done()
+    arrays = PuzzleArrays(
+        inputs=inputs, labels=labels,
+        puzzle_identifiers=np.zeros(count, dtype=np.int32),
+        puzzle_indices=np.arange(count + 1, dtype=np.int32),
+        group_indices=np.arange(0, count + 1, per_group, dtype=np.int32),
+    )
+    write_split(directory, _metadata(config, len(puzzles), count, extra), {"all": arrays})
+    np.save(directory / RATINGS_FILE, np.repeat(puzzles.ratings, per_group))
+
+
+def build_dataset(config: SudokuDataConfig, cache_dir: Path, progress: Progress | None = None) -> Path:
+    """Build (or reuse from ``cache_dir``) the data set ``config`` describes; returns its folder."""
+    _check(config)
+    progress = progress or Progress()
+
+    def build(folder: Path) -> None:
+        problems = ProblemLog(config.on_error)
+        if config.source == "generate":
+            train, test = collect_generated(config, progress)
+            rating = "guesses"
+        else:
+            train, test = collect_from_files(config, progress, problems)
+            rating = "csv rating" if config.format == "csv" or config.train_path.lower().endswith(".csv") else "guesses"
+        problems.finish()
+        skipped = problems.sorted()
+        if skipped:
+            log.warning("skipped %d malformed puzzles, first: %s", len(skipped), skipped[0])
+        extra = {"rating": rating, "skipped": len(skipped), "problems": [str(p) for p in skipped[:20]]}
+        write_puzzles(folder / "train", config, train, config.num_aug, progress, extra)
+        write_puzzles(folder / "test", config, test, 0, progress, extra)
+
+    name = f"sudoku{config.size}x{config.size}"
+    return cached_build(cache_dir, name, cache_key(config), build)
+
+
+def dataset_factory(config: SudokuDataConfig, cache_dir: Path) -> Path:
+    """The registered factory: ``build_dataset`` without progress output."""
+    return build_dataset(config, cache_dir)
