@@ -1,0 +1,5 @@
+"""``python -m rr_rubik table|build``: the ``rr rubik`` commands without the rr CLI."""
+
+from rr_rubik.plugin import rubik_group
+
+rubik_group(prog_name="python -m rr_rubik")

@@ -1,0 +1,76 @@
+"""rr-rubik's hook implementations: the ``rubik`` data set and evaluator, ``rr rubik``."""
+
+from __future__ import annotations
+
+import click
+
+from rr_rubik.evaluator import RubikEvalConfig, RubikEvaluator
+from rr_rubik.task import RubikDataConfig, build
+from rrcore import hookimpl
+from rrcore.registry import DatasetSpec, EvaluatorSpec
+
+
+@hookimpl
+def rr_register_datasets() -> list[DatasetSpec]:
+    return [DatasetSpec(name="rubik", factory=build, config_class=RubikDataConfig,
+                        description="2x2x2 cube: scrambled state -> optimal half-turn solution (padded to 11)")]
+
+
+@hookimpl
+def rr_register_evaluators() -> list[EvaluatorSpec]:
+    return [EvaluatorSpec(name="rubik", factory=RubikEvaluator, config_class=RubikEvalConfig,
+                          description="2x2x2 solve and optimal rates, checked by simulating the predicted moves")]
+
+
+@click.group("rubik")
+def rubik_group() -> None:
+    """The 2x2x2 cube task."""
+
+
+@rubik_group.command("table")
+@click.option("--cache-dir", type=click.Path(), default=None, help="where the table is cached (default: rr's cache)")
+def table_command(cache_dir: str | None) -> None:
+    """Build (or load) the distance table and print its histogram, time and memory."""
+    import time
+    import tracemalloc
+    from pathlib import Path
+
+    import numpy as np
+
+    from rr_rubik import cube
+    from rrcore.data import default_cache_dir
+
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    start = time.perf_counter()
+    table = cube.build_distance_table()
+    seconds = time.perf_counter() - start
+    tracemalloc.start()  # a second build, traced: tracing slows it, so it is not the one timed
+    cube.build_distance_table()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    cube.distance_table(folder)  # saves it when absent
+    histogram = np.bincount(table).tolist()
+    click.echo(f"states: {table.size:,}; by distance 0..{len(histogram) - 1}: {histogram}")
+    click.echo(f"matches the known distribution: {tuple(histogram) == cube.KNOWN_DISTANCE_COUNTS}")
+    click.echo(f"BFS time {seconds:.2f} s; peak memory allocated by the build {peak:.0f} MiB; "
+               f"table {table.nbytes / 2**20:.1f} MiB in {folder / cube.TABLE_FILE}")
+
+
+@rubik_group.command("build")
+@click.option("--cache-dir", type=click.Path(), default=None, help="where data sets are cached")
+@click.option("--train-count", type=int, default=RubikDataConfig().train_count)
+@click.option("--test-count", type=int, default=RubikDataConfig().test_count)
+@click.option("--seed", type=int, default=0)
+def build_command(cache_dir: str | None, train_count: int, test_count: int, seed: int) -> None:
+    """Build the data set with the default settings and print its folder."""
+    from pathlib import Path
+
+    from rrcore.data import default_cache_dir
+
+    config = RubikDataConfig(train_count=train_count, test_count=test_count, seed=seed)
+    click.echo(str(build(config, Path(cache_dir) if cache_dir else default_cache_dir())))
+
+
+@hookimpl
+def rr_cli_commands(group: click.Group) -> None:
+    group.add_command(rubik_group)

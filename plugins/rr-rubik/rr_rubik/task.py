@@ -1,0 +1,155 @@
+"""The 2x2x2 task: token layout, scramble sampling and the data set builder.
+
+Each example is 18 tokens: the scrambled state in positions 0-6, one token per
+corner position (``CORNER_BASE + 3 * corner + twist``, in the order URF, UFL, ULB,
+UBR, DFR, DLF, DRB of :mod:`rr_rubik.cube`), then 11 answer slots that hold ``BLANK``
+in the input. The label ignores the state positions (pad, 0) and holds an optimal
+solution in the answer slots: move tokens followed by ``END`` up to slot 11 (a
+distance-11 state has no ``END``).
+
+====== ===== ================================================
+token  id    meaning
+====== ===== ================================================
+PAD    0     padding; label value that is not scored
+BLANK  1     an answer slot in the input
+END    2     the solution has ended (scored in the label)
+moves  3-11  U, U2, U', R, R2, R', F, F2, F' (half-turn metric)
+corner 12-32 ``12 + 3 * corner + twist`` at each of 7 positions
+====== ===== ================================================
+
+Scrambles are drawn from the distance table: by default a distance uniformly from
+``distances`` (1..11), then a state uniformly among those at that distance, so
+the rare distance-11 states are as frequent as distance-3 ones. Train and test
+states are disjoint wherever a distance has enough states for both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import numpy as np
+
+from rr_rubik import cube
+from rrcore.data import DatasetMetadata, SplitWriter, cached_build, write_split
+
+PAD, BLANK, END = 0, 1, 2
+MOVE_BASE = 3
+CORNER_BASE = MOVE_BASE + cube.NUM_MOVES  # 12
+VOCAB_SIZE = CORNER_BASE + 3 * cube.NUM_CORNERS  # 33
+STATE_LEN = cube.NUM_CORNERS  # 7
+ANSWER_LEN = cube.GODS_NUMBER  # 11
+SEQ_LEN = STATE_LEN + ANSWER_LEN  # 18
+BUILDER_VERSION = 1
+
+
+@attrs.define
+class RubikDataConfig:
+    """``[data] plugin = "rubik"``.
+
+    ``sampling``: ``uniform_distance`` draws a distance uniformly from ``distances``
+    and then a state at that distance; ``uniform_state`` draws states uniformly
+    among all states whose distance is in ``distances`` (mostly distances 8-10).
+    ``cache_dir`` ("" = the run's cache) also holds the 3.7 MB distance table.
+    """
+
+    train_count: int = 100_000
+    test_count: int = 1_100
+    distances: list[int] = attrs.field(factory=lambda: list(range(1, cube.GODS_NUMBER + 1)))
+    sampling: Literal["uniform_distance", "uniform_state"] = "uniform_distance"
+    seed: int = 0
+    cache_dir: str = ""
+
+
+def encode_states(index: np.ndarray) -> np.ndarray:
+    """State tokens (N, 7) of state indices."""
+    perm, ori = cube.index_to_state(index)
+    return CORNER_BASE + 3 * perm + ori
+
+
+def decode_states(tokens: np.ndarray) -> np.ndarray:
+    """State indices of state tokens (N, 7)."""
+    values = np.asarray(tokens, dtype=np.int64) - CORNER_BASE
+    return cube.state_index(values // 3, values % 3)
+
+
+def encode_solutions(moves: np.ndarray) -> np.ndarray:
+    """Answer tokens (N, 11) of move ids (N, 11) with ``-1`` after the end."""
+    moves = np.asarray(moves)
+    return np.where(moves >= 0, MOVE_BASE + moves, END)
+
+
+def examples(states: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs, labels)`` (N, 18) for state indices, labelled with optimal solutions."""
+    perm_table, ori_table = cube.move_tables()
+    solutions = cube.optimal_solutions(states, table, perm_table, ori_table)
+    count = len(states)
+    inputs = np.concatenate([encode_states(states), np.full((count, ANSWER_LEN), BLANK)], axis=1)
+    labels = np.concatenate([np.full((count, STATE_LEN), PAD), encode_solutions(solutions)], axis=1)
+    return inputs, labels
+
+
+def sample_states(table: np.ndarray, counts: list[int], distances: list[int], sampling: str,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """State indices for each requested count (e.g. train, test), disjoint where possible."""
+    if not distances or min(distances) < 1 or max(distances) > cube.GODS_NUMBER:
+        raise ValueError(f"distances must lie in 1..{cube.GODS_NUMBER}, got {distances}")
+    distances = sorted(set(distances))
+    if sampling == "uniform_distance":
+        picks = [rng.choice(distances, size=n) for n in counts]
+    else:
+        sizes = np.array([np.count_nonzero(table == d) for d in distances], dtype=np.float64)
+        picks = [rng.choice(distances, size=n, p=sizes / sizes.sum()) for n in counts]
+    results = [np.empty(n, dtype=np.int64) for n in counts]
+    for distance in distances:
+        pool = np.flatnonzero(table == distance)
+        wanted = [np.flatnonzero(p == distance) for p in picks]
+        total = sum(len(w) for w in wanted)
+        if total <= len(pool):  # disjoint: one shuffled draw split among the sets
+            drawn = rng.choice(pool, size=total, replace=False)
+            offset = 0
+            for result, where in zip(results, wanted):
+                result[where] = drawn[offset: offset + len(where)]
+                offset += len(where)
+        else:  # too few states at this distance (1-3): repeats are unavoidable
+            for result, where in zip(results, wanted):
+                result[where] = rng.choice(pool, size=len(where), replace=True)
+    return results
+
+
+def _write(folder: Path, states: np.ndarray, table: np.ndarray) -> None:
+    inputs, labels = examples(states, table)
+    writer = SplitWriter(SEQ_LEN)
+    for row in range(len(states)):  # one puzzle per example, one group per puzzle
+        writer.add_puzzle(0, inputs[row], labels[row])
+        writer.end_group()
+    metadata = DatasetMetadata(
+        pad_id=PAD, ignore_label_id=PAD, blank_identifier_id=0, vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN,
+        num_puzzle_identifiers=1, total_groups=len(states), mean_puzzle_examples=1.0, sets=["all"],
+        extra={"task": "rubik2x2", "state_len": STATE_LEN, "answer_len": ANSWER_LEN})
+    write_split(folder, metadata, {"all": writer.arrays()})
+    # Beside the arrays for the evaluator: each row's optimal length (from the table,
+    # not from the label), and the histogram for people reading the folder.
+    np.save(folder / "all__distances.npy", table[states].astype(np.int32))
+    histogram = np.bincount(table[states], minlength=cube.GODS_NUMBER + 1).tolist()
+    (folder / "distances.json").write_text(json.dumps({"count_by_distance": histogram}))
+
+
+def build(config: RubikDataConfig, cache_dir: Path) -> Path:
+    """Build (or find in the cache) the train/test splits; the dataset factory."""
+    cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else Path(cache_dir)
+    settings = attrs.asdict(config)
+    settings.pop("cache_dir")  # where the cache lives does not change what is built
+    key = {"config": settings, "version": BUILDER_VERSION}
+
+    def write(folder: Path) -> None:
+        table = cube.distance_table(cache_dir)
+        rng = np.random.default_rng(config.seed)
+        train, test = sample_states(table, [config.train_count, config.test_count], config.distances,
+                                    config.sampling, rng)
+        _write(folder / "train", train, table)
+        _write(folder / "test", test, table)
+
+    return cached_build(cache_dir, "rubik2x2", key, write)
