@@ -1,0 +1,124 @@
+"""The ``sudoku`` evaluator: accuracy, exact solutions and valid solutions, by difficulty.
+
+Metrics (each over the evaluated examples, pooled over ranks):
+
+``blank_accuracy``
+    correct cells among the cells blank in the puzzle (the cells to solve),
+    pooled over all puzzles' blank cells.
+``cell_accuracy``
+    correct cells among all cells (givens included, as the references' token accuracy).
+``exact_accuracy``
+    puzzles whose every cell equals the label.
+``valid_solution``
+    puzzles whose predicted grid satisfies every row, column and box and keeps
+    the givens, checked against the puzzle alone (a valid solution that differs
+    from the label counts, which matters only for puzzles that are not unique).
+
+When the split has ``all__ratings.npy`` (written by the builder), each metric is
+repeated per difficulty bucket as ``<metric>/rating_<low>-<high>``.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rr_sudoku.builder import RATINGS_FILE
+from rr_sudoku.grid import BLANK_TOKEN, DIGIT_OFFSET, geometry, size_of_length
+from rrcore.evaluation import EvalContext, all_reduce_sum
+from rrcore.nn import IGNORE_LABEL
+
+_SUMS = ("count", "blank_correct", "blank_cells", "cell_correct", "cells", "exact", "valid")
+
+
+@attrs.define
+class SudokuEvalConfig:
+    """``[[evaluators]] plugin = "sudoku"``.
+
+    ``rating_buckets``: ascending lower edges of the difficulty buckets (the
+    ratings in ``all__ratings.npy``: solver guesses, or the CSV rating).
+    """
+
+    rating_buckets: list[int] = attrs.field(factory=lambda: [0, 1, 10, 100, 1000])
+
+
+class SudokuEvaluator:
+    """Scores predicted grids; see the module doc for the metrics."""
+
+    required_outputs: set[str] = set()
+
+    def __init__(self, config: SudokuEvalConfig, context: EvalContext) -> None:
+        self.config = config
+        self.context = context
+        self.size = size_of_length(context.metadata.seq_len)
+        device = context.device
+        self._units = torch.tensor(geometry(self.size).units, dtype=torch.long, device=device)
+        edges = sorted(config.rating_buckets)
+        if not edges or edges != list(config.rating_buckets):
+            raise ValueError(f"rating_buckets must be a non-empty ascending list, got {config.rating_buckets}")
+        self._edges = torch.tensor(edges, dtype=torch.int64, device=device)
+        path = context.data_dir / RATINGS_FILE
+        self._ratings = torch.from_numpy(np.load(path).astype(np.int64)).to(device) if path.exists() else None
+
+    def begin_eval(self) -> None:
+        buckets = len(self._edges) if self._ratings is not None else 0
+        self._sums = torch.zeros(1 + buckets, len(_SUMS), dtype=torch.float64, device=self.context.device)
+
+    def row_stats(self, inputs: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+        """(B, 7) per-row sums in the order of ``_SUMS`` (count 1 per row)."""
+        labelled = labels != IGNORE_LABEL
+        correct = (preds == labels) & labelled
+        blank = (inputs == BLANK_TOKEN) & labelled
+        given = inputs > BLANK_TOKEN
+        # Valid solution: every cell a digit, every unit holds each digit once, givens kept.
+        digit = preds.long() - DIGIT_OFFSET                          # 1..size where a digit
+        is_digit = (digit >= 1) & (digit <= self.size)
+        one_hot = F.one_hot((digit - 1).clamp(0, self.size - 1), self.size) * is_digit[..., None]
+        per_unit = one_hot[:, self._units].sum(dim=2)                # (B, units, size)
+        satisfied = (per_unit == 1).all(dim=-1).all(dim=-1)
+        keeps_givens = (~given | (preds == inputs)).all(dim=-1)
+        return torch.stack([
+            torch.ones_like(satisfied, dtype=torch.float64),
+            (correct & blank).sum(-1).double(),
+            blank.sum(-1).double(),
+            correct.sum(-1).double(),
+            labelled.sum(-1).double(),
+            (correct | ~labelled).all(-1).double(),
+            (satisfied & keeps_givens).double(),
+        ], dim=-1)
+
+    def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
+        stats = self.row_stats(batch["inputs"], batch["labels"], outputs["preds"])
+        stats = stats * batch["valid"][:, None]
+        self._sums[0] += stats.sum(0)
+        if self._ratings is not None:
+            index = batch["index"].clamp(0, len(self._ratings) - 1)
+            bucket = torch.searchsorted(self._edges, self._ratings[index], right=True) - 1
+            self._sums[1:].index_add_(0, bucket.clamp_min(0), stats)
+
+    @staticmethod
+    def _metrics(sums: list[float]) -> dict[str, float]:
+        values = dict(zip(_SUMS, sums, strict=True))
+        count = max(values["count"], 1.0)
+        return {
+            "blank_accuracy": values["blank_correct"] / max(values["blank_cells"], 1.0),
+            "cell_accuracy": values["cell_correct"] / max(values["cells"], 1.0),
+            "exact_accuracy": values["exact"] / count,
+            "valid_solution": values["valid"] / count,
+            "count": values["count"],
+        }
+
+    def result(self) -> dict[str, float] | None:
+        sums = all_reduce_sum(self._sums).tolist()
+        if self.context.rank != 0:
+            return None
+        results = self._metrics(sums[0])
+        edges = self._edges.tolist()
+        for index, bucket in enumerate(sums[1:]):
+            if bucket[0] == 0:
+                continue
+            name = f"rating_{edges[index]}-{edges[index + 1] - 1}" if index + 1 < len(edges) else f"rating_{edges[index]}+"
+            results.update({f"{key}/{name}": value for key, value in self._metrics(bucket).items()})
+        return results

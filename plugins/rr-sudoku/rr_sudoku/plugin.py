@@ -1,0 +1,35 @@
+"""rr's hooks for Sudoku: the ``sudoku`` data set, the ``sudoku`` evaluator and ``rr sudoku``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rr_sudoku.builder import SudokuDataConfig, dataset_factory
+from rr_sudoku.evaluator import SudokuEvalConfig, SudokuEvaluator
+from rrcore import hookimpl
+from rrcore.registry import DatasetSpec, EvaluatorSpec
+
+if TYPE_CHECKING:
+    import click
+
+
+@hookimpl
+def rr_register_datasets() -> list[DatasetSpec]:
+    """The ``sudoku`` builder: puzzle files, CSV or generated 4x4/9x9 puzzles, augmented."""
+    return [DatasetSpec(name="sudoku", factory=dataset_factory, config_class=SudokuDataConfig,
+                        description="Sudoku 4x4/9x9 from puzzle files, CSV or the generator, with augmentation")]
+
+
+@hookimpl
+def rr_register_evaluators() -> list[EvaluatorSpec]:
+    """The ``sudoku`` evaluator: blank/cell/exact accuracy and valid solutions by difficulty."""
+    return [EvaluatorSpec(name="sudoku", factory=SudokuEvaluator, config_class=SudokuEvalConfig,
+                          description="Sudoku cell, exact and valid-solution accuracy by difficulty bucket")]
+
+
+@hookimpl
+def rr_cli_commands(group: click.Group) -> None:
+    """Add ``rr sudoku build|label|generate``."""
+    from rr_sudoku.cli import sudoku
+
+    group.add_command(sudoku)
