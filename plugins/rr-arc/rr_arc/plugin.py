@@ -1,0 +1,32 @@
+"""rr-arc's hook implementations: the ``arc`` data set, the ``arc`` evaluator and ``rr arc``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rr_arc.build import ArcDataConfig, build_dataset
+from rr_arc.evaluator import ArcEvaluator, ArcEvaluatorConfig
+from rrcore import hookimpl
+from rrcore.registry import DatasetSpec, EvaluatorSpec
+
+if TYPE_CHECKING:
+    import click
+
+
+@hookimpl
+def rr_register_datasets() -> list[DatasetSpec]:
+    return [DatasetSpec(name="arc", factory=build_dataset, config_class=ArcDataConfig,
+                        description="ARC-AGI-1/2 and ConceptARC with dihedral, colour and translation augmentation")]
+
+
+@hookimpl
+def rr_register_evaluators() -> list[EvaluatorSpec]:
+    return [EvaluatorSpec(name="arc", factory=ArcEvaluator, config_class=ArcEvaluatorConfig,
+                          description="ARC pass@K after de-augmenting and voting; writes an ARC Prize submission")]
+
+
+@hookimpl
+def rr_cli_commands(group: click.Group) -> None:
+    from rr_arc.cli import arc
+
+    group.add_command(arc)
