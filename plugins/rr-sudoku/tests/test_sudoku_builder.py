@@ -1,0 +1,74 @@
+"""Builder: the core reader loads what it writes, groups and ratings, splits, caching."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rr_sudoku.builder import RATINGS_FILE, SudokuDataConfig, build_dataset
+from rr_sudoku.grid import from_tokens, valid_solutions
+from rr_sudoku.readers import SudokuDataError
+
+from rrcore.data import PuzzleDataset, load_set
+
+GOOD = "98.7..6..75..4......3..8.7.5....7.3...94.........2.1..3.......1.9...5.8...52....6"
+
+
+def test_generated_4x4_loads_in_the_core_reader(tmp_path):
+    config = SudokuDataConfig(source="generate", size=4, train_size=20, test_size=10, num_aug=3, jobs=1)
+    folder = build_dataset(config, tmp_path)
+    meta = json.loads((folder / "train" / "dataset.json").read_text())
+    assert (meta["vocab_size"], meta["seq_len"], meta["num_puzzle_identifiers"]) == (6, 16, 1)
+    assert (meta["pad_id"], meta["ignore_label_id"], meta["blank_identifier_id"]) == (0, 0, 0)
+    train = load_set(folder / "train", "all")
+    assert train.inputs.shape == (80, 16) and train.group_indices.tolist() == list(range(0, 81, 4))
+    assert (np.asarray(train.puzzle_identifiers) == 0).all()
+    puzzles, answers = from_tokens(train.inputs), from_tokens(train.labels)
+    assert valid_solutions(puzzles, answers, 4).all()
+    assert np.load(folder / "train" / RATINGS_FILE).shape == (80,)
+    test = load_set(folder / "test", "all")
+    train_set = {row.tobytes() for row in np.asarray(train.inputs)}
+    assert not any(row.tobytes() in train_set for row in np.asarray(test.inputs))  # held out
+    dataset = PuzzleDataset(folder / "train", global_batch_size=8)
+    _, batch = next(dataset.train_batches())
+    assert batch["inputs"].shape == (8, 16) and int(batch["labels"].min()) >= 2  # every cell labelled
+
+
+def test_one_file_split_subsample_and_cache(tmp_path, shared_sudoku):
+    source = tmp_path / "puzzles.txt"
+    lines = (shared_sudoku / "puzzles2_17_clue.txt").read_text().splitlines()[3:63]
+    source.write_text("\n".join(lines + ["12345"]) + "\n")
+    config = SudokuDataConfig(train_path=str(source), test_size=10, train_size=30, num_aug=2, jobs=1)
+    folder = build_dataset(config, tmp_path / "cache")
+    meta = json.loads((folder / "test" / "dataset.json").read_text())
+    assert meta["total_groups"] == 10 and meta["sudoku"]["skipped"] == 1
+    assert meta["sudoku"]["problems"] == [f"{source}:61: 5 characters; a 9x9 puzzle has 81"]
+    assert json.loads((folder / "train" / "dataset.json").read_text())["sudoku"]["examples"] == 90
+    stamp = (folder / "train" / "dataset.json").stat().st_mtime_ns
+    assert build_dataset(config, tmp_path / "cache") == folder  # reused, not rebuilt
+    assert (folder / "train" / "dataset.json").stat().st_mtime_ns == stamp
+    source.write_text("\n".join(lines) + "\n")  # the source changed: a new build
+    assert build_dataset(config, tmp_path / "cache") != folder
+    with pytest.raises(SudokuDataError, match=r"puzzles.txt:61"):
+        source.write_text("\n".join(lines + ["12345"]) + "\n")
+        build_dataset(SudokuDataConfig(train_path=str(source), test_size=10, on_error="reject"), tmp_path)
+
+
+def test_several_solutions_are_reported_with_their_line(tmp_path):
+    source = tmp_path / "p.txt"
+    source.write_text(f"{GOOD}\n{'.' * 81}\n")
+    config = SudokuDataConfig(train_path=str(source), test_path=str(source), jobs=1, on_error="reject")
+    with pytest.raises(SudokuDataError, match=r"p.txt:2: several solutions"):
+        build_dataset(config, tmp_path)
+
+
+def test_csv_source_keeps_its_ratings(tmp_path):
+    from rr_sudoku.solver import label
+
+    answer = "".join(map(str, label(np.array([0 if c == "." else int(c) for c in GOOD])).solution))
+    for name in ("train.csv", "test.csv"):
+        (tmp_path / name).write_text(f"source,question,answer,rating\nx,{GOOD},{answer},42\n")
+    config = SudokuDataConfig(train_path=str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"))
+    folder = build_dataset(config, tmp_path / "cache")
+    assert np.load(folder / "test" / RATINGS_FILE).tolist() == [42]
