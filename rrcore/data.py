@@ -176,7 +176,10 @@ def validate_split(directory: Path, check_tokens: bool = True) -> tuple[DatasetM
     sets = {}
     for set_name in metadata.sets:
         arrays = load_set(directory, set_name)
-        where = lambda name: directory / f"{set_name}__{name}.npy"  # noqa: E731
+
+        def where(name: str, set_name: str = set_name) -> Path:
+            return directory / f"{set_name}__{name}.npy"
+
         if arrays.inputs.ndim != 2 or arrays.inputs.shape[1] != metadata.seq_len:
             raise DataFormatError(f"{where('inputs')}: shape {arrays.inputs.shape}, expected (N, {metadata.seq_len}) "
                                   f"(seq_len in dataset.json)")
