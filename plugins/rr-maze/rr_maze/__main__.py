@@ -1,0 +1,5 @@
+"""``python -m rr_maze build|bench``: the ``rr maze`` commands without the rr CLI."""
+
+from rr_maze.plugin import maze_group
+
+maze_group(prog_name="python -m rr_maze")

@@ -1,0 +1,170 @@
+"""The maze data set: a reader for the hub CSV layout and the builder.
+
+Built splits follow the Maze-Hard layout of the reference builders (one set
+``all``, seq_len H*W, vocabulary of 6 with pad 0 ignored, one puzzle identifier),
+so a model trained on rr's mazes reads the references' data and back. Training
+mazes are augmented by the symmetries of the square, each maze's versions forming
+one group (training draws one version per maze per epoch). Beside the arrays,
+``all__ratings.npy`` holds each maze's rating (the CSV ``rating`` column, or the
+shortest path length for generated mazes).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import numpy as np
+
+from rr_maze.maze import (
+    CHARSET,
+    PAD,
+    VOCAB_SIZE,
+    MazeSettings,
+    dihedral,
+    generate_mazes,
+    shape_preserving_transforms,
+    shortest_path_lengths,
+)
+from rrcore.data import DatasetMetadata, SplitWriter, cached_build, write_split
+
+BUILDER_VERSION = 1
+
+
+class MazeDataError(ValueError):
+    """Maze input rejected; the message names the file and row."""
+
+
+@attrs.define
+class MazeFile:
+    """Mazes read from a CSV file: ``inputs`` and ``labels`` (N, H, W) tokens,
+    ``sources`` and ``ratings`` (N,) as given in the file."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    sources: list[str]
+    ratings: np.ndarray
+
+
+def read_maze_csv(path: Path, width: int | None = None) -> MazeFile:
+    """Read a CSV with the header ``source,question,answer,rating`` (the hub data set's).
+
+    ``question`` and ``answer`` are the grids as strings of ``# SGo`` characters,
+    rows concatenated; square grids unless ``width`` is given.
+    """
+    path = Path(path)
+    lookup = np.zeros(256, dtype=np.uint8)  # 0 marks a character outside the charset
+    lookup[[ord(c) for c in CHARSET]] = np.arange(1, len(CHARSET) + 1)
+    inputs, labels, sources, ratings = [], [], [], []
+    shape: tuple[int, int] | None = None
+    with open(path, newline="") as file:
+        reader = csv.reader(file)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
+            raise MazeDataError(f"{path}:1: expected the header source,question,answer,rating, got {header}")
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != 4:
+                raise MazeDataError(f"{path}:{line}: expected 4 fields, got {len(row)}")
+            source, question, answer, rating = row
+            if shape is None:
+                cells = len(question)
+                cols = width or int(round(cells ** 0.5))
+                if cols * (cells // cols) != cells:
+                    raise MazeDataError(f"{path}:{line}: {cells} characters do not make a grid of width {cols}")
+                shape = (cells // cols, cols)
+            for name, text in (("question", question), ("answer", answer)):
+                if len(text) != shape[0] * shape[1]:
+                    raise MazeDataError(f"{path}:{line}: {name} has {len(text)} characters, expected "
+                                        f"{shape[0] * shape[1]} ({shape[0]}x{shape[1]})")
+                tokens = lookup[np.frombuffer(text.encode("latin-1", "replace"), dtype=np.uint8)]
+                if (tokens == PAD).any():
+                    bad = text[int(np.argmax(tokens == PAD))]
+                    raise MazeDataError(f"{path}:{line}: {name} has {bad!r}, not one of {CHARSET!r}")
+                (inputs if name == "question" else labels).append(tokens.reshape(shape))
+            sources.append(source)
+            try:
+                ratings.append(float(rating))
+            except ValueError:
+                raise MazeDataError(f"{path}:{line}: rating {rating!r} is not a number") from None
+    if shape is None:
+        raise MazeDataError(f"{path}: no mazes")
+    return MazeFile(np.stack(inputs), np.stack(labels), sources, np.asarray(ratings))
+
+
+@attrs.define
+class MazeDataConfig:
+    """``[data] plugin = "maze"``.
+
+    ``source = "generate"``: ``train_size`` and ``test_size`` new ``height`` x ``width``
+    mazes whose shortest path is longer than ``hard_threshold`` moves, with a
+    fraction ``loop_fraction`` of inner walls removed (see :mod:`rr_maze.maze`).
+    ``source = "csv"``: ``train.csv`` and ``test.csv`` of ``csv_dir`` (the hub data
+    set's layout); ``train_size``/``test_size`` then subsample (seeded; 0 = all).
+    ``dihedral_augmentation`` adds the 8 symmetries of every training maze (4 when
+    the grid is not square).
+    """
+
+    source: Literal["generate", "csv"] = "generate"
+    csv_dir: str = ""
+    width: int = 30
+    height: int = 30
+    hard_threshold: int = 110
+    loop_fraction: float = 0.02
+    train_size: int = 1000
+    test_size: int = 1000
+    dihedral_augmentation: bool = True
+    seed: int = 0
+
+
+def _write(folder: Path, inputs: np.ndarray, labels: np.ndarray, ratings: np.ndarray, augment: bool) -> None:
+    count, height, width = inputs.shape
+    transforms = shape_preserving_transforms(height, width) if augment else [0]
+    writer = SplitWriter(height * width, dtype=np.uint8)
+    versions = [(dihedral(inputs, t).reshape(count, -1), dihedral(labels, t).reshape(count, -1)) for t in transforms]
+    for row in range(count):
+        for version_inputs, version_labels in versions:
+            writer.add_puzzle(0, version_inputs[row], version_labels[row])
+        writer.end_group()
+    metadata = DatasetMetadata(
+        pad_id=PAD, ignore_label_id=PAD, blank_identifier_id=0, vocab_size=VOCAB_SIZE, seq_len=height * width,
+        num_puzzle_identifiers=1, total_groups=count, mean_puzzle_examples=1.0, sets=["all"],
+        extra={"task": "maze", "grid_height": height, "grid_width": width, "charset": CHARSET})
+    write_split(folder, metadata, {"all": writer.arrays()})
+    np.save(folder / "all__ratings.npy", np.repeat(ratings, len(transforms)).astype(np.float32))
+
+
+def _subsample(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(count, size=size, replace=False)) if 0 < size < count else np.arange(count)
+
+
+def build(config: MazeDataConfig, cache_dir: Path) -> Path:
+    """Build (or find in the cache) the train/test splits; the dataset factory."""
+    key: dict = {"config": attrs.asdict(config), "version": BUILDER_VERSION}
+    if config.source == "csv":
+        if not config.csv_dir:
+            raise MazeDataError('source = "csv" needs csv_dir, the folder holding train.csv and test.csv')
+        files = {split: Path(config.csv_dir).expanduser() / f"{split}.csv" for split in ("train", "test")}
+        for path in files.values():
+            if not path.exists():
+                raise MazeDataError(f"{path}: missing (csv_dir must hold train.csv and test.csv)")
+        key["files"] = {split: [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for split, p in files.items()}
+
+    def write(folder: Path) -> None:
+        rng = np.random.default_rng(config.seed)
+        for split, size in (("train", config.train_size), ("test", config.test_size)):
+            if config.source == "csv":
+                mazes = read_maze_csv(files[split])
+                keep = _subsample(len(mazes.inputs), size, rng)
+                inputs, labels, ratings = mazes.inputs[keep], mazes.labels[keep], mazes.ratings[keep]
+            else:
+                settings = MazeSettings(width=config.width, height=config.height,
+                                        hard_threshold=config.hard_threshold, loop_fraction=config.loop_fraction)
+                inputs, labels = generate_mazes(size, settings, rng)
+                ratings = shortest_path_lengths(inputs)
+            _write(folder / split, inputs, labels, ratings, augment=config.dihedral_augmentation and split == "train")
+
+    return cached_build(cache_dir, "maze", key, write)
