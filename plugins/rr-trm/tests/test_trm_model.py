@@ -18,6 +18,16 @@ BATCH, SEQ, VOCAB = 4, 5, 6
 TINY = dict(hidden_size=16, num_heads=2, expansion=2.0, puzzle_emb_ndim=16, puzzle_emb_len=2)
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine the
+    threads' spin-waiting makes these tests many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_model(kind: str = "trm", dtype: torch.dtype = torch.float32, **overrides):
     context = model_context(VOCAB, SEQ, num_puzzle_identifiers=3, batch_size=BATCH, forward_dtype=dtype)
     if kind == "transformer":
