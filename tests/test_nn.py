@@ -1,0 +1,106 @@
+"""Shared layers: init, losses, attention, the sparse puzzle embedding, the optimizers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rrcore.builtin import AdamAtan2Config, _make_adam_atan2
+from rrcore.nn import (
+    Attention,
+    SignSGD,
+    SparsePuzzleEmbedding,
+    apply_rotary,
+    attention,
+    log_stablemax,
+    resolve_attention_backend,
+    softmax_cross_entropy,
+    stablemax_cross_entropy,
+    swiglu_width,
+    trunc_normal_,
+)
+
+
+def test_trunc_normal_has_the_requested_std_and_bound():
+    values = trunc_normal_(torch.empty(400_000), std=0.02)
+    assert values.std().item() == pytest.approx(0.02, rel=0.01)
+    pdf, mass = math.exp(-2) / math.sqrt(2 * math.pi), math.erf(2 / math.sqrt(2))
+    base_std = 0.02 / math.sqrt(1 - 4 * pdf / mass)  # the normal that, cut at 2 sigma, has std 0.02
+    assert values.abs().max().item() <= 2 * base_std * (1 + 1e-5)
+
+
+def test_swiglu_width_rounds_up_to_256():
+    assert swiglu_width(512, 4) == 1536
+    assert swiglu_width(64, 4) == 256
+
+
+def test_stablemax_matches_its_definition_and_ignores_label():
+    logits = torch.tensor([[[2.0, -1.0, 0.0]], [[0.5, 0.5, -3.0]]])
+    labels = torch.tensor([[0], [-100]])
+    s = torch.tensor([3.0, 0.5, 1.0])
+    assert stablemax_cross_entropy(logits, labels)[0, 0].item() == pytest.approx(-math.log(3.0 / s.sum()))
+    assert stablemax_cross_entropy(logits, labels)[1, 0].item() == 0.0
+    assert stablemax_cross_entropy(logits, labels).dtype == torch.float64
+    assert torch.allclose(log_stablemax(logits.double()).exp().sum(-1), torch.ones(2, 1, dtype=torch.float64))
+
+
+def test_softmax_cross_entropy_matches_torch():
+    logits, labels = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
+    labels[0, 1] = -100
+    loss = softmax_cross_entropy(logits, labels)
+    expected = torch.nn.functional.cross_entropy(logits[1], labels[1], reduction="none")
+    assert torch.allclose(loss[1], expected) and loss[0, 1] == 0
+
+
+def test_attention_sdpa_matches_manual_and_rotary_preserves_norm():
+    q, k, v = torch.randn(3, 2, 6, 4, 8).unbind(0)  # (B, L, H, D)
+    out = attention(q, k, v, backend="sdpa")
+    weights = torch.softmax(torch.einsum("blhd,bmhd->bhlm", q, k) / math.sqrt(8), dim=-1)
+    assert torch.allclose(out, torch.einsum("bhlm,bmhd->blhd", weights, v), atol=1e-5)
+    half = torch.randn(6, 4)
+    angles = torch.cat((half, half), dim=-1)  # channel i and i + D/2 rotate together, as RotaryEmbedding lays out
+    rotated = apply_rotary(q, angles.cos(), angles.sin())
+    assert torch.allclose(rotated.norm(dim=-1), q.norm(dim=-1), atol=1e-5)
+    assert resolve_attention_backend("auto", torch.device("cpu")) == "sdpa"
+    with pytest.raises(RuntimeError, match="flash-attn"):
+        resolve_attention_backend("flash", torch.device("cpu"))
+
+
+def test_attention_module_is_permutation_equivariant_without_positions():
+    layer = Attention(16, num_heads=2, backend="sdpa")
+    x = torch.randn(1, 5, 16)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    assert torch.allclose(layer(x)[:, perm], layer(x[:, perm]), atol=1e-5)
+
+
+def test_sparse_embedding_gets_gradients_only_for_batch_rows_and_sign_sgd_updates_them():
+    embedding = SparsePuzzleEmbedding(6, 4, batch_size=3)
+    assert embedding.weights.abs().sum() == 0  # zero init
+    ids = torch.tensor([1, 4, 1])
+    out = embedding(ids)
+    (out * torch.tensor([[1.0], [-2.0], [3.0]])).sum().backward()
+    optimizer = SignSGD([embedding], lr=0.1, weight_decay=0.5)
+    optimizer.step()
+    weights = embedding.weights
+    assert torch.allclose(weights[1], torch.full((4,), -0.1))  # grads 1 + 3 summed, sign +
+    assert torch.allclose(weights[4], torch.full((4,), 0.1))
+    assert weights[[0, 2, 3, 5]].abs().sum() == 0
+    embedding.eval()
+    assert torch.equal(embedding(torch.tensor([4])), weights[[4]])
+
+
+def test_adam_atan2_step_matches_hand_computation():
+    """Pins adam-atan2-pytorch's update (weight decay lr*wd, atan2 with a=1, b=1)."""
+    param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    param.grad = torch.tensor([0.5, 0.25])
+    lr, wd, (beta1, beta2) = 0.1, 1.0, (0.9, 0.95)
+    optimizer = _make_adam_atan2([{"params": [param], "lr": lr, "weight_decay": wd, "betas": (beta1, beta2)}],
+                                 AdamAtan2Config())
+    optimizer.step()
+    m = (1 - beta1) * torch.tensor([0.5, 0.25]) / (1 - beta1)
+    v = (1 - beta2) * torch.tensor([0.25, 0.0625]) / (1 - beta2)
+    expected = torch.tensor([1.0, -2.0]) * (1 - lr * wd) - lr * torch.atan2(m, v.sqrt())
+    assert torch.allclose(param.detach(), expected)
+    assert not torch.allclose(param.detach(), torch.zeros(2))  # the old lr/init_lr*wd bug zeroed weights
