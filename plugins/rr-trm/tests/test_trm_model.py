@@ -237,3 +237,14 @@ def test_registry_lists_the_three_models():
     assert {"trm", "totrm", "transformer"} <= set(models)
     assert models["totrm"].config_class is ToTRMConfig
     assert models["trm"].make_config().H_cycles == 3
+
+
+@pytest.mark.parametrize("kind", ["trm", "totrm", "transformer"])
+def test_forward_traces_as_one_graph(kind):
+    """No host syncs or Python branching on tensor values: torch.compile needs no graph break."""
+    torch.manual_seed(0)
+    model = make_model(kind, **({"tree_merge": "learned_weighted"} if kind == "totrm" else {}))
+    batch = make_batch()
+    carry = model.reset_carry(torch.ones(BATCH, dtype=torch.bool), model.initial_carry(batch))
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # traces, no code generation
+    torch.testing.assert_close(compiled(carry, batch)[1]["logits"], model(carry, batch)[1]["logits"])
