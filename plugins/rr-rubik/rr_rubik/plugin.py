@@ -58,16 +58,16 @@ def table_command(cache_dir: str | None) -> None:
 
 @rubik_group.command("build")
 @click.option("--cache-dir", type=click.Path(), default=None, help="where data sets are cached")
-@click.option("--train-count", type=int, default=RubikDataConfig().train_count)
-@click.option("--test-count", type=int, default=RubikDataConfig().test_count)
+@click.option("--train-size", type=int, default=RubikDataConfig().train_size)
+@click.option("--test-size", type=int, default=RubikDataConfig().test_size)
 @click.option("--seed", type=int, default=0)
-def build_command(cache_dir: str | None, train_count: int, test_count: int, seed: int) -> None:
+def build_command(cache_dir: str | None, train_size: int, test_size: int, seed: int) -> None:
     """Build the data set with the default settings and print its folder."""
     from pathlib import Path
 
     from rrcore.data import default_cache_dir
 
-    config = RubikDataConfig(train_count=train_count, test_count=test_count, seed=seed)
+    config = RubikDataConfig(train_size=train_size, test_size=test_size, seed=seed)
     click.echo(str(build(config, Path(cache_dir) if cache_dir else default_cache_dir())))
 
 

@@ -55,8 +55,8 @@ class RubikDataConfig:
     ``cache_dir`` ("" = the run's cache) also holds the 3.7 MB distance table.
     """
 
-    train_count: int = 100_000
-    test_count: int = 1_100
+    train_size: int = 100_000
+    test_size: int = 1_100
     distances: list[int] = attrs.field(factory=lambda: list(range(1, cube.GODS_NUMBER + 1)))
     sampling: Literal["uniform_distance", "uniform_state"] = "uniform_distance"
     seed: int = 0
@@ -147,7 +147,7 @@ def build(config: RubikDataConfig, cache_dir: Path) -> Path:
     def write(folder: Path) -> None:
         table = cube.distance_table(cache_dir)
         rng = np.random.default_rng(config.seed)
-        train, test = sample_states(table, [config.train_count, config.test_count], config.distances,
+        train, test = sample_states(table, [config.train_size, config.test_size], config.distances,
                                     config.sampling, rng)
         _write(folder / "train", train, table)
         _write(folder / "test", test, table)

@@ -26,7 +26,7 @@ from rrcore.registry import load_registry
 @pytest.fixture(scope="session")
 def rubik_dataset(tmp_path_factory):
     cache = tmp_path_factory.mktemp("rubik-cache")
-    config = RubikDataConfig(train_count=2000, test_count=330, seed=3)
+    config = RubikDataConfig(train_size=2000, test_size=330, seed=3)
     return build(config, cache), cube.distance_table(cache)
 
 
