@@ -12,6 +12,7 @@ whole batch; rows that halt take a new example at the next call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import attrs
@@ -80,9 +81,14 @@ class ACTModel(nn.Module):
         self.exploration_generator: torch.Generator | None = None
         self.row_offset = 0
         self.global_batch_size: int | None = None
-        # The compiled (or plain) callable for the inner step; the trainer may swap in
-        # torch.compile(inner) while state dicts keep the plain module's keys.
-        self.inner_step = inner
+        self.set_inner_step(inner)
+
+    def set_inner_step(self, step: Callable[[InnerCarry, Batch], tuple[InnerCarry, Outputs]]) -> None:
+        """Use ``step`` (e.g. ``torch.compile(inner)``) for the inner recurrence.
+
+        Kept outside the module tree so state dicts hold the plain module's keys once.
+        """
+        self.__dict__["inner_step"] = step
 
     def initial_carry(self, batch: Batch) -> Carry:
         """A carry whose rows are all halted, so the first step loads ``batch``."""

@@ -85,8 +85,8 @@ def rr_register_evaluators() -> list[EvaluatorSpec]:
 def rr_register_optimizers() -> list[OptimizerSpec]:
     """Return optimizers: ``factory(param_groups, config) -> torch.optim.Optimizer``.
 
-    ``param_groups`` is a list of dicts with ``params``, ``lr``, ``weight_decay``
-    and ``betas`` already set from the experiment's ``[train]`` section; the
+    ``param_groups`` is a list of dicts with ``params``, ``param_names``, ``lr``,
+    ``weight_decay`` and ``betas`` already set from the experiment's ``[train]`` section; the
     optimizer config holds only the optimizer's own extra keys. The core
     registers ``adam_atan2`` (default) and ``adamw``.
     """

@@ -173,13 +173,15 @@ class Trainer:
         self.loss_head = loss_spec.factory(experiment.loss.config, self.act_model).to(self.device)
         self.compiled = _compile_enabled(experiment.train.compile, self.device)
         if self.compiled:
-            self.act_model.inner_step = torch.compile(inner, dynamic=False)
+            self.act_model.set_inner_step(torch.compile(inner, dynamic=False))
 
     def _build_optimizers(self) -> None:
         train = self.experiment.train
-        self.parameters = [p for p in self.loss_head.parameters() if p.requires_grad]
-        groups = [{"params": self.parameters, "lr": train.lr, "weight_decay": train.weight_decay,
-                   "betas": tuple(train.betas)}]
+        named = [(name, p) for name, p in self.loss_head.named_parameters() if p.requires_grad]
+        self.parameters = [p for _, p in named]
+        # param_names (torch's convention) lets optimizers such as Muon route by name.
+        groups = [{"params": self.parameters, "param_names": [name for name, _ in named], "lr": train.lr,
+                   "weight_decay": train.weight_decay, "betas": tuple(train.betas)}]
         spec = self.registry.get("optimizer", self.experiment.optimizer.plugin)
         self.optimizer = spec.factory(groups, self.experiment.optimizer.config)
         self.optimizers: list[tuple[torch.optim.Optimizer, float]] = [(self.optimizer, train.lr)]
