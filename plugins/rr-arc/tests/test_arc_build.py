@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_combined
-
+from arc_testdata import write_combined
 from rr_arc.build import (
     AUGMENTATIONS_FILE,
     TEST_TASKS_FILE,
@@ -19,6 +18,7 @@ from rr_arc.build import (
 )
 from rr_arc.grids import dihedral, inverse_dihedral, inverse_permutation
 from rr_arc.reader import ArcTask, read_subset
+
 from rrcore.data import load_set, validate_split
 
 

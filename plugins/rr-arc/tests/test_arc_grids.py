@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import augmented_tokens
-
+from arc_testdata import augmented_tokens
 from rr_arc.evaluator import deaugment
 from rr_arc.grids import (
     EOS_TOKEN,

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from rr_arc.reader import ArcFormatError, read_subset, task_to_json
 
 
