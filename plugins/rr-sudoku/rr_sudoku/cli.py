@@ -82,10 +82,12 @@ def build(experiment: str | None, cache_dir: str | None, **values: typing.Any) -
         if raw.pop("plugin", "sudoku") != "sudoku":
             raise click.UsageError(f"{experiment}: [data] plugin is not 'sudoku'")
     raw.update({key: value for key, value in values.items() if value is not None})
-    try:
-        config = SudokuDataConfig(**raw)
-    except TypeError as error:
-        raise click.UsageError(f"[data]: {error}") from None
+    from rrcore.config import ConfigError, structure
+
+    try:  # the core's strict structuring: unknown keys and wrong types are named
+        config = structure(raw, SudokuDataConfig, experiment or "rr sudoku build", "data")
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
     started = time.perf_counter()
     try:
         folder = build_dataset(config, Path(cache_dir) if cache_dir else default_cache_dir(), BarProgress())
