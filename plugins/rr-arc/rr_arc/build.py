@@ -98,6 +98,27 @@ class TaskPlan:
     perms: np.ndarray
 
 
+class NpyWriter:
+    """Writes a .npy array of known shape chunk by chunk, never holding or mapping it whole."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
+        np.lib.format.write_array_header_1_0(self._file, {
+            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape})
+        self._rows = 0
+
+    def append(self, chunk: np.ndarray) -> None:
+        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+        self._file.write(chunk.tobytes())
+        self._rows += chunk.shape[0]
+
+    def close(self) -> None:
+        self._file.close()
+        if self._rows != self.shape[0]:
+            raise RuntimeError(f"{self.path}: wrote {self._rows} rows, expected {self.shape[0]}")
+
+
 class Progress:
     """A minimal progress bar on stderr (rr adds no tqdm dependency)."""
 
@@ -373,10 +394,8 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
         directory.mkdir(parents=True)
         split_plans = [(p, f) for p, f in zip(plans, first_identifier) if _examples(p, split, config)]
         num_examples = sum(len(p.transforms) * len(_examples(p, split, config)) for p, _ in split_plans)
-        inputs = np.lib.format.open_memmap(directory / f"{SET_NAME}__inputs.npy", mode="w+", dtype=np.uint8,
-                                           shape=(num_examples, SEQ_LEN))
-        labels = np.lib.format.open_memmap(directory / f"{SET_NAME}__labels.npy", mode="w+", dtype=np.uint8,
-                                           shape=(num_examples, SEQ_LEN))
+        inputs = NpyWriter(directory / f"{SET_NAME}__inputs.npy", (num_examples, SEQ_LEN), np.uint8)
+        labels = NpyWriter(directory / f"{SET_NAME}__labels.npy", (num_examples, SEQ_LEN), np.uint8)
         identifiers, puzzle_indices, group_indices = [], [0], [0]
         example_puzzle, example_test_index, example_offset = [], [], []
         translate_split = config.translate if split == "train" else config.translate_test
@@ -387,8 +406,8 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
             offsets = _offsets(plan, pairs, _task_rng(config, plan.task, 1 if split == "train" else 2),
                                translate_split, keep_one=split == "train")
             task_inputs, task_labels = encode_task(plan, pairs, offsets)
-            inputs[row:row + len(task_inputs)] = task_inputs
-            labels[row:row + len(task_labels)] = task_labels
+            inputs.append(task_inputs)
+            labels.append(task_labels)
             ids = first + np.arange(len(plan.transforms))
             identifiers.append(ids)
             puzzle_indices.append(row + len(pairs) * np.arange(1, len(plan.transforms) + 1))
@@ -400,9 +419,8 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
             row += len(task_inputs)
             progress.update()
         progress.close()
-        inputs.flush()
-        labels.flush()
-        del inputs, labels
+        inputs.close()
+        labels.close()
         arrays = {
             "puzzle_identifiers": np.concatenate(identifiers or [np.zeros(0)]).astype(np.int32),
             "puzzle_indices": np.concatenate([np.zeros(1)] + puzzle_indices[1:]).astype(np.int32),
