@@ -36,8 +36,10 @@ import numpy as np
 import torch
 
 from rr_arc.build import AUGMENTATIONS_FILE, TEST_TASKS_FILE
-from rr_arc.grids import COLOUR_OFFSET, MAX_GRID_SIZE, NUM_COLOURS, crop, inverse_dihedral
+from rr_arc.grids import COLOUR_OFFSET, MAX_GRID_SIZE, crop, inverse_dihedral
 from rr_arc.reader import ArcFormatError, grid_key, parse_grid
+
+DEAUGMENT_CHUNK = 32768  # predictions de-augmented at once
 
 
 @attrs.define
@@ -108,7 +110,7 @@ def deaugment(preds: np.ndarray, index: np.ndarray, table: dict[str, np.ndarray]
     moved, heights, widths = crop(preds.reshape(n, MAX_GRID_SIZE, MAX_GRID_SIZE).astype(np.uint8),
                                   table["example_offset"][index].astype(np.int64))
     inverse = np.argsort(table["puzzle_colours"][puzzles], axis=1).astype(np.uint8)  # (n, 10): new -> original
-    colours = np.clip(moved.astype(np.int64) - COLOUR_OFFSET, 0, NUM_COLOURS - 1).reshape(n, -1)
+    colours = np.where(moved >= COLOUR_OFFSET, moved - COLOUR_OFFSET, 0).reshape(n, -1)  # uint8: compact
     original = np.take_along_axis(inverse, colours, axis=1).reshape(n, MAX_GRID_SIZE, MAX_GRID_SIZE)
     transforms = table["puzzle_transform"][puzzles]
     grids: list[np.ndarray | None] = []
@@ -135,14 +137,17 @@ def score(tasks: dict[str, Any], table: dict[str, np.ndarray], index: np.ndarray
         q = 1.0 / (1.0 + np.exp(-q))
     votes: dict[tuple[str, int], dict[bytes, Candidate]] = {}
     empty = 0
-    for grid, task, test_index, confidence in zip(deaugment(preds, index, table), example_tasks, test_indices, q):
-        if grid is None:
-            empty += 1
-            continue
-        candidates = votes.setdefault((str(task_ids[task]), int(test_index)), {})
-        candidate = candidates.setdefault(grid_key(grid), Candidate(grid=grid))
-        candidate.votes += 1
-        candidate.q_sum += float(confidence)
+    for start in range(0, len(index), DEAUGMENT_CHUNK):  # chunks bound the temporary canvases' memory
+        chunk = slice(start, start + DEAUGMENT_CHUNK)
+        for grid, task, test_index, confidence in zip(deaugment(preds[chunk], index[chunk], table),
+                                                      example_tasks[chunk], test_indices[chunk], q[chunk]):
+            if grid is None:
+                empty += 1
+                continue
+            candidates = votes.setdefault((str(task_ids[task]), int(test_index)), {})
+            candidate = candidates.setdefault(grid_key(grid), Candidate(grid=grid))
+            candidate.votes += 1
+            candidate.q_sum += float(confidence)
 
     pass_k = sorted(set(config.pass_k))
     if not pass_k or pass_k[0] < 1:
@@ -237,9 +242,10 @@ class ArcEvaluator:
         self._chunks = []
 
     def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
-        # Kept on the device as compact tensors; moved to the host once, in result().
-        self._chunks.append((batch["valid"], batch["index"], batch["puzzle_identifiers"],
-                             outputs["preds"].to(torch.uint8), outputs["q_halt_logits"].float()))
+        # Kept on the device as compact copies (a trainer may reuse its buffers); moved to the
+        # host once, in result().
+        self._chunks.append((batch["valid"].clone(), batch["index"].clone(), batch["puzzle_identifiers"].clone(),
+                             outputs["preds"].to(torch.uint8), outputs["q_halt_logits"].to(torch.float32, copy=True)))
 
     def _local_arrays(self) -> dict[str, np.ndarray]:
         if not self._chunks:
