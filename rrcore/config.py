@@ -40,6 +40,8 @@ class RunConfig:
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     ``cache_dir``: where data sets are built (empty: ``$RR_CACHE_DIR`` or ``~/.cache/rr``).
+    ``cpu_threads``: torch threads per process on CPU (0: torch's default). Tiny models
+    run fastest on 1: several threads on a few busy cores spend their time waiting.
     """
 
     name: str = "rr-run"
@@ -47,6 +49,7 @@ class RunConfig:
     out_dir: str = "runs"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cache_dir: str = ""
+    cpu_threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
 
 @attrs.define

@@ -88,6 +88,8 @@ class Trainer:
         self.registry = registry or get_registry()
         self.dist = distributed.setup(experiment.run.device)
         self.device = self.dist.device
+        if self.device.type == "cpu" and experiment.run.cpu_threads:
+            torch.set_num_threads(experiment.run.cpu_threads)
         self.rank, self.world_size = self.dist.rank, self.dist.world_size
         train_cfg = experiment.train
         if train_cfg.global_batch_size % (self.world_size * train_cfg.grad_accum_steps):
