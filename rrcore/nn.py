@@ -261,6 +261,13 @@ class SparsePuzzleEmbedding(nn.Module):
                              persistent=False)
         self.register_buffer("local_ids", torch.zeros(batch_size, dtype=torch.int64), persistent=False)
 
+    def _apply(self, fn, recurse=True):
+        # Moving a module (.to, .cuda) replaces buffers with converted copies; a copy of a
+        # tensor that requires grad is not a leaf, and only leaves receive .grad.
+        super()._apply(fn, recurse)
+        self.local_weights = self.local_weights.detach().requires_grad_()
+        return self
+
     def forward(self, ids: Tensor) -> Tensor:
         if not self.training:
             return self.weights[ids].to(self.dtype)

@@ -104,3 +104,15 @@ def test_adam_atan2_step_matches_hand_computation():
     expected = torch.tensor([1.0, -2.0]) * (1 - lr * wd) - lr * torch.atan2(m, v.sqrt())
     assert torch.allclose(param.detach(), expected)
     assert not torch.allclose(param.detach(), torch.zeros(2))  # the old lr/init_lr*wd bug zeroed weights
+
+
+def test_sparse_embedding_stays_trainable_after_moving_the_module():
+    """.to(device) copies buffers; the batch rows must still be a leaf that gets .grad."""
+    module = torch.nn.Module()
+    module.emb = SparsePuzzleEmbedding(4, 2, batch_size=2)
+    module.to(torch.float64)  # a conversion that copies, as .cuda() does
+    assert module.emb.local_weights.is_leaf and module.emb.local_weights.requires_grad
+    module.emb(torch.tensor([0, 3])).sum().backward()
+    optimizer = SignSGD([module.emb], lr=0.5)
+    optimizer.step()
+    assert module.emb.weights[[0, 3]].eq(-0.5).all() and module.emb.weights[[1, 2]].eq(0).all()
