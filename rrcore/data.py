@@ -203,19 +203,36 @@ def validate_split(directory: Path, check_tokens: bool = True) -> tuple[DatasetM
             raise DataFormatError(f"{where('puzzle_identifiers')}: identifiers must lie in "
                                   f"[0, {metadata.num_puzzle_identifiers}) (num_puzzle_identifiers)")
         if check_tokens and arrays.inputs.size:
-            low, high = int(arrays.inputs.min()), int(arrays.inputs.max())
-            if low < 0 or high >= metadata.vocab_size:
-                raise DataFormatError(f"{where('inputs')}: token {high if high >= metadata.vocab_size else low} "
-                                      f"outside the vocabulary [0, {metadata.vocab_size})")
-            labels = np.asarray(arrays.labels)
-            scored = labels[labels != (metadata.ignore_label_id if metadata.ignore_label_id is not None else IGNORE_LABEL)]
-            scored = scored[scored != IGNORE_LABEL]
-            if scored.size and (scored.min() < 0 or scored.max() >= metadata.vocab_size):
-                bad = int(scored.max() if scored.max() >= metadata.vocab_size else scored.min())
-                raise DataFormatError(f"{where('labels')}: label {bad} outside the vocabulary "
-                                      f"[0, {metadata.vocab_size})")
+            _check_tokens(arrays, metadata, where)
         sets[set_name] = arrays
     return metadata, sets
+
+
+_DEVICE_DTYPES = (np.uint8, np.int16, np.int32, np.int64)
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A copy of ``array`` on ``device`` in its own dtype when torch supports it, else int32."""
+    dtype = array.dtype if array.dtype in _DEVICE_DTYPES else np.int32
+    return torch.from_numpy(np.array(array, dtype=dtype)).to(device)
+
+
+def _check_tokens(arrays: PuzzleArrays, metadata: DatasetMetadata, where: Any) -> None:
+    """Every input token and scored label inside the vocabulary, in chunks (bounded memory)."""
+    ignored = [IGNORE_LABEL] + ([metadata.ignore_label_id] if metadata.ignore_label_id is not None else [])
+    rows = max(1, (1 << 22) // max(1, metadata.seq_len))
+    for start in range(0, arrays.inputs.shape[0], rows):
+        inputs = np.asarray(arrays.inputs[start: start + rows])
+        low, high = int(inputs.min()), int(inputs.max())
+        if low < 0 or high >= metadata.vocab_size:
+            raise DataFormatError(f"{where('inputs')}: token {high if high >= metadata.vocab_size else low} "
+                                  f"outside the vocabulary [0, {metadata.vocab_size})")
+        labels = np.asarray(arrays.labels[start: start + rows]).astype(np.int64)
+        scored = labels[~np.isin(labels, ignored)]
+        if scored.size and (scored.min() < 0 or scored.max() >= metadata.vocab_size):
+            bad = int(scored.max() if scored.max() >= metadata.vocab_size else scored.min())
+            raise DataFormatError(f"{where('labels')}: label {bad} outside the vocabulary "
+                                  f"[0, {metadata.vocab_size})")
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,8 +278,9 @@ class PuzzleDataset:
         self._merge_sets(sets)
         self.on_device = self._decide_on_device(on_device)
         if self.on_device:
-            self._inputs = torch.from_numpy(np.ascontiguousarray(self._host_inputs, dtype=np.int32)).to(self.device)
-            self._labels = self._convert_labels(torch.from_numpy(np.ascontiguousarray(self._host_labels)).to(self.device))
+            # Kept in the files' (often uint8) dtype; batches are widened as they are gathered.
+            self._inputs = _to_device(self._host_inputs, self.device)
+            self._labels = _to_device(self._host_labels, self.device)
             self._identifiers = torch.from_numpy(self._example_identifiers).to(self.device)
 
     def _merge_sets(self, sets: dict[str, PuzzleArrays]) -> None:
@@ -292,7 +310,7 @@ class PuzzleDataset:
             return False
         size = self._host_inputs.nbytes + self._host_labels.nbytes
         free, _ = torch.cuda.mem_get_info(self.device)
-        return size * 2 < free // 4  # int32 copies of possibly narrower arrays
+        return size < free // 4
 
     def _convert_labels(self, labels: torch.Tensor) -> torch.Tensor:
         labels = labels.to(torch.int64)
@@ -326,7 +344,7 @@ class PuzzleDataset:
             index = torch.from_numpy(indices)
             if self.device.type == "cuda":
                 index = index.pin_memory().to(self.device, non_blocking=True)
-            return {"inputs": self._inputs[index], "labels": self._labels[index],
+            return {"inputs": self._inputs[index].to(torch.int32), "labels": self._convert_labels(self._labels[index]),
                     "puzzle_identifiers": self._identifiers[index]}
         order = np.argsort(indices, kind="stable")  # sorted reads are kinder to memory maps
         rows = np.empty_like(order)

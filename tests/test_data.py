@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rrcore.data import (
     DataFormatError,
@@ -130,3 +131,13 @@ def test_cached_build_builds_once_and_never_leaves_partial_folders(tmp_path):
     with pytest.raises(RuntimeError):
         cached_build(tmp_path, "demo", {"n": 3}, failing)
     assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["demo", "demo"]
+
+
+def test_device_resident_copy_gives_the_same_batches(tmp_path):
+    _write(tmp_path / "train")
+    mapped = PuzzleDataset(tmp_path / "train", global_batch_size=4, seed=3, on_device=False)
+    resident = PuzzleDataset(tmp_path / "train", global_batch_size=4, seed=3, on_device=True)
+    for _, ((_, a), (_, b)) in zip(range(5), zip(mapped.train_batches(), resident.train_batches())):
+        assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    for a, b in zip(mapped.eval_batches(), resident.eval_batches()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
