@@ -10,7 +10,7 @@ cross-entropy computed in float64.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -410,6 +410,18 @@ class PuzzleInput(nn.Module):
                           if pos_encodings == "learned" else None)
         if pos_encodings not in ("rope", "learned", "none"):
             raise ValueError(f"pos_encodings must be 'rope', 'learned' or 'none', got {pos_encodings!r}")
+
+    @classmethod
+    def from_config(cls, config: Any, context: Any) -> PuzzleInput:
+        """Build from a model config with the papers' key names (``hidden_size``,
+        ``num_heads``, ``puzzle_emb_ndim``, ``puzzle_emb_len`` (0 = derived),
+        ``pos_encodings``, ``rope_theta``) and a :class:`rrcore.protocols.ModelContext`."""
+        metadata = context.metadata
+        return cls(vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
+                   num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+                   puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
+                   puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
+                   rope_theta=config.rope_theta, dtype=context.forward_dtype)
 
     def rotary(self) -> tuple[Tensor, Tensor] | None:
         return self.rotary_emb() if self.rotary_emb is not None else None

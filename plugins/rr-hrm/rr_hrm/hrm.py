@@ -95,12 +95,7 @@ class HRM(nn.Module):
         self.config = config
         metadata = context.metadata
         self.forward_dtype = context.forward_dtype
-        self.embed_input = PuzzleInput(
-            vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
-            num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
-            puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
-            puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
-            rope_theta=config.rope_theta, dtype=context.forward_dtype)
+        self.embed_input = PuzzleInput.from_config(config, context)
         self.H_level = ReasoningModule(config, config.H_layers)
         self.L_level = ReasoningModule(config, config.L_layers)
         self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed_input.puzzle_emb_len)

@@ -49,12 +49,7 @@ class Transformer(nn.Module):
         metadata = context.metadata
         self.config = config
         self.forward_dtype = context.forward_dtype
-        self.embed = PuzzleInput(
-            vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
-            num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
-            puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
-            puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
-            rope_theta=config.rope_theta, dtype=context.forward_dtype)
+        self.embed = PuzzleInput.from_config(config, context)
         self.blocks = nn.ModuleList([
             make_block(hidden_size=config.hidden_size, num_heads=config.num_heads,
                        expansion=config.expansion, seq_len=self.embed.total_len, mlp_t=config.mlp_t,

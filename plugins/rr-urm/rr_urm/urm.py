@@ -134,12 +134,7 @@ class URM(nn.Module):
         self.config = config
         metadata = context.metadata
         self.forward_dtype = context.forward_dtype
-        self.embed_input = PuzzleInput(
-            vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
-            num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
-            puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
-            puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
-            rope_theta=config.rope_theta, dtype=context.forward_dtype)
+        self.embed_input = PuzzleInput.from_config(config, context)
         self.blocks = nn.ModuleList(
             PostNormBlock(config.hidden_size, config.num_heads, config.expansion, config.rms_norm_eps,
                           mlp=ConvSwiGLU(config.hidden_size, config.expansion, config.conv_kernel),
