@@ -14,6 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from rrcore.grids import (  # noqa: F401 - re-exported for the builder and evaluator
+    DIHEDRAL_INVERSE,
+    DIHEDRAL_NAMES,
+    NUM_DIHEDRAL,
+    dihedral,
+    inverse_dihedral,
+)
+
 MAX_GRID_SIZE = 30
 SEQ_LEN = MAX_GRID_SIZE * MAX_GRID_SIZE
 PAD_TOKEN = 0
@@ -24,36 +32,6 @@ NUM_COLOURS = 10
 
 # Transform ids: 0 identity, 1-3 rotations by 90/180/270 degrees anticlockwise,
 # 4 left-right flip, 5 up-down flip, 6 transpose, 7 anti-transpose.
-NUM_DIHEDRAL = 8
-DIHEDRAL_NAMES = ("identity", "rot90", "rot180", "rot270", "flip_lr", "flip_ud", "transpose", "anti_transpose")
-# Rotations by 90 and 270 undo each other; every other transform is its own inverse.
-DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
-
-
-def dihedral(grid: np.ndarray, transform: int) -> np.ndarray:
-    """``grid`` under dihedral transform ``transform`` (0-7), as a new contiguous array."""
-    if transform == 0:
-        out = grid
-    elif transform in (1, 2, 3):
-        out = np.rot90(grid, k=transform)
-    elif transform == 4:
-        out = grid[:, ::-1]
-    elif transform == 5:
-        out = grid[::-1, :]
-    elif transform == 6:
-        out = grid.T
-    elif transform == 7:
-        out = grid[::-1, ::-1].T
-    else:
-        raise ValueError(f"dihedral transform id must be 0-7, got {transform}")
-    return np.ascontiguousarray(out)
-
-
-def inverse_dihedral(grid: np.ndarray, transform: int) -> np.ndarray:
-    """Undo :func:`dihedral` with the same ``transform``."""
-    return dihedral(grid, DIHEDRAL_INVERSE[transform])
-
-
 def random_colour_permutation(rng: np.random.Generator) -> np.ndarray:
     """A permutation of colours 0-9 (uint8, ``perm[original] = new``) that keeps 0 fixed."""
     return np.concatenate([[0], rng.permutation(np.arange(1, NUM_COLOURS))]).astype(np.uint8)

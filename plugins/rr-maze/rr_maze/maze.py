@@ -35,6 +35,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from rrcore.grids import dihedral, shape_preserving_transforms  # noqa: F401 - re-exported
+
 PAD, WALL, OPEN, START, GOAL, PATH = 0, 1, 2, 3, 4, 5
 CHARSET = "# SGo"
 """Character of each token 1..5 in the hub data set's CSV files."""
@@ -251,24 +253,6 @@ def generate_mazes(count: int, settings: MazeSettings, rng: np.random.Generator,
 
 
 # -- symmetries and text -----------------------------------------------------------------------
-
-
-def dihedral(grids: np.ndarray, transform: int) -> np.ndarray:
-    """The last two axes of ``grids`` under one of the 8 symmetries of the square.
-
-    0-3 rotate by ``transform`` quarter turns; 4-7 transpose first. Non-square
-    grids only admit the transforms that keep their shape (0, 2, 5, 7).
-    """
-    if not 0 <= transform < 8:
-        raise ValueError(f"dihedral transform must be 0-7, got {transform}")
-    if transform >= 4:
-        grids = np.swapaxes(grids, -1, -2)
-    return np.ascontiguousarray(np.rot90(grids, transform % 4, axes=(-2, -1)))
-
-
-def shape_preserving_transforms(height: int, width: int) -> list[int]:
-    """Dihedral transforms that map an (H, W) grid to an (H, W) grid."""
-    return list(range(8)) if height == width else [0, 2, 5, 7]
 
 
 def to_text(grid: np.ndarray) -> str:
