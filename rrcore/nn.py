@@ -277,6 +277,29 @@ class SparsePuzzleEmbedding(nn.Module):
         return self.local_weights.to(self.dtype)
 
 
+def _sign_sgd_rows(weights: Tensor, ids: Tensor, grad: Tensor, lr: float, weight_decay: float) -> None:
+    """Update the rows ``ids`` of ``weights`` by the sign of their summed gradients.
+
+    Written without ``unique`` (whose output size is data-dependent and forces a host
+    synchronisation on CUDA): sorted ids are grouped into fixed-size segments, and the
+    spare segments rewrite the first row with its own new value, so every write is
+    deterministic.
+    """
+    n = ids.shape[0]
+    sorted_ids, order = ids.sort()
+    starts = torch.ones(n, dtype=torch.bool, device=ids.device)
+    starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    segment = starts.cumsum(0) - 1  # (n,) segment of each sorted row
+    summed = torch.zeros(n, grad.shape[1], dtype=grad.dtype, device=grad.device)
+    summed.index_add_(0, segment, grad[order])
+    used = torch.zeros(n, dtype=torch.bool, device=ids.device).index_fill_(0, segment, True)
+    segment_ids = torch.zeros_like(sorted_ids).scatter_(0, segment, sorted_ids)
+    segment_ids = torch.where(used, segment_ids, sorted_ids[0])
+    rows = weights[segment_ids] * (1.0 - lr * weight_decay) - lr * torch.sign(summed)
+    rows = torch.where(used.unsqueeze(-1), rows, rows[:1])  # spare segments repeat row 0
+    weights.index_put_((segment_ids,), rows)
+
+
 class SignSGD(torch.optim.Optimizer):
     """Sign-SGD with decoupled weight decay for :class:`SparsePuzzleEmbedding` tables.
 
@@ -318,12 +341,7 @@ class SignSGD(torch.optim.Optimizer):
                 dist.all_gather(grads, grad.contiguous())
                 dist.all_gather(all_ids, ids.contiguous())
                 grad, ids = torch.cat(grads), torch.cat(all_ids)
-            unique_ids, inverse = ids.unique(return_inverse=True)
-            summed = torch.zeros(unique_ids.shape[0], grad.shape[1], dtype=grad.dtype, device=grad.device)
-            summed.index_add_(0, inverse, grad)
-            rows = embedding.weights[unique_ids]
-            rows.mul_(1.0 - group["lr"] * group["weight_decay"]).add_(torch.sign(summed), alpha=-group["lr"])
-            embedding.weights[unique_ids] = rows
+            _sign_sgd_rows(embedding.weights, ids, grad, group["lr"], group["weight_decay"])
         return None
 
 

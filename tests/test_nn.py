@@ -12,6 +12,7 @@ from rrcore.nn import (
     Attention,
     SignSGD,
     SparsePuzzleEmbedding,
+    _sign_sgd_rows,
     apply_rotary,
     attention,
     log_stablemax,
@@ -116,3 +117,16 @@ def test_sparse_embedding_stays_trainable_after_moving_the_module():
     optimizer = SignSGD([module.emb], lr=0.5)
     optimizer.step()
     assert module.emb.weights[[0, 3]].eq(-0.5).all() and module.emb.weights[[1, 2]].eq(0).all()
+
+
+def test_sign_sgd_rows_match_a_unique_based_reference():
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.randn(50, 3, generator=generator)
+    ids = torch.randint(0, 50, (40,), generator=generator)
+    grad = torch.randn(40, 3, generator=generator)
+    expected = weights.clone()
+    unique_ids, inverse = ids.unique(return_inverse=True)
+    summed = torch.zeros(len(unique_ids), 3).index_add_(0, inverse, grad)
+    expected[unique_ids] = expected[unique_ids] * (1 - 0.1 * 0.5) - 0.1 * summed.sign()
+    _sign_sgd_rows(weights, ids, grad, lr=0.1, weight_decay=0.5)
+    assert torch.allclose(weights, expected)
