@@ -279,7 +279,7 @@ class Trainer:
                 group["lr"] = lr
 
     def train_step(self, batch: dict[str, torch.Tensor], metric_sums: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One optimizer step over this rank's rows; returns the (device) loss sum."""
+        """One optimizer step over this rank's rows (advances ``step``); returns the (device) loss sum."""
         train = self.experiment.train
         self.loss_head.train()
         if self.carries is None:
@@ -307,6 +307,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
+        self.step += 1
         return total_loss
 
     def _reduce_metrics(self, sums: dict[str, torch.Tensor], steps: int, prefix: str) -> dict[str, float]:
@@ -361,8 +362,7 @@ class Trainer:
                 self.position, batch = next(batches)
                 loss = self.train_step(batch, metric_sums)
                 first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss),
-                                             torch.full_like(first_bad_step, self.step + 1), first_bad_step)
-                self.step += 1
+                                             torch.full_like(first_bad_step, self.step), first_bad_step)
                 self.context.step = self.step
                 window_steps += 1
                 log_now = self.step % train.log_interval == 0 or self.step == self.total_steps
