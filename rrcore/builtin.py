@@ -100,6 +100,7 @@ class ExactEvaluator:
     """Token accuracy and exact (whole sequence) accuracy for any task."""
 
     required_outputs: set[str] = set()
+    headline_metrics = ("exact_accuracy", "accuracy")
 
     def __init__(self, config: ExactConfig, context: EvalContext) -> None:
         self.context = context

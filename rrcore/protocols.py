@@ -154,9 +154,13 @@ class Evaluator(Protocol):
       (``torch.distributed`` when initialised) and return a dict of metrics
       (floats) on rank 0, ``None`` elsewhere. Files (predictions, submissions)
       go under ``context.output_dir``.
+    * ``headline_metrics`` (optional): names of the metrics a user looks at first,
+      printed in the summary line at the end of ``rr run``.
     """
 
     required_outputs: set[str]
+    headline_metrics: tuple[str, ...]
+    """Optional: the metrics shown in the run's summary line (default: those ending in ``accuracy``)."""
 
     def begin_eval(self) -> None: ...
 

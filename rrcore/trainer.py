@@ -130,6 +130,7 @@ class Trainer:
         self.step = 0
         self.position = StreamPosition()
         self.carries: list[Carry] | None = None
+        self._headline: list[str] = []
         if resume:
             self._restore(resume)
 
@@ -409,8 +410,7 @@ class Trainer:
     def _summary(self, result: TrainResult) -> str:
         parts = [f"rr: {result.status} {self.experiment.run.name} at step {result.step} in "
                  f"{result.seconds:.1f}s"]
-        shown = {k: v for k, v in result.eval_results.items() if k.endswith(("exact_accuracy", "accuracy"))}
-        parts += [f"{k} {v:.4f}" for k, v in sorted(shown.items())]
+        parts += [f"{k} {result.eval_results[k]:.4f}" for k in self._headline if k in result.eval_results]
         return " | ".join(parts)
 
     def _check_finite(self, first_bad_step: torch.Tensor) -> None:
@@ -459,6 +459,8 @@ class Trainer:
             context = EvalContext(self.metadata, self.data_dir / "test", output_dir / section.plugin,
                                   self.rank, self.world_size, self.device)
             evaluators.append((section.plugin, spec.factory(section.config, context)))
+        self._headline = [f"{name}/{metric}" for name, evaluator in evaluators
+                          for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))]
         if self.ema is not None:
             with self.ema.applied(self.model):
                 return run_evaluation(self.loss_head, self.eval_data, evaluators, self.experiment.act.halt_max_steps,

@@ -231,6 +231,7 @@ class ArcEvaluator:
     """Scores an ARC test split built by rr-arc (see the module docstring)."""
 
     required_outputs: set[str] = {"q_halt_logits"}
+    headline_metrics = ("pass@1", "pass@2")
 
     def __init__(self, config: ArcEvaluatorConfig, context: Any) -> None:
         self.config = config

@@ -75,6 +75,7 @@ class MazeEvaluator:
     """Exact accuracy and valid-optimal-path rate of predicted maze solutions."""
 
     required_outputs: set[str] = set()
+    headline_metrics = ("exact_accuracy", "optimal_path")
 
     def __init__(self, config: MazeEvalConfig, context: EvalContext) -> None:
         self.context = context

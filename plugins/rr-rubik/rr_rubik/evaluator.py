@@ -45,6 +45,7 @@ class RubikEvaluator:
     """Solve rate, optimal rate and exact (label-equal) accuracy of predicted solutions."""
 
     required_outputs: set[str] = set()
+    headline_metrics = ("solve_rate", "optimal_rate")
 
     def __init__(self, config: RubikEvalConfig, context: EvalContext) -> None:
         self.config = config

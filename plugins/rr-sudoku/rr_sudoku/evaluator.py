@@ -48,6 +48,7 @@ class SudokuEvaluator:
     """Scores predicted grids; see the module doc for the metrics."""
 
     required_outputs: set[str] = set()
+    headline_metrics = ("exact_accuracy", "blank_accuracy", "valid_solution")
 
     def __init__(self, config: SudokuEvalConfig, context: EvalContext) -> None:
         self.config = config
