@@ -23,11 +23,20 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
     sys.exit(code)
 
 
+def _registry():
+    from rrcore.registry import RegistryError, get_registry
+
+    try:
+        return get_registry()
+    except RegistryError as error:
+        _fail(str(error))
+
+
 def _load(experiment: str, overrides: tuple[str, ...]):
     from rrcore.config import ConfigError, load_experiment
 
     try:
-        return load_experiment(experiment, list(overrides))
+        return load_experiment(experiment, list(overrides), _registry())
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
 
@@ -120,9 +129,7 @@ def bench(experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_plugins(as_json: bool) -> None:
     """List installed plugins and what they register (and plugins that failed to load)."""
-    from rrcore.registry import get_registry
-
-    registry = get_registry()
+    registry = _registry()
     rows = [{"kind": spec.kind, "name": spec.name, "distribution": spec.distribution, "version": spec.version,
              "description": spec.description} for spec in registry.all_components()]
     if as_json:

@@ -93,3 +93,12 @@ def test_every_hook_is_documented():
     for name in names:
         doc = getattr(hookspecs, name).__doc__ or ""
         assert len(doc.strip()) > 40, f"hook {name} needs a docstring saying when it is called and what it returns"
+
+
+def test_cli_reports_duplicate_names_without_a_traceback(site, monkeypatch):
+    make_distribution(site, "rr-one", {"rr_one": GOOD.format(name="same", description="a")}, {"one": "rr_one"})
+    make_distribution(site, "rr-two", {"rr_two": GOOD.format(name="same", description="b")}, {"two": "rr_two"})
+    monkeypatch.setenv("RR_LOAD_PLUGINS", "one,two")
+    result = CliRunner().invoke(main, ["list-plugins"])
+    assert result.exit_code == 1
+    assert "rr: error: evaluator 'same' is registered twice" in result.output and "Traceback" not in result.output
