@@ -155,11 +155,6 @@ class ACTLossConfig:
     q_loss_weight: float = 0.5
 
 
-RATIO_METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps")
-"""Metrics summed over halted rows and divided by ``count`` after reduction; the
-``*_loss`` metrics are summed over all rows and divided by the global batch size."""
-
-
 class ACTLossHead(nn.Module):
     """LM loss + Q-halt BCE against "whole sequence correct" (+ Q-continue BCE).
 

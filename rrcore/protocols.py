@@ -105,8 +105,9 @@ class LossHead(Protocol):
     ``forward(carry, batch)`` runs one ACT step of the wrapped model and returns
     ``(carry, loss, metrics, outputs, all_halted)``: ``loss`` is a 0-dim tensor
     already summed over the rank's rows (the trainer scales by 1/global batch),
-    ``metrics`` a dict of 0-dim tensors that are *sums* over rows (the trainer
-    divides by the ``count`` entry after reducing across ranks), and
+    ``metrics`` a dict of 0-dim tensors that are *sums* over rows (after reducing
+    across ranks the trainer divides ``*_loss`` entries by the number of rows and
+    every other entry by the ``count`` entry, the rows that halted), and
     ``all_halted`` a 0-dim bool tensor. Nothing here may call ``.item()``.
     """
 

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from rrcore import distributed
-from rrcore.act import RATIO_METRICS, ACTModel, Carry
+from rrcore.act import ACTModel, Carry
 from rrcore.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -297,6 +297,7 @@ class Trainer:
             if self.sparse_optimizer is not None and train.grad_accum_steps > 1:
                 self.sparse_optimizer.accumulate()
             total_loss += loss.detach()
+            metric_sums["loss"] = metric_sums.get("loss", 0) + loss.detach().to(torch.float64)
             for key, value in metrics.items():
                 metric_sums[key] = metric_sums.get(key, 0) + value.detach().to(torch.float64)
         distributed.all_reduce_gradients(self.parameters)
@@ -321,20 +322,10 @@ class Trainer:
             dist.all_reduce(stacked)
         values = dict(zip(keys, stacked.tolist()))
         count = max(values.pop("count", 0.0), 1.0)
-        out = {}
         examples = max(1, steps * self.experiment.train.global_batch_size)
-        weight = getattr(self.loss_head, "config", None)
-        q_weight = getattr(weight, "q_loss_weight", 0.5)
-        total = 0.0
-        for key, value in values.items():
-            if key.endswith("_loss"):
-                out[f"{prefix}/{key}"] = value / examples
-                total += (1.0 if key == "lm_loss" else q_weight) * value / examples
-            elif key in RATIO_METRICS:
-                out[f"{prefix}/{key}"] = value / count
-            else:
-                out[f"{prefix}/{key}"] = value / count
-        out[f"{prefix}/loss"] = total
+        # Losses are sums over every row; the other metrics sums over rows that halted.
+        out = {f"{prefix}/{key}": value / (examples if key == "loss" or key.endswith("_loss") else count)
+               for key, value in values.items()}
         out[f"{prefix}/halted"] = count / examples
         return out
 
