@@ -113,12 +113,23 @@ class ConvSwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        gated = (F.silu(gate) * up).transpose(1, 2)  # (B, W, L): conv1d wants channels first
-        left = self.kernel_size // 2
-        gated = F.pad(gated, (left, self.kernel_size - 1 - left))
-        mixed = F.conv1d(gated, self.conv_weight.to(gated.dtype), self.conv_bias.to(gated.dtype),
-                         groups=gated.shape[1])  # (B, W, L)
-        return self.down_proj(F.silu(mixed).transpose(1, 2))
+        gated = F.silu(gate) * up  # (B, L, W)
+        # The depthwise convolution written as a sum of shifted copies in (B, L, W) layout:
+        # the same result as F.conv1d on the transposed tensor, but element-wise, so the
+        # compiler fuses it with the SiLUs instead of transposing twice around a conv kernel.
+        weight = self.conv_weight.to(gated.dtype)[:, 0]  # (W, kernel)
+        mixed = self.conv_bias.to(gated.dtype)
+        length = gated.shape[1]
+        for tap in range(self.kernel_size):
+            offset = tap - self.kernel_size // 2  # this tap reads position t + offset
+            if offset < 0:
+                shifted = F.pad(gated[:, : length + offset], (0, 0, -offset, 0))
+            elif offset > 0:
+                shifted = F.pad(gated[:, offset:], (0, 0, 0, offset))
+            else:
+                shifted = gated
+            mixed = mixed + shifted * weight[:, tap]
+        return self.down_proj(F.silu(mixed))
 
 
 class URM(nn.Module):

@@ -61,6 +61,20 @@ def test_conv_swiglu_mixes_only_the_kernel_neighbourhood(kernel_size):
     assert torch.equal(changed, expected)
 
 
+@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4])
+def test_conv_swiglu_equals_a_depthwise_conv1d(kernel_size):
+    """The shifted-sum form is the reference's conv1d (pad k//2 on both sides, first L outputs)."""
+    torch.manual_seed(0)
+    layer = ConvSwiGLU(16, 4.0, kernel_size)
+    x = torch.randn(2, 7, 16)
+    gate, up = layer.gate_up_proj(x).chunk(2, dim=-1)
+    gated = (torch.nn.functional.silu(gate) * up).transpose(1, 2)
+    padded = torch.nn.functional.pad(gated, (kernel_size // 2, kernel_size // 2))
+    conv = torch.nn.functional.conv1d(padded, layer.conv_weight, layer.conv_bias, groups=gated.shape[1])
+    expected = layer.down_proj(torch.nn.functional.silu(conv[..., : x.shape[1]]).transpose(1, 2))
+    torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5)
+
+
 def test_conv_swiglu_keeps_float32_conv_weights_under_bfloat16():
     mlp = ConvSwiGLU(hidden_size=16, expansion=2.0)
     out = mlp(torch.randn(2, 5, 16, dtype=torch.bfloat16))
