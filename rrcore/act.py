@@ -61,6 +61,17 @@ class Carry:
                      self.halted.to(device), {k: v.to(device) for k, v in self.current_data.items()})
 
 
+def reset_rows(reset: Tensor, carry: InnerCarry, initial: dict[str, Tensor]) -> InnerCarry:
+    """``carry`` with the rows where ``reset`` (B,) is True replaced by ``initial[name]``
+    (broadcast: e.g. a learned (D,) state for every position), cast to the carry's dtype.
+
+    The usual body of :meth:`rrcore.protocols.Model.reset_carry`; ``torch.where``, so no
+    host synchronisation.
+    """
+    return {name: torch.where(_rows(reset, state), initial[name].to(state.dtype), state)
+            for name, state in carry.items()}
+
+
 def _rows(mask: Tensor, like: Tensor) -> Tensor:
     """Reshape a (B,) mask to broadcast against ``like`` (B, ...)."""
     return mask.view(-1, *([1] * (like.ndim - 1)))

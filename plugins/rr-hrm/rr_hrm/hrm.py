@@ -23,6 +23,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from rrcore.act import reset_rows
 from rrcore.nn import (
     PostNormBlock,
     PuzzleInput,
@@ -121,10 +122,7 @@ class HRM(nn.Module):
 
     def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
         """Rows where ``reset`` (B,) is True start again from ``H_init`` / ``L_init``."""
-        rows = reset.view(-1, 1, 1)
-        z_H, z_L = carry["z_H"], carry["z_L"]
-        return {"z_H": torch.where(rows, self.H_init.to(z_H.dtype), z_H),
-                "z_L": torch.where(rows, self.L_init.to(z_L.dtype), z_L)}
+        return reset_rows(reset, carry, {"z_H": self.H_init, "z_L": self.L_init})
 
     # -- one ACT step ------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rrcore.act import reset_rows
 from rrcore.nn import (
     CastedLinear,
     PostNormBlock,
@@ -168,8 +169,7 @@ class URM(nn.Module):
 
     def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
         """Rows where ``reset`` (B,) is True start again from ``init_hidden``."""
-        hidden = carry["hidden"]
-        return {"hidden": torch.where(reset.view(-1, 1, 1), self.init_hidden.to(hidden.dtype), hidden)}
+        return reset_rows(reset, carry, {"hidden": self.init_hidden})
 
     # -- one ACT step ------------------------------------------------------------------
 
