@@ -198,3 +198,20 @@ def test_two_gloo_processes_match_one(toy_env, tmp_path):
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+
+
+def test_wandb_logger_without_the_package_says_how_to_install_it(toy_registry, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("No module named 'wandb'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    experiment = load_experiment(toy_experiment(tmp_path / "exp.toml", epochs=1,
+                                                extra='[[loggers]]\nplugin = "wandb"\nproject = "x"\n'))
+    with pytest.raises(RuntimeError, match=r"pip install 'rrcore\[wandb\]'"):
+        train(experiment)
