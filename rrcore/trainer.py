@@ -35,7 +35,7 @@ from rrcore.evaluation import EvalContext
 from rrcore.logging import JsonlLogger, JsonlLoggerConfig, ProgressLine
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
 from rrcore.protocols import ModelContext
-from rrcore.registry import Registry, get_registry
+from rrcore.registry import Registry, Spec, get_registry
 from rrcore.schedule import cosine_with_warmup
 
 
@@ -69,6 +69,18 @@ class TrainResult:
     eval_results: dict[str, float]
     train_metrics: dict[str, float]
     seconds: float
+
+
+def build(spec: Spec, *args: Any) -> Any:
+    """``spec.factory(*args)``; a failure becomes a :class:`TrainingError` naming the plugin
+    and its distribution (the original exception stays chained for debugging)."""
+    try:
+        return spec.factory(*args)
+    except (TrainingError, CheckpointError):
+        raise
+    except Exception as error:
+        raise TrainingError(f"{spec.kind.replace('_', ' ')} plugin {spec.name!r} ({spec.distribution} "
+                            f"{spec.version}) failed: {type(error).__name__}: {error}") from error
 
 
 def _seed_everything(seed: int) -> None:
@@ -148,10 +160,10 @@ class Trainer:
         cache_dir = Path(self.experiment.run.cache_dir).expanduser() if self.experiment.run.cache_dir \
             else default_cache_dir()
         # Rank 0 builds; the others wait and then find the build in the cache.
-        path = spec.factory(section.config, cache_dir) if self.rank == 0 else None
+        path = build(spec, section.config, cache_dir) if self.rank == 0 else None
         distributed.barrier()
         if self.rank != 0:
-            path = spec.factory(section.config, cache_dir)
+            path = build(spec, section.config, cache_dir)
         path = Path(path)
         if not (path / "train" / "dataset.json").exists():
             raise TrainingError(f"data plugin {section.plugin!r} returned {path}, which has no train/dataset.json")
@@ -161,7 +173,7 @@ class Trainer:
         experiment = self.experiment
         spec = self.registry.get("model", experiment.model.plugin)
         context = ModelContext(self.metadata, self.micro_batch, self.forward_dtype)
-        inner = spec.factory(experiment.model.config, context).to(self.device)
+        inner = build(spec, experiment.model.config, context).to(self.device)
         # Identical initial weights on every rank, whatever the plugin's init does.
         if self.world_size > 1:
             for tensor in list(inner.parameters()) + list(inner.buffers()):
@@ -173,7 +185,7 @@ class Trainer:
         generator.manual_seed(experiment.run.seed + 1)
         self.act_model.exploration_generator = generator
         loss_spec = self.registry.get("loss_head", experiment.loss.plugin)
-        self.loss_head = loss_spec.factory(experiment.loss.config, self.act_model).to(self.device)
+        self.loss_head = build(loss_spec, experiment.loss.config, self.act_model).to(self.device)
         self.compiled = _compile_enabled(experiment.train.compile, self.device)
         if self.compiled:
             self.act_model.set_inner_step(torch.compile(inner, dynamic=False))
@@ -186,7 +198,7 @@ class Trainer:
         groups = [{"params": self.parameters, "param_names": [name for name, _ in named], "lr": train.lr,
                    "weight_decay": train.weight_decay, "betas": tuple(train.betas)}]
         spec = self.registry.get("optimizer", self.experiment.optimizer.plugin)
-        self.optimizer = spec.factory(groups, self.experiment.optimizer.config)
+        self.optimizer = build(spec, groups, self.experiment.optimizer.config)
         self.optimizers: list[tuple[torch.optim.Optimizer, float]] = [(self.optimizer, train.lr)]
         embeddings = [m for m in self.model.modules() if isinstance(m, SparsePuzzleEmbedding)]
         self.sparse_optimizer = None
@@ -422,7 +434,7 @@ class Trainer:
             if section.plugin == "jsonl":
                 continue
             spec = self.registry.get("logger", section.plugin)
-            loggers.append(spec.factory(section.config, self.context))
+            loggers.append(build(spec, section.config, self.context))
         return loggers
 
     # -- evaluation --------------------------------------------------------------------
@@ -449,7 +461,7 @@ class Trainer:
             spec = self.registry.get("evaluator", section.plugin)
             context = EvalContext(self.metadata, self.data_dir / "test", output_dir / section.plugin,
                                   self.rank, self.world_size, self.device)
-            evaluators.append((section.plugin, spec.factory(section.config, context)))
+            evaluators.append((section.plugin, build(spec, section.config, context)))
         self._headline = [f"{name}/{metric}" for name, evaluator in evaluators
                           for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))]
         if self.ema is not None:

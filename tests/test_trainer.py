@@ -213,5 +213,5 @@ def test_wandb_logger_without_the_package_says_how_to_install_it(toy_registry, t
     monkeypatch.setattr(builtins, "__import__", no_wandb)
     experiment = load_experiment(toy_experiment(tmp_path / "exp.toml", epochs=1,
                                                 extra='[[loggers]]\nplugin = "wandb"\nproject = "x"\n'))
-    with pytest.raises(RuntimeError, match=r"pip install 'rrcore\[wandb\]'"):
+    with pytest.raises(TrainingError, match=r"logger plugin 'wandb' \(rrcore .*pip install 'rrcore\[wandb\]'"):
         train(experiment)
