@@ -21,18 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
+
+from rrcore.distributed import barrier
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or unreadable; names the file."""
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -59,13 +55,13 @@ def save_checkpoint(directory: Path, step: int, shared: dict[str, Any], per_rank
         directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-    _barrier()
+    barrier()
     torch.save(per_rank, tmp / f"rank{rank}.pt")
     if rank == 0:
         torch.save(shared, tmp / "state.pt")
         (tmp / "config.toml").write_text(config_toml)
         (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
-    _barrier()
+    barrier()
     if rank == 0:
         if final.exists():  # re-saving the same step (e.g. signal right after a periodic save)
             shutil.rmtree(final)
@@ -73,7 +69,7 @@ def save_checkpoint(directory: Path, step: int, shared: dict[str, Any], per_rank
         _atomic_write_text(directory / "latest", final.name + "\n")
         for old in list_checkpoints(directory)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
-    _barrier()
+    barrier()
     return final
 
 

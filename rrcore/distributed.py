@@ -45,6 +45,11 @@ def setup(preference: str = "auto") -> DistInfo:
     return DistInfo(rank, world_size, local_rank, device)
 
 
+def is_distributed() -> bool:
+    """True inside a process group of more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -57,7 +62,7 @@ def barrier() -> None:
 
 def all_reduce_gradients(parameters: list[torch.nn.Parameter]) -> None:
     """Sum gradients over ranks in one flat collective (no-op on one process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed():
         return
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:

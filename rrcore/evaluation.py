@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from rrcore.data import DatasetMetadata
+from rrcore.distributed import is_distributed
 
 
 @attrs.define
@@ -27,10 +28,6 @@ class EvalContext:
     rank: int = 0
     world_size: int = 1
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def gather_to_rank0(obj: Any) -> list[Any] | None:

@@ -17,6 +17,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rrcore.distributed import is_distributed
+
 IGNORE_LABEL = -100
 """Label value that contributes neither loss nor accuracy."""
 
@@ -335,7 +337,7 @@ class SignSGD(torch.optim.Optimizer):
                 continue
             ids = torch.cat([i for i, _ in parts])
             grad = torch.cat([g for _, g in parts])
-            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if is_distributed():
                 grads = [torch.empty_like(grad) for _ in range(dist.get_world_size())]
                 all_ids = [torch.empty_like(ids) for _ in range(dist.get_world_size())]
                 dist.all_gather(grads, grad.contiguous())
