@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
+from toy_helpers import make_distribution
 
 from rrcore.registry import load_registry, set_registry
 
 HERE = Path(__file__).parent
-
-
-def make_distribution(site: Path, dist_name: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
-    """Write a minimal installed distribution (dist-info + modules) into ``site``."""
-    for name, source in modules.items():
-        (site / f"{name}.py").write_text(source)
-    info = site / f"{dist_name.replace('-', '_')}-0.1.0.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 0.1.0\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[rr]\n{lines}\n")
 
 
 @pytest.fixture(scope="session")
@@ -49,40 +37,3 @@ def toy_registry(toy_env):
     registry = load_registry()
     set_registry(registry)
     return registry
-
-
-def toy_experiment(path: Path, extra: str = "", **train) -> Path:
-    """Write a small toy experiment; ``train`` keys override the [train] section."""
-    values = dict(global_batch_size=8, epochs=4, lr=3e-3, lr_warmup_steps=2, weight_decay=0.01,
-                  puzzle_emb_lr=1e-2, log_interval=2, compile='"off"')
-    values.update(train)
-    train_lines = "\n".join(f"{k} = {v}" for k, v in values.items())
-    path.write_text(textwrap.dedent(f"""\
-        [run]
-        name = "toy"
-        seed = 3
-        out_dir = "{path.parent / 'runs'}"
-        device = "cpu"
-
-        [data]
-        plugin = "toy"
-
-        [model]
-        plugin = "toy"
-
-        [act]
-        halt_max_steps = 3
-        halt_exploration_prob = 0.2
-
-        [optimizer]
-        plugin = "adamw"
-
-        [train]
-        """) + train_lines + "\n" + textwrap.dedent(extra))
-    return path
-
-
-@pytest.fixture
-def fresh_dir(tmp_path):
-    yield tmp_path
-    shutil.rmtree(tmp_path, ignore_errors=True)

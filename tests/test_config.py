@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import toy_experiment
+from toy_helpers import toy_experiment
 
 from rrcore.cli import main
 from rrcore.config import ConfigError, dumps_toml, load_experiment, tomllib

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import toy_experiment
+from toy_helpers import toy_experiment
 
 from rrcore.config import load_experiment
 from rrcore.nn import _flash_attn_func, attention

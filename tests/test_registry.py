@@ -6,7 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_distribution
+from toy_helpers import make_distribution
 
 from rrcore import hookspecs
 from rrcore.cli import main

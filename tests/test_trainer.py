@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import toy_experiment
+from toy_helpers import toy_experiment
 
 from rrcore import checkpoint as checkpoint_module
 from rrcore import hookimpl
