@@ -309,9 +309,9 @@ class Trainer:
             if self.sparse_optimizer is not None and train.grad_accum_steps > 1:
                 self.sparse_optimizer.accumulate()
             total_loss += loss.detach()
-            metric_sums["loss"] = metric_sums.get("loss", 0) + loss.detach().to(torch.float64)
             for key, value in metrics.items():
                 metric_sums[key] = metric_sums.get(key, 0) + value.detach().to(torch.float64)
+        metric_sums["loss"] = metric_sums.get("loss", 0) + total_loss.to(torch.float64)
         distributed.all_reduce_gradients(self.parameters)
         if train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters, train.grad_clip, foreach=True)
