@@ -1,20 +1,50 @@
 #!/usr/bin/env bash
-# Throughput of the papers' Sudoku-Extreme configs on one GPU (bf16, torch.compile):
-#   bash benchmarks/gpu.sh PUZZLE_FILE OUT_DIR [CONFIG...]
+# Throughput of the papers' Sudoku-Extreme configs on one GPU (bf16, torch.compile, CUDA graphs):
+#   bash benchmarks/gpu.sh PUZZLE_FILE OUT_DIR [CONFIG[:BATCH[:NAME]] [--set KEY=VALUE]...]...
 # PUZZLE_FILE: one-puzzle-per-line Sudoku file (e.g. ../shared/data/sudoku/puzzles5_forum_hardest_1905_11+.txt).
-# CONFIG: example names without .toml (default: the TRM, HRM and URM Sudoku-Extreme set-ups).
-# Writes OUT_DIR/<config>.json with `rr bench` figures and OUT_DIR/<config>.log.
+# CONFIG: example name without .toml; BATCH: global batch (default: the paper's, below);
+# NAME: the JSON's name (default CONFIG, or CONFIG-bBATCH when BATCH is not the paper's).
+# --set options after a config apply to it alone.
+# Default: each paper config at its paper's batch (TRM 768, HRM 384, URM 128).
+# Writes OUT_DIR/NAME.json (`rr bench --json-out`) and OUT_DIR/NAME.log.
+# RR: the command that runs rr (default `rr`; `python3 -m rrcore` where pip --target left no script).
 set -uo pipefail
 puzzles=$1
 out=$2
 shift 2
-configs=("$@")
-[ ${#configs[@]} -eq 0 ] && configs=(sudoku-extreme-trm-mlp sudoku-extreme-trm-att sudoku-extreme-hrm sudoku-extreme-urm)
+rr=${RR:-rr}
+declare -A paper_batch=([sudoku-extreme-trm-mlp]=768 [sudoku-extreme-trm-att]=768
+                        [sudoku-extreme-hrm]=384 [sudoku-extreme-urm]=128)
+[ $# -eq 0 ] && set -- sudoku-extreme-trm-mlp sudoku-extreme-trm-att sudoku-extreme-hrm sudoku-extreme-urm
 mkdir -p "$out"
-for config in "${configs[@]}"; do
-  echo "== $config"
-  rr bench "examples/$config.toml" --steps 30 --warmup 3 --eval-batches 3 \
-    --set "data.train_path=$puzzles" --set data.jobs=0 --json-out "$out/$config.json" \
-    > "$out/$config.log" 2>&1 || echo "$config failed (see $config.log)"
-  tail -n 30 "$out/$config.log"
+
+bench() {  # bench SPEC [--set K=V]...
+  local spec=$1; shift
+  IFS=: read -r config batch name <<< "$spec"
+  local paper=${paper_batch[$config]:-}
+  batch=${batch:-$paper}
+  if [ -z "$name" ]; then
+    name=$config
+    [ -n "$paper" ] && [ "$batch" != "$paper" ] && name=$config-b$batch
+  fi
+  echo "== $name (global batch ${batch:-as in the file})"
+  local args=(--set "data.train_path=$puzzles" --set data.jobs=0)
+  [ -n "$batch" ] && args+=(--set "train.global_batch_size=$batch")
+  # shellcheck disable=SC2086
+  $rr bench "examples/$config.toml" --steps 30 --warmup 5 --eval-batches 2 "${args[@]}" "$@" \
+    --json-out "$out/$name.json" > "$out/$name.log" 2>&1 || echo "$name failed (see $name.log)"
+  python3 - "$out/$name.json" <<'PY' || tail -n 20 "$out/$name.log"
+import json, sys
+f = json.load(open(sys.argv[1]))
+keys = ("global_batch_size", "step_ms", "train_examples_per_second", "peak_memory_gib", "eval_puzzles_per_second",
+        "first_step_seconds", "graph_breaks", "recompiles_after_warmup", "cudagraph_skips")
+print("   " + "  ".join(f"{k}={f[k]}" for k in keys if k in f))
+PY
+}
+
+while [ $# -gt 0 ]; do
+  spec=$1; shift
+  sets=()
+  while [ $# -gt 0 ] && [ "$1" = "--set" ]; do sets+=("$1" "$2"); shift 2; done
+  bench "$spec" "${sets[@]}"
 done

@@ -13,12 +13,13 @@ whole batch; rows that halt take a new example at the next call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
 from rrcore.nn import IGNORE_LABEL, LOSS_FUNCTIONS
 from rrcore.protocols import Batch, InnerCarry, Model, Outputs
@@ -42,23 +43,28 @@ class ACTConfig:
     q_continue: bool = False
 
 
-@attrs.define
-class Carry:
+class Carry(NamedTuple):
     """The core's :class:`~rrcore.protocols.CarryState`: latent state, step counts,
-    halted mask and the examples each row is working on."""
+    halted mask and the examples each row is working on.
+
+    A named tuple, so ``torch.compile`` and CUDA graphs see a plain tree of tensors.
+    """
 
     inner: InnerCarry
     steps: Tensor  # (B,) int32
     halted: Tensor  # (B,) bool
     current_data: Batch
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Carry:
+        """The carry with ``fn`` applied to every tensor."""
+        return Carry({k: fn(v) for k, v in self.inner.items()}, fn(self.steps), fn(self.halted),
+                     {k: fn(v) for k, v in self.current_data.items()})
+
     def detach(self) -> Carry:
-        return Carry({k: v.detach() for k, v in self.inner.items()}, self.steps.detach(),
-                     self.halted.detach(), {k: v.detach() for k, v in self.current_data.items()})
+        return self.map(Tensor.detach)
 
     def to(self, device: torch.device) -> Carry:
-        return Carry({k: v.to(device) for k, v in self.inner.items()}, self.steps.to(device),
-                     self.halted.to(device), {k: v.to(device) for k, v in self.current_data.items()})
+        return self.map(lambda t: t.to(device))
 
 
 def reset_rows(reset: Tensor, carry: InnerCarry, initial: dict[str, Tensor]) -> InnerCarry:
@@ -112,7 +118,19 @@ class ACTModel(nn.Module):
             current_data={k: torch.zeros_like(v) for k, v in batch.items()},
         )
 
-    def _exploration_min_steps(self, batch_size: int, device: torch.device) -> Tensor:
+    @property
+    def explores(self) -> bool:
+        """Whether training steps take an ``exploration`` draw (see :meth:`exploration`)."""
+        return self.config.halt_exploration_prob > 0 and self.config.halt_max_steps > 1
+
+    def exploration(self, batch_size: int, device: torch.device) -> Tensor:
+        """Minimum steps before each row of this micro-batch may halt (0: no minimum).
+
+        Drawn from ``exploration_generator`` for the whole global batch and sliced to
+        this rank's rows, so halting does not depend on the number of ranks. The
+        trainer calls it outside the compiled step (a generator cannot be traced)
+        and passes the result to :meth:`forward`.
+        """
         total = self.global_batch_size or batch_size
         draw = torch.rand(total, generator=self.exploration_generator, device=device)
         steps = torch.randint(2, self.config.halt_max_steps + 1, (total,),
@@ -120,11 +138,15 @@ class ACTModel(nn.Module):
         rows = slice(self.row_offset, self.row_offset + batch_size)
         return torch.where(draw[rows] < self.config.halt_exploration_prob, steps[rows], 0)
 
-    def forward(self, carry: Carry, batch: Batch) -> tuple[Carry, Outputs]:
+    def forward(self, carry: Carry, batch: Batch, exploration: Tensor | None = None) -> tuple[Carry, Outputs]:
+        """One ACT step. ``exploration``: :meth:`exploration`'s draw for this step
+        (training only); drawn here when omitted, which ``torch.compile`` cannot trace."""
         halted = carry.halted
         inner = self.inner.reset_carry(halted, carry.inner)
         steps = torch.where(halted, 0, carry.steps)
         current = {k: torch.where(_rows(halted, v), batch[k], v) for k, v in carry.current_data.items()}
+        if self.training and self.explores and exploration is None:
+            exploration = self.exploration(steps.shape[0], steps.device)
 
         inner, outputs = self.inner_step(inner, current)
 
@@ -138,9 +160,8 @@ class ACTModel(nn.Module):
                     halted = halted | (q_halt > outputs["q_continue_logits"])
                 else:
                     halted = halted | (q_halt > 0)
-                if self.config.halt_exploration_prob > 0:
-                    min_steps = self._exploration_min_steps(steps.shape[0], steps.device)
-                    halted = halted & (steps >= min_steps)
+                if self.explores:
+                    halted = halted & (steps >= exploration)
                 if self.config.q_continue:
                     # Bootstrapped target (HRM): the value of continuing is the best of
                     # halting or continuing at the next step, or halting if none is left.
@@ -182,8 +203,9 @@ class ACTLossHead(nn.Module):
     def initial_carry(self, batch: Batch) -> Carry:
         return self.model.initial_carry(batch)
 
-    def forward(self, carry: Carry, batch: Batch) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
-        carry, outputs = self.model(carry, batch)
+    def forward(self, carry: Carry, batch: Batch, exploration: Tensor | None = None,
+                ) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
+        carry, outputs = self.model(carry, batch, exploration)
         labels = carry.current_data["labels"]
         logits = outputs["logits"]
 
@@ -218,3 +240,32 @@ class ACTLossHead(nn.Module):
             metrics["q_continue_loss"] = q_continue_loss.detach()
 
         return carry, loss, metrics, outputs, carry.halted.all()
+
+
+class CompiledStep:
+    """A loss head's ACT step — carry reset, inner recurrence, halting, Q targets, loss
+    and metrics — as one ``torch.compile`` graph (its backward pass compiled with it).
+
+    ``compile=False`` calls the loss head as it is. ``cuda_graphs`` also captures the
+    compiled step in CUDA graphs (``mode="reduce-overhead"``): shapes are static, so
+    each step replays one recorded graph instead of launching every kernel from
+    Python. The graph's outputs live in its memory pool until the next replay
+    overwrites them, so the carry, outputs and metrics handed back are copies.
+    Call it like the loss head: ``step(carry, batch, exploration)``.
+    """
+
+    def __init__(self, loss_head: nn.Module, *, compile: bool, cuda_graphs: bool = False) -> None:
+        self.loss_head = loss_head
+        self.cuda_graphs = compile and cuda_graphs
+        self.fn = (torch.compile(loss_head, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None)
+                   if compile else loss_head)
+
+    def __call__(self, carry: Carry, batch: Batch, exploration: Tensor | None = None,
+                 ) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        carry, loss, metrics, outputs, all_halted = self.fn(carry, batch, exploration)
+        if self.cuda_graphs:
+            carry, metrics, outputs, all_halted = tree_map(
+                lambda t: t.detach().clone() if isinstance(t, Tensor) else t, (carry, metrics, outputs, all_halted))
+        return carry.detach(), loss, metrics, outputs, all_halted

@@ -1,7 +1,16 @@
-"""``rr bench``: training and evaluation throughput of an experiment on this machine."""
+"""``rr bench``: training and evaluation throughput of an experiment on this machine.
+
+A training step is one ACT step of the whole global batch: forward, backward and the
+optimizer. Steps are timed one by one (CUDA events on a GPU, so timing adds no host
+synchronisation) after untimed warm-up steps in which ``torch.compile`` compiles;
+the figure reported is the median. Peak memory is the most the caching allocator
+handed out over the whole benchmark, warm-up included. Compilation is counted too: graph breaks, graphs
+compiled after warm-up (recompilations) and steps whose CUDA-graph capture was skipped.
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -16,55 +25,107 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def benchmark(experiment: Experiment, *, steps: int = 20, warmup: int = 3, eval_batches: int = 2) -> dict[str, Any]:
+def _compile_counters() -> dict[str, int]:
+    from torch._dynamo.utils import counters
+
+    return {
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "graphs_compiled": counters["stats"]["unique_graphs"],
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+    }
+
+
+class _StepTimer:
+    """Per-step durations: CUDA events on a GPU (read once at the end), else the host clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[Any] = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def durations_ms(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        return [1000 * (b - a) for a, b in zip(self.marks, self.marks[1:])]
+
+
+def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_batches: int = 2) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` untimed ones, then ``eval_batches``
     evaluation batches of ``halt_max_steps`` ACT steps each. Nothing is saved."""
     trainer = Trainer(experiment, run_dir="/dev/null/unused")
     device = trainer.device
     batches = trainer.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
-    first_step_start = time.perf_counter()
+    counters_start = _compile_counters()
+    started = time.perf_counter()
+    first_step_seconds = None
     for i in range(warmup):
-        _, batch = next(batches)
-        trainer.train_step(batch, sums)
+        trainer.train_step(next(batches)[1], sums)
         if i == 0:
             _sync(device)
-            first_step_seconds = time.perf_counter() - first_step_start
+            first_step_seconds = time.perf_counter() - started
     _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    after_warmup = _compile_counters()
+    timer = _StepTimer(device)
     start = time.perf_counter()
+    timer.mark()
     for _ in range(steps):
-        _, batch = next(batches)
-        trainer.train_step(batch, sums)
+        trainer.train_step(next(batches)[1], sums)
+        timer.mark()
     _sync(device)
     seconds = time.perf_counter() - start
+    step_ms = statistics.median(timer.durations_ms())
+    after_steps = _compile_counters()
+    batch = experiment.train.global_batch_size
     figures: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
         "model": experiment.model.plugin,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "global_batch_size": experiment.train.global_batch_size,
+        "global_batch_size": batch,
         "world_size": trainer.world_size,
         "compile": trainer.compiled,
+        "cuda_graphs": trainer.cuda_graphs,
         "dtype": str(trainer.forward_dtype).replace("torch.", ""),
-        "first_step_seconds": round(first_step_seconds, 2) if warmup else None,
-        "step_ms": round(1000 * seconds / steps, 2),
-        "steps_per_second": round(steps / seconds, 3),
-        "train_examples_per_second": round(steps * experiment.train.global_batch_size / seconds, 1),
+        "first_step_seconds": round(first_step_seconds, 2) if first_step_seconds is not None else None,
+        "timed_steps": steps,
+        "step_ms": round(step_ms, 2),
+        "mean_step_ms": round(1000 * seconds / steps, 2),
+        "train_examples_per_second": round(batch * 1000 / step_ms, 1),
+        "graph_breaks": after_steps["graph_breaks"] - counters_start["graph_breaks"],
+        "recompiles_after_warmup": after_steps["graphs_compiled"] - after_warmup["graphs_compiled"],
+        "cudagraph_skips": after_steps["cudagraph_skips"] - counters_start["cudagraph_skips"],
     }
     if device.type == "cuda":
+        # Over warm-up too: a CUDA-graph replay allocates nothing, its memory was taken
+        # when the graph was recorded.
         figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        figures["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
     if eval_batches and trainer.eval_data is not None:
         data = trainer.eval_data
-        limited = _Limited(data, eval_batches + 1)
-        run_evaluation(trainer.loss_head, _Limited(data, 1), [], experiment.act.halt_max_steps)  # warm-up
+        limited = _Limited(data, eval_batches)
+        run_evaluation(trainer.loss_head, _Limited(data, 1), [], experiment.act.halt_max_steps,
+                       step=trainer.step_fn)  # warm-up: compiles the evaluation graph
         _sync(device)
+        eval_warm = _compile_counters()
         start = time.perf_counter()
-        run_evaluation(trainer.loss_head, limited, [], experiment.act.halt_max_steps)
+        run_evaluation(trainer.loss_head, limited, [], experiment.act.halt_max_steps, step=trainer.step_fn)
         _sync(device)
         seconds = time.perf_counter() - start
-        figures["eval_puzzles_per_second"] = round(limited.count * data.local_batch_size / seconds, 1)
+        puzzles = min(limited.count * data.global_batch_size, data.num_examples)
+        figures["eval_global_batch_size"] = data.global_batch_size
+        figures["eval_puzzles_per_second"] = round(puzzles / seconds, 1)
         figures["eval_halt_max_steps"] = experiment.act.halt_max_steps
+        figures["eval_recompiles_after_warmup"] = _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"]
+        figures["graph_breaks"] = _compile_counters()["graph_breaks"] - counters_start["graph_breaks"]
     return figures
 
 

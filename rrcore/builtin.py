@@ -41,9 +41,9 @@ class AdamAtan2Config:
 
 
 def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config) -> torch.optim.Optimizer:
-    from adam_atan2_pytorch import AdamAtan2
+    from rrcore.optim import AdamAtan2
 
-    return AdamAtan2(param_groups, lr=max(param_groups[0]["lr"], 1e-12), a=config.a, b=config.b)
+    return AdamAtan2(param_groups, lr=param_groups[0]["lr"], a=config.a, b=config.b)
 
 
 @attrs.define
@@ -61,7 +61,7 @@ def _make_adamw(param_groups: list[dict[str, Any]], config: AdamWConfig) -> torc
 def rr_register_optimizers() -> list[OptimizerSpec]:
     return [
         OptimizerSpec(name="adam_atan2", factory=_make_adam_atan2, config_class=AdamAtan2Config,
-                      description="Adam with atan2 instead of epsilon (adam-atan2-pytorch), the papers' optimizer"),
+                      description="Adam with atan2 instead of epsilon, the papers' optimizer (fused on CUDA)"),
         OptimizerSpec(name="adamw", factory=_make_adamw, config_class=AdamWConfig,
                       description="torch.optim.AdamW with decoupled weight decay"),
     ]

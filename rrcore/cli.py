@@ -109,8 +109,9 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
 @main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--steps", default=20, show_default=True, help="Timed training steps (after warm-up).")
-@click.option("--warmup", default=3, show_default=True, help="Untimed steps first (compilation happens here).")
+@click.option("--steps", default=30, show_default=True,
+              help="Timed training steps after warm-up (the median step is reported).")
+@click.option("--warmup", default=5, show_default=True, help="Untimed steps first (compilation happens here).")
 @click.option("--eval-batches", default=2, show_default=True, help="Timed evaluation batches (0: skip).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the figures as JSON here.")
 def bench(experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, eval_batches: int,

@@ -81,6 +81,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_interval: int = 10  # steps
     compile: Literal["auto", "on", "off"] = "auto"
+    cuda_graphs: bool = True  # with compile on CUDA: replay the step as CUDA graphs
     data_on_device: Literal["auto", "on", "off"] = "auto"
 
     def __attrs_post_init__(self) -> None:

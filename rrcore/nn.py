@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from rrcore.distributed import is_distributed
@@ -134,23 +135,34 @@ def swiglu_width(hidden_size: int, expansion: float, multiple: int = 256) -> int
 
 
 class SwiGLU(nn.Module):
-    """Gated feed-forward: ``down(silu(gate(x)) * up(x))``."""
+    """Gated feed-forward: ``down(silu(gate(x)) * up(x))``.
 
-    def __init__(self, hidden_size: int, expansion: float) -> None:
+    With ``recompute`` the inner activations (``2 * width`` per position) are not kept
+    for the backward pass but recomputed from ``x``: one more ``gate_up`` product per
+    use, for much less memory where the width is large relative to the input.
+    """
+
+    def __init__(self, hidden_size: int, expansion: float, recompute: bool = False) -> None:
         super().__init__()
         width = swiglu_width(hidden_size, expansion)
         self.gate_up_proj = CastedLinear(hidden_size, 2 * width)
         self.down_proj = CastedLinear(width, hidden_size)
+        self.recompute = recompute
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         return self.down_proj(F.silu(gate) * up)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
 
 
 AttentionBackend = Literal["auto", "sdpa", "flash"]
 
 
-def _flash_attn_func():
+def _import_flash_attn():
     try:
         from flash_attn import flash_attn_func  # optional extra
     except ImportError:
@@ -161,11 +173,21 @@ def _flash_attn_func():
     return flash_attn_func
 
 
+# Looked up once: an import inside a compiled forward pass would break the graph in
+# every attention layer.
+_FLASH_ATTN_FUNC = _import_flash_attn()
+
+
+def _flash_attn_func():
+    """flash-attn's ``flash_attn_func`` when the package is installed, else None."""
+    return _FLASH_ATTN_FUNC
+
+
 def resolve_attention_backend(backend: AttentionBackend, device: torch.device) -> str:
     """``auto`` picks flash-attn on CUDA when importable, else torch SDPA."""
     if backend == "sdpa":
         return "sdpa"
-    flash_available = device.type == "cuda" and _flash_attn_func() is not None
+    flash_available = device.type == "cuda" and _FLASH_ATTN_FUNC is not None
     if backend == "flash":
         if not flash_available:
             raise RuntimeError("attention backend 'flash' needs CUDA and the flash-attn package "
@@ -181,7 +203,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, backend:
     (fewer key/value heads than query heads) is supported by both.
     """
     if backend == "flash":
-        out = _flash_attn_func()(q, k, v, causal=causal)
+        out = _FLASH_ATTN_FUNC(q, k, v, causal=causal)
         return out[0] if isinstance(out, tuple) else out
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, D)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal,

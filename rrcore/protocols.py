@@ -102,7 +102,9 @@ class Model(Protocol):
 class LossHead(Protocol):
     """Turns model outputs into a scalar loss and metrics (a ``torch.nn.Module``).
 
-    ``forward(carry, batch)`` runs one ACT step of the wrapped model and returns
+    ``forward(carry, batch, exploration=None)`` runs one ACT step of the wrapped model
+    (``exploration``: the ACT model's per-row minimum steps for this training step,
+    drawn by the trainer outside the compiled step; pass it on) and returns
     ``(carry, loss, metrics, outputs, all_halted)``: ``loss`` is a 0-dim tensor
     already summed over the rank's rows (the trainer scales by 1/global batch),
     ``metrics`` a dict of 0-dim tensors that are *sums* over rows (after reducing
@@ -113,7 +115,7 @@ class LossHead(Protocol):
 
     def initial_carry(self, batch: Batch) -> CarryState: ...
 
-    def forward(self, carry: CarryState, batch: Batch) -> tuple[
+    def forward(self, carry: CarryState, batch: Batch, exploration: Tensor | None = None) -> tuple[
         CarryState, Tensor, dict[str, Tensor], Outputs, Tensor]: ...
 
 

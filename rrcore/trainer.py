@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from rrcore import distributed
-from rrcore.act import ACTModel, Carry
+from rrcore.act import ACTModel, Carry, CompiledStep
 from rrcore.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -187,8 +187,11 @@ class Trainer:
         loss_spec = self.registry.get("loss_head", experiment.loss.plugin)
         self.loss_head = build(loss_spec, experiment.loss.config, self.act_model).to(self.device)
         self.compiled = _compile_enabled(experiment.train.compile, self.device)
-        if self.compiled:
-            self.act_model.set_inner_step(torch.compile(inner, dynamic=False))
+        # CUDA graphs replay one recorded step; gradient accumulation would need the
+        # gradients of several replays alive at once, so it keeps plain compilation.
+        self.cuda_graphs = (self.compiled and self.device.type == "cuda" and experiment.train.cuda_graphs
+                            and experiment.train.grad_accum_steps == 1)
+        self.step_fn = CompiledStep(self.loss_head, compile=self.compiled, cuda_graphs=self.cuda_graphs)
 
     def _build_optimizers(self) -> None:
         train = self.experiment.train
@@ -219,7 +222,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "exploration_rng": self.act_model.exploration_generator.get_state(),
-            "carries": [attrs.asdict(c, recurse=False) for c in self.carries] if self.carries else None,
+            "carries": [c._asdict() for c in self.carries] if self.carries else None,
         }
         trainer_state = {"step": self.step, "position": [self.position.epoch, self.position.offset],
                          "world_size": self.world_size, "grad_accum_steps": self.experiment.train.grad_accum_steps,
@@ -303,8 +306,10 @@ class Trainer:
             rows = slice(micro * self.micro_batch, (micro + 1) * self.micro_batch)
             micro_batch = {k: v[rows] for k, v in batch.items()}
             self.act_model.row_offset = self.rank * self.local_batch + micro * self.micro_batch
-            carry, loss, metrics, _, _ = self.loss_head(self.carries[micro], micro_batch)
-            self.carries[micro] = carry.detach()
+            exploration = (self.act_model.exploration(self.micro_batch, self.device)
+                           if self.act_model.explores else None)
+            carry, loss, metrics, _, _ = self.step_fn(self.carries[micro], micro_batch, exploration)
+            self.carries[micro] = carry
             (loss / train.global_batch_size).backward()
             if self.sparse_optimizer is not None and train.grad_accum_steps > 1:
                 self.sparse_optimizer.accumulate()
@@ -467,15 +472,20 @@ class Trainer:
         if self.ema is not None:
             with self.ema.applied(self.model):
                 return run_evaluation(self.loss_head, self.eval_data, evaluators, self.experiment.act.halt_max_steps,
-                                      self.world_size)
+                                      self.world_size, step=self.step_fn)
         return run_evaluation(self.loss_head, self.eval_data, evaluators, self.experiment.act.halt_max_steps,
-                              self.world_size)
+                              self.world_size, step=self.step_fn)
 
 
 @torch.no_grad()
 def run_evaluation(loss_head: torch.nn.Module, data: PuzzleDataset, evaluators: list[tuple[str, Any]],
-                   halt_max_steps: int, world_size: int = 1) -> dict[str, float]:
-    """Every evaluation batch through ``halt_max_steps`` ACT steps, then the evaluators."""
+                   halt_max_steps: int, world_size: int = 1, step: Any = None) -> dict[str, float]:
+    """Every evaluation batch through ``halt_max_steps`` ACT steps, then the evaluators.
+
+    ``step``: how to run one ACT step (the trainer's compiled :class:`CompiledStep`);
+    the loss head itself by default.
+    """
+    step = step or loss_head
     was_training = loss_head.training
     loss_head.eval()
     for _, evaluator in evaluators:
@@ -484,7 +494,7 @@ def run_evaluation(loss_head: torch.nn.Module, data: PuzzleDataset, evaluators: 
         for batch in data.eval_batches():
             carry = loss_head.initial_carry(batch)
             for _ in range(halt_max_steps):
-                carry, _, _, outputs, _ = loss_head(carry, batch)
+                carry, _, _, outputs, _ = step(carry, batch)
             for _, evaluator in evaluators:
                 evaluator.update_batch(batch, outputs)
         results: dict[str, float] = {}

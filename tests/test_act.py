@@ -41,7 +41,7 @@ def test_carry_resets_only_halted_rows_and_takes_their_new_data():
     carry = model.initial_carry(_batch())
     carry, _ = model(carry, _batch(1))
     assert carry.inner["calls"].tolist() == [1.0, 1.0] and carry.steps.tolist() == [1, 1]
-    carry.halted = torch.tensor([True, False])
+    carry = carry._replace(halted=torch.tensor([True, False]))
     carry, _ = model(carry, _batch(7))
     assert carry.inner["calls"].tolist() == [1.0, 2.0]  # row 0 restarted
     assert carry.steps.tolist() == [1, 2]
@@ -92,8 +92,8 @@ def test_exploration_delays_halting_and_is_rank_invariant():
     half = ACTModel(inner, config)
     half.exploration_generator = torch.Generator().manual_seed(5)
     half.global_batch_size, half.row_offset = 4, 2
-    assert torch.equal(whole._exploration_min_steps(4, torch.device("cpu"))[2:],
-                       half._exploration_min_steps(2, torch.device("cpu")))
+    assert torch.equal(whole.exploration(4, torch.device("cpu"))[2:],
+                       half.exploration(2, torch.device("cpu")))
 
 
 def test_loss_head_metrics_count_halted_rows():

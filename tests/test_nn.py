@@ -93,7 +93,7 @@ def test_sparse_embedding_gets_gradients_only_for_batch_rows_and_sign_sgd_update
 
 
 def test_adam_atan2_step_matches_hand_computation():
-    """Pins adam-atan2-pytorch's update (weight decay lr*wd, atan2 with a=1, b=1)."""
+    """Pins the update (weight decay lr*wd, atan2 with a=1, b=1), as adam-atan2-pytorch 0.4.1."""
     param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     param.grad = torch.tensor([0.5, 0.25])
     lr, wd, (beta1, beta2) = 0.1, 1.0, (0.9, 0.95)
@@ -105,6 +105,31 @@ def test_adam_atan2_step_matches_hand_computation():
     expected = torch.tensor([1.0, -2.0]) * (1 - lr * wd) - lr * torch.atan2(m, v.sqrt())
     assert torch.allclose(param.detach(), expected)
     assert not torch.allclose(param.detach(), torch.zeros(2))  # the old lr/init_lr*wd bug zeroed weights
+
+
+def test_fused_adam_atan2_matches_the_eager_update_over_steps():
+    """The compiled update (CUDA's path, here compiled for the CPU) follows the eager one while
+    the learning rate changes every step, parameters of several shapes, one without decay."""
+    from rrcore.optim import AdamAtan2
+
+    shapes = [(7, 5), (5,), (3, 2, 4)]
+    runs = []
+    for fused in (False, True):
+        params = [torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(i)))
+                  for i, s in enumerate(shapes)]
+        groups = [{"params": params[:2], "weight_decay": 0.5}, {"params": params[2:], "weight_decay": 0.0}]
+        optimizer = AdamAtan2(groups, lr=0.01, betas=(0.9, 0.95), fused=fused)
+        grads = torch.Generator().manual_seed(1)
+        for step in range(4):
+            for group in optimizer.param_groups:
+                group["lr"] = 0.01 * (step + 1)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=grads)
+            optimizer.step()
+        runs.append([p.detach().clone() for p in params])
+        assert optimizer.state[params[0]]["steps"] == 4
+    for eager, fused in zip(*runs):
+        torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6)
 
 
 def test_sparse_embedding_stays_trainable_after_moving_the_module():

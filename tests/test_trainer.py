@@ -127,8 +127,8 @@ def test_nan_loss_stops_naming_step_and_checkpoint(toy_registry, tmp_path):
     trainer = Trainer(experiment)
     original = trainer.loss_head.forward
 
-    def poisoned(carry, batch):
-        carry, loss, metrics, outputs, halted = original(carry, batch)
+    def poisoned(carry, batch, exploration=None):
+        carry, loss, metrics, outputs, halted = original(carry, batch, exploration)
         if trainer.step + 1 >= 6:
             loss = loss * float("nan")
         return carry, loss, metrics, outputs, halted

@@ -57,6 +57,10 @@ class TRMConfig:
     attention by a SwiGLU across positions; ``mlp_t_norm`` says which axis the
     RMSNorm after it normalises: ``positions`` as the reference code (its norm
     runs on the transposed tensor) or ``channels`` as every other post-norm block.
+    ``recompute`` trades compute for memory in the differentiated cycle: the SwiGLU
+    activations of the sequence MLP (``sequence_mlp``: 1024 values per channel for
+    Sudoku's 97 positions, the largest tensors kept for backward, cheap to recompute)
+    or of every MLP (``all_mlps``) are recomputed in the backward pass instead of kept.
     """
 
     hidden_size: int = attrs.field(default=512, validator=_positive)
@@ -73,6 +77,7 @@ class TRMConfig:
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
+    recompute: Literal["none", "sequence_mlp", "all_mlps"] = "none"
 
 
 # ---------------------------------------------------------------------------------------
@@ -87,9 +92,9 @@ class SequenceMLP(nn.Module):
     rule, ``2/3 * expansion * L`` rounded up to a multiple of 256, as the reference.
     """
 
-    def __init__(self, seq_len: int, expansion: float) -> None:
+    def __init__(self, seq_len: int, expansion: float, recompute: bool = False) -> None:
         super().__init__()
-        self.mlp = SwiGLU(seq_len, expansion)
+        self.mlp = SwiGLU(seq_len, expansion, recompute=recompute)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(x.transpose(1, 2)).transpose(1, 2)
@@ -107,14 +112,18 @@ class PositionNormBlock(PostNormBlock):
 
 
 def make_block(*, hidden_size: int, num_heads: int, expansion: float, seq_len: int, mlp_t: bool,
-               mlp_t_norm: str, rms_norm_eps: float, attention_backend: str) -> nn.Module:
+               mlp_t_norm: str, rms_norm_eps: float, attention_backend: str,
+               recompute: str = "none") -> nn.Module:
     """One post-norm block: attention, or with ``mlp_t`` a SwiGLU across ``seq_len`` positions."""
     if not mlp_t:
-        return PostNormBlock(hidden_size, num_heads, expansion, rms_norm_eps,
-                             attention_backend=attention_backend)
-    block_class = PositionNormBlock if mlp_t_norm == "positions" else PostNormBlock
-    return block_class(hidden_size, num_heads, expansion, rms_norm_eps,
-                       mixer=SequenceMLP(seq_len, expansion))
+        block = PostNormBlock(hidden_size, num_heads, expansion, rms_norm_eps,
+                              attention_backend=attention_backend)
+    else:
+        block_class = PositionNormBlock if mlp_t_norm == "positions" else PostNormBlock
+        block = block_class(hidden_size, num_heads, expansion, rms_norm_eps,
+                            mixer=SequenceMLP(seq_len, expansion, recompute=recompute != "none"))
+    block.mlp.recompute = recompute == "all_mlps"
+    return block
 
 
 class ReasoningNet(nn.Module):
@@ -155,7 +164,7 @@ class TRM(nn.Module):
             make_block(hidden_size=config.hidden_size, num_heads=config.num_heads,
                        expansion=config.expansion, seq_len=self.embed.total_len, mlp_t=config.mlp_t,
                        mlp_t_norm=config.mlp_t_norm, rms_norm_eps=config.rms_norm_eps,
-                       attention_backend=config.attention_backend)
+                       attention_backend=config.attention_backend, recompute=config.recompute)
             for _ in range(config.L_layers)])
         self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed.puzzle_emb_len)
         # Kept in float32 (exact, dtype-independent checkpoints); cast at reset.

@@ -107,7 +107,7 @@ def test_act_model_resets_only_halted_rows():
     carry, _ = act(act.initial_carry(batch), batch)
     before = {name: state.clone() for name, state in carry.inner.items()}
     halted = torch.tensor([True, False, True, False])
-    carry.halted = halted
+    carry = carry._replace(halted=halted)
 
     seen = {}  # the inner carry the model receives, after ACTModel's reset
     model.register_forward_pre_hook(lambda module, args: seen.update(args[0]))
