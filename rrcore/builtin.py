@@ -13,6 +13,7 @@ from rrcore.act import ACTLossConfig, ACTLossHead
 from rrcore.evaluation import EvalContext, all_reduce_sum
 from rrcore.nn import IGNORE_LABEL
 from rrcore.registry import DatasetSpec, EvaluatorSpec, LoggerSpec, LossHeadSpec, OptimizerSpec
+from rrcore.validators import positive
 
 # -- loss head ---------------------------------------------------------------------------
 
@@ -36,8 +37,8 @@ class AdamAtan2Config:
     factor); adam-atan2-pytorch's own default is 1.27.
     """
 
-    a: float = 1.0
-    b: float = 1.0
+    a: float = attrs.field(default=1.0, validator=positive)
+    b: float = attrs.field(default=1.0, validator=positive)
 
 
 def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config) -> torch.optim.Optimizer:
@@ -50,7 +51,7 @@ def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config
 class AdamWConfig:
     """Extra keys of the ``adamw`` optimizer."""
 
-    eps: float = 1e-8
+    eps: float = attrs.field(default=1e-8, validator=positive)
 
 
 def _make_adamw(param_groups: list[dict[str, Any]], config: AdamWConfig) -> torch.optim.Optimizer:
