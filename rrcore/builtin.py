@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,16 @@ class ExactEvaluator:
         ]).to(torch.float64)
 
     def result(self) -> dict[str, float] | None:
+        """The metrics (rank 0), also written to ``results.json`` in the output folder."""
         count, accuracy, exact = all_reduce_sum(self._sums).tolist()
         if self.context.rank != 0:
             return None
         count = max(count, 1.0)
-        return {"accuracy": accuracy / count, "exact_accuracy": exact / count, "count": count}
+        results = {"accuracy": accuracy / count, "exact_accuracy": exact / count, "count": count}
+        output_dir = Path(self.context.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        return results
 
 
 @hookimpl

@@ -41,7 +41,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 
 class ConfigError(ValueError):
-    """An experiment file that cannot be used; the message says where and why."""
+    """An experiment that cannot be used as asked: its file or values, or how they meet the
+    data, the device, the run folder or a checkpoint. The message says where and why; the
+    ``rr`` commands print it as one line and exit 2."""
 
 
 @attrs.define
