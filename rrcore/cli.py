@@ -74,7 +74,8 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
     checkpoint, prints the command that continues the run, and exits.
 
     \b
-    Exit codes (the same for every process under torchrun):
+    Exit codes (of every process under torchrun; torchrun itself then exits 1
+    and lists each worker's code):
       0    finished
       1    failed: non-finite loss, unreadable checkpoint, a plugin error...
       2    bad input: experiment file or values, data set too small for the
