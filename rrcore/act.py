@@ -23,6 +23,7 @@ from torch.utils._pytree import tree_map
 
 from rrcore.nn import IGNORE_LABEL, LOSS_FUNCTIONS
 from rrcore.protocols import Batch, InnerCarry, Model, Outputs
+from rrcore.validators import at_least, fraction, non_negative
 
 
 @attrs.define
@@ -37,9 +38,8 @@ class ACTConfig:
     pass per step). Without it a row halts when q_halt > 0 (TRM's default).
     """
 
-    halt_max_steps: int = attrs.field(default=16, validator=attrs.validators.ge(1))
-    halt_exploration_prob: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0),
-                                                                          attrs.validators.le(1.0)])
+    halt_max_steps: int = attrs.field(default=16, validator=at_least(1))
+    halt_exploration_prob: float = attrs.field(default=0.1, validator=fraction)
     q_continue: bool = False
 
 
@@ -184,7 +184,7 @@ class ACTLossConfig:
     """
 
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
-    q_loss_weight: float = 0.5
+    q_loss_weight: float = attrs.field(default=0.5, validator=non_negative)
 
 
 class ACTLossHead(nn.Module):

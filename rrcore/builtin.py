@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rrcore.act import ACTLossConfig, ACTLossHead
 from rrcore.evaluation import EvalContext, all_reduce_sum
 from rrcore.nn import IGNORE_LABEL
 from rrcore.registry import DatasetSpec, EvaluatorSpec, LoggerSpec, LossHeadSpec, OptimizerSpec
+from rrcore.validators import positive
 
 # -- loss head ---------------------------------------------------------------------------
 
@@ -36,8 +38,8 @@ class AdamAtan2Config:
     factor); adam-atan2-pytorch's own default is 1.27.
     """
 
-    a: float = 1.0
-    b: float = 1.0
+    a: float = attrs.field(default=1.0, validator=positive)
+    b: float = attrs.field(default=1.0, validator=positive)
 
 
 def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config) -> torch.optim.Optimizer:
@@ -50,7 +52,7 @@ def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config
 class AdamWConfig:
     """Extra keys of the ``adamw`` optimizer."""
 
-    eps: float = 1e-8
+    eps: float = attrs.field(default=1e-8, validator=positive)
 
 
 def _make_adamw(param_groups: list[dict[str, Any]], config: AdamWConfig) -> torch.optim.Optimizer:
@@ -121,11 +123,16 @@ class ExactEvaluator:
         ]).to(torch.float64)
 
     def result(self) -> dict[str, float] | None:
+        """The metrics (rank 0), also written to ``results.json`` in the output folder."""
         count, accuracy, exact = all_reduce_sum(self._sums).tolist()
         if self.context.rank != 0:
             return None
         count = max(count, 1.0)
-        return {"accuracy": accuracy / count, "exact_accuracy": exact / count, "count": count}
+        results = {"accuracy": accuracy / count, "exact_accuracy": exact / count, "count": count}
+        output_dir = Path(self.context.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        return results
 
 
 @hookimpl

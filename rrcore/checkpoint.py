@@ -67,10 +67,18 @@ def save_checkpoint(directory: Path, step: int, shared: dict[str, Any], per_rank
             shutil.rmtree(final)
         os.replace(tmp, final)
         _atomic_write_text(directory / "latest", final.name + "\n")
-        for old in list_checkpoints(directory)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        _rotate(directory, final, keep)
     barrier()
     return final
+
+
+def _rotate(directory: Path, newest: Path, keep: int) -> None:
+    """Keep ``newest`` (the one just written, which ``latest`` names) and the ``keep - 1``
+    highest-step others. Steps alone would not do: a folder may hold higher steps than the
+    one just written (resumed from an earlier checkpoint), and those must not push it out."""
+    others = [p for p in list_checkpoints(directory) if p != newest]
+    for old in others[:max(0, len(others) - (keep - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve_checkpoint(reference: str | Path, run_checkpoints: Path | None = None) -> Path:

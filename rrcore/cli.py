@@ -7,6 +7,8 @@ the core's; plugins add their own sub-commands through ``rr_cli_commands``.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import click
 
 from rrcore import __version__
 
-EXIT_CONFIG = 2
 EXIT_FAILED = 1
+EXIT_CONFIG = 2  # bad input: the message says what to change
+EXIT_SIGNAL = 128  # interrupted by signal N (after saving): 128 + N, as shells report it
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
@@ -57,20 +60,55 @@ def main() -> None:
 @click.option("--resume", metavar="CHECKPOINT",
               help="Continue a run: 'latest', 'step_N', a run folder or a checkpoint folder.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default: run.out_dir/run.name).")
-def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir: str | None) -> None:
-    """Train EXPERIMENT (a TOML file); works alone or under torchrun."""
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh in a run folder that holds another run, moving that run aside "
+                   "to FOLDER.old-N first (nothing is deleted).")
+def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir: str | None,
+        overwrite: bool) -> None:
+    """Train EXPERIMENT (a TOML file); works alone or under torchrun.
+
+    A run folder holds one run: config.toml, metrics.jsonl, checkpoints/, eval/ and
+    resume.sh, the exact command that continues the run. A new run in a folder that
+    holds another run is refused: continue that run with --resume latest, choose
+    another --run-dir, or add --overwrite. SIGINT (Ctrl-C) or SIGTERM saves a
+    checkpoint, prints the command that continues the run, and exits.
+
+    \b
+    Exit codes (of every process under torchrun; torchrun itself then exits 1
+    and lists each worker's code):
+      0    finished
+      1    failed: non-finite loss, unreadable checkpoint, a plugin error...
+      2    bad input: experiment file or values, data set too small for the
+           batch, CUDA asked for but absent, run folder taken, checkpoint
+           that does not match the experiment
+      130  interrupted by SIGINT, after saving a checkpoint
+      143  interrupted by SIGTERM, after saving a checkpoint
+    """
     from rrcore.checkpoint import CheckpointError
+    from rrcore.config import ConfigError
     from rrcore.data import DataFormatError
+    from rrcore.rundir import default_run_dir, resume_command
     from rrcore.trainer import TrainingError, train
 
+    if overwrite and resume:
+        _fail("--overwrite starts a new run and --resume continues one; use one of them", EXIT_CONFIG)
     resolved = _load(experiment, overrides)
+    folder = Path(run_dir) if run_dir else default_run_dir(resolved)
+    command = resume_command(experiment, list(overrides), folder, int(os.environ.get("WORLD_SIZE", "1")))
     try:
-        result = train(resolved, resume=resume, run_dir=run_dir)
+        result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
+    except ConfigError as error:
+        _fail(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError, DataFormatError) as error:
         _fail(str(error))
+    except KeyboardInterrupt:  # before the trainer's own handlers were in place: nothing to save
+        _fail("interrupted before training started; nothing was saved", EXIT_SIGNAL + signal.SIGINT)
     if result.status == "interrupted":
-        click.echo(f"rr: interrupted at step {result.step}; resume with: rr run {experiment} --resume latest",
-                   err=True)
+        if int(os.environ.get("RANK", "0")) == 0:
+            name = signal.Signals(result.stop_signal).name
+            click.echo(f"rr: interrupted by {name} at step {result.step} (checkpoint saved; the command is also "
+                       f"in {folder / 'resume.sh'}); continue with: {command}", err=True)
+        sys.exit(EXIT_SIGNAL + result.stop_signal)
 
 
 @main.command()
@@ -91,18 +129,25 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
     """Evaluate a saved CHECKPOINT (a run folder or checkpoint folder) on its test split.
 
     Use --set data.... to evaluate on another data set, --set evaluators.0.plugin=... for other metrics.
+    Each evaluator writes its outputs (at least results.json) to OUTPUT/<evaluator>/, by default
+    to eval/<checkpoint>-rr-eval/ in the run folder. Exit codes as rr run.
     """
     from rrcore.checkpoint import CheckpointError, resolve_checkpoint
+    from rrcore.config import ConfigError
     from rrcore.data import DataFormatError
     from rrcore.trainer import TrainingError, evaluate_checkpoint
 
     try:
         path = resolve_checkpoint(checkpoint)
         resolved = _load(str(path / "config.toml"), overrides)
-        results = evaluate_checkpoint(resolved, path, Path(output) if output else None)
+        output_dir = Path(output) if output else path.parent.parent / "eval" / f"{path.name}-rr-eval"
+        results = evaluate_checkpoint(resolved, path, output_dir)
+    except ConfigError as error:
+        _fail(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError, DataFormatError) as error:
         _fail(str(error))
     if results is not None:
+        click.echo(f"rr: evaluator outputs in {output_dir}", err=True)
         click.echo(json.dumps(results, indent=2, sort_keys=True))
 
 

@@ -23,6 +23,16 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from rrcore.act import ACTConfig
 from rrcore.registry import Registry, UnknownPluginError
+from rrcore.validators import (
+    Each,
+    OutOfRange,
+    at_least,
+    fraction,
+    in_range,
+    non_negative,
+    positive,
+    show,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +41,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 
 class ConfigError(ValueError):
-    """An experiment file that cannot be used; the message says where and why."""
+    """An experiment that cannot be used as asked: its file or values, or how they meet the
+    data, the device, the run folder or a checkpoint. The message says where and why; the
+    ``rr`` commands print it as one line and exit 2."""
 
 
 @attrs.define
@@ -45,11 +57,11 @@ class RunConfig:
     """
 
     name: str = "rr-run"
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=non_negative)
     out_dir: str = "runs"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cache_dir: str = ""
-    cpu_threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    cpu_threads: int = attrs.field(default=0, validator=non_negative)
 
 
 @attrs.define
@@ -60,36 +72,32 @@ class TrainConfig:
     (``total_groups * mean_puzzle_examples / global_batch_size`` steps).
     """
 
-    global_batch_size: int = 768
-    epochs: float = 1.0
-    max_steps: int = 0  # 0 = no cap
-    grad_accum_steps: int = 1
-    lr: float = 1e-4
-    lr_min_ratio: float = 1.0
-    lr_warmup_steps: int = 0
-    weight_decay: float = 0.1
-    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95])
-    puzzle_emb_lr: float = 1e-2
-    puzzle_emb_weight_decay: float = 0.1
-    grad_clip: float = 0.0  # 0 = off
+    global_batch_size: int = attrs.field(default=768, validator=at_least(1))
+    epochs: float = attrs.field(default=1.0, validator=positive)
+    max_steps: int = attrs.field(default=0, validator=non_negative)  # 0 = no cap
+    grad_accum_steps: int = attrs.field(default=1, validator=at_least(1))
+    lr: float = attrs.field(default=1e-4, validator=positive)
+    lr_min_ratio: float = attrs.field(default=1.0, validator=fraction)
+    lr_warmup_steps: int = attrs.field(default=0, validator=non_negative)
+    weight_decay: float = attrs.field(default=0.1, validator=non_negative)
+    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95],
+                                     validator=Each(in_range(0, 1, high_open=True)))
+    puzzle_emb_lr: float = attrs.field(default=1e-2, validator=non_negative)
+    puzzle_emb_weight_decay: float = attrs.field(default=0.1, validator=non_negative)
+    grad_clip: float = attrs.field(default=0.0, validator=non_negative)  # 0 = off
     ema: bool = False
-    ema_rate: float = 0.999
-    eval_interval: float = 0.0  # epochs; 0 = only at the end
-    eval_global_batch_size: int = 0  # 0 = global_batch_size
-    checkpoint_interval: float = 0.0  # epochs; 0 = with every evaluation
-    checkpoint_every_steps: int = 0  # 0 = off
-    keep_checkpoints: int = 3
-    log_interval: int = 10  # steps
+    ema_rate: float = attrs.field(default=0.999, validator=in_range(0, 1, high_open=True))
+    eval_interval: float = attrs.field(default=0.0, validator=non_negative)  # epochs; 0 = at the end
+    eval_global_batch_size: int = attrs.field(default=0, validator=non_negative)  # 0 = global
+    checkpoint_interval: float = attrs.field(default=0.0, validator=non_negative)  # 0 = with evals
+    checkpoint_every_steps: int = attrs.field(default=0, validator=non_negative)  # 0 = off
+    keep_checkpoints: int = attrs.field(default=3, validator=at_least(1))
+    log_interval: int = attrs.field(default=10, validator=at_least(1))  # steps
     compile: Literal["auto", "on", "off"] = "auto"
     cuda_graphs: bool = True  # with compile on CUDA: replay the step as CUDA graphs
     data_on_device: Literal["auto", "on", "off"] = "auto"
 
     def __attrs_post_init__(self) -> None:
-        positive = {"global_batch_size": self.global_batch_size, "grad_accum_steps": self.grad_accum_steps,
-                    "log_interval": self.log_interval, "keep_checkpoints": self.keep_checkpoints}
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas}")
         if self.global_batch_size % self.grad_accum_steps:
@@ -206,6 +214,8 @@ def _describe(error: BaseException, path: list[str], expected: Any) -> list[tupl
         return out
     if isinstance(error, KeyError):
         return [(".".join(path), "required key is missing")]
+    if isinstance(error, OutOfRange):
+        return [(f"{'.'.join([*path, error.key])} = {show(error.value)}", f"must be {error.requirement}")]
     message = str(error)
     if expected is not None and "expected" not in message:
         message = f"expected {_type_name(expected)} ({message})"
@@ -254,8 +264,10 @@ def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
                                   f"{key!r} is not an index among them")
             node = node[int(key)]
         else:
-            if keys[0] in LIST_SECTIONS and i == 0 and key not in node:
+            if i == 0 and key not in node and key in LIST_SECTIONS:
                 node[key] = [dict(d) for d in DEFAULTS[key]]
+            elif i == 0 and key not in node and key in DEFAULTS:  # e.g. --set loss.q_loss_weight=1
+                node[key] = dict(DEFAULTS[key])
             node = node.setdefault(key, {})
     last = keys[-1]
     if isinstance(node, list):

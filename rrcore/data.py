@@ -335,6 +335,11 @@ class PuzzleDataset:
         return np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
 
     @property
+    def examples_per_epoch(self) -> int:
+        """Expected examples in one training epoch (one puzzle of every group)."""
+        return round(self.metadata.total_groups * self.metadata.mean_puzzle_examples)
+
+    @property
     def steps_per_epoch(self) -> float:
         """Expected optimizer steps per epoch (groups x mean examples / global batch)."""
         return self.metadata.total_groups * self.metadata.mean_puzzle_examples / self.global_batch_size

@@ -28,7 +28,7 @@ from rrcore.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from rrcore.config import Experiment, dump_experiment
+from rrcore.config import ConfigError, Experiment, dump_experiment, tomllib
 from rrcore.data import PuzzleDataset, StreamPosition, default_cache_dir
 from rrcore.ema import EMA
 from rrcore.evaluation import EvalContext
@@ -36,6 +36,13 @@ from rrcore.logging import JsonlLogger, JsonlLoggerConfig, ProgressLine
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
 from rrcore.protocols import ModelContext
 from rrcore.registry import Registry, Spec, get_registry
+from rrcore.rundir import (
+    check_unused,
+    default_run_dir,
+    move_aside,
+    resume_command,
+    write_resume_script,
+)
 from rrcore.schedule import cosine_with_warmup
 
 
@@ -60,7 +67,7 @@ class RunContext:
 
 @attrs.define
 class TrainResult:
-    """How a run ended: ``finished``, ``interrupted`` (signal) — with the last results."""
+    """How a run ended: ``finished``, ``interrupted`` (by ``stop_signal``) — with the last results."""
 
     status: str
     step: int
@@ -69,6 +76,7 @@ class TrainResult:
     eval_results: dict[str, float]
     train_metrics: dict[str, float]
     seconds: float
+    stop_signal: int | None = None
 
 
 def build(spec: Spec, *args: Any) -> Any:
@@ -95,9 +103,14 @@ class Trainer:
     """Builds everything an experiment names and runs the training loop."""
 
     def __init__(self, experiment: Experiment, registry: Registry | None = None,
-                 resume: str | None = None, run_dir: str | Path | None = None) -> None:
+                 resume: str | None = None, run_dir: str | Path | None = None,
+                 overwrite: bool = False) -> None:
         self.experiment = experiment
         self.registry = registry or get_registry()
+        if experiment.run.device == "cuda" and not torch.cuda.is_available():
+            build_kind = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
+            raise ConfigError(f"{experiment.source}: run.device = \"cuda\" but torch {torch.__version__} sees no "
+                              f"CUDA device ({build_kind}); use \"auto\" or \"cpu\"")
         self.dist = distributed.setup(experiment.run.device)
         self.device = self.dist.device
         if self.device.type == "cpu" and experiment.run.cpu_threads:
@@ -110,9 +123,11 @@ class Trainer:
         self.local_batch = train_cfg.global_batch_size // self.world_size
         self.micro_batch = self.local_batch // train_cfg.grad_accum_steps
         self.forward_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.run_dir = Path(run_dir) if run_dir else Path(experiment.run.out_dir) / experiment.run.name
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir(experiment)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self._stop_signal: int | None = None
+        if not resume:
+            self._claim_run_dir(overwrite)
 
         _seed_everything(experiment.run.seed)
         self.data_dir = self._build_data()
@@ -121,6 +136,11 @@ class Trainer:
             world_size=self.world_size, seed=experiment.run.seed, device=self.device,
             on_device={"auto": "auto", "on": True, "off": False}[train_cfg.data_on_device])
         self.metadata = self.train_data.metadata
+        if train_cfg.global_batch_size > self.train_data.examples_per_epoch:
+            # Each batch would repeat the whole data set, several times over.
+            raise ConfigError(f"{experiment.source}: train.global_batch_size = {train_cfg.global_batch_size} is "
+                              f"larger than the training set ({self.train_data.examples_per_epoch} examples "
+                              f"per epoch in {self.data_dir / 'train'}); use at most that many")
         eval_batch = train_cfg.eval_global_batch_size or train_cfg.global_batch_size
         self.eval_data = (PuzzleDataset(self.data_dir / "test", global_batch_size=eval_batch, rank=self.rank,
                                         world_size=self.world_size, seed=experiment.run.seed, device=self.device,
@@ -150,6 +170,18 @@ class Trainer:
                                   self.registry, self.metadata, self.total_steps, self.step)
 
     # -- construction ------------------------------------------------------------------
+
+    def _claim_run_dir(self, overwrite: bool) -> None:
+        """A new run gets a folder of its own: refuse one holding another run, or (with
+        ``overwrite``) move that run aside. Before any data is built, so refusing is quick."""
+        if not overwrite:
+            check_unused(self.run_dir)
+            return
+        if self.rank == 0:
+            aside = move_aside(self.run_dir)
+            if aside is not None:
+                print(f"rr: moved the previous run in {self.run_dir} to {aside}", file=sys.stderr)
+        distributed.barrier()
 
     def _interval_steps(self, epochs: float) -> int:
         return max(1, round(epochs * self.steps_per_epoch)) if epochs > 0 else 0
@@ -240,10 +272,8 @@ class Trainer:
     def _restore(self, reference: str) -> None:
         path = resolve_checkpoint(reference, self.checkpoint_dir)
         shared, per_rank, trainer_state = load_checkpoint(path, self.rank)
-        try:
-            self.model.load_state_dict(shared["model"])
-        except RuntimeError as error:
-            raise CheckpointError(f"{path / 'state.pt'}: does not fit this model ({error})") from None
+        self._check_checkpoint_fits(path, shared)
+        self.model.load_state_dict(shared["model"])
         if self.ema is not None and shared.get("ema") is not None:
             self.ema.load_state_dict(shared["ema"])
         for (opt, _), state in zip(self.optimizers, shared["optimizers"]):
@@ -264,6 +294,31 @@ class Trainer:
                   file=sys.stderr)
         self.last_checkpoint = path
 
+    def _check_checkpoint_fits(self, path: Path, shared: dict[str, Any]) -> None:
+        """Raise :class:`ConfigError` saying what differs when the checkpoint's model or
+        optimizer is not this experiment's (loading would fail later, deep in torch)."""
+        saved_config = path / "config.toml"
+        saved = tomllib.loads(saved_config.read_text()) if saved_config.exists() else {}
+        mine = self.experiment.to_dict()
+        advice = "resume with the experiment it was trained with, or start a new run (another --run-dir)"
+        for section in ("model", "optimizer"):
+            was, now = saved.get(section, {}).get("plugin"), mine[section]["plugin"]
+            if was is not None and was != now:
+                raise ConfigError(f"{path} was trained with {section} {was!r}, this experiment uses {now!r}; "
+                                  f"{advice}")
+        model_state, expected = shared["model"], self.model.state_dict()
+        if model_state.keys() != expected.keys() or any(
+                model_state[k].shape != expected[k].shape for k in expected):
+            changed = [f"model.{k} = {saved['model'][k]!r} there, {v!r} here"
+                       for k, v in mine["model"].items() if k in saved.get("model", {}) and saved["model"][k] != v]
+            what = "; ".join(changed) or _state_difference(model_state, expected)
+            raise ConfigError(f"{path} does not fit this model ({what}); {advice}")
+        groups_saved = [[len(g["params"]) for g in state["param_groups"]] for state in shared["optimizers"]]
+        groups_now = [[len(g["params"]) for g in opt.state_dict()["param_groups"]] for opt, _ in self.optimizers]
+        if groups_saved != groups_now:
+            raise ConfigError(f"{path}: the optimizer state has parameter groups of {groups_saved} tensors, this "
+                              f"experiment {groups_now}; {advice}")
+
     # -- the loop ----------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -283,9 +338,11 @@ class Trainer:
             return self._stop_signal is not None
         if not sync:
             return False
-        flag = torch.tensor([1.0 if self._stop_signal is not None else 0.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        # Every rank stops, and learns the signal (for its exit code) even if only one got it.
+        signum = torch.tensor([self._stop_signal or 0], device=self.device)
+        dist.all_reduce(signum, op=dist.ReduceOp.MAX)
+        self._stop_signal = int(signum.item()) or None
+        return self._stop_signal is not None
 
     def _set_learning_rates(self) -> None:
         train = self.experiment.train
@@ -346,14 +403,21 @@ class Trainer:
         out[f"{prefix}/halted"] = count / examples
         return out
 
-    def train(self) -> TrainResult:
-        """Run until ``total_steps`` (or a signal); evaluate, checkpoint and log on the way."""
+    def train(self, command: str | None = None) -> TrainResult:
+        """Run until ``total_steps`` (or a signal); evaluate, checkpoint and log on the way.
+
+        ``command`` continues this run (``rr run ... --resume latest``) and is recorded in
+        the run folder's ``resume.sh``; by default it runs the folder's own ``config.toml``.
+        """
         started = time.perf_counter()
         is_main = self.rank == 0
         train = self.experiment.train
         if is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(dump_experiment(self.experiment))
+            command = command or resume_command(str(self.run_dir / "config.toml"), [], self.run_dir,
+                                                self.world_size)
+            write_resume_script(self.run_dir, command)
         loggers = self._make_loggers() if is_main else []
         progress = ProgressLine(self.total_steps, start_step=self.step) if is_main else None
         previous_handlers = self._install_signal_handlers()
@@ -410,7 +474,8 @@ class Trainer:
             if progress:
                 progress.close()
         seconds = time.perf_counter() - started
-        result = TrainResult(status, self.step, self.run_dir, self.last_checkpoint, eval_results, train_metrics, seconds)
+        result = TrainResult(status, self.step, self.run_dir, self.last_checkpoint, eval_results, train_metrics,
+                             seconds, self._stop_signal if status == "interrupted" else None)
         if is_main:
             print(self._summary(result), file=sys.stderr, flush=True)
         return result
@@ -477,6 +542,16 @@ class Trainer:
                               self.world_size, step=self.step_fn)
 
 
+def _state_difference(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+    """The first difference between two state dicts, in words."""
+    for key in expected:
+        if key not in saved:
+            return f"{key} is missing from the checkpoint"
+        if saved[key].shape != expected[key].shape:
+            return f"{key} has shape {tuple(saved[key].shape)} there, {tuple(expected[key].shape)} here"
+    return f"{next(k for k in saved if k not in expected)} is not part of this model"
+
+
 @torch.no_grad()
 def run_evaluation(loss_head: torch.nn.Module, data: PuzzleDataset, evaluators: list[tuple[str, Any]],
                    halt_max_steps: int, world_size: int = 1, step: Any = None) -> dict[str, float]:
@@ -508,11 +583,13 @@ def run_evaluation(loss_head: torch.nn.Module, data: PuzzleDataset, evaluators: 
 
 
 def train(experiment: Experiment, *, registry: Registry | None = None, resume: str | None = None,
-          run_dir: str | Path | None = None) -> TrainResult:
-    """Train an experiment (the body of ``rr run``)."""
-    trainer = Trainer(experiment, registry=registry, resume=resume, run_dir=run_dir)
+          run_dir: str | Path | None = None, overwrite: bool = False,
+          command: str | None = None) -> TrainResult:
+    """Train an experiment (the body of ``rr run``); ``overwrite`` moves a previous run in
+    the run folder aside; ``command`` is how to continue the run (see :meth:`Trainer.train`)."""
+    trainer = Trainer(experiment, registry=registry, resume=resume, run_dir=run_dir, overwrite=overwrite)
     try:
-        return trainer.train()
+        return trainer.train(command)
     finally:
         distributed.teardown()
 

@@ -100,3 +100,44 @@ def test_validate_command(toy_registry, tmp_path):
     assert resolved["act"]["halt_max_steps"] == 3
     bad = CliRunner().invoke(main, ["validate", str(path), "--set", "train.lrr=1"])
     assert bad.exit_code == 2 and "train.lrr" in bad.output and "did you mean 'lr'" in bad.output
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.lr=-1", "train.lr = -1: must be > 0"),
+    ("train.max_steps=-5", "train.max_steps = -5: must be >= 0"),
+    ("train.epochs=0", "train.epochs = 0: must be > 0"),
+    ("train.ema_rate=1.0", "train.ema_rate = 1: must be in [0, 1)"),
+    ("train.betas=[0.9, 1.5]", "train.betas = [0.9, 1.5]: must be numbers each in [0, 1)"),
+    ("train.global_batch_size=0", "train.global_batch_size = 0: must be >= 1"),
+    ("act.halt_exploration_prob=1.5", "act.halt_exploration_prob = 1.5: must be in [0, 1]"),
+    ("optimizer.eps=0", "optimizer.eps = 0: must be > 0"),
+    ("loss.q_loss_weight=-0.5", "loss.q_loss_weight = -0.5: must be >= 0"),
+])
+def test_out_of_range_values_are_refused_at_load_naming_file_key_and_range(
+        toy_registry, tmp_path, override, message):
+    path = toy_experiment(tmp_path / "exp.toml")
+    result = CliRunner().invoke(main, ["run", str(path), "--set", override])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"rr: error: {path}: {message}"
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_non_finite_numbers_are_refused(toy_registry, tmp_path):
+    assert "train.lr = nan: must be > 0" in _error(toy_experiment(tmp_path / "exp.toml", lr="nan"))
+    assert "train.grad_clip = inf" in _error(toy_experiment(tmp_path / "exp.toml", grad_clip="inf"))
+
+
+def test_model_plugin_configs_check_their_ranges(tmp_path):
+    from rr_hrm.hrm import HRMConfig
+    from rr_trm.trm import TRMConfig
+    from rr_urm.urm import URMConfig
+
+    from rrcore.config import structure
+
+    for cls, values, message in [
+        (TRMConfig, {"hidden_size": 0}, "model.hidden_size = 0: must be >= 1"),
+        (HRMConfig, {"H_cycles": 0}, "model.H_cycles = 0: must be >= 1"),
+        (URMConfig, {"expansion": -2.0}, "model.expansion = -2: must be > 0"),
+    ]:
+        with pytest.raises(ConfigError, match="^exp.toml: " + message.replace(".", r"\.")):
+            structure(values, cls, "exp.toml", "model")

@@ -106,3 +106,15 @@ def rr_register_models():
 @hookimpl
 def rr_register_datasets():
     return [DatasetSpec(name="toy", factory=build_toy, config_class=ToyDataConfig, description="test task")]
+
+
+@hookimpl
+def rr_on_step_end(context, step, metrics):
+    """``RR_TOY_SIGNAL_AT=STEP:NAME`` (e.g. ``3:TERM``): the run sends itself SIGNAME after
+    STEP, so subprocess tests interrupt at a known step."""
+    import os
+    import signal
+
+    at, _, name = os.environ.get("RR_TOY_SIGNAL_AT", "").partition(":")
+    if at and step == int(at):
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from rr_trm.trm import TRM, TRMConfig
 from rrcore.nn import trunc_normal_
 from rrcore.protocols import ModelContext
+from rrcore.validators import non_negative
 
 TreeMerge = Literal["mean", "max", "learned_weighted"]
 
@@ -47,7 +48,7 @@ class ToTRMConfig(TRMConfig):
     ``learned_weighted``.
     """
 
-    tree_branching_steps: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    tree_branching_steps: int = attrs.field(default=2, validator=non_negative)
     tree_merge: TreeMerge = "mean"
 
 

@@ -18,8 +18,7 @@ from torch import Tensor, nn
 from rr_trm.trm import make_block
 from rrcore.nn import PositionEncoding, PuzzleInput, ReasoningHeads
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
-
-_positive = attrs.validators.ge(1)
+from rrcore.validators import at_least, non_negative, positive
 
 
 @attrs.define
@@ -27,17 +26,17 @@ class TransformerConfig:
     """The ``[model]`` keys of ``plugin = "transformer"`` (TRM's, with ``num_layers``
     blocks instead of cycles)."""
 
-    hidden_size: int = attrs.field(default=512, validator=_positive)
-    num_heads: int = attrs.field(default=8, validator=_positive)
-    expansion: float = 4.0
-    num_layers: int = attrs.field(default=8, validator=_positive)
-    puzzle_emb_ndim: int = attrs.field(default=512, validator=attrs.validators.ge(0))
-    puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0))
+    hidden_size: int = attrs.field(default=512, validator=at_least(1))
+    num_heads: int = attrs.field(default=8, validator=at_least(1))
+    expansion: float = attrs.field(default=4.0, validator=positive)
+    num_layers: int = attrs.field(default=8, validator=at_least(1))
+    puzzle_emb_ndim: int = attrs.field(default=512, validator=non_negative)
+    puzzle_emb_len: int = attrs.field(default=16, validator=non_negative)
     pos_encodings: PositionEncoding = "rope"
     mlp_t: bool = False
     mlp_t_norm: Literal["positions", "channels"] = "positions"
-    rms_norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
+    rms_norm_eps: float = attrs.field(default=1e-5, validator=positive)
+    rope_theta: float = attrs.field(default=10000.0, validator=positive)
     attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
 
 

@@ -42,8 +42,7 @@ from rrcore.nn import (
     trunc_normal_,
 )
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
-
-_positive = attrs.validators.ge(1)
+from rrcore.validators import at_least, non_negative, positive
 
 
 @attrs.define
@@ -63,19 +62,19 @@ class TRMConfig:
     or of every MLP (``all_mlps``) are recomputed in the backward pass instead of kept.
     """
 
-    hidden_size: int = attrs.field(default=512, validator=_positive)
-    num_heads: int = attrs.field(default=8, validator=_positive)
-    expansion: float = 4.0
-    L_layers: int = attrs.field(default=2, validator=_positive)
-    H_cycles: int = attrs.field(default=3, validator=_positive)
-    L_cycles: int = attrs.field(default=6, validator=_positive)
-    puzzle_emb_ndim: int = attrs.field(default=512, validator=attrs.validators.ge(0))
-    puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0))
+    hidden_size: int = attrs.field(default=512, validator=at_least(1))
+    num_heads: int = attrs.field(default=8, validator=at_least(1))
+    expansion: float = attrs.field(default=4.0, validator=positive)
+    L_layers: int = attrs.field(default=2, validator=at_least(1))
+    H_cycles: int = attrs.field(default=3, validator=at_least(1))
+    L_cycles: int = attrs.field(default=6, validator=at_least(1))
+    puzzle_emb_ndim: int = attrs.field(default=512, validator=non_negative)
+    puzzle_emb_len: int = attrs.field(default=16, validator=non_negative)
     pos_encodings: PositionEncoding = "rope"
     mlp_t: bool = False
     mlp_t_norm: Literal["positions", "channels"] = "positions"
-    rms_norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
+    rms_norm_eps: float = attrs.field(default=1e-5, validator=positive)
+    rope_theta: float = attrs.field(default=10000.0, validator=positive)
     attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
     recompute: Literal["none", "sequence_mlp", "all_mlps"] = "none"
 

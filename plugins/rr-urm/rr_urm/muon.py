@@ -23,6 +23,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from rrcore.validators import at_least, in_range, positive
+
 _SPLIT_KEYS = ("params", "param_names")
 
 
@@ -40,11 +42,11 @@ class MuonConfig:
     parameter goes to Muon.
     """
 
-    momentum: float = 0.95
+    momentum: float = attrs.field(default=0.95, validator=in_range(0, 1, high_open=True))
     nesterov: bool = True
-    ns_steps: int = 5
+    ns_steps: int = attrs.field(default=5, validator=at_least(1))
     adjust_lr: Literal["match_rms_adamw", "original"] = "match_rms_adamw"
-    adamw_eps: float = 1e-8
+    adamw_eps: float = attrs.field(default=1e-8, validator=positive)
     adamw_names: list[str] = attrs.field(factory=lambda: ["embed", "lm_head", "q_head", "puzzle_emb"])
 
 

@@ -55,6 +55,7 @@ from rrcore.nn import (
     trunc_normal_,
 )
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
+from rrcore.validators import at_least, non_negative, positive
 
 
 @attrs.define
@@ -70,19 +71,19 @@ class URMConfig:
     scaling; see the module docstring for the correspondence with ``loop_deltas``).
     """
 
-    hidden_size: int = 512
-    num_heads: int = 8
-    expansion: float = 4.0
-    num_layers: int = 4
-    H_cycles: int = attrs.field(default=2, validator=attrs.validators.ge(1))
-    L_cycles: int = attrs.field(default=6, validator=attrs.validators.ge(1))
-    conv_kernel: int = attrs.field(default=2, validator=attrs.validators.ge(1))
-    puzzle_emb_ndim: int = 512
-    puzzle_emb_len: int = 0
+    hidden_size: int = attrs.field(default=512, validator=at_least(1))
+    num_heads: int = attrs.field(default=8, validator=at_least(1))
+    expansion: float = attrs.field(default=4.0, validator=positive)
+    num_layers: int = attrs.field(default=4, validator=at_least(1))
+    H_cycles: int = attrs.field(default=2, validator=at_least(1))
+    L_cycles: int = attrs.field(default=6, validator=at_least(1))
+    conv_kernel: int = attrs.field(default=2, validator=at_least(1))
+    puzzle_emb_ndim: int = attrs.field(default=512, validator=non_negative)
+    puzzle_emb_len: int = attrs.field(default=0, validator=non_negative)
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
-    rms_norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    eval_extra_H_cycles: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    rms_norm_eps: float = attrs.field(default=1e-5, validator=positive)
+    rope_theta: float = attrs.field(default=10000.0, validator=positive)
+    eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
     attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
 
 
