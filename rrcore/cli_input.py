@@ -62,7 +62,9 @@ def output_folder(path: str | Path, what: str = "folder") -> Path:
     path = Path(path).expanduser()
     for parent in (path, *path.parents):
         if parent.exists():
+            if parent == path and not path.is_dir():
+                raise InputError(f"{path}: is a file, not a {what}")
             if not parent.is_dir():
-                raise InputError(f"{path}: {parent} is a file, so it cannot hold the {what}")
+                raise InputError(f"{path}: {parent} is a file, so it cannot hold a {what}")
             break
     return path
