@@ -36,7 +36,7 @@ def input_file(path: str | Path, what: str = "file", allow_empty: bool = False) 
     if not path.exists():
         raise InputError(f"{path}: no such {what}")
     if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a {what}")
+        raise InputError(f"{path}: is a folder, not {_a(what)}")
     try:
         empty = path.stat().st_size == 0
     except OSError as error:
@@ -52,7 +52,7 @@ def input_folder(path: str | Path, what: str = "folder") -> Path:
     if not path.exists():
         raise InputError(f"{path}: no such {what}")
     if not path.is_dir():
-        raise InputError(f"{path}: is a file, not a {what}")
+        raise InputError(f"{path}: is a file, not {_a(what)}")
     return path
 
 
@@ -63,8 +63,12 @@ def output_folder(path: str | Path, what: str = "folder") -> Path:
     for parent in (path, *path.parents):
         if parent.exists():
             if parent == path and not path.is_dir():
-                raise InputError(f"{path}: is a file, not a {what}")
+                raise InputError(f"{path}: is a file, not {_a(what)}")
             if not parent.is_dir():
-                raise InputError(f"{path}: {parent} is a file, so it cannot hold a {what}")
+                raise InputError(f"{path}: {parent} is a file, so it cannot hold {_a(what)}")
             break
     return path
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
