@@ -87,7 +87,7 @@ def build(experiment: str | None, cache_dir: str | None, **values: typing.Any) -
         for path in (config.train_path, config.test_path):
             if path:
                 input_file(path, "puzzle file")
-    cache = output_folder(cache_dir, "cache") if cache_dir else default_cache_dir()
+    cache = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
     started = time.perf_counter()
     try:
         folder = build_dataset(config, cache, BarProgress())
