@@ -133,7 +133,8 @@ class SudokuEvaluator:
         """This rank's valid rows as host arrays: one copy from the device per array."""
         if not self._rows:
             empty = np.zeros((0, self.size * self.size), np.uint8)
-            return {"index": np.zeros(0, np.int64), "inputs": empty, "labels": empty, "preds": empty}
+            return {"index": np.zeros(0, np.int64), "inputs": empty, "labels": empty,
+                    "preds": empty}
         valid, index, inputs, labels, preds = (torch.cat(parts) for parts in zip(*self._rows))
         return {"index": index[valid].cpu().numpy().astype(np.int64),
                 "inputs": inputs[valid].cpu().numpy(), "labels": labels[valid].cpu().numpy(),
