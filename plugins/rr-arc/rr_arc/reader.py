@@ -116,8 +116,18 @@ def parse_task(task_id: str, subset: str, raw: Any, source: str,
 
 
 def _load_json(path: Path) -> Any:
+    if path.is_dir():
+        raise ArcFormatError(f"{path}: is a folder, not a JSON file")
     try:
-        return json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ArcFormatError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArcFormatError(f"{path}: cannot read it ({error})") from None
+    if not text.strip():
+        raise ArcFormatError(f"{path}: the file is empty")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise ArcFormatError(f"{path}: not valid JSON ({error})") from None
 
@@ -166,16 +176,35 @@ def read_per_task(folder: Path, subset: str) -> list[ArcTask]:
     return [parse_task(file.stem, subset, _load_json(file), str(file)) for file in files]
 
 
+def available_subsets(path: Path, prefix: str) -> list[str]:
+    """The subsets found under ``path`` in either layout, sorted."""
+    path = Path(path)
+    found = set()
+    if path.is_dir():
+        ending = "_challenges.json"
+        for file in path.glob(f"{prefix}_*{ending}"):
+            found.add(file.name[len(prefix) + 1:-len(ending)])
+        for parent in (path, path / "data"):
+            if parent.is_dir():
+                found.update(folder.name for folder in parent.iterdir()
+                             if folder.is_dir() and any(folder.glob("*.json")))
+    return sorted(found)
+
+
 def detect_layout(path: Path, prefix: str, subset: str) -> Literal["combined", "per_task"]:
-    """Which layout holds ``subset`` under ``path``; raises when neither does."""
+    """Which layout holds ``subset`` under ``path``; raises when neither does, naming
+    the subsets that are there."""
     path = Path(path)
     if combined_files(path, prefix, subset)[0].exists():
         return "combined"
     if per_task_folder(path, subset) is not None:
         return "per_task"
-    raise ArcFormatError(f"{path}: subset {subset!r} not found: expected "
+    found = available_subsets(path, prefix)
+    there = f"subsets found there: {', '.join(found)}" if found else "no subsets found there"
+    raise ArcFormatError(f"{path}: subset {subset!r} not found ({there}); expected "
                          f"{combined_files(path, prefix, subset)[0].name} (combined layout) or a folder "
-                         f"{subset}/ or data/{subset}/ of <task_id>.json files (per-task layout)")
+                         f"{subset}/ or data/{subset}/ of <task_id>.json files (per-task layout), "
+                         f"or name only subsets that are there")
 
 
 def read_subset(path: Path, subset: str, *, prefix: str = "arc-agi", layout: Layout = "auto") -> list[ArcTask]:
@@ -213,3 +242,36 @@ def task_to_json(task: ArcTask) -> dict[str, Any]:
             pair["output"] = output.tolist()
         test.append(pair)
     return {"train": [{"input": i.tolist(), "output": o.tolist()} for i, o in task.train], "test": test}
+
+
+def read_tasks_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Task id -> ``{"test": [pairs]}`` from any file or folder that lists ARC tasks.
+
+    Accepts a per-task folder (``<task_id>.json`` files, test outputs inline: the
+    ARC-AGI repositories' ``data/evaluation/``), a single ``<task_id>.json``, a
+    folder holding one combined ``*_challenges.json``, a combined challenges file, or
+    a built split's ``arc_test_tasks.json``. Used to check a submission's ids and counts.
+    """
+    path = Path(path)
+    if path.is_dir():
+        challenges = sorted(path.glob("*_challenges.json"))
+        if len(challenges) > 1:
+            names = ", ".join(file.name for file in challenges)
+            raise ArcFormatError(f"{path}: holds several combined-layout files ({names}); "
+                                 f"pass the one to check against")
+        if challenges:
+            return read_tasks_file(challenges[0])
+        tasks = read_per_task(path, path.name)
+        return {task.task_id: task_to_json(task) for task in tasks}
+    raw = _load_json(path)
+    if isinstance(raw, dict) and all(isinstance(raw.get(k), list) for k in ("train", "test")):
+        # a single file of the per-task layout
+        task = parse_task(path.stem, "", raw, str(path))
+        return {task.task_id: task_to_json(task)}
+    if not isinstance(raw, dict) or not raw:
+        raise ArcFormatError(f"{path}: expected an object of task id -> task (a challenges "
+                             f"file) or one task with 'train' and 'test' lists")
+    for task_id, task in raw.items():
+        if not isinstance(task, dict) or not isinstance(task.get("test"), list):
+            raise ArcFormatError(f"{path}: task {task_id}: expected an object with a 'test' list")
+    return raw

@@ -59,9 +59,12 @@ def read_maze_csv(path: Path, width: int | None = None) -> MazeFile:
     lookup[[ord(c) for c in CHARSET]] = np.arange(1, len(CHARSET) + 1)
     inputs, labels, sources, ratings = [], [], [], []
     shape: tuple[int, int] | None = None
-    with open(path, newline="") as file:
+    with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file)
         header = next(reader, None)
+        if header is None:
+            raise MazeDataError(f"{path}: the file is empty; expected the header "
+                                f"source,question,answer,rating and one maze a row")
         if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
             raise MazeDataError(f"{path}:1: expected the header source,question,answer,rating, got {header}")
         for line, row in enumerate(reader, start=2):
@@ -149,8 +152,9 @@ def build(config: MazeDataConfig, cache_dir: Path) -> Path:
             raise MazeDataError('source = "csv" needs csv_dir, the folder holding train.csv and test.csv')
         files = {split: Path(config.csv_dir).expanduser() / f"{split}.csv" for split in ("train", "test")}
         for path in files.values():
-            if not path.exists():
-                raise MazeDataError(f"{path}: missing (csv_dir must hold train.csv and test.csv)")
+            if not path.is_file():
+                problem = "is a folder" if path.is_dir() else "missing"
+                raise MazeDataError(f"{path}: {problem} (csv_dir must hold train.csv and test.csv)")
         key["files"] = {split: [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for split, p in files.items()}
 
     def write(folder: Path) -> None:

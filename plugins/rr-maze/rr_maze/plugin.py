@@ -7,6 +7,7 @@ import click
 from rr_maze.data import MazeDataConfig, build
 from rr_maze.evaluator import MazeEvalConfig, MazeEvaluator
 from rrcore import hookimpl
+from rrcore.cli_input import InputError, input_folder, output_folder
 from rrcore.registry import DatasetSpec, EvaluatorSpec
 
 
@@ -28,21 +29,30 @@ def maze_group() -> None:
 
 
 @maze_group.command("build")
-@click.option("--cache-dir", type=click.Path(), default=None, help="where data sets are cached")
-@click.option("--csv-dir", type=click.Path(exists=True, file_okay=False), default=None,
+@click.option("--cache-dir", default=None, help="where data sets are cached")
+@click.option("--csv-dir", default=None,
               help="read train.csv/test.csv (hub layout) instead of generating")
 @click.option("--train-size", type=int, default=MazeDataConfig().train_size)
 @click.option("--test-size", type=int, default=MazeDataConfig().test_size)
 @click.option("--seed", type=int, default=0)
 def build_command(cache_dir: str | None, csv_dir: str | None, train_size: int, test_size: int, seed: int) -> None:
     """Build the data set (default settings otherwise) and print its folder."""
-    from pathlib import Path
-
+    from rr_maze.data import MazeDataError
     from rrcore.data import default_cache_dir
 
+    if csv_dir:
+        input_folder(csv_dir, "maze CSV folder")
+    least = 0 if csv_dir else 1  # 0 takes a whole CSV file
+    for option, size in (("--train-size", train_size), ("--test-size", test_size)):
+        if size < least:
+            raise InputError(f"{option} must be at least {least}, got {size}")
+    cache = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
     config = MazeDataConfig(source="csv" if csv_dir else "generate", csv_dir=csv_dir or "",
                             train_size=train_size, test_size=test_size, seed=seed)
-    click.echo(str(build(config, Path(cache_dir) if cache_dir else default_cache_dir())))
+    try:
+        click.echo(str(build(config, cache)))
+    except MazeDataError as error:
+        raise InputError(str(error)) from None
 
 
 @maze_group.command("bench")
@@ -56,6 +66,8 @@ def bench_command(count: int, show: bool) -> None:
 
     from rr_maze.maze import MazeSettings, generate_mazes, render, shortest_path_lengths
 
+    if count < 1:
+        raise InputError(f"--count must be at least 1, got {count}")
     start = time.perf_counter()
     inputs, labels = generate_mazes(count, MazeSettings(), np.random.default_rng(0))
     seconds = time.perf_counter() - start

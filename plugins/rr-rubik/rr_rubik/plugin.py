@@ -7,6 +7,7 @@ import click
 from rr_rubik.evaluator import RubikEvalConfig, RubikEvaluator
 from rr_rubik.task import RubikDataConfig, build
 from rrcore import hookimpl
+from rrcore.cli_input import InputError, output_folder
 from rrcore.registry import DatasetSpec, EvaluatorSpec
 
 
@@ -28,19 +29,18 @@ def rubik_group() -> None:
 
 
 @rubik_group.command("table")
-@click.option("--cache-dir", type=click.Path(), default=None, help="where the table is cached (default: rr's cache)")
+@click.option("--cache-dir", default=None, help="where the table is cached (default: rr's cache)")
 def table_command(cache_dir: str | None) -> None:
     """Build (or load) the distance table and print its histogram, time and memory."""
     import time
     import tracemalloc
-    from pathlib import Path
 
     import numpy as np
 
     from rr_rubik import cube
     from rrcore.data import default_cache_dir
 
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
     start = time.perf_counter()
     table = cube.build_distance_table()
     seconds = time.perf_counter() - start
@@ -57,18 +57,20 @@ def table_command(cache_dir: str | None) -> None:
 
 
 @rubik_group.command("build")
-@click.option("--cache-dir", type=click.Path(), default=None, help="where data sets are cached")
+@click.option("--cache-dir", default=None, help="where data sets are cached")
 @click.option("--train-size", type=int, default=RubikDataConfig().train_size)
 @click.option("--test-size", type=int, default=RubikDataConfig().test_size)
 @click.option("--seed", type=int, default=0)
 def build_command(cache_dir: str | None, train_size: int, test_size: int, seed: int) -> None:
     """Build the data set with the default settings and print its folder."""
-    from pathlib import Path
-
     from rrcore.data import default_cache_dir
 
+    for option, size in (("--train-size", train_size), ("--test-size", test_size)):
+        if size < 1:
+            raise InputError(f"{option} must be at least 1, got {size}")
+    cache = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
     config = RubikDataConfig(train_size=train_size, test_size=test_size, seed=seed)
-    click.echo(str(build(config, Path(cache_dir) if cache_dir else default_cache_dir())))
+    click.echo(str(build(config, cache)))
 
 
 @hookimpl

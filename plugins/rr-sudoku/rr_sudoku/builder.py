@@ -23,11 +23,18 @@ import numpy as np
 from rr_sudoku.augment import augment
 from rr_sudoku.generator import DifficultyTarget, generate_many
 from rr_sudoku.grid import BLANK_TOKEN, PAD_TOKEN, geometry, to_tokens
-from rr_sudoku.readers import ProblemLog, PuzzleFile, SudokuDataError, read_puzzles
+from rr_sudoku.readers import (
+    NO_SOLUTION,
+    SEVERAL_SOLUTIONS,
+    ProblemLog,
+    PuzzleFile,
+    SudokuDataError,
+    read_puzzles,
+)
 from rr_sudoku.solver import label_many
 from rrcore.data import DatasetMetadata, PuzzleArrays, cached_build, write_split
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 """Bump when the output for a given config changes (it is part of the cache key)."""
 
 RATINGS_FILE = "all__ratings.npy"
@@ -98,7 +105,10 @@ class Puzzles:
 
 
 def _check(config: SudokuDataConfig) -> None:
-    geometry(config.size)  # raises on an unsupported size
+    try:
+        geometry(config.size)
+    except ValueError as error:
+        raise SudokuDataError(f"[data] size: {error}") from None
     if config.source == "files" and not config.train_path:
         raise SudokuDataError("[data] source = \"files\" needs train_path")
     if config.source == "files" and not config.test_path and config.test_size <= 0:
@@ -135,6 +145,7 @@ def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: P
     Returns the puzzles (in file order) and how far into ``order`` it went, so a
     held-out split can continue from there.
     """
+    asked = wanted
     wanted = wanted or len(order)
     chosen: list[int] = []
     solutions, ratings = [], []
@@ -152,23 +163,41 @@ def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: P
             good = labels.solutions == 1
             grids, rates = labels.grids, labels.guesses
             for row in np.flatnonzero(~good):
-                reason = "no solution" if labels.solutions[row] == 0 else "several solutions"
-                problems.report(file.path, int(file.lines[batch[row]]), reason)
+                reason = NO_SOLUTION if labels.solutions[row] == 0 else SEVERAL_SOLUTIONS
+                problems.report(file.path, int(file.lines[batch[row]]), reason, reason)
             if problems.on_error == "reject":
                 problems.finish()
         chosen.extend(batch[good].tolist())
         solutions.append(grids[good])
         ratings.append(rates[good])
     progress.done()
-    if len(chosen) < wanted and wanted != len(order):
+    if not chosen or len(chosen) < asked:
         raise SudokuDataError(f"{file.path}: only {len(chosen)} usable puzzles for the {name} split, "
-                              f"{wanted} asked for")
+                              f"{asked or 'all'} asked for; {_rejections(file.path, problems)}")
     cells = file.puzzles.shape[1]
     sort = np.argsort(chosen, kind="stable")
     rows = np.asarray(chosen, dtype=np.int64)[sort]
     solutions_all = np.concatenate(solutions) if solutions else np.zeros((0, cells), np.uint8)
     ratings_all = np.concatenate(ratings) if ratings else np.zeros(0, np.int64)
     return Puzzles(file.puzzles[rows], solutions_all[sort].astype(np.uint8), ratings_all[sort].astype(np.int64)), position
+
+
+def _rejections(path: str, problems: ProblemLog) -> str:
+    """How many puzzles of ``path`` were rejected, per reason, with the first of each."""
+    counts = problems.counts(path)
+    if not counts:
+        return "the file holds no puzzles"
+    first = {}
+    for problem in problems.sorted():
+        if problem.path == path:
+            first.setdefault(problem.reason, problem)
+    parts = []
+    for reason, count in counts.items():
+        problem = first[reason]
+        where = f"{problem.path}:{problem.line}"
+        detail = where if problem.message == reason else f"{where}: {problem.message}"
+        parts.append(f"{count} {reason} (first at {detail})")
+    return "rejected: " + ", ".join(parts)
 
 
 def _read(path: str, config: SudokuDataConfig, problems: ProblemLog) -> PuzzleFile:
@@ -288,8 +317,9 @@ def build_dataset(config: SudokuDataConfig, cache_dir: Path, progress: Progress 
         problems.finish()
         skipped = problems.sorted()
         if skipped:
-            log.warning("skipped %d malformed puzzles, first: %s", len(skipped), skipped[0])
-        extra = {"rating": rating, "skipped": len(skipped), "problems": [str(p) for p in skipped[:20]]}
+            log.warning("skipped %d unusable puzzles, first: %s", len(skipped), skipped[0])
+        extra = {"rating": rating, "skipped": len(skipped), "rejected": problems.counts(),
+                 "problems": [str(p) for p in skipped[:20]]}
         write_puzzles(folder / "train", config, train, config.num_aug, progress, extra)
         write_puzzles(folder / "test", config, test, 0, progress, extra)
 

@@ -14,6 +14,7 @@ import attrs
 import click
 
 from rr_sudoku.builder import Progress, SudokuDataConfig
+from rrcore.cli_input import InputError, input_file, output_folder
 
 
 class BarProgress(Progress):
@@ -59,9 +60,9 @@ def sudoku() -> None:
 
 
 @sudoku.command()
-@click.argument("experiment", required=False, type=click.Path(dir_okay=False, exists=True))
+@click.argument("experiment", required=False)
 @_config_options
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache folder (default: rr's cache).")
+@click.option("--cache-dir", help="Cache folder (default: rr's cache).")
 def build(experiment: str | None, cache_dir: str | None, **values: typing.Any) -> None:
     """Build (or find in the cache) a Sudoku data set and print its folder.
 
@@ -71,30 +72,44 @@ def build(experiment: str | None, cache_dir: str | None, **values: typing.Any) -
     rr sudoku build --train-path puzzles.txt --test-size 1000 --train-size 1000 --num-aug 1000
     """
     from rr_sudoku.builder import build_dataset
+    from rr_sudoku.generator import GenerationError
     from rr_sudoku.readers import SudokuDataError
+    from rrcore.config import ConfigError, structure
     from rrcore.data import default_cache_dir
 
-    raw: dict[str, typing.Any] = {}
-    if experiment:
-        import tomllib
-
-        raw = dict(tomllib.loads(Path(experiment).read_text()).get("data", {}))
-        if raw.pop("plugin", "sudoku") != "sudoku":
-            raise click.UsageError(f"{experiment}: [data] plugin is not 'sudoku'")
+    raw = _data_section(experiment) if experiment else {}
     raw.update({key: value for key, value in values.items() if value is not None})
-    from rrcore.config import ConfigError, structure
-
     try:  # the core's strict structuring: unknown keys and wrong types are named
         config = structure(raw, SudokuDataConfig, experiment or "rr sudoku build", "data")
     except ConfigError as error:
-        raise click.UsageError(str(error)) from None
+        raise InputError(str(error)) from None
+    if config.source == "files":
+        for path in (config.train_path, config.test_path):
+            if path:
+                input_file(path, "puzzle file")
+    cache = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
     started = time.perf_counter()
     try:
-        folder = build_dataset(config, Path(cache_dir) if cache_dir else default_cache_dir(), BarProgress())
-    except SudokuDataError as error:
-        raise click.ClickException(str(error)) from None
+        folder = build_dataset(config, cache, BarProgress())
+    except (SudokuDataError, GenerationError) as error:
+        raise InputError(str(error)) from None
     _summarise(folder, time.perf_counter() - started)
     click.echo(str(folder))
+
+
+def _data_section(experiment: str) -> dict[str, typing.Any]:
+    """The ``[data]`` table of the TOML file ``experiment``, checked to be a Sudoku one."""
+    import tomllib
+
+    path = input_file(experiment, "experiment file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a valid TOML file ({error})") from None
+    data = dict(raw.get("data", {}))
+    if data.pop("plugin", "sudoku") != "sudoku":
+        raise InputError(f"{path}: [data] plugin is not 'sudoku'")
+    return data
 
 
 def _summarise(folder: Path, seconds: float) -> None:
@@ -107,45 +122,97 @@ def _summarise(folder: Path, seconds: float) -> None:
         click.echo(f"{split}: {meta['total_groups']} puzzles, {info.get('examples')} examples "
                    f"({info.get('size')}x{info.get('size')})", err=True)
     if info.get("skipped"):
-        click.echo(f"skipped {info['skipped']} malformed puzzles:", err=True)
+        rejected = info.get("rejected", {})
+        reasons = ", ".join(f"{count} {reason}" for reason, count in rejected.items())
+        click.echo(f"skipped {info['skipped']} puzzles ({reasons}):", err=True)
         for problem in info.get("problems", [])[:10]:
             click.echo(f"  {problem}", err=True)
     click.echo(f"{total / 1e6:.1f} MB on disk, {seconds:.1f} s", err=True)
 
 
+def _report(message: str, shown: int, total: int, limit: int = 10) -> None:
+    """Warn on stderr about one puzzle, the first ``limit`` of ``total`` only."""
+    if shown < limit:
+        click.echo(f"rr: warning: {message}", err=True)
+    elif shown == limit:
+        click.echo(f"rr: warning: ... and {total - limit} more", err=True)
+
+
 @sudoku.command()
-@click.argument("path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("path")
 @click.option("--jobs", type=int, default=0, help="Worker processes (0: all CPUs).")
 @click.option("--limit", type=int, default=0, help="Label only the first LIMIT puzzles (0: all).")
 @click.option("--size", type=click.Choice(["4", "9"]), default=None, help="Grid size (default: from the file).")
-@click.option("--output", type=click.Path(dir_okay=False), help="Write 'puzzle,solution,guesses' CSV lines here.")
+@click.option("--output", help="Write the puzzles with a unique solution here as CSV "
+                               "(source,question,answer,rating: what 'build' reads).")
 def label(path: str, jobs: int, limit: int, size: str | None, output: str | None) -> None:
     """Solve every puzzle of PATH, prove uniqueness and rate difficulty (solver guesses);
-    prints the time taken (a benchmark of the solver)."""
+    prints the time taken (a benchmark of the solver).
+
+    Puzzles with no solution or several are reported by line and never written to --output.
+    """
     import numpy as np
 
-    from rr_sudoku.readers import read_puzzles
+    from rr_sudoku.readers import NO_SOLUTION, SEVERAL_SOLUTIONS, SudokuDataError, read_puzzles
     from rr_sudoku.solver import default_jobs, label_many
 
+    source = input_file(path, "puzzle file")
+    target = _output_file(output) if output else None
     started = time.perf_counter()
-    puzzles = read_puzzles(path, size=int(size) if size else None)
-    selected = puzzles.puzzles[:limit] if limit else puzzles.puzzles
+    try:
+        puzzles = read_puzzles(source, size=int(size) if size else None)
+    except SudokuDataError as error:
+        raise InputError(str(error)) from None
+    if not len(puzzles):
+        first = f"; first problem: {puzzles.problems[0]}" if puzzles.problems else ""
+        raise InputError(f"{source}: no puzzles to label "
+                         f"({len(puzzles.problems)} unusable lines{first})")
+    selected = puzzles.select(np.arange(min(limit, len(puzzles)) if limit else len(puzzles)))
     read_seconds = time.perf_counter() - started
     jobs = jobs or default_jobs()
     with click.progressbar(length=len(selected), label="labelling", file=sys.stderr) as bar:
-        labels = label_many(selected, jobs=jobs, progress=bar.update)
+        labels = label_many(selected.puzzles, jobs=jobs, progress=bar.update)
     seconds = time.perf_counter() - started - read_seconds
-    unique = int((labels.solutions == 1).sum())
+    unique = labels.solutions == 1
+    per_puzzle = 1000 * seconds / len(selected)
     click.echo(f"{len(selected)} puzzles ({len(puzzles.problems)} malformed lines skipped) labelled in "
-               f"{seconds:.1f} s with {jobs} processes ({1000 * seconds / max(len(selected), 1):.2f} ms/puzzle; "
+               f"{seconds:.1f} s with {jobs} processes ({per_puzzle:.2f} ms/puzzle; "
                f"reading {read_seconds:.1f} s)")
-    click.echo(f"unique {unique}, no solution {int((labels.solutions == 0).sum())}, "
+    click.echo(f"unique {int(unique.sum())}, no solution {int((labels.solutions == 0).sum())}, "
                f"several {int((labels.solutions == 2).sum())}; guesses mean {labels.guesses.mean():.1f}, "
                f"median {np.median(labels.guesses):.0f}, max {labels.guesses.max()}")
-    if output:
-        with open(output, "w") as handle:
-            for puzzle, grid, guesses in zip(selected, labels.grids, labels.guesses, strict=True):
-                handle.write(f"{''.join(map(str, puzzle))},{''.join(map(str, grid))},{guesses}\n")
+    not_unique = np.flatnonzero(~unique)
+    for shown, row in enumerate(not_unique):
+        reason = NO_SOLUTION if labels.solutions[row] == 0 else SEVERAL_SOLUTIONS
+        kept = "; not written" if target else ""
+        _report(f"{source}:{selected.lines[row]}: {reason}{kept}", shown, len(not_unique))
+    if target:
+        _write_labels(target, source, selected, labels)
+
+
+def _output_file(output: str) -> Path:
+    target = Path(output).expanduser()
+    if target.is_dir():
+        raise InputError(f"{target}: is a folder; --output needs a file name")
+    if not target.parent.is_dir():
+        raise InputError(f"{target}: the folder {target.parent} does not exist")
+    return target
+
+
+def _write_labels(target: Path, source: Path, puzzles: typing.Any, labels: typing.Any) -> None:
+    """The uniquely solvable puzzles as ``source,question,answer,rating`` CSV rows."""
+    import csv
+
+    with open(target, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "question", "answer", "rating"])
+        rows = zip(puzzles.puzzles, puzzles.lines, labels.solutions, labels.grids, labels.guesses,
+                   strict=True)
+        for puzzle, line, count, grid, guesses in rows:
+            if count == 1:
+                question = "".join(str(digit) if digit else "." for digit in puzzle)
+                writer.writerow([f"{source.name}:{line}", question, "".join(map(str, grid)),
+                                 int(guesses)])
 
 
 @sudoku.command()
@@ -157,15 +224,18 @@ def label(path: str, jobs: int, limit: int, size: str | None, output: str | None
 @click.option("--max-guesses", type=int, default=-1, help="-1: no upper bound.")
 @click.option("--jobs", type=int, default=0)
 def generate(size: str, count: int, seed: int, givens: int, min_guesses: int, max_guesses: int, jobs: int) -> None:
-    """Print COUNT new puzzles with unique solutions, one per line ('.' blank)."""
+    """Print COUNT new puzzles with unique solutions, one per line ('.' blank), each
+    followed by '  # guesses N' (its difficulty; 'label' and 'build' read these lines)."""
     from rr_sudoku.generator import DifficultyTarget, GenerationError, generate_many
 
+    if count < 1:
+        raise InputError(f"--count must be at least 1, got {count}")
     target = DifficultyTarget(givens=givens, min_guesses=min_guesses,
                               max_guesses=None if max_guesses < 0 else max_guesses)
     try:
         puzzles, _, guesses = generate_many(int(size), count, seed, target, jobs=jobs)
     except (GenerationError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+        raise InputError(str(error)) from None
     for puzzle, rating in zip(puzzles, guesses, strict=True):
         click.echo("".join(str(d) if d else "." for d in puzzle) + f"  # guesses {rating}")
 

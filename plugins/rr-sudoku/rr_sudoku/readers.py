@@ -4,9 +4,13 @@ Two layouts:
 
 * **lines**: one puzzle per line, row-major, ``.`` or ``0`` for a blank and ``1``..``n``
   for givens (81 characters for 9x9, 16 for 4x4); blank lines and lines starting
-  with ``#`` are ignored (the collections under ``../shared/data/sudoku/``).
+  with ``#`` are ignored (the collections under ``../shared/data/sudoku/``), and so
+  is a trailing ``# comment`` (``rr sudoku generate`` writes ``  # guesses N``).
 * **csv**: a header ``source,question,answer,rating`` then one puzzle a row, as in
-  the Sudoku-Extreme data set (``answer`` the solution, ``rating`` its difficulty).
+  the Sudoku-Extreme data set (``answer`` the solution, ``rating`` its difficulty);
+  ``rr sudoku label --output`` writes this layout.
+
+Both accept a UTF-8 byte order mark and Windows (CRLF) line ends.
 
 A malformed line becomes a :class:`PuzzleProblem` naming file and line; with
 ``on_error="reject"`` the first one raises :class:`SudokuDataError`, with ``"skip"``
@@ -31,13 +35,22 @@ class SudokuDataError(ValueError):
     """Puzzle input rejected; the message names the file and line."""
 
 
+MALFORMED = "malformed"
+CONTRADICTORY = "contradictory givens"
+WRONG_ANSWER = "wrong answer"
+NO_SOLUTION = "no solution"
+SEVERAL_SOLUTIONS = "several solutions"
+
+
 @attrs.frozen
 class PuzzleProblem:
-    """One malformed puzzle: where it is and what is wrong with it."""
+    """One unusable puzzle: where it is, what is wrong with it and the ``reason``
+    it is counted under (``MALFORMED``, ``NO_SOLUTION``, ...) in summaries."""
 
     path: str
     line: int
     message: str
+    reason: str = MALFORMED
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
@@ -83,8 +96,16 @@ class ProblemLog:
         self.on_error = on_error
         self.problems: list[PuzzleProblem] = []
 
-    def report(self, path: str | Path, line: int, message: str) -> None:
-        self.problems.append(PuzzleProblem(str(path), line, message))
+    def report(self, path: str | Path, line: int, message: str, reason: str = MALFORMED) -> None:
+        self.problems.append(PuzzleProblem(str(path), line, message, reason))
+
+    def counts(self, path: str | None = None) -> dict[str, int]:
+        """Problems per reason (of ``path`` only when given), most frequent first."""
+        counted: dict[str, int] = {}
+        for problem in self.problems:
+            if path is None or problem.path == path:
+                counted[problem.reason] = counted.get(problem.reason, 0) + 1
+        return dict(sorted(counted.items(), key=lambda item: -item[1]))
 
     def sorted(self) -> list[PuzzleProblem]:
         return sorted(self.problems, key=lambda problem: (problem.path, problem.line))
@@ -92,7 +113,7 @@ class ProblemLog:
     def finish(self) -> None:
         if self.on_error == "reject" and self.problems:
             problems = self.sorted()
-            more = f" and {len(problems) - 1} more malformed puzzles" if len(problems) > 1 else ""
+            more = f" and {len(problems) - 1} more unusable puzzles" if len(problems) > 1 else ""
             raise SudokuDataError(f"{problems[0]}{more} (set on_error = \"skip\" to drop them)")
 
 
@@ -134,10 +155,10 @@ def read_lines(path: str | Path, size: int | None = None, on_error: OnError = "s
     _check_size(size)
     log = ProblemLog(on_error)
     puzzles, lines = [], []
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         for number, raw in enumerate(handle, start=1):
-            text = raw.strip()
-            if not text or text.startswith("#"):
+            text = raw.split("#", 1)[0].strip()
+            if not text:
                 continue
             try:
                 digits = parse_grid(text, size)
@@ -159,7 +180,8 @@ def _drop_conflicts(puzzles: PuzzleFile, log: ProblemLog) -> PuzzleFile:
     bad = conflicting_givens(puzzles.puzzles, puzzles.size)
     for row in np.flatnonzero(bad):
         log.report(puzzles.path, int(puzzles.lines[row]),
-                   f"contradictory givens: {givens_conflict(puzzles.puzzles[row], puzzles.size)}")
+                   f"contradictory givens: {givens_conflict(puzzles.puzzles[row], puzzles.size)}",
+                   CONTRADICTORY)
     return puzzles.select(np.flatnonzero(~bad)) if bad.any() else puzzles
 
 
@@ -171,7 +193,7 @@ def read_csv(path: str | Path, size: int | None = None, on_error: OnError = "ski
     _check_size(size)
     log = ProblemLog(on_error)
     puzzles, solutions, ratings, lines = [], [], [], []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         expected = ["source", "question", "answer", "rating"]
@@ -202,7 +224,8 @@ def read_csv(path: str | Path, size: int | None = None, on_error: OnError = "ski
     result = _drop_conflicts(result, log)
     wrong = ~valid_solutions(result.puzzles, result.solutions, size)
     for row in np.flatnonzero(wrong):
-        log.report(path, int(result.lines[row]), "the answer does not solve the question")
+        log.report(path, int(result.lines[row]), "the answer does not solve the question",
+                   WRONG_ANSWER)
     result = result.select(np.flatnonzero(~wrong)) if wrong.any() else result
     log.finish()
     result.problems = log.sorted()
