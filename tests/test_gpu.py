@@ -66,6 +66,9 @@ def bundled_registry(tmp_path, monkeypatch):
     """The installed plugins (rr-trm, rr-hrm, rr-urm, rr-sudoku), data cached in tmp."""
     monkeypatch.delenv("RR_LOAD_PLUGINS", raising=False)
     monkeypatch.setenv("RR_CACHE_DIR", str(tmp_path / "cache"))
+    # Each test builds new modules; dynamo's per-function cache would otherwise fill up
+    # (8 entries) and silently fall back to eager, making these checks vacuous.
+    torch._dynamo.reset()
     set_registry(None)
     registry = load_registry()
     if not {"trm", "hrm", "urm"} <= {s.name for s in registry.all_components() if s.kind == "model"}:
@@ -93,6 +96,7 @@ def test_compiled_step_is_one_graph_and_never_recompiles(bundled_registry, tmp_p
         trainer.train_step(next(batches)[1], sums)
     trainer.evaluate(tmp_path / "eval")
     warm = _compile_counters()
+    assert warm["graphs_compiled"] >= start["graphs_compiled"] + 2, "training and evaluation were not compiled"
     assert warm["graph_breaks"] == start["graph_breaks"], "the ACT step breaks the graph"
     assert warm["cudagraph_skips"] == start["cudagraph_skips"], "CUDA-graph capture was skipped"
     torch.cuda.synchronize()
@@ -110,6 +114,7 @@ def test_compiled_step_is_one_graph_and_never_recompiles(bundled_registry, tmp_p
 def test_compiled_and_eager_steps_agree(bundled_registry, tmp_path, name):
     """Same seed, same batches: the compiled (bf16) step tracks the eager (bf16) one."""
     losses = {}
+    start = _compile_counters()
     for compile in ("off", "on"):
         torch.manual_seed(0)
         trainer = _trainer(name, tmp_path, compile)
@@ -120,4 +125,5 @@ def test_compiled_and_eager_steps_agree(bundled_registry, tmp_path, name):
             trainer.train_step(next(batches)[1], sums)
             steps.append(float(sums["lm_loss"]) / trainer.experiment.train.global_batch_size)
         losses[compile] = steps
+    assert _compile_counters()["graphs_compiled"] > start["graphs_compiled"]
     torch.testing.assert_close(losses["on"], losses["off"], rtol=3e-2, atol=1e-3)
