@@ -125,12 +125,22 @@ def validate(experiment: str, overrides: tuple[str, ...]) -> None:
 @click.argument("checkpoint")
 @set_option
 @click.option("--output", type=click.Path(file_okay=False), help="Folder for evaluator outputs.")
-def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None) -> None:
+@click.option("--halting", type=click.Choice(["fixed", "adaptive"]),
+              help="fixed: every puzzle runs the step cap (the papers' protocol); adaptive: each stops "
+                   "when its Q-head says halt and its batch slot takes the next puzzle (eval.halting).")
+@click.option("--max-steps", type=click.IntRange(min=1),
+              help="Step cap (eval.max_steps; default act.halt_max_steps); above it: think longer.")
+@click.option("--trace", is_flag=True, help="Add the prediction after every step to predictions.jsonl.")
+def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None, halting: str | None,
+                 max_steps: int | None, trace: bool) -> None:
     """Evaluate a saved CHECKPOINT (a run folder or checkpoint folder) on its test split.
 
     Use --set data.... to evaluate on another data set, --set evaluators.0.plugin=... for other metrics.
     Each evaluator writes its outputs (at least results.json) to OUTPUT/<evaluator>/, by default
-    to eval/<checkpoint>-rr-eval/ in the run folder. Exit codes as rr run.
+    to eval/<checkpoint>-rr-eval/ in the run folder. OUTPUT/predictions.jsonl holds one row per
+    puzzle (input, prediction, label, correct, steps, q_halt) and OUTPUT/steps.json the accuracy
+    at every step up to the cap (fixed halting) or the steps puzzles used (adaptive), also
+    printed as a table on stderr. Exit codes as rr run.
     """
     from rrcore.checkpoint import CheckpointError, resolve_checkpoint
     from rrcore.config import ConfigError
@@ -139,14 +149,18 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
 
     try:
         path = resolve_checkpoint(checkpoint)
-        resolved = _load(str(path / "config.toml"), overrides)
+        settings = [f"eval.halting={halting}"] * bool(halting) + [f"eval.max_steps={max_steps}"] * bool(max_steps)
+        resolved = _load(str(path / "config.toml"), (*overrides, *settings))
         output_dir = Path(output) if output else path.parent.parent / "eval" / f"{path.name}-rr-eval"
-        results = evaluate_checkpoint(resolved, path, output_dir)
+        results = evaluate_checkpoint(resolved, path, output_dir, predictions=True, trace=trace)
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError, DataFormatError) as error:
         _fail(str(error))
     if results is not None:
+        from rrcore.inference import format_step_table
+
+        click.echo(format_step_table(json.loads((output_dir / "steps.json").read_text())), err=True)
         click.echo(f"rr: evaluator outputs in {output_dir}", err=True)
         click.echo(json.dumps(results, indent=2, sort_keys=True))
 
