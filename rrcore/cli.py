@@ -1,7 +1,7 @@
 """The ``rr`` command line.
 
-``rr run``, ``rr validate``, ``rr eval``, ``rr bench`` and ``rr list-plugins`` are
-the core's; plugins add their own sub-commands through ``rr_cli_commands``.
+``rr run``, ``rr validate``, ``rr eval``, ``rr bench``, ``rr list-plugins`` and ``rr solve``
+are the core's; plugins add their own sub-commands through ``rr_cli_commands``.
 """
 
 from __future__ import annotations
@@ -209,6 +209,70 @@ def list_plugins(as_json: bool) -> None:
     for failure in registry.failures:
         click.echo(f"\nfailed to load plugin {failure.name!r} ({failure.distribution} {failure.version}): "
                    f"{failure.error}", err=True)
+
+
+@main.command()
+@click.argument("checkpoint")
+@click.argument("puzzle")
+@set_option
+@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default="adaptive", show_default=True,
+              help="adaptive: stop when the Q-head says halt; fixed: run the whole step cap.")
+@click.option("--max-steps", type=click.IntRange(min=1),
+              help="Step cap (default eval.max_steps, else act.halt_max_steps); higher: think longer.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--trace", is_flag=True, help="Also show the answer after every step.")
+def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str, max_steps: int | None,
+          as_json: bool, trace: bool) -> None:
+    """Solve PUZZLE with the model of CHECKPOINT (a run folder or checkpoint folder).
+
+    PUZZLE is the puzzle itself, a file holding it, or - for stdin, written as the task
+    reads it (Sudoku: 81 or 16 characters with . for a blank, or a grid over 9 or 4
+    lines; a maze: its text grid). Prints the answer, the steps used, the Q-head's
+    confidence sigmoid(q_halt) and the task's own check of the answer.
+
+    \b
+    Exit codes:
+      0    the answer passes the task's check
+      1    it does not, or solving failed
+      2    bad input: a puzzle the task cannot read, a missing checkpoint
+    """
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.cli_input import InputError
+    from rrcore.config import ConfigError
+    from rrcore.data import DataFormatError
+    from rrcore.protocols import PuzzleError
+    from rrcore.solve import Solver, read_puzzle
+    from rrcore.trainer import TrainingError
+
+    text = read_puzzle(puzzle, click.get_text_stream("stdin"))
+    try:
+        solver = Solver(checkpoint, list(overrides))
+        solution = solver.solve(text, max_steps=max_steps or 0, adaptive=halting == "adaptive")
+    except PuzzleError as error:
+        raise InputError(f"puzzle: {error}") from None
+    except (ConfigError, CheckpointError) as error:
+        _fail(str(error), EXIT_CONFIG)
+    except (TrainingError, DataFormatError) as error:
+        _fail(str(error))
+    task = solver.task
+    if as_json:
+        record = {"puzzle": task.decode(solution.inputs), "solution": task.decode(solution.prediction),
+                  "grid": task.render(solution.prediction), "steps": solution.steps,
+                  "max_steps": solution.max_steps, "q_halt": round(solution.q_halt, 4),
+                  "confidence": round(solution.confidence, 4),
+                  "check": {"ok": solution.check.ok, "message": solution.check.message}}
+        if trace:
+            record["trace"] = [task.decode(row) for row in solution.trace]
+        click.echo(json.dumps(record, indent=2))
+    else:
+        if trace:
+            for number, row in enumerate(solution.trace, start=1):
+                click.echo(f"step {number}: {task.decode(row)}")
+        click.echo(task.render(solution.prediction))
+        verdict = "ok" if solution.check.ok else "FAILED"
+        click.echo(f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
+                   f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}")
+    sys.exit(0 if solution.check.ok else EXIT_FAILED)
 
 
 def _add_plugin_commands() -> None:
