@@ -131,8 +131,12 @@ def validate(experiment: str, overrides: tuple[str, ...]) -> None:
 @click.option("--max-steps", type=click.IntRange(min=1),
               help="Step cap (eval.max_steps; default act.halt_max_steps); above it: think longer.")
 @click.option("--trace", is_flag=True, help="Add the prediction after every step to predictions.jsonl.")
+@click.option("--augmentations", type=click.IntRange(min=1),
+              help="Also solve N augmented copies of each puzzle (the first the puzzle itself), map the "
+                   "answers back and report accuracy@1, majority vote and best-Q selection "
+                   "(eval.augmentations; needs a task plugin that augments).")
 def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None, halting: str | None,
-                 max_steps: int | None, trace: bool) -> None:
+                 max_steps: int | None, trace: bool, augmentations: int | None) -> None:
     """Evaluate a saved CHECKPOINT (a run folder or checkpoint folder) on its test split.
 
     Use --set data.... to evaluate on another data set, --set evaluators.0.plugin=... for other metrics.
@@ -149,7 +153,8 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
 
     try:
         path = resolve_checkpoint(checkpoint)
-        settings = [f"eval.halting={halting}"] * bool(halting) + [f"eval.max_steps={max_steps}"] * bool(max_steps)
+        settings = ([f"eval.halting={halting}"] * bool(halting) + [f"eval.max_steps={max_steps}"] * bool(max_steps)
+                    + [f"eval.augmentations={augmentations}"] * bool(augmentations))
         resolved = _load(str(path / "config.toml"), (*overrides, *settings))
         output_dir = Path(output) if output else path.parent.parent / "eval" / f"{path.name}-rr-eval"
         results = evaluate_checkpoint(resolved, path, output_dir, predictions=True, trace=trace)
@@ -158,9 +163,11 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
     except (TrainingError, CheckpointError, DataFormatError) as error:
         _fail(str(error))
     if results is not None:
-        from rrcore.inference import format_step_table
+        from rrcore.inference import format_step_table, format_votes
 
         click.echo(format_step_table(json.loads((output_dir / "steps.json").read_text())), err=True)
+        if format_votes(results):
+            click.echo(format_votes(results), err=True)
         click.echo(f"rr: evaluator outputs in {output_dir}", err=True)
         click.echo(json.dumps(results, indent=2, sort_keys=True))
 

@@ -174,9 +174,11 @@ def run_pool(step: StepFn, loss_head: torch.nn.Module, pool: Batch, *, batch_siz
                       act_steps)
 
 
-def pools(batches: Iterable[Batch], seq_len: int, max_steps: int, trace: bool) -> Iterable[list[Batch]]:
-    """Consecutive evaluation batches grouped into pools of about :data:`POOL_BYTES`."""
-    per_row = seq_len * (8 + 8 + (8 * max_steps if trace else 0)) + 2 * max_steps
+def pools(batches: Iterable[Batch], seq_len: int, max_steps: int, trace: bool,
+          copies: int = 1) -> Iterable[list[Batch]]:
+    """Consecutive evaluation batches grouped into pools of about :data:`POOL_BYTES`
+    (``copies``: rows each puzzle becomes, e.g. its augmentations)."""
+    per_row = copies * (seq_len * (8 + 8 + (8 * max_steps if trace else 0)) + 2 * max_steps)
     group: list[Batch] = []
     rows = 0
     for batch in batches:
@@ -248,6 +250,19 @@ def finish_table(sums: dict[str, Tensor], adaptive: bool, training_cap: int) -> 
             "puzzles": int(count), "steps": rows}
 
 
+def format_votes(results: dict[str, float]) -> str | None:
+    """One line on test-time selection from :func:`finish_votes`' results (None without it)."""
+    if "vote/augmentations" not in results:
+        return None
+    single = results["vote/single_exact_accuracy"]
+    parts = [f"accuracy@1 {single:.2%}"]
+    for name, label in (("majority", "majority vote"), ("best_q", "best Q")):
+        value = results[f"vote/{name}_exact_accuracy"]
+        parts.append(f"{label} {value:.2%} ({100 * (value - single):+.2f} points)")
+    parts.append(f"any copy right {results['vote/any_exact_accuracy']:.2%}")
+    return f"test-time selection over {int(results['vote/augmentations'])} augmentations: " + ", ".join(parts)
+
+
 def format_step_table(table: dict[str, Any]) -> str:
     """``steps.json`` as a text table (what ``rr eval`` prints)."""
     lines = []
@@ -286,11 +301,17 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
 
     Returns the evaluators' results plus ``eval/exact_accuracy``, ``eval/mean_steps``,
     ``eval/puzzles_per_second`` and ``eval/seconds`` (the ACT loop alone) and
-    ``eval/max_steps``. On rank 0 writes ``steps.json`` (:func:`finish_table`) to
+    ``eval/max_steps``; with ``settings.augmentations`` and a ``task`` that can augment,
+    the ``vote/...`` figures of :func:`vote_over_augmentations`. On rank 0 writes ``steps.json`` (:func:`finish_table`) to
     ``output_dir``, and with ``predictions`` ``predictions.jsonl``: one row per puzzle
     (``index``, ``input``, ``prediction``, ``label``, ``correct``, ``steps``, ``q_halt``,
     and ``trace`` with ``trace``), decoded by ``task`` when given, else token lists.
     """
+    if settings.augmentations and not getattr(task, "augmentations", 0):
+        from rrcore.config import ConfigError
+
+        raise ConfigError("eval.augmentations asks for test-time selection, but this data set's task "
+                          "plugin provides no augmentations (PuzzleTask.augment)")
     step = step or loss_head
     cap = settings.step_cap(halt_max_steps)
     adaptive = settings.halting == "adaptive"
@@ -334,12 +355,17 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
                 table[key] = table[key] + value if key in table else value
             if predictions:
                 rows.append(_prediction_rows(torch.cat([b["index"] for b in group]), valid, pool, result, correct))
+        if settings.augmentations:
+            votes = vote_over_augmentations(step, loss_head, data, task, settings, max_steps=cap, adaptive=adaptive,
+                                            q_continue=q_continue)
         results: dict[str, float] = {}
         for name, evaluator in evaluators:
             values = evaluator.result()
             if values:
                 results.update({f"{name}/{k}": float(v) for k, v in values.items()})
         totals = all_reduce_sum(totals)
+        if settings.augmentations:
+            votes = all_reduce_sum(votes)
         table = {k: all_reduce_sum(v) for k, v in table.items()}
         gathered = gather_to_rank0(_concat(rows)) if predictions else None
         if rank != 0:
@@ -353,6 +379,8 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
             "eval/max_steps": float(cap),
             "eval/act_steps": float(act_steps),
         })
+        if settings.augmentations:
+            results.update(finish_votes(votes, settings.augmentations))
         if output_dir is not None:
             output_dir = Path(output_dir)
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -405,3 +433,75 @@ def write_predictions(path: Path, gathered: list[dict[str, np.ndarray]], task: P
             if "trace" in rows:
                 record["trace"] = [show(t) for t in rows["trace"][i][: record["steps"]]]
             handle.write(json.dumps(record) + "\n")
+
+
+# -- test-time selection over augmentations ---------------------------------------------------
+
+VOTE_FIGURES = ("puzzles", "single", "majority", "best_q", "any")
+
+
+@torch.no_grad()
+def vote_over_augmentations(step: StepFn, loss_head: torch.nn.Module, data: Any, task: PuzzleTask,
+                            settings: EvalConfig, *, max_steps: int, adaptive: bool,
+                            q_continue: bool = False) -> Tensor:
+    """Solve ``settings.augmentations`` augmented copies of every puzzle (copy 0 the
+    puzzle itself), map the answers back with the task's inverse and select one.
+
+    Returns sums over this rank's puzzles, in the order of :data:`VOTE_FIGURES`: puzzles,
+    exactly right with the plain puzzle (accuracy@1), with the majority answer (ties
+    broken by Q-halt), with the answer of the most confident copy (best Q-halt), and
+    with any copy (the ceiling a selector could reach).
+    """
+    count = settings.augmentations
+    rng = np.random.default_rng(settings.seed)
+    device = next(iter(loss_head.parameters())).device
+    sums = torch.zeros(len(VOTE_FIGURES), dtype=torch.float64, device=device)
+    seq_len = data.metadata.seq_len
+    for group in pools(data.eval_batches(), seq_len, max_steps, False, copies=count):
+        valid = torch.cat([b["valid"] for b in group]).bool()
+        inputs = torch.cat([b["inputs"] for b in group])[valid]
+        labels = torch.cat([b["labels"] for b in group])[valid]
+        identifiers = torch.cat([b["puzzle_identifiers"] for b in group])[valid]
+        puzzles = inputs.shape[0]
+        augmented, state = task.augment(inputs.cpu().numpy(), count, rng)
+        augmented = torch.as_tensor(np.asarray(augmented).reshape(puzzles * count, seq_len), device=device)
+        pool = {"inputs": augmented.to(inputs.dtype),
+                "labels": torch.full_like(augmented, IGNORE_LABEL, dtype=torch.long),
+                "puzzle_identifiers": identifiers.repeat_interleave(count)}
+        result = run_pool(step, loss_head, pool, batch_size=group[0]["inputs"].shape[0], max_steps=max_steps,
+                          adaptive=adaptive, q_continue=q_continue, sync_every=settings.sync_every)
+        answers = task.invert(result.preds.cpu().numpy().reshape(puzzles, count, seq_len), state)
+        answers = torch.as_tensor(np.asarray(answers), device=device).long()          # (N, count, L)
+        q_halt = result.q_halt.view(puzzles, count)
+        sums += select(answers, q_halt, labels)
+    return sums
+
+
+def select(answers: Tensor, q_halt: Tensor, labels: Tensor, rows: int = 4096) -> Tensor:
+    """:data:`VOTE_FIGURES` sums for answers (N, count, L) with their Q-halt (N, count)
+    against ``labels`` (N, L); in chunks of ``rows`` puzzles (the vote compares every pair)."""
+    sums = torch.zeros(len(VOTE_FIGURES), dtype=torch.float64, device=answers.device)
+    for start in range(0, answers.shape[0], rows):
+        chunk, q, label = answers[start: start + rows], q_halt[start: start + rows], labels[start: start + rows]
+        right = ((chunk == label[:, None]) | (label[:, None] == IGNORE_LABEL)).all(-1)   # (n, count)
+        agree = (chunk[:, :, None] == chunk[:, None, :]).all(-1).sum(-1)                 # (n, count)
+        # Votes are whole numbers; sigmoid(q) / 2 < 1 only breaks ties.
+        majority = (agree + torch.sigmoid(q.float()) / 2).argmax(1, keepdim=True)
+        best_q = q.argmax(1, keepdim=True)
+        sums += torch.stack([torch.tensor(float(chunk.shape[0]), device=sums.device), right[:, 0].sum(),
+                             right.gather(1, majority).sum(), right.gather(1, best_q).sum(),
+                             right.any(1).sum()]).double()
+    return sums
+
+
+def finish_votes(sums: Tensor, augmentations: int) -> dict[str, float]:
+    """``vote/...`` results: accuracy of each selector and its gain over accuracy@1."""
+    values = dict(zip(VOTE_FIGURES, sums.tolist()))
+    puzzles = max(values["puzzles"], 1.0)
+    single = values["single"] / puzzles
+    out = {"vote/augmentations": float(augmentations), "vote/single_exact_accuracy": single}
+    for name in ("majority", "best_q", "any"):
+        out[f"vote/{name}_exact_accuracy"] = values[name] / puzzles
+    out["vote/majority_gain"] = out["vote/majority_exact_accuracy"] - single
+    out["vote/best_q_gain"] = out["vote/best_q_exact_accuracy"] - single
+    return out

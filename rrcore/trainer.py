@@ -553,7 +553,8 @@ class Trainer:
         if self.experiment.eval == EvalConfig() and not (predictions or trace):
             return run_evaluation(self.loss_head, self.eval_data, evaluators, self.experiment.act.halt_max_steps,
                                   self.world_size, step=self.step_fn)
-        task = task_for(self.registry, self.experiment.data, self.metadata) if predictions else None
+        wants_task = predictions or self.experiment.eval.augmentations > 0
+        task = task_for(self.registry, self.experiment.data, self.metadata) if wants_task else None
         return evaluate_split(self.loss_head, self.eval_data, evaluators, self.experiment.eval,
                               halt_max_steps=self.experiment.act.halt_max_steps,
                               q_continue=self.experiment.act.q_continue, step=self.step_fn,
