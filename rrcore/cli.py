@@ -251,7 +251,7 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
     from rrcore.solve import Solver, read_puzzle
     from rrcore.trainer import TrainingError
 
-    text = read_puzzle(puzzle, click.get_text_stream("stdin"))
+    text = read_puzzle(puzzle, sys.stdin)
     try:
         solver = Solver(checkpoint, list(overrides))
         solution = solver.solve(text, max_steps=max_steps or 0, adaptive=halting == "adaptive")
