@@ -1,7 +1,7 @@
 """The ``rr`` command line.
 
-``rr run``, ``rr validate``, ``rr eval``, ``rr bench`` and ``rr list-plugins`` are
-the core's; plugins add their own sub-commands through ``rr_cli_commands``.
+``rr run``, ``rr validate``, ``rr eval``, ``rr bench``, ``rr list-plugins`` and ``rr solve``
+are the core's; plugins add their own sub-commands through ``rr_cli_commands``.
 """
 
 from __future__ import annotations
@@ -125,12 +125,26 @@ def validate(experiment: str, overrides: tuple[str, ...]) -> None:
 @click.argument("checkpoint")
 @set_option
 @click.option("--output", type=click.Path(file_okay=False), help="Folder for evaluator outputs.")
-def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None) -> None:
+@click.option("--halting", type=click.Choice(["fixed", "adaptive"]),
+              help="fixed: every puzzle runs the step cap (the papers' protocol); adaptive: each stops "
+                   "when its Q-head says halt and its batch slot takes the next puzzle (eval.halting).")
+@click.option("--max-steps", type=click.IntRange(min=1),
+              help="Step cap (eval.max_steps; default act.halt_max_steps); above it: think longer.")
+@click.option("--trace", is_flag=True, help="Add the prediction after every step to predictions.jsonl.")
+@click.option("--augmentations", type=click.IntRange(min=1),
+              help="Also solve N augmented copies of each puzzle (the first the puzzle itself), map the "
+                   "answers back and report accuracy@1, majority vote and best-Q selection "
+                   "(eval.augmentations; needs a task plugin that augments).")
+def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None, halting: str | None,
+                 max_steps: int | None, trace: bool, augmentations: int | None) -> None:
     """Evaluate a saved CHECKPOINT (a run folder or checkpoint folder) on its test split.
 
     Use --set data.... to evaluate on another data set, --set evaluators.0.plugin=... for other metrics.
     Each evaluator writes its outputs (at least results.json) to OUTPUT/<evaluator>/, by default
-    to eval/<checkpoint>-rr-eval/ in the run folder. Exit codes as rr run.
+    to eval/<checkpoint>-rr-eval/ in the run folder. OUTPUT/predictions.jsonl holds one row per
+    puzzle (input, prediction, label, correct, steps, q_halt) and OUTPUT/steps.json the accuracy
+    at every step up to the cap (fixed halting) or the steps puzzles used (adaptive), also
+    printed as a table on stderr. Exit codes as rr run.
     """
     from rrcore.checkpoint import CheckpointError, resolve_checkpoint
     from rrcore.config import ConfigError
@@ -139,14 +153,21 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
 
     try:
         path = resolve_checkpoint(checkpoint)
-        resolved = _load(str(path / "config.toml"), overrides)
+        settings = ([f"eval.halting={halting}"] * bool(halting) + [f"eval.max_steps={max_steps}"] * bool(max_steps)
+                    + [f"eval.augmentations={augmentations}"] * bool(augmentations))
+        resolved = _load(str(path / "config.toml"), (*overrides, *settings))
         output_dir = Path(output) if output else path.parent.parent / "eval" / f"{path.name}-rr-eval"
-        results = evaluate_checkpoint(resolved, path, output_dir)
+        results = evaluate_checkpoint(resolved, path, output_dir, predictions=True, trace=trace)
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError, DataFormatError) as error:
         _fail(str(error))
     if results is not None:
+        from rrcore.inference import format_step_table, format_votes
+
+        click.echo(format_step_table(json.loads((output_dir / "steps.json").read_text())), err=True)
+        if format_votes(results):
+            click.echo(format_votes(results), err=True)
         click.echo(f"rr: evaluator outputs in {output_dir}", err=True)
         click.echo(json.dumps(results, indent=2, sort_keys=True))
 
@@ -195,6 +216,70 @@ def list_plugins(as_json: bool) -> None:
     for failure in registry.failures:
         click.echo(f"\nfailed to load plugin {failure.name!r} ({failure.distribution} {failure.version}): "
                    f"{failure.error}", err=True)
+
+
+@main.command()
+@click.argument("checkpoint")
+@click.argument("puzzle")
+@set_option
+@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default="adaptive", show_default=True,
+              help="adaptive: stop when the Q-head says halt; fixed: run the whole step cap.")
+@click.option("--max-steps", type=click.IntRange(min=1),
+              help="Step cap (default eval.max_steps, else act.halt_max_steps); higher: think longer.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--trace", is_flag=True, help="Also show the answer after every step.")
+def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str, max_steps: int | None,
+          as_json: bool, trace: bool) -> None:
+    """Solve PUZZLE with the model of CHECKPOINT (a run folder or checkpoint folder).
+
+    PUZZLE is the puzzle itself, a file holding it, or - for stdin, written as the task
+    reads it (Sudoku: 81 or 16 characters with . for a blank, or a grid over 9 or 4
+    lines; a maze: its text grid). Prints the answer, the steps used, the Q-head's
+    confidence sigmoid(q_halt) and the task's own check of the answer.
+
+    \b
+    Exit codes:
+      0    the answer passes the task's check
+      1    it does not, or solving failed
+      2    bad input: a puzzle the task cannot read, a missing checkpoint
+    """
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.cli_input import InputError
+    from rrcore.config import ConfigError
+    from rrcore.data import DataFormatError
+    from rrcore.protocols import PuzzleError
+    from rrcore.solve import Solver, read_puzzle
+    from rrcore.trainer import TrainingError
+
+    text = read_puzzle(puzzle, sys.stdin)
+    try:
+        solver = Solver(checkpoint, list(overrides))
+        solution = solver.solve(text, max_steps=max_steps or 0, adaptive=halting == "adaptive")
+    except PuzzleError as error:
+        raise InputError(f"puzzle: {error}") from None
+    except (ConfigError, CheckpointError) as error:
+        _fail(str(error), EXIT_CONFIG)
+    except (TrainingError, DataFormatError) as error:
+        _fail(str(error))
+    task = solver.task
+    if as_json:
+        record = {"puzzle": task.decode(solution.inputs), "solution": task.decode(solution.prediction),
+                  "grid": task.render(solution.prediction), "steps": solution.steps,
+                  "max_steps": solution.max_steps, "q_halt": round(solution.q_halt, 4),
+                  "confidence": round(solution.confidence, 4),
+                  "check": {"ok": solution.check.ok, "message": solution.check.message}}
+        if trace:
+            record["trace"] = [task.decode(row) for row in solution.trace]
+        click.echo(json.dumps(record, indent=2))
+    else:
+        if trace:
+            for number, row in enumerate(solution.trace, start=1):
+                click.echo(f"step {number}: {task.decode(row)}")
+        click.echo(task.render(solution.prediction))
+        verdict = "ok" if solution.check.ok else "FAILED"
+        click.echo(f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
+                   f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}")
+    sys.exit(0 if solution.check.ok else EXIT_FAILED)
 
 
 def _add_plugin_commands() -> None:

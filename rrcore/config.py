@@ -1,6 +1,6 @@
 """Experiment files: TOML → typed attrs configs, validated once at load.
 
-An experiment has core sections (``[run]``, ``[act]``, ``[train]``) and plugin
+An experiment has core sections (``[run]``, ``[act]``, ``[train]``, ``[eval]``) and plugin
 sections (``[data]``, ``[model]``, ``[loss]``, ``[optimizer]``, ``[[evaluators]]``,
 ``[[loggers]]``) whose ``plugin`` key names a registered component; the rest of a
 plugin section is structured by cattrs into that component's own config class.
@@ -22,6 +22,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from rrcore.act import ACTConfig
+from rrcore.inference import EvalConfig
 from rrcore.registry import Registry, UnknownPluginError
 from rrcore.validators import (
     Each,
@@ -126,6 +127,7 @@ class Experiment:
     train: TrainConfig
     evaluators: list[PluginSection]
     loggers: list[PluginSection]
+    eval: EvalConfig = attrs.field(factory=EvalConfig)
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,11 +140,12 @@ class Experiment:
             "run": attrs.asdict(self.run), "data": section(self.data), "model": section(self.model),
             "act": attrs.asdict(self.act), "loss": section(self.loss), "optimizer": section(self.optimizer),
             "train": attrs.asdict(self.train), "evaluators": [section(s) for s in self.evaluators],
-            "loggers": [section(s) for s in self.loggers],
+            "loggers": [section(s) for s in self.loggers], "eval": attrs.asdict(self.eval),
         }
 
 
-CORE_SECTIONS: dict[str, type] = {"run": RunConfig, "act": ACTConfig, "train": TrainConfig}
+CORE_SECTIONS: dict[str, type] = {"run": RunConfig, "act": ACTConfig, "train": TrainConfig,
+                                  "eval": EvalConfig}
 PLUGIN_SECTIONS: dict[str, str] = {"data": "dataset", "model": "model", "loss": "loss_head",
                                    "optimizer": "optimizer"}
 LIST_SECTIONS: dict[str, str] = {"evaluators": "evaluator", "loggers": "logger"}

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         LossHeadSpec,
         ModelSpec,
         OptimizerSpec,
+        TaskSpec,
     )
     from rrcore.trainer import RunContext
 
@@ -98,6 +99,20 @@ def rr_register_loggers() -> list[LoggerSpec]:
 
     Loggers run on rank 0 only. The core registers ``jsonl`` (always on) and
     ``wandb`` (needs the optional ``wandb`` package).
+    """
+
+
+@hookspec
+def rr_register_tasks() -> list[TaskSpec]:
+    """Return how single puzzles of a data set are read, shown, checked and augmented.
+
+    Each :class:`~rrcore.registry.TaskSpec` is named after a data set plugin and
+    names a factory ``factory(data_config, metadata) -> PuzzleTask`` (see
+    :class:`rrcore.protocols.PuzzleTask`). Used by ``rr solve`` (parse a puzzle the
+    user typed, print and check the model's answer), by ``rr eval`` (readable
+    ``predictions.jsonl``) and by test-time selection (augmentations and their
+    inverses). Implemented by task plugins (rr-sudoku, rr-maze, ...); a data set
+    without one still evaluates, with predictions written as tokens.
     """
 
 

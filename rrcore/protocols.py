@@ -181,4 +181,57 @@ class Logger(Protocol):
     def close(self) -> None: ...
 
 
+class PuzzleError(ValueError):
+    """A puzzle a user gave that a :class:`PuzzleTask` cannot read; the message says what
+    is wrong in one line (wrong size, a bad character and where, contradicting givens)."""
+
+
+@attrs.frozen
+class Check:
+    """A task's verdict on an answer: ``ok`` and one line saying why."""
+
+    ok: bool
+    message: str
+
+
+@runtime_checkable
+class PuzzleTask(Protocol):
+    """Single puzzles of one task: what ``rr solve``, readable predictions and
+    test-time selection need. Created by a :class:`~rrcore.registry.TaskSpec` factory
+    ``factory(data_config, metadata)`` (the experiment's ``[data]`` config and the
+    built data set's :class:`~rrcore.data.DatasetMetadata`).
+
+    Token rows are numpy integer arrays of length ``metadata.seq_len`` in the data
+    set's vocabulary, as the model reads (``inputs``) and predicts them.
+
+    * ``parse(text)`` reads a puzzle as a user writes it (the task decides: a line,
+      a grid, a JSON document) and returns its input tokens (seq_len,); raise
+      :class:`PuzzleError` naming what is wrong.
+    * ``decode(tokens)`` is one line of text for a token row (predictions files).
+    * ``render(tokens)`` is the row as a person reads it, e.g. a grid over lines.
+    * ``check(inputs, prediction)`` is the task's own verdict on an answer
+      (Sudoku rules, a shortest path...), independent of any label.
+    * ``augmentations`` (int attribute, 0 if none): how many distinct answer-preserving
+      transforms ``augment`` can draw; test-time selection needs at least 1.
+    * ``augment(inputs, count, rng)`` maps (N, seq_len) inputs to (N, count, seq_len)
+      transformed copies, copy 0 the identity, and returns them with whatever
+      ``invert`` needs; ``invert(predictions, state)`` maps (N, count, seq_len)
+      predictions of the copies back to the original puzzles' frame.
+    """
+
+    augmentations: int
+
+    def parse(self, text: str) -> Any: ...
+
+    def decode(self, tokens: Any) -> str: ...
+
+    def render(self, tokens: Any) -> str: ...
+
+    def check(self, inputs: Any, prediction: Any) -> Check: ...
+
+    def augment(self, inputs: Any, count: int, rng: Any) -> tuple[Any, Any]: ...
+
+    def invert(self, predictions: Any, state: Any) -> Any: ...
+
+
 PathLike = str | Path

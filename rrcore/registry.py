@@ -120,6 +120,14 @@ class LoggerSpec(Spec):
     kind: ClassVar[str] = "logger"
 
 
+@attrs.frozen
+class TaskSpec(Spec):
+    """Single puzzles of a data set: ``factory(data_config, metadata) -> PuzzleTask``
+    (:class:`rrcore.protocols.PuzzleTask`). ``name`` is the data set's plugin name."""
+
+    kind: ClassVar[str] = "task"
+
+
 _HOOK_FOR_KIND: dict[str, tuple[str, type[Spec]]] = {
     "model": ("rr_register_models", ModelSpec),
     "dataset": ("rr_register_datasets", DatasetSpec),
@@ -127,6 +135,7 @@ _HOOK_FOR_KIND: dict[str, tuple[str, type[Spec]]] = {
     "evaluator": ("rr_register_evaluators", EvaluatorSpec),
     "optimizer": ("rr_register_optimizers", OptimizerSpec),
     "logger": ("rr_register_loggers", LoggerSpec),
+    "task": ("rr_register_tasks", TaskSpec),
 }
 KINDS = tuple(_HOOK_FOR_KIND)
 

@@ -523,8 +523,14 @@ class Trainer:
         self.registry.hook.rr_on_eval_end(context=self.context, step=self.step, results=results)
         return results
 
-    def evaluate(self, output_dir: Path | None = None) -> dict[str, float]:
-        """Run every evaluator over the test split (EMA weights when enabled)."""
+    def evaluate(self, output_dir: Path | None = None, *, predictions: bool = False,
+                 trace: bool = False) -> dict[str, float]:
+        """Run every evaluator over the test split (EMA weights when enabled).
+
+        ``predictions`` (``rr eval``) also writes ``predictions.jsonl`` and ``steps.json``
+        to ``output_dir`` (with each step's prediction when ``trace``); see
+        :func:`rrcore.inference.evaluate_split`.
+        """
         output_dir = output_dir or self.run_dir / "eval" / f"step_{self.step}"
         evaluators = []
         for section in self.experiment.evaluators:
@@ -536,10 +542,24 @@ class Trainer:
                           for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))]
         if self.ema is not None:
             with self.ema.applied(self.model):
-                return run_evaluation(self.loss_head, self.eval_data, evaluators, self.experiment.act.halt_max_steps,
-                                      self.world_size, step=self.step_fn)
-        return run_evaluation(self.loss_head, self.eval_data, evaluators, self.experiment.act.halt_max_steps,
-                              self.world_size, step=self.step_fn)
+                return self._run_evaluation(evaluators, output_dir, predictions, trace)
+        return self._run_evaluation(evaluators, output_dir, predictions, trace)
+
+    def _run_evaluation(self, evaluators: list[tuple[str, Any]], output_dir: Path, predictions: bool,
+                        trace: bool) -> dict[str, float]:
+        """The papers' batched loop, unless ``[eval]`` asks for more or ``rr eval`` reports more."""
+        from rrcore.inference import EvalConfig, evaluate_split, task_for
+
+        if self.experiment.eval == EvalConfig() and not (predictions or trace):
+            return run_evaluation(self.loss_head, self.eval_data, evaluators, self.experiment.act.halt_max_steps,
+                                  self.world_size, step=self.step_fn)
+        wants_task = predictions or self.experiment.eval.augmentations > 0
+        task = task_for(self.registry, self.experiment.data, self.metadata) if wants_task else None
+        return evaluate_split(self.loss_head, self.eval_data, evaluators, self.experiment.eval,
+                              halt_max_steps=self.experiment.act.halt_max_steps,
+                              q_continue=self.experiment.act.q_continue, step=self.step_fn,
+                              output_dir=output_dir, predictions=predictions, trace=trace, task=task,
+                              rank=self.rank)
 
 
 def _state_difference(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
@@ -595,15 +615,18 @@ def train(experiment: Experiment, *, registry: Registry | None = None, resume: s
 
 
 def evaluate_checkpoint(experiment: Experiment, checkpoint: Path, output_dir: Path | None = None,
-                        registry: Registry | None = None) -> dict[str, float] | None:
-    """Evaluate a saved checkpoint (the body of ``rr eval``); results on rank 0, else None."""
+                        registry: Registry | None = None, *, predictions: bool = False,
+                        trace: bool = False) -> dict[str, float] | None:
+    """Evaluate a saved checkpoint (the body of ``rr eval``); results on rank 0, else None.
+    ``predictions`` and ``trace``: see :meth:`Trainer.evaluate`."""
     checkpoint = Path(checkpoint)
     run_dir = checkpoint.parent.parent
     trainer = Trainer(experiment, registry=registry, resume=str(checkpoint), run_dir=run_dir)
     try:
         if trainer.eval_data is None:
             raise TrainingError(f"{trainer.data_dir}: no test split to evaluate")
-        results = trainer.evaluate(output_dir or run_dir / "eval" / f"{checkpoint.name}-rr-eval")
+        results = trainer.evaluate(output_dir or run_dir / "eval" / f"{checkpoint.name}-rr-eval",
+                                   predictions=predictions, trace=trace)
         return results if trainer.rank == 0 else None
     finally:
         distributed.teardown()

@@ -8,7 +8,7 @@ from rr_maze.data import MazeDataConfig, build
 from rr_maze.evaluator import MazeEvalConfig, MazeEvaluator
 from rrcore import hookimpl
 from rrcore.cli_input import InputError, input_folder, output_folder
-from rrcore.registry import DatasetSpec, EvaluatorSpec
+from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
 
 
 @hookimpl
@@ -21,6 +21,15 @@ def rr_register_datasets() -> list[DatasetSpec]:
 def rr_register_evaluators() -> list[EvaluatorSpec]:
     return [EvaluatorSpec(name="maze", factory=MazeEvaluator, config_class=MazeEvalConfig,
                           description="maze exact accuracy and valid-shortest-path rate (any shortest path counts)")]
+
+
+@hookimpl
+def rr_register_tasks() -> list[TaskSpec]:
+    """Single mazes for ``rr solve``, predictions and test-time selection (rr_maze.task)."""
+    from rr_maze.task import MazeTask
+
+    return [TaskSpec(name="maze", factory=MazeTask,
+                     description="mazes as a text grid; checks for a shortest path; symmetries for voting")]
 
 
 @click.group("maze")

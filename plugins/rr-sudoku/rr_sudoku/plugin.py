@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rr_sudoku.builder import SudokuDataConfig, dataset_factory
 from rr_sudoku.evaluator import SudokuEvalConfig, SudokuEvaluator
 from rrcore import hookimpl
-from rrcore.registry import DatasetSpec, EvaluatorSpec
+from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
 
 if TYPE_CHECKING:
     import click
@@ -33,3 +33,12 @@ def rr_cli_commands(group: click.Group) -> None:
     from rr_sudoku.cli import sudoku
 
     group.add_command(sudoku)
+
+
+@hookimpl
+def rr_register_tasks() -> list[TaskSpec]:
+    """Single puzzles for ``rr solve``, predictions and test-time selection (rr_sudoku.task)."""
+    from rr_sudoku.task import SudokuTask
+
+    return [TaskSpec(name="sudoku", factory=SudokuTask,
+                     description="Sudoku puzzles as a line or a grid; checks the rules; symmetries for voting")]

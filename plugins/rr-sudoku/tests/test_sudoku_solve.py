@@ -1,0 +1,116 @@
+"""A trained 4x4 model as a solver: adaptive halting, rr solve, predictions and voting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from rr_sudoku.task import SudokuTask
+
+from rrcore.cli import main
+from rrcore.config import load_experiment
+from rrcore.protocols import PuzzleError
+from rrcore.testing import train_briefly
+from rrcore.trainer import evaluate_checkpoint
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sudoku4x4-trm.toml"
+SOLVED = "1234341221434321"
+PUZZLE = "12.43.1221.34.21"  # SOLVED with five cells blanked
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """The README's 4x4 TRM-MLP, smaller, trained once for these tests (about 40 s; 95%+ exact)."""
+    if not EXAMPLE.exists():
+        pytest.skip("runs from a source checkout (examples/)")
+    folder = tmp_path_factory.mktemp("solver")
+    result = train_briefly(EXAMPLE, folder, [
+        "train.max_steps=300", "train.eval_interval=0", "data.train_size=1000", "data.test_size=64",
+        "model.hidden_size=32", "model.L_layers=1", "act.halt_max_steps=4", "run.cpu_threads=1"])
+    return result.checkpoint
+
+
+def _evaluate(checkpoint: Path, tmp_path: Path, *settings: str) -> dict[str, float]:
+    experiment = load_experiment(checkpoint / "config.toml", list(settings))
+    return evaluate_checkpoint(experiment, checkpoint, tmp_path, predictions=True)
+
+
+def test_adaptive_halting_spends_fewer_steps_for_about_the_same_accuracy(checkpoint, tmp_path):
+    fixed = _evaluate(checkpoint, tmp_path / "fixed", "eval.max_steps=8", "eval.sync_every=1")
+    adaptive = _evaluate(checkpoint, tmp_path / "adaptive", "eval.max_steps=8", "eval.sync_every=1",
+                         "eval.halting='adaptive'")
+    assert fixed["eval/mean_steps"] == 8
+    assert adaptive["eval/mean_steps"] < 4
+    assert adaptive["eval/act_steps"] < fixed["eval/act_steps"] / 2
+    assert abs(adaptive["sudoku/exact_accuracy"] - fixed["sudoku/exact_accuracy"]) <= 0.05
+    table = json.loads((tmp_path / "fixed" / "steps.json").read_text())
+    assert [row["step"] for row in table["steps"]] == list(range(1, 9))
+    assert table["steps"][-1]["exact_accuracy"] == fixed["sudoku/exact_accuracy"]
+
+
+def test_rr_solve_prints_a_grid_that_keeps_the_sudoku_rules(checkpoint):
+    result = CliRunner().invoke(main, ["solve", str(checkpoint), PUZZLE, "--trace"])
+    assert result.exit_code == 0, result.output
+    grid = [line for line in result.stdout.splitlines() if "|" in line and "step" not in line]
+    digits = "".join(c for line in grid for c in line if c.isdigit())
+    assert SudokuTask(None, SimpleNamespace(seq_len=16)).check(np.frombuffer(PUZZLE.encode(), np.uint8) * 0 + 1,
+                                                               np.array([int(d) + 1 for d in digits])).ok
+    assert result.stdout.startswith("step 1: ")
+    assert "check ok: every row, column and box holds 1-4 once" in result.stdout
+
+
+def test_rr_solve_json_reads_a_grid_from_stdin(checkpoint):
+    grid = "1 2 | . 4\n3 . | 1 2\n----+----\n2 1 | . 3\n4 . | 2 1\n"
+    result = CliRunner().invoke(main, ["solve", str(checkpoint), "-", "--json"], input=grid)
+    record = json.loads(result.stdout)
+    assert record["puzzle"] == PUZZLE and record["check"]["ok"] and result.exit_code == 0
+    assert 1 <= record["steps"] <= record["max_steps"] == 4 and 0.5 < record["confidence"] <= 1
+
+
+@pytest.mark.parametrize(("puzzle", "message"), [
+    ("12.43.1221.34.2", "15 cells; this model solves 4x4 Sudoku, 16 cells"),
+    ("12.43.1221.34.2x", "bad character 'x' at cell 16"),
+    ("11.43.1221.34.21", "contradictory givens: digit 1 repeats in row 1"),
+    ("." * 81, "81 cells (a 9x9 puzzle); this model solves 4x4 Sudoku"),
+])
+def test_rr_solve_rejects_a_bad_puzzle_in_one_line(checkpoint, puzzle, message):
+    result = CliRunner().invoke(main, ["solve", str(checkpoint), puzzle])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"rr: error: puzzle: {message}")
+    assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout
+
+
+def test_rr_eval_writes_predictions_and_scores_test_time_selection(checkpoint, tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(checkpoint), "--output", str(tmp_path), "--trace",
+                                       "--augmentations", "4", "--halting", "adaptive"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)
+    assert results["vote/augmentations"] == 4
+    assert results["vote/single_exact_accuracy"] == pytest.approx(results["sudoku/exact_accuracy"])
+    assert results["vote/any_exact_accuracy"] >= results["vote/majority_exact_accuracy"]
+    assert "test-time selection over 4 augmentations: accuracy@1" in result.stderr
+    assert "steps used by adaptive halting (64 puzzles" in result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 64 and rows[0]["index"] == 0
+    first = rows[0]
+    assert len(first["input"]) == len(first["prediction"]) == 16 and len(first["trace"]) == first["steps"]
+    assert first["trace"][-1] == first["prediction"]
+    assert sum(row["correct"] for row in rows) / 64 == pytest.approx(results["sudoku/exact_accuracy"])
+
+
+def test_9x9_puzzles_parse_as_a_line_or_a_grid_and_augmentations_invert():
+    task = SudokuTask(None, SimpleNamespace(seq_len=81))
+    line = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+    grid = "\n".join(f"{line[r * 9: r * 9 + 3]} | {line[r * 9 + 3: r * 9 + 6]} | {line[r * 9 + 6: r * 9 + 9]}"
+                     for r in range(9))
+    assert (task.parse(grid) == task.parse(line)).all() and task.decode(task.parse(grid)) == line
+    with pytest.raises(PuzzleError, match="8 rows; a 9x9 grid has 9"):
+        task.parse("\n".join(grid.splitlines()[:8]))
+    tokens = task.parse(line)[None]
+    copies, state = task.augment(tokens, 6, np.random.default_rng(0))
+    assert (copies[:, 0] == tokens).all() and not (copies[:, 1] == tokens).all()
+    assert (task.invert(copies, state) == tokens[:, None]).all()
