@@ -114,3 +114,39 @@ def test_loss_head_metrics_count_halted_rows():
     expected_q = torch.nn.functional.binary_cross_entropy_with_logits(
         torch.tensor([2.0, 2.0]), torch.tensor([1.0, 0.0]), reduction="sum")
     assert torch.allclose(metrics["q_halt_loss"], expected_q)
+
+
+def test_whole_act_step_traces_as_one_graph():
+    """What the trainer compiles — reset, inner step, halting with exploration, the
+    bootstrapped Q target and the loss — has no graph break (``fullgraph`` fails on one)."""
+    from rrcore.nn import PostNormBlock, ReasoningHeads
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(4, 8)
+            self.block = PostNormBlock(8, 2, 2.0, attention_backend="auto")
+            self.heads = ReasoningHeads(8, 4, puzzle_emb_len=0)
+            self.register_buffer("init", torch.zeros(8))
+
+        def initial_carry(self, batch):
+            return {"z": torch.zeros(batch["inputs"].shape[0], 3, 8)}
+
+        def reset_carry(self, reset, carry):
+            return {"z": torch.where(reset.view(-1, 1, 1), self.init, carry["z"])}
+
+        def forward(self, carry, batch):
+            z = self.block(carry["z"] + self.embed(batch["inputs"]))
+            return {"z": z.detach()}, self.heads(z)
+
+    config = ACTConfig(halt_max_steps=4, halt_exploration_prob=0.5, q_continue=True)
+    head = ACTLossHead(ACTModel(Tiny(), config))
+    head.model.exploration_generator = torch.Generator().manual_seed(0)
+    step = torch.compile(head, fullgraph=True, backend="eager")
+    batch = _batch()
+    carry = head.initial_carry(batch)
+    for _ in range(2):
+        carry, loss, _, _, _ = step(carry, batch, head.model.exploration(2, torch.device("cpu")))
+        loss.backward()
+    head.eval()
+    step(carry.detach(), batch)
