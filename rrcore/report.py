@@ -229,7 +229,7 @@ def build_report(run: OpenRun, trace: StepTrace, view: PuzzleView, per_kind: int
         f"{trace.steps} ACT steps ({_escape(run.label)}): {int(final.sum())} solved at the last step, "
         f"{int((~final).sum())} failed.</p>",
         LEGEND, *gallery,
-        "<h2>Resolved config</h2>", f'<pre class="config">{_escape(config)}</pre>',
+        "<h2>Resolved config</h2>", f'<pre class="config">{html.escape(config, quote=False)}</pre>',
         "</body></html>",
     ])
 
