@@ -6,10 +6,12 @@ and ``rr analyze`` are the core's; plugins add their own sub-commands through ``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -197,26 +199,21 @@ def list_plugins(as_json: bool) -> None:
                    f"{failure.error}", err=True)
 
 
-def _inspect_errors():
-    """Exit codes for ``rr report`` / ``rr analyze``: bad run folder 2, failures 1."""
-    from contextlib import contextmanager
-
+@contextlib.contextmanager
+def _inspect_errors() -> Iterator[None]:
+    """Exit codes for ``rr report`` / ``rr analyze``: a bad run folder 2, a failure 1."""
     from rrcore.checkpoint import CheckpointError
     from rrcore.config import ConfigError
     from rrcore.data import DataFormatError
     from rrcore.stepwise import RunInputError
     from rrcore.trainer import TrainingError
 
-    @contextmanager
-    def handler():
-        try:
-            yield
-        except (RunInputError, ConfigError) as error:
-            _fail(str(error), EXIT_CONFIG)
-        except (TrainingError, CheckpointError, DataFormatError) as error:
-            _fail(str(error))
-
-    return handler()
+    try:
+        yield
+    except (RunInputError, ConfigError) as error:
+        _fail(str(error), EXIT_CONFIG)
+    except (TrainingError, CheckpointError, DataFormatError) as error:
+        _fail(str(error))
 
 
 run_argument = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
