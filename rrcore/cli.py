@@ -1,15 +1,18 @@
 """The ``rr`` command line.
 
-``rr run``, ``rr validate``, ``rr eval``, ``rr bench``, ``rr list-plugins`` and ``rr solve``
-are the core's; plugins add their own sub-commands through ``rr_cli_commands``.
+``rr run``, ``rr validate``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
+``rr report`` and ``rr analyze`` are the core's; plugins add their own sub-commands through
+``rr_cli_commands``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -280,6 +283,91 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
         click.echo(f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
                    f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}")
     sys.exit(0 if solution.check.ok else EXIT_FAILED)
+
+
+@contextlib.contextmanager
+def _inspect_errors() -> Iterator[None]:
+    """Exit codes for ``rr report`` / ``rr analyze``: a bad run folder 2, a failure 1."""
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.config import ConfigError
+    from rrcore.data import DataFormatError
+    from rrcore.stepwise import RunInputError
+    from rrcore.trainer import TrainingError
+
+    try:
+        yield
+    except (RunInputError, ConfigError) as error:
+        _fail(str(error), EXIT_CONFIG)
+    except (TrainingError, CheckpointError, DataFormatError) as error:
+        _fail(str(error))
+
+
+run_argument = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+checkpoint_option = click.option("--checkpoint", default="latest", show_default=True,
+                                 help="Which checkpoint of the run: 'latest', 'step_N' or a checkpoint folder.")
+
+
+@main.command()
+@run_argument
+@set_option
+@checkpoint_option
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="HTML file (default: RUN/report.html).")
+@click.option("--puzzles", default=4, show_default=True, type=click.IntRange(min=0),
+              help="Solved puzzles and failed puzzles shown (each).")
+@click.option("--scan", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Test examples run step by step to find them.")
+def report(run_dir: str, overrides: tuple[str, ...], checkpoint: str, output: str | None, puzzles: int,
+           scan: int) -> None:
+    """Write one self-contained HTML page about the run in RUN.
+
+    The page holds the resolved config, the training curves, the logged evaluations
+    (per rating bucket where the evaluator has them) and test puzzles, solved and
+    failed, with the decoded answer after every ACT step of the checkpoint (changed
+    and wrong cells marked, Q-values per step). No scripts or network needed to view it.
+    """
+    from rrcore.report import write_report
+    from rrcore.stepwise import open_run
+
+    with _inspect_errors(), open_run(run_dir, overrides, checkpoint) as opened:
+        path = write_report(opened, Path(output) if output else Path(run_dir) / "report.html", puzzles, scan)
+    click.echo(str(path))
+
+
+@main.command()
+@run_argument
+@set_option
+@checkpoint_option
+@click.option("--puzzles", default=100, show_default=True, type=click.IntRange(min=2),
+              help="Test puzzles whose states are recorded.")
+@click.option("--untrained", is_flag=True,
+              help="Analyse freshly initialised weights (the run's config and seed) as a baseline.")
+@click.option("--output", type=click.Path(file_okay=False),
+              help="Folder for analysis.json and plots (default: RUN/analysis/<checkpoint or untrained>).")
+def analyze(run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: int, untrained: bool,
+            output: str | None) -> None:
+    """Record the recurrent states of the run in RUN on test puzzles and measure their dynamics.
+
+    Prints and writes (analysis.json, residuals.png, participation_ratio.png,
+    accuracy_per_step.png): forward residuals ||z_t - z_t-1|| per update of each
+    named state, the participation ratio of each state's trajectories (PR_H / PR_L
+    for high/low pairs), and the decoded answer's accuracy after each ACT step.
+    """
+    from rrcore import analyze as analysis
+    from rrcore import plots
+    from rrcore.stepwise import open_run, trace_steps
+
+    with _inspect_errors(), open_run(run_dir, overrides, checkpoint, untrained=untrained) as opened:
+        trace = trace_steps(opened, puzzles, record_states=True)
+        result = {"source": f"{opened.experiment.run.name} ({opened.label})", "model": opened.experiment.model.plugin,
+                  **analysis.analyse(trace)}
+        folder = Path(output) if output else Path(run_dir) / "analysis" / opened.label
+    analysis.write_results(result, folder)
+    if plots.have_matplotlib():
+        analysis.write_plots(result, folder)
+    else:
+        click.echo(f"rr: no plots: matplotlib is not installed ({plots.INSTALL_HINT})", err=True)
+    click.echo(analysis.summary(result))
+    click.echo(f"rr: analysis in {folder}", err=True)
 
 
 def _add_plugin_commands() -> None:

@@ -23,6 +23,7 @@ from rrcore import PROJECT_NAME
 if TYPE_CHECKING:
     import click
 
+    from rrcore.data import DatasetMetadata
     from rrcore.registry import (
         DatasetSpec,
         EvaluatorSpec,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         TaskSpec,
     )
     from rrcore.trainer import RunContext
+    from rrcore.views import PuzzleView
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -123,6 +125,18 @@ def rr_cli_commands(group: click.Group) -> None:
     Called once when ``rr`` starts, with the root click group; add commands or
     groups with ``group.add_command``. Keep imports inside the commands so that
     ``rr --help`` stays fast.
+    """
+
+
+@hookspec(firstresult=True)
+def rr_puzzle_view(dataset: str, metadata: DatasetMetadata) -> PuzzleView | None:
+    """Return a :class:`~rrcore.views.PuzzleView` that draws examples of the data set
+    plugin named ``dataset`` (``[data] plugin``), or None when the task is not yours.
+
+    Called by ``rr report`` to draw the gallery of test puzzles (input, the decoded
+    answer after each ACT step, the label). The first view returned wins; without
+    one the report shows token ids. Implemented by task plugins (rr-sudoku: grid,
+    rr-maze: maze and path, rr-arc: grids in ARC colours, rr-rubik: cube faces).
     """
 
 

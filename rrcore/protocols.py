@@ -99,6 +99,23 @@ class Model(Protocol):
 
 
 @runtime_checkable
+class RecordsStates(Protocol):
+    """A model whose named recurrent states ``rr analyze`` can record (optional).
+
+    ``recording_states()`` is a context manager yielding a list; while it is open,
+    every forward call (one ACT step) appends one dict mapping each state's name to
+    detached copies of that state after every update, in update order, each
+    (B, positions, hidden). HRM records ``z_H`` and ``z_L``, TRM ``z_H`` (its answer
+    y) and ``z_L`` (its latent z), URM ``hidden``; names starting ``z_H`` / ``z_L`` give
+    the high/low pair whose participation ratios are compared. Recording must not
+    change outputs and must cost nothing when off (a plain Python flag): mix in
+    :class:`rrcore.states.StateRecorder` rather than writing it again.
+    """
+
+    def recording_states(self) -> Any: ...
+
+
+@runtime_checkable
 class LossHead(Protocol):
     """Turns model outputs into a scalar loss and metrics (a ``torch.nn.Module``).
 

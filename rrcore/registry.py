@@ -31,6 +31,7 @@ from rrcore import ENTRY_POINT_GROUP, PROJECT_NAME, __version__, hookspecs
 
 DEFAULT_PLUGINS = (
     "rrcore.builtin",
+    "rrcore.plots",
 )
 """Core features that register through the same hooks as third-party plugins."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rr_arc.build import ArcDataConfig, build_dataset
 from rr_arc.evaluator import ArcEvaluator, ArcEvaluatorConfig
@@ -23,6 +23,16 @@ def rr_register_datasets() -> list[DatasetSpec]:
 def rr_register_evaluators() -> list[EvaluatorSpec]:
     return [EvaluatorSpec(name="arc", factory=ArcEvaluator, config_class=ArcEvaluatorConfig,
                           description="ARC pass@K after de-augmenting and voting; writes an ARC Prize submission")]
+
+
+@hookimpl
+def rr_puzzle_view(dataset: str, metadata: Any) -> Any:
+    """Draw ARC canvases as cropped grids in the ARC colours."""
+    if dataset != "arc":
+        return None
+    from rr_arc.view import ArcView
+
+    return ArcView()
 
 
 @hookimpl

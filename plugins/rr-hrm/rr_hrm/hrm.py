@@ -10,13 +10,11 @@ paper's one-step gradient approximation); everything before runs under
 the core's :class:`rrcore.act.ACTModel` (``[act] q_continue = true``).
 
 Analysis: ``with model.recording_states() as records:`` stores detached copies
-of z_L and z_H after every update (see :meth:`HRM.recording_states`).
+of z_L and z_H after every update (:class:`rrcore.protocols.RecordsStates`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal
 
 import attrs
@@ -32,6 +30,7 @@ from rrcore.nn import (
     trunc_normal_,
 )
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
+from rrcore.states import StateRecorder, record_state
 from rrcore.validators import at_least, non_negative, positive
 
 
@@ -77,17 +76,15 @@ class ReasoningModule(nn.Module):
         return hidden
 
 
-StateRecord = dict[str, list[Tensor]]
-"""One ACT step's recorded states: ``z_L`` (H_cycles * L_cycles tensors) and ``z_H``
-(H_cycles tensors), each (B, puzzle_emb_len + L, D), in update order."""
-
-
-class HRM(nn.Module):
+class HRM(StateRecorder, nn.Module):
     """HRM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
 
     The carry holds ``z_H`` and ``z_L``, (B, puzzle_emb_len + seq_len, hidden_size)
     in the forward dtype; rows are reset to the fixed initial states ``H_init`` /
     ``L_init`` (buffers drawn once with std 1, as in the paper's code).
+    ``recording_states()`` records ``z_L`` (H_cycles * L_cycles per step) and ``z_H``
+    (H_cycles per step); record in eval mode (in training with ``[act] q_continue`` the
+    core calls the model twice per ACT step).
     """
 
     predicts_q_continue = True  # read by the core: train the Q-continue head
@@ -103,9 +100,6 @@ class HRM(nn.Module):
         self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed_input.puzzle_emb_len)
         self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
         self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
-        # Analysis hook: a plain bool so the normal path costs one Python branch.
-        self.record_states = False
-        self.recorded_states: list[StateRecord] = []
 
     @property
     def puzzle_emb(self) -> SparsePuzzleEmbedding | None:
@@ -133,50 +127,21 @@ class HRM(nn.Module):
         rotary = self.embed_input.rotary()
         x = self.embed_input(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + L, D)
         z_H, z_L = carry["z_H"], carry["z_L"]
-        record = self._new_record() if self.record_states else None
+        record = self.new_state_record()
 
         with torch.no_grad():
             for step in range(H_cycles * L_cycles - 1):
                 z_L = self.L_level(z_L, z_H + x, rotary)
-                if record is not None:
-                    record["z_L"].append(z_L.detach().clone())
+                record_state(record, "z_L", z_L)
                 if (step + 1) % L_cycles == 0:
                     z_H = self.H_level(z_H, z_L, rotary)
-                    if record is not None:
-                        record["z_H"].append(z_H.detach().clone())
+                    record_state(record, "z_H", z_H)
 
         # One-step gradient approximation: differentiate only the last update of each module.
         z_L = self.L_level(z_L, z_H + x, rotary)
         z_H = self.H_level(z_H, z_L, rotary)
-        if record is not None:
-            record["z_L"].append(z_L.detach().clone())
-            record["z_H"].append(z_H.detach().clone())
+        record_state(record, "z_L", z_L)
+        record_state(record, "z_H", z_H)
 
         outputs = self.heads(z_H)
         return {"z_H": z_H.detach(), "z_L": z_L.detach()}, outputs
-
-    # -- analysis ----------------------------------------------------------------------
-
-    def _new_record(self) -> StateRecord:
-        record: StateRecord = {"z_L": [], "z_H": []}
-        self.recorded_states.append(record)
-        return record
-
-    @contextmanager
-    def recording_states(self) -> Iterator[list[StateRecord]]:
-        """Record z_L and z_H after every update while the block runs.
-
-        Yields a list that receives one :data:`StateRecord` per forward call: ``z_L``
-        holds the ``H_cycles * L_cycles`` low-level states and ``z_H`` the ``H_cycles``
-        high-level states, detached copies in update order. Outputs are unchanged.
-        With ``[act] q_continue`` in training mode the core calls the model twice per
-        ACT step (the second call gives the Q target), so record in eval mode. Run
-        the plain module, not a ``torch.compile`` of it: recording is Python-side.
-        """
-        records: list[StateRecord] = []
-        previous = self.record_states, self.recorded_states
-        self.record_states, self.recorded_states = True, records
-        try:
-            yield records
-        finally:
-            self.record_states, self.recorded_states = previous

@@ -88,5 +88,15 @@ def bench_command(count: int, show: bool) -> None:
 
 
 @hookimpl
+def rr_puzzle_view(dataset: str, metadata):
+    """Draw mazes in colour, the predicted path over them."""
+    if dataset != "maze":
+        return None
+    from rr_maze.view import MazeView
+
+    return MazeView(metadata.seq_len)
+
+
+@hookimpl
 def rr_cli_commands(group: click.Group) -> None:
     group.add_command(maze_group)

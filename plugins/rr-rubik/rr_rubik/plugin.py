@@ -74,5 +74,15 @@ def build_command(cache_dir: str | None, train_size: int, test_size: int, seed: 
 
 
 @hookimpl
+def rr_puzzle_view(dataset: str, metadata):
+    """Draw the cube's faces and the predicted moves."""
+    if dataset != "rubik":
+        return None
+    from rr_rubik.view import RubikView
+
+    return RubikView()
+
+
+@hookimpl
 def rr_cli_commands(group: click.Group) -> None:
     group.add_command(rubik_group)

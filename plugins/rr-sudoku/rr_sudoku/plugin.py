@@ -12,6 +12,9 @@ from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
 if TYPE_CHECKING:
     import click
 
+    from rr_sudoku.view import SudokuView
+    from rrcore.data import DatasetMetadata
+
 
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
@@ -25,6 +28,16 @@ def rr_register_evaluators() -> list[EvaluatorSpec]:
     """The ``sudoku`` evaluator: blank/cell/exact accuracy and valid solutions by difficulty."""
     return [EvaluatorSpec(name="sudoku", factory=SudokuEvaluator, config_class=SudokuEvalConfig,
                           description="Sudoku cell, exact and valid-solution accuracy by difficulty bucket")]
+
+
+@hookimpl
+def rr_puzzle_view(dataset: str, metadata: DatasetMetadata) -> SudokuView | None:
+    """Draw Sudoku data sets as grids with boxes (4x4 or 9x9)."""
+    if dataset != "sudoku":
+        return None
+    from rr_sudoku.view import SudokuView
+
+    return SudokuView(metadata.seq_len)
 
 
 @hookimpl

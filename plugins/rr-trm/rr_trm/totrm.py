@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from rr_trm.trm import TRM, TRMConfig
 from rrcore.nn import trunc_normal_
 from rrcore.protocols import ModelContext
+from rrcore.states import StateRecord, record_state
 from rrcore.validators import non_negative
 
 TreeMerge = Literal["mean", "max", "learned_weighted"]
@@ -87,9 +88,11 @@ class ToTRM(TRM):
             torch.empty(config.tree_branching_steps, 2, config.hidden_size), std=1.0))
         self.merge = BranchMerge(config.tree_merge, self.width, config.hidden_size)
 
-    def latent_recursion(self, x: Tensor, z_H: Tensor, z_L: Tensor,
-                         rotary: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
-        """Like TRM's, with z_L branching on the first L-cycles and merged before z_H's update."""
+    def latent_recursion(self, x: Tensor, z_H: Tensor, z_L: Tensor, rotary: tuple[Tensor, Tensor] | None,
+                         record: StateRecord | None = None) -> tuple[Tensor, Tensor]:
+        """Like TRM's, with z_L branching on the first L-cycles and merged before z_H's update.
+
+        Recording sees the merged z_L once per recursion (branches are batch rows until then)."""
         batch, seq, hidden = z_L.shape
         injection = z_H + x  # (B, S, D), the same for every branch of a row
         width = 1
@@ -103,7 +106,9 @@ class ToTRM(TRM):
             branch_injection = injection.unsqueeze(1).expand(batch, width, seq, hidden).reshape(z_L.shape)
             z_L = self.net(z_L, branch_injection, rotary)
         z_L = self.merge(z_L.view(batch, width, seq, hidden))  # (B, S, D)
+        record_state(record, "z_L", z_L)
         z_H = self.net(z_H, z_L, rotary)
+        record_state(record, "z_H", z_H)
         return z_H, z_L
 
 

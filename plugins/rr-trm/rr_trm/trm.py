@@ -42,6 +42,7 @@ from rrcore.nn import (
     trunc_normal_,
 )
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
+from rrcore.states import StateRecord, StateRecorder, record_state
 from rrcore.validators import at_least, non_negative, positive
 
 
@@ -144,13 +145,15 @@ class ReasoningNet(nn.Module):
 # The model
 # ---------------------------------------------------------------------------------------
 
-class TRM(nn.Module):
+class TRM(StateRecorder, nn.Module):
     """TRM's inner recurrence: one ACT step of ``H_cycles`` x (``L_cycles`` + 1) net calls.
 
     The carry holds ``z_H`` (the answer y) and ``z_L`` (the latent z), each
     (B, puzzle_emb_len + seq_len, hidden_size) in the forward dtype. Rows are reset
     to the initial states ``H_init`` / ``L_init``: buffers drawn once from a
     truncated normal of std 1 and, as in the references, never trained.
+    ``recording_states()`` records ``z_L`` (z: H_cycles * L_cycles per step) and ``z_H``
+    (y: H_cycles per step), as :class:`rrcore.protocols.RecordsStates` describes.
     """
 
     def __init__(self, config: TRMConfig, context: ModelContext) -> None:
@@ -194,12 +197,14 @@ class TRM(nn.Module):
 
     # -- recurrence --------------------------------------------------------------------
 
-    def latent_recursion(self, x: Tensor, z_H: Tensor, z_L: Tensor,
-                         rotary: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+    def latent_recursion(self, x: Tensor, z_H: Tensor, z_L: Tensor, rotary: tuple[Tensor, Tensor] | None,
+                         record: StateRecord | None = None) -> tuple[Tensor, Tensor]:
         """``L_cycles`` updates of the latent from (z_L, z_H + x), then one of the answer."""
         for _ in range(self.config.L_cycles):
             z_L = self.net(z_L, z_H + x, rotary)
+            record_state(record, "z_L", z_L)
         z_H = self.net(z_H, z_L, rotary)
+        record_state(record, "z_H", z_H)
         return z_H, z_L
 
     def forward(self, carry: InnerCarry, batch: Batch) -> tuple[InnerCarry, Outputs]:
@@ -207,12 +212,13 @@ class TRM(nn.Module):
         rotary = self.embed.rotary()
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])  # (B, S, D)
         z_H, z_L = carry["z_H"], carry["z_L"]
+        record = self.new_state_record()
         # The paper's deep recursion: earlier cycles only improve the starting point
         # of the last one, so they need no activations kept for backward.
         with torch.no_grad():
             for _ in range(self.config.H_cycles - 1):
-                z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary)
-        z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary)
+                z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary, record)
+        z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary, record)
         outputs = self.heads(z_H)
         return {"z_H": z_H.detach(), "z_L": z_L.detach()}, outputs
 

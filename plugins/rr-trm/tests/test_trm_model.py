@@ -248,3 +248,20 @@ def test_forward_traces_as_one_graph(kind):
     carry = model.reset_carry(torch.ones(BATCH, dtype=torch.bool), model.initial_carry(batch))
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # traces, no code generation
     torch.testing.assert_close(compiled(carry, batch)[1]["logits"], model(carry, batch)[1]["logits"])
+
+
+@pytest.mark.parametrize("kind, z_L_per_step", [("trm", 6), ("totrm", 2)])
+def test_recording_states_gives_y_and_z_after_every_update(kind, z_L_per_step):
+    model = make_model(kind).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        plain_carry, plain = fresh_step(model, batch)
+        with model.recording_states() as records:
+            _, recorded = fresh_step(model, batch)
+    assert len(records) == 1  # one record per ACT step
+    assert len(records[0]["z_L"]) == z_L_per_step  # H_cycles x L_cycles (ToTRM: merged, once per cycle)
+    assert len(records[0]["z_H"]) == 2  # H_cycles
+    assert torch.equal(records[0]["z_H"][-1], plain_carry["z_H"])
+    assert torch.equal(records[0]["z_L"][-1], plain_carry["z_L"])
+    assert torch.equal(plain["logits"], recorded["logits"])
+    assert not model.record_states

@@ -55,6 +55,7 @@ from rrcore.nn import (
     trunc_normal_,
 )
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
+from rrcore.states import StateRecord, StateRecorder, record_state
 from rrcore.validators import at_least, non_negative, positive
 
 
@@ -134,12 +135,14 @@ class ConvSwiGLU(nn.Module):
         return self.down_proj(F.silu(mixed))
 
 
-class URM(nn.Module):
+class URM(StateRecorder, nn.Module):
     """URM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
 
     The carry holds ``hidden``, (B, puzzle_emb_len + seq_len, hidden_size) in the
     forward dtype; reset rows restart from ``init_hidden``, one vector drawn once
     with std 1 (a buffer, as in the paper's code) broadcast over every position.
+    ``recording_states()`` records ``hidden`` after every application of the stack
+    (H_cycles * L_cycles per step; :class:`rrcore.protocols.RecordsStates`).
     """
 
     def __init__(self, config: URMConfig, context: ModelContext) -> None:
@@ -174,12 +177,14 @@ class URM(nn.Module):
 
     # -- one ACT step ------------------------------------------------------------------
 
-    def cycle(self, hidden: Tensor, x: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+    def cycle(self, hidden: Tensor, x: Tensor, rotary: tuple[Tensor, Tensor] | None,
+              record: StateRecord | None = None) -> Tensor:
         """One H-cycle: ``L_cycles`` applications of the shared stack with input injection."""
         for _ in range(self.config.L_cycles):
             hidden = hidden + x
             for block in self.blocks:
                 hidden = block(hidden, rotary)
+            record_state(record, "hidden", hidden)
         return hidden
 
     def forward(self, carry: InnerCarry, batch: Batch) -> tuple[InnerCarry, Outputs]:
@@ -190,12 +195,13 @@ class URM(nn.Module):
         rotary = self.embed_input.rotary()
         x = self.embed_input(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + L, D)
         hidden = carry["hidden"]
+        record = self.new_state_record()
 
         # Truncated backpropagation through loops: the early cycles only move the state.
         with torch.no_grad():
             for _ in range(H_cycles - 1):
-                hidden = self.cycle(hidden, x, rotary)
-        hidden = self.cycle(hidden, x, rotary)
+                hidden = self.cycle(hidden, x, rotary, record)
+        hidden = self.cycle(hidden, x, rotary, record)
 
         outputs = self.heads(hidden)
         return {"hidden": hidden.detach()}, outputs

@@ -211,3 +211,16 @@ def test_act_loss_head_training_learns_a_fixed_batch():
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
     # Every row that halts at the last step is solved exactly.
     assert history[-1]["count"] > 0 and history[-1]["exact_accuracy"] == history[-1]["count"]
+
+
+def test_recording_states_gives_hidden_after_every_application():
+    model = URM(tiny_config(H_cycles=2, L_cycles=3), tiny_context()).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        plain_carry, plain = model(fresh_carry(model, batch), batch)
+        with model.recording_states() as records:
+            _, recorded = model(fresh_carry(model, batch), batch)
+    assert [len(record["hidden"]) for record in records] == [6]  # H_cycles x L_cycles
+    assert torch.equal(records[0]["hidden"][-1], plain_carry["hidden"])
+    assert not torch.equal(records[0]["hidden"][0], records[0]["hidden"][1])
+    assert torch.equal(plain["logits"], recorded["logits"])
