@@ -99,7 +99,7 @@ def build(experiment: str | None, cache_dir: str | None, **values: typing.Any) -
 
 def _data_section(experiment: str) -> dict[str, typing.Any]:
     """The ``[data]`` table of the TOML file ``experiment``, checked to be a Sudoku one."""
-    import tomllib
+    from rrcore.config import tomllib  # tomllib on Python >= 3.11, tomli before
 
     path = input_file(experiment, "experiment file")
     try:
