@@ -86,9 +86,9 @@ class Model(Protocol):
       ``L_cycles`` updates) and returns ``(new_carry, outputs)``. ``new_carry``
       must be detached (gradients never cross ACT steps).
 
-    Attributes the core reads when present: ``puzzle_emb`` (a
-    :class:`rrcore.nn.SparsePuzzleEmbedding`, trained by sign-SGD instead of the
-    main optimizer) and ``predicts_q_continue`` (bool, default False).
+    The core trains every :class:`rrcore.nn.SparsePuzzleEmbedding` among the model's
+    modules with sign-SGD instead of the main optimizer. Whether the Q-continue head is
+    trained is the experiment's ``[act] q_continue``, not the model's.
     """
 
     def initial_carry(self, batch: Batch) -> InnerCarry: ...
@@ -146,8 +146,10 @@ class Dataset(Protocol):
 
     metadata: Any  # rrcore.data.DatasetMetadata
 
-    def train_batches(self, start_position: int) -> Any:
-        """Endless per-rank training batches from stream position ``start_position``."""
+    def train_batches(self, start: Any) -> Any:
+        """Endless ``(position_after, batch)`` pairs of this rank's rows from stream
+        position ``start`` (a :class:`rrcore.data.StreamPosition`; resume from
+        ``position_after``)."""
         ...
 
     def eval_batches(self) -> Any:
