@@ -94,7 +94,9 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
         _fail("--overwrite starts a new run and --resume continues one; use one of them", EXIT_CONFIG)
     resolved = _load(experiment, overrides)
     folder = Path(run_dir) if run_dir else default_run_dir(resolved)
-    command = resume_command(experiment, list(overrides), folder, int(os.environ.get("WORLD_SIZE", "1")))
+    command = resume_command(experiment, list(overrides), folder, int(os.environ.get("WORLD_SIZE", "1")),
+                             nodes=int(os.environ.get("GROUP_WORLD_SIZE", "1")),  # set by torchrun
+                             rendezvous_id=os.environ.get("TORCHELASTIC_RUN_ID", "rr"))
     try:
         result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
     except ConfigError as error:

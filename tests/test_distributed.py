@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -37,6 +38,23 @@ def _torchrun(*args: str) -> list[str]:
 
 def _rr_run(path: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["-m", "rrcore", "run", str(path), "--run-dir", str(run_dir), *extra]
+
+
+def _two_agents(path: Path, run_dir: Path, env: dict[str, str], *extra: str) -> list[subprocess.Popen]:
+    """Two torchrun agents of one job, as on two nodes: one process each, c10d rendezvous."""
+    endpoint = f"localhost:{_free_port()}"
+    return [subprocess.Popen(_torchrun("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+                                       "--rdzv-endpoint", endpoint, "--rdzv-id", "toy",
+                                       *_rr_run(path, run_dir, *extra)),
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)]
+
+
+def _wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {seconds} s"
+        time.sleep(0.1)
 
 
 def _worker_env(toy_env: dict[str, str], **extra: str) -> dict[str, str]:
@@ -122,3 +140,37 @@ def test_resume_with_other_accumulation_steps_keeps_each_rows_carry(toy_registry
                        carry["current_data"]["inputs"])
     generator = resumed.act_model.exploration_generator
     assert torch.equal(generator.get_state(), saved["exploration_rng"])
+
+
+def test_two_nodes_on_one_host_stop_on_sigterm_together_and_resume(toy_registry, toy_env, tmp_path):
+    # SIGTERM reaches one "node" only; the other node's rank learns of it at the next
+    # logging step, both save the same step, and the printed command, started on both
+    # nodes, ends where one uninterrupted process ends.
+    path = toy_experiment(tmp_path / "exp.toml", epochs=5, log_interval=1)
+    train(load_experiment(path), run_dir=tmp_path / "straight")
+    run_dir = tmp_path / "nodes"
+    agents = _two_agents(path, run_dir, _worker_env(toy_env, RR_TOY_STEP_SECONDS="0.05"))
+    metrics = run_dir / "metrics.jsonl"
+    _wait_for(lambda: metrics.exists() and metrics.stat().st_size, 60, "training step")
+    agents[1].send_signal(signal.SIGTERM)
+    outputs = [agent.communicate(timeout=60)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [1, 1], outputs  # torchrun: a worker failed
+    text = "".join(outputs)
+    assert text.count("exitcode  : 143") == 1, text  # the other agent's worker, in its report
+    stopped = _latest(run_dir)
+    step = int(stopped.name.split("_")[1])
+    assert 0 < step < 20 and f"interrupted by SIGTERM at step {step}" in text
+    assert sorted(p.name for p in stopped.glob("rank*.pt")) == ["rank0.pt", "rank1.pt"]
+    assert json.loads((stopped / "trainer.json").read_text())["step"] == step
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))  # no half-written other step
+
+    command = text.split("continue with: ")[1].splitlines()[0]
+    assert "--nnodes=2 --nproc-per-node=1 --rdzv-backend=c10d" in command
+    env = {**_worker_env(toy_env), "RR_RDZV_ENDPOINT": f"localhost:{_free_port()}",
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), toy_env.get("PATH", "")])}
+    agents = [subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [agent.communicate(timeout=120)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], outputs
+    assert _latest(run_dir).name == "step_20"
+    _assert_same_weights(tmp_path / "straight", run_dir)
