@@ -174,3 +174,38 @@ def test_two_nodes_on_one_host_stop_on_sigterm_together_and_resume(toy_registry,
     assert [agent.returncode for agent in agents] == [0, 0], outputs
     assert _latest(run_dir).name == "step_20"
     _assert_same_weights(tmp_path / "straight", run_dir)
+
+
+def _worker_with_rank(launcher: subprocess.Popen, rank: int) -> int:
+    """The pid of the torchrun worker with this RANK (a child of the launcher; Linux /proc)."""
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    for pid in children:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"RANK={rank}".encode() in environ:
+            return int(pid)
+    raise AssertionError(f"no worker with RANK={rank} among {children}")
+
+
+def test_a_killed_rank_ends_the_job_within_seconds_naming_it(toy_registry, toy_env, tmp_path):
+    path = toy_experiment(tmp_path / "exp.toml", epochs=1000, log_interval=1, checkpoint_every_steps=2)
+    run_dir = tmp_path / "run"
+    launcher = subprocess.Popen(_torchrun("--standalone", "--nproc-per-node", "2", *_rr_run(path, run_dir)),
+                                env=_worker_env(toy_env, RR_TOY_STEP_SECONDS="0.05"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: (run_dir / "checkpoints" / "latest").exists(), 60, "checkpoint")
+    os.kill(_worker_with_rank(launcher, 1), signal.SIGKILL)
+    killed = time.monotonic()
+    try:
+        output = launcher.communicate(timeout=30)[0]
+    finally:
+        launcher.kill()
+    seconds = time.monotonic() - killed
+    assert launcher.returncode == 1 and seconds < 30
+    report = output[output.index("Root Cause"):]
+    assert "rank      : 1" in report and "Signal 9 (SIGKILL)" in report, output
+
+    # The last periodic checkpoint is whole and continues the run (here on one process).
+    step = int(_latest(run_dir).name.split("_")[1])
+    resumed = train(load_experiment(path, [f"train.max_steps={step + 2}"]), run_dir=run_dir,
+                    resume="latest")
+    assert resumed.status == "finished" and resumed.step == step + 2
