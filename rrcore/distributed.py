@@ -62,6 +62,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def gather_floats(value: float, device: torch.device) -> list[float]:
+    """``value`` from every rank, in rank order (one process: ``[value]``)."""
+    if not is_distributed():
+        return [value]
+    mine = torch.tensor([value], dtype=torch.float64, device=device)
+    everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(everyone, mine)
+    return [float(t.item()) for t in everyone]
+
+
 def all_reduce_gradients(parameters: list[torch.nn.Parameter]) -> None:
     """Sum gradients over ranks in one flat collective (no-op on one process)."""
     if not is_distributed():

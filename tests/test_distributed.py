@@ -18,10 +18,12 @@ import types
 from pathlib import Path
 
 import torch
+from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
 from rrcore import hookimpl
 from rrcore.checkpoint import load_checkpoint
+from rrcore.cli import main
 from rrcore.config import load_experiment
 from rrcore.trainer import Trainer, train
 
@@ -209,3 +211,33 @@ def test_a_killed_rank_ends_the_job_within_seconds_naming_it(toy_registry, toy_e
     resumed = train(load_experiment(path, [f"train.max_steps={step + 2}"]), run_dir=run_dir,
                     resume="latest")
     assert resumed.status == "finished" and resumed.step == step + 2
+
+
+def test_bench_under_torchrun_reports_each_rank_and_the_scaling_efficiency(toy_registry, toy_env,
+                                                                           tmp_path):
+    path = toy_experiment(tmp_path / "exp.toml")
+    timing = ["--steps", "4", "--warmup", "1", "--eval-batches", "1"]
+    single = tmp_path / "one.json"
+    alone = CliRunner().invoke(main, ["bench", str(path), *timing, "--json-out", str(single)])
+    assert alone.exit_code == 0, alone.output
+
+    two = subprocess.run(_torchrun("--standalone", "--nproc-per-node", "2", "-m", "rrcore", "bench",
+                                   str(path), *timing, "--single-json", str(single),
+                                   "--json-out", str(tmp_path / "two.json")),
+                         env=_worker_env(toy_env), capture_output=True, text=True, timeout=120)
+    assert two.returncode == 0, two.stderr
+    figures = json.loads(two.stdout)  # one JSON document: only rank 0 prints
+    assert figures == json.loads((tmp_path / "two.json").read_text())
+    assert figures["world_size"] == 2 and len(figures["step_ms_per_rank"]) == 2
+    assert figures["step_ms"] == max(figures["step_ms_per_rank"]) > 0
+    per_rank = figures["train_examples_per_second_per_rank"]
+    assert len(per_rank) == 2 and all(rate > 0 for rate in per_rank)
+    assert figures["single_train_examples_per_second"] == json.loads(single.read_text())[
+        "train_examples_per_second"]
+    expected = figures["train_examples_per_second"] / (2 * figures["single_train_examples_per_second"])
+    assert figures["scaling_efficiency"] == round(expected, 3) and 0 < expected < 2
+
+    other_batch = CliRunner().invoke(main, ["bench", str(path), *timing, "--set",
+                                            "train.global_batch_size=16", "--single-json", str(single)])
+    assert other_batch.exit_code == 2
+    assert "global_batch_size is 8 in the one-process figures and 16 here" in other_batch.output
