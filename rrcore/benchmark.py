@@ -6,6 +6,10 @@ synchronisation) after untimed warm-up steps in which ``torch.compile`` compiles
 the figure reported is the median. Peak memory is the most the caching allocator
 handed out over the whole benchmark, warm-up included. Compilation is counted too: graph breaks, graphs
 compiled after warm-up (recompilations) and steps whose CUDA-graph capture was skipped.
+
+Under ``torchrun`` every rank times its own steps; the job goes at the pace of the slowest
+rank, so ``step_ms`` is the largest of the ranks' medians, and each rank's figure is listed
+too. :func:`scaling` compares such a run with a one-process run of the same experiment.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import torch
 
+from rrcore import distributed
 from rrcore.config import Experiment
 from rrcore.trainer import Trainer, run_evaluation
 
@@ -82,7 +87,8 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         timer.mark()
     _sync(device)
     seconds = time.perf_counter() - start
-    step_ms = statistics.median(timer.durations_ms())
+    rank_step_ms = distributed.gather_floats(statistics.median(timer.durations_ms()), device)
+    step_ms = max(rank_step_ms)
     after_steps = _compile_counters()
     batch = experiment.train.global_batch_size
     figures: dict[str, Any] = {
@@ -100,6 +106,9 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         "step_ms": round(step_ms, 2),
         "mean_step_ms": round(1000 * seconds / steps, 2),
         "train_examples_per_second": round(batch * 1000 / step_ms, 1),
+        "step_ms_per_rank": [round(ms, 2) for ms in rank_step_ms],
+        "train_examples_per_second_per_rank": [round(trainer.local_batch * 1000 / ms, 1)
+                                               for ms in rank_step_ms],
         "graph_breaks": after_steps["graph_breaks"] - counters_start["graph_breaks"],
         "recompiles_after_warmup": after_steps["graphs_compiled"] - after_warmup["graphs_compiled"],
         "cudagraph_skips": after_steps["cudagraph_skips"] - counters_start["cudagraph_skips"],
@@ -127,6 +136,24 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         figures["eval_recompiles_after_warmup"] = _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"]
         figures["graph_breaks"] = _compile_counters()["graph_breaks"] - counters_start["graph_breaks"]
     return figures
+
+
+def scaling(figures: dict[str, Any], single: dict[str, Any]) -> dict[str, Any]:
+    """``figures`` with the scaling efficiency over ``single`` (a one-process ``rr bench``
+    of the same experiment on the same kind of machine): examples/s with N ranks divided
+    by N x examples/s with one. Raises ``ValueError`` naming what makes them incomparable."""
+    if not isinstance(single, dict) or "train_examples_per_second" not in single:
+        raise ValueError("no train_examples_per_second: not the JSON of rr bench --json-out")
+    if single.get("world_size") != 1:
+        raise ValueError(f"the one-process figures have world_size {single.get('world_size')}, not 1")
+    for key in ("device", "model", "global_batch_size", "dtype", "compile", "cuda_graphs"):
+        if single.get(key) != figures[key]:
+            raise ValueError(f"{key} is {single.get(key)!r} in the one-process figures and "
+                             f"{figures[key]!r} here; compare runs of the same experiment and device")
+    ranks = figures["world_size"]
+    single_rate = single["train_examples_per_second"]
+    return {**figures, "single_train_examples_per_second": single_rate,
+            "scaling_efficiency": round(figures["train_examples_per_second"] / (ranks * single_rate), 3)}
 
 
 class _Limited:

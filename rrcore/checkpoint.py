@@ -9,6 +9,9 @@ checkpoint and the pointer to it intact. Files::
     rank<R>.pt      that rank's RNG states and ACT carry
     trainer.json    step, data stream position, wall time
     config.toml     the resolved experiment
+
+A checkpoint resumes with another number of ranks (or accumulation steps): each rank
+then takes its rows of every saved rank's ACT carries (:func:`rank_state_for_layout`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import torch
 
-from rrcore.distributed import barrier
+from rrcore.distributed import barrier, regroup_rows
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -125,3 +128,27 @@ def load_checkpoint(path: Path, rank: int = 0) -> tuple[dict[str, Any], dict[str
     except (FileNotFoundError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path / 'trainer.json'}: unreadable ({error})") from None
     return shared, per_rank, trainer_state
+
+
+def rank_state_for_layout(path: Path, trainer_state: dict[str, Any], rank: int, world_size: int,
+                          grad_accum_steps: int, global_batch_size: int) -> dict[str, Any]:
+    """This rank's state from a checkpoint saved by another layout of ranks x accumulation steps.
+
+    The ACT carries of every saved rank, in global row order, are cut anew for this
+    layout, so each row goes on with the example and latent state it had. The RNG states
+    are rank 0's: every rank draws exploration noise for the whole global batch from the
+    same seed, so all ranks' exploration generators are equal. ``carries`` is None when
+    the saved carries do not cover ``global_batch_size`` rows (the batch size changed).
+    """
+    saved_world = int(trainer_state.get("world_size", 1))
+    saved_accum = int(trainer_state.get("grad_accum_steps", 1))
+    states = [load_file(path / f"rank{r}.pt") for r in range(saved_world)]
+    state = dict(states[0])
+    carries = [carry for saved in states for carry in (saved.get("carries") or [])]
+    state["carries"] = None
+    if len(carries) == saved_world * saved_accum:
+        rows = sum(int(carry["steps"].shape[0]) for carry in carries)
+        if rows == global_batch_size:
+            parts = regroup_rows(carries, world_size * grad_accum_steps)
+            state["carries"] = parts[rank * grad_accum_steps: (rank + 1) * grad_accum_steps]
+    return state

@@ -97,7 +97,9 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
         _fail("--overwrite starts a new run and --resume continues one; use one of them", EXIT_CONFIG)
     resolved = _load(experiment, overrides)
     folder = Path(run_dir) if run_dir else default_run_dir(resolved)
-    command = resume_command(experiment, list(overrides), folder, int(os.environ.get("WORLD_SIZE", "1")))
+    command = resume_command(experiment, list(overrides), folder, int(os.environ.get("WORLD_SIZE", "1")),
+                             nodes=int(os.environ.get("GROUP_WORLD_SIZE", "1")),  # set by torchrun
+                             rendezvous_id=os.environ.get("TORCHELASTIC_RUN_ID", "rr"))
     try:
         result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
     except ConfigError as error:
@@ -183,12 +185,40 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
 @click.option("--warmup", default=5, show_default=True, help="Untimed steps first (compilation happens here).")
 @click.option("--eval-batches", default=2, show_default=True, help="Timed evaluation batches (0: skip).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the figures as JSON here.")
+@click.option("--single-json", type=click.Path(exists=True, dir_okay=False),
+              help="Figures of a one-process rr bench of the same experiment (its --json-out): "
+                   "adds the scaling efficiency of this run (under torchrun).")
 def bench(experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, eval_batches: int,
-          json_out: str | None) -> None:
-    """Measure training steps/s, examples/s, peak memory and evaluation speed of EXPERIMENT."""
-    from rrcore.benchmark import benchmark
+          json_out: str | None, single_json: str | None) -> None:
+    """Measure training steps/s, examples/s, peak memory and evaluation speed of EXPERIMENT.
 
-    figures = benchmark(_load(experiment, overrides), steps=steps, warmup=warmup, eval_batches=eval_batches)
+    Under torchrun: examples/s of each rank too, and with --single-json the scaling
+    efficiency, examples/s with N ranks / (N x examples/s with one). Rank 0 prints.
+    """
+    from rrcore import distributed
+    from rrcore.benchmark import benchmark, scaling
+
+    single = None
+    if single_json:
+        try:
+            single = json.loads(Path(single_json).read_text())
+        except json.JSONDecodeError as error:
+            _fail(f"{single_json}: not JSON written by rr bench --json-out ({error})", EXIT_CONFIG)
+    try:
+        figures = benchmark(_load(experiment, overrides), steps=steps, warmup=warmup,
+                            eval_batches=eval_batches)
+    finally:
+        distributed.teardown()
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if single is not None:
+        try:
+            figures = scaling(figures, single)
+        except ValueError as error:
+            if is_main:
+                _fail(f"{single_json}: {error}", EXIT_CONFIG)
+            sys.exit(EXIT_CONFIG)
+    if not is_main:
+        return
     text = json.dumps(figures, indent=2)
     click.echo(text)
     if json_out:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 import torch
 import torch.distributed as dist
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 
 @attrs.frozen
@@ -60,6 +62,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def gather_floats(value: float, device: torch.device) -> list[float]:
+    """``value`` from every rank, in rank order (one process: ``[value]``)."""
+    if not is_distributed():
+        return [value]
+    mine = torch.tensor([value], dtype=torch.float64, device=device)
+    everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(everyone, mine)
+    return [float(t.item()) for t in everyone]
+
+
 def all_reduce_gradients(parameters: list[torch.nn.Parameter]) -> None:
     """Sum gradients over ranks in one flat collective (no-op on one process)."""
     if not is_distributed():
@@ -73,3 +85,24 @@ def all_reduce_gradients(parameters: list[torch.nn.Parameter]) -> None:
     for g in grads:
         g.copy_(flat[offset: offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def regroup_rows(parts: list[Any], count: int) -> list[Any]:
+    """Re-split batch-first state into ``count`` equal parts covering the same rows.
+
+    ``parts``: trees (dicts) of tensors whose first dimension is the batch, one per
+    (rank, micro-batch) of the global batch, in global row order. Returns ``count``
+    trees of the same shape, the rows of the global batch cut anew, e.g. the ACT
+    carries of 1 rank regrouped for 2 ranks.
+    """
+    flat = [tree_flatten(part) for part in parts]
+    spec = flat[0][1]
+    if any(other != spec for _, other in flat[1:]):
+        raise ValueError("parts do not share one structure")
+    columns = [torch.cat(tensors) for tensors in zip(*(leaves for leaves, _ in flat))]
+    rows = columns[0].shape[0] if columns else 0
+    if rows % count:
+        raise ValueError(f"{rows} rows do not split into {count} equal parts")
+    size = rows // count
+    return [tree_unflatten([column[i * size: (i + 1) * size] for column in columns], spec)
+            for i in range(count)]

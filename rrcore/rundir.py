@@ -69,17 +69,27 @@ def move_aside(run_dir: Path) -> Path | None:
     return aside
 
 
-def resume_command(experiment: str, overrides: list[str], run_dir: Path, world_size: int = 1) -> str:
+def resume_command(experiment: str, overrides: list[str], run_dir: Path, world_size: int = 1,
+                   nodes: int = 1, rendezvous_id: str = "rr") -> str:
     """The shell command that continues a run started with ``rr run experiment --set ...``.
 
-    Under torchrun (one node) it is the same torchrun launch with this many processes.
+    Under torchrun on one node it is the same torchrun launch with this many processes.
+    On several nodes it is the launch to start on every node; torchrun does not tell its
+    workers the rendezvous endpoint, so the command takes it from ``$RR_RDZV_ENDPOINT``
+    (HOST:PORT) and stops, saying so, when that is unset.
     """
-    launcher = ["rr"] if world_size == 1 else ["torchrun", f"--nproc_per_node={world_size}", "-m", "rrcore"]
-    words = [*launcher, "run", experiment]
+    words = ["run", experiment]
     for override in overrides:
         words += ["--set", override]
     words += ["--run-dir", str(run_dir), "--resume", "latest"]
-    return shlex.join(words)
+    if world_size == 1:
+        return shlex.join(["rr", *words])
+    if nodes == 1:
+        return shlex.join(["torchrun", f"--nproc_per_node={world_size}", "-m", "rrcore", *words])
+    launcher = shlex.join(["torchrun", f"--nnodes={nodes}", f"--nproc-per-node={world_size // nodes}",
+                           "--rdzv-backend=c10d", f"--rdzv-id={rendezvous_id}"])
+    endpoint = '--rdzv-endpoint="${RR_RDZV_ENDPOINT:?set HOST:PORT of the rendezvous, as at the start}"'
+    return f"{launcher} {endpoint} -m rrcore {shlex.join(words)}"
 
 
 def write_resume_script(run_dir: Path, command: str) -> Path:

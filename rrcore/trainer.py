@@ -25,6 +25,7 @@ from rrcore.act import ACTModel, Carry, CompiledStep
 from rrcore.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    rank_state_for_layout,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -280,18 +281,27 @@ class Trainer:
             opt.load_state_dict(state)
         self.step = int(trainer_state["step"])
         self.position = StreamPosition(*trainer_state["position"])
+        train = self.experiment.train
         same_layout = (trainer_state.get("world_size") == self.world_size
-                       and trainer_state.get("grad_accum_steps") == self.experiment.train.grad_accum_steps)
-        if per_rank is not None and same_layout:
+                       and trainer_state.get("grad_accum_steps") == train.grad_accum_steps)
+        if not same_layout:
+            per_rank = rank_state_for_layout(path, trainer_state, self.rank, self.world_size,
+                                             train.grad_accum_steps, train.global_batch_size)
+            if self.rank == 0:
+                was = f"{trainer_state.get('world_size')} x {trainer_state.get('grad_accum_steps')}"
+                now = f"{self.world_size} x {train.grad_accum_steps}"
+                what = ("regrouped" if per_rank["carries"]
+                        else "restarted (the global batch size changed)")
+                print(f"rr: resuming {path} with a different rank/accumulation layout "
+                      f"(ranks x accumulation steps {was}, now {now}): ACT carries {what}",
+                      file=sys.stderr)
+        if per_rank is not None:
             torch.set_rng_state(per_rank["torch_rng"])
             if per_rank.get("cuda_rng") is not None and self.device.type == "cuda":
                 torch.cuda.set_rng_state(per_rank["cuda_rng"], self.device)
             self.act_model.exploration_generator.set_state(per_rank["exploration_rng"])
             if per_rank.get("carries"):
                 self.carries = [Carry(**c).to(self.device) for c in per_rank["carries"]]
-        elif self.rank == 0:
-            print(f"rr: resuming {path} with a different rank/accumulation layout: ACT carries restart",
-                  file=sys.stderr)
         self.last_checkpoint = path
 
     def _check_checkpoint_fits(self, path: Path, shared: dict[str, Any]) -> None:

@@ -111,10 +111,13 @@ def rr_register_datasets():
 @hookimpl
 def rr_on_step_end(context, step, metrics):
     """``RR_TOY_SIGNAL_AT=STEP:NAME`` (e.g. ``3:TERM``): the run sends itself SIGNAME after
-    STEP, so subprocess tests interrupt at a known step."""
+    STEP, so subprocess tests interrupt at a known step. ``RR_TOY_STEP_SECONDS``: each step
+    lasts at least this long, so a test can signal or kill a run while it is training."""
     import os
     import signal
+    import time
 
     at, _, name = os.environ.get("RR_TOY_SIGNAL_AT", "").partition(":")
     if at and step == int(at):
         os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
+    time.sleep(float(os.environ.get("RR_TOY_STEP_SECONDS", "0")))
