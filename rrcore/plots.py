@@ -10,6 +10,7 @@ so once. A plot that fails to draw never stops a run.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import math
@@ -169,15 +170,37 @@ def refresh(run_dir: Path) -> None:
         _say_once(f"rr: warning: could not draw plots: {type(error).__name__}: {error}")
 
 
+_drawer: concurrent.futures.ThreadPoolExecutor | None = None
+_pending: concurrent.futures.Future | None = None
+
+
+def refresh_in_background(run_dir: Path) -> None:
+    """:func:`refresh` on a drawing thread, so training goes on meanwhile (drawing five
+    curves takes about a second, importing matplotlib the first time a few more). A
+    redraw asked for while one is still running waits its turn; none is dropped."""
+    global _drawer, _pending
+    if _drawer is None:
+        _drawer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-plots")
+    _pending = _drawer.submit(refresh, Path(run_dir))
+
+
+def wait_for_drawing() -> None:
+    """Block until the last background redraw has finished."""
+    if _pending is not None:
+        _pending.result()
+
+
 @hookimpl
 def rr_on_eval_end(context: Any, step: int, results: dict[str, Any]) -> None:
-    """Redraw the curves once the evaluation is logged (rank 0)."""
+    """Redraw the curves once the evaluation is logged (rank 0), in the background."""
     if context.rank == 0:
-        refresh(context.run_dir)
+        refresh_in_background(context.run_dir)
 
 
 @hookimpl
 def rr_on_train_end(context: Any, step: int) -> None:
-    """Redraw with the last training metrics (rank 0)."""
+    """Redraw with the last training metrics (rank 0) and wait: the run's files are
+    complete when ``rr run`` returns."""
     if context.rank == 0:
+        wait_for_drawing()
         refresh(context.run_dir)
