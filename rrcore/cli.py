@@ -108,11 +108,7 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
         _fail(str(error))
     except KeyboardInterrupt:  # before the trainer's own handlers were in place: nothing to save
         _fail("interrupted before training started; nothing was saved", EXIT_SIGNAL + signal.SIGINT)
-    if result.status == "interrupted":
-        if int(os.environ.get("RANK", "0")) == 0:
-            name = signal.Signals(result.stop_signal).name
-            click.echo(f"rr: interrupted by {name} at step {result.step} (checkpoint saved; the command is also "
-                       f"in {folder / 'resume.sh'}); continue with: {command}", err=True)
+    if result.status == "interrupted":  # the trainer printed how to continue
         sys.exit(EXIT_SIGNAL + result.stop_signal)
 
 

@@ -488,6 +488,10 @@ class Trainer:
                              seconds, self._stop_signal if status == "interrupted" else None)
         if is_main:
             print(self._summary(result), file=sys.stderr, flush=True)
+            if result.stop_signal is not None:
+                name = signal.Signals(result.stop_signal).name
+                print(f"rr: interrupted by {name} at step {result.step} (checkpoint saved; the command is also "
+                      f"in {self.run_dir / 'resume.sh'}); continue with: {command}", file=sys.stderr, flush=True)
         return result
 
     def _summary(self, result: TrainResult) -> str:
@@ -619,7 +623,11 @@ def train(experiment: Experiment, *, registry: Registry | None = None, resume: s
     the run folder aside; ``command`` is how to continue the run (see :meth:`Trainer.train`)."""
     trainer = Trainer(experiment, registry=registry, resume=resume, run_dir=run_dir, overwrite=overwrite)
     try:
-        return trainer.train(command)
+        result = trainer.train(command)
+        # No rank exits before every rank has saved and rank 0 has said how the run ended:
+        # under torchrun the first worker to exit gets the others terminated.
+        distributed.barrier()
+        return result
     finally:
         distributed.teardown()
 
