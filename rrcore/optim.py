@@ -1,4 +1,4 @@
-"""rr's AdamAtan2: the papers' optimizer as a few fused device kernels.
+"""rr's AdamAtan2: the papers' optimizer, its update compiled on CUDA.
 
 The update is the original CUDA AdamATan2's (Everett et al., "Scaling Exponents
 Across Parameterizations and Optimizers", 2024), with adam-atan2-pytorch's optional
@@ -16,8 +16,8 @@ adam-atan2-pytorch (the pinned CPU trajectory depends on it). On CUDA the whole
 update of a parameter group is one ``torch.compile``d function: the learning rate
 and bias corrections live in a small device tensor (filled each step, so no
 recompilation when the schedule moves them and no host synchronisation), and the
-compiler fuses the per-parameter arithmetic into a handful of kernels instead of a
-Python loop of about ten launches per parameter.
+compiler fuses the per-parameter arithmetic instead of a Python loop of about ten
+kernel launches per parameter.
 """
 
 from __future__ import annotations
