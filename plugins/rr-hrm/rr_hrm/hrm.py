@@ -41,7 +41,9 @@ class HRMConfig:
     ``H_cycles`` H updates per ACT step, each after ``L_cycles`` L updates;
     ``H_layers`` / ``L_layers`` post-norm blocks per module. ``puzzle_emb_ndim``
     floats of learned per-puzzle embedding (0 = none) fill ``puzzle_emb_len``
-    prefix positions (0 = ceil(puzzle_emb_ndim / hidden_size)).
+    prefix positions (0 = ceil(puzzle_emb_ndim / hidden_size)). ``eval_extra_H_cycles``
+    more H cycles (each with its ``L_cycles``) per ACT step in eval mode: inference-time
+    scaling, thinking longer than in training (0 = as trained).
     """
 
     hidden_size: int = attrs.field(default=512, validator=at_least(1))
@@ -57,6 +59,7 @@ class HRMConfig:
     rms_norm_eps: float = attrs.field(default=1e-5, validator=positive)
     rope_theta: float = attrs.field(default=10000.0, validator=positive)
     attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
+    eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
 
 
 class ReasoningModule(nn.Module):
@@ -124,6 +127,8 @@ class HRM(StateRecorder, nn.Module):
     def forward(self, carry: InnerCarry, batch: Batch) -> tuple[InnerCarry, Outputs]:
         """``H_cycles`` x ``L_cycles`` updates; gradient only through the last L and H update."""
         H_cycles, L_cycles = self.config.H_cycles, self.config.L_cycles
+        if not self.training:
+            H_cycles += self.config.eval_extra_H_cycles
         rotary = self.embed_input.rotary()
         x = self.embed_input(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + L, D)
         z_H, z_L = carry["z_H"], carry["z_L"]

@@ -217,3 +217,24 @@ def test_adamw_steps_through_the_act_loss_reduce_it() -> None:
         optimizer.zero_grad()
         losses.append(metrics["lm_loss"].item())
     assert sum(losses[-4:]) < 0.5 * sum(losses[:4])
+
+
+def test_eval_extra_cycles_think_longer_only_in_eval_mode() -> None:
+    """``eval_extra_H_cycles`` adds H cycles (with their L cycles) per ACT step in eval mode
+    only: two steps of H_cycles 2 + 1 extra equal three steps of H_cycles 2."""
+    scaled = tiny_model(eval_extra_H_cycles=1)
+    plain = tiny_model()
+    plain.load_state_dict(scaled.state_dict())
+    batch = tiny_batch()
+    torch.testing.assert_close(scaled(fresh_carry(scaled, batch), batch)[1]["logits"],
+                               plain(fresh_carry(plain, batch), batch)[1]["logits"])
+    scaled.eval()
+    plain.eval()
+    with torch.no_grad():
+        carry = fresh_carry(scaled, batch)
+        for _ in range(2):
+            carry, scaled_outputs = scaled(carry, batch)
+        carry = fresh_carry(plain, batch)
+        for _ in range(3):
+            carry, plain_outputs = plain(carry, batch)
+    torch.testing.assert_close(scaled_outputs["logits"], plain_outputs["logits"])

@@ -61,6 +61,8 @@ class TRMConfig:
     activations of the sequence MLP (``sequence_mlp``: 1024 values per channel for
     Sudoku's 97 positions, the largest tensors kept for backward, cheap to recompute)
     or of every MLP (``all_mlps``) are recomputed in the backward pass instead of kept.
+    ``eval_extra_H_cycles`` more latent recursions per ACT step in eval mode:
+    inference-time scaling, thinking longer than in training (0 = as trained).
     """
 
     hidden_size: int = attrs.field(default=512, validator=at_least(1))
@@ -78,6 +80,7 @@ class TRMConfig:
     rope_theta: float = attrs.field(default=10000.0, validator=positive)
     attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
     recompute: Literal["none", "sequence_mlp", "all_mlps"] = "none"
+    eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,8 +218,11 @@ class TRM(StateRecorder, nn.Module):
         record = self.new_state_record()
         # The paper's deep recursion: earlier cycles only improve the starting point
         # of the last one, so they need no activations kept for backward.
+        H_cycles = self.config.H_cycles
+        if not self.training:
+            H_cycles += self.config.eval_extra_H_cycles
         with torch.no_grad():
-            for _ in range(self.config.H_cycles - 1):
+            for _ in range(H_cycles - 1):
                 z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary, record)
         z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary, record)
         outputs = self.heads(z_H)

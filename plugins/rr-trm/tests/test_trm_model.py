@@ -265,3 +265,28 @@ def test_recording_states_gives_y_and_z_after_every_update(kind, z_L_per_step):
     assert torch.equal(records[0]["z_L"][-1], plain_carry["z_L"])
     assert torch.equal(plain["logits"], recorded["logits"])
     assert not model.record_states
+
+
+@pytest.mark.parametrize("kind", ["trm", "totrm"])
+def test_eval_extra_cycles_think_longer_only_in_eval_mode(kind):
+    """Inference-time scaling: in eval mode, ``eval_extra_H_cycles`` more recursions per ACT
+    step; two steps of H_cycles 2 + 1 extra equal three steps of H_cycles 2 (no extra)."""
+    torch.manual_seed(0)
+    scaled = make_model(kind, eval_extra_H_cycles=1)
+    plain = make_model(kind)
+    plain.load_state_dict(scaled.state_dict())
+    batch = make_batch()
+    scaled.train()
+    plain.train()
+    torch.testing.assert_close(fresh_step(scaled, batch)[1]["logits"], fresh_step(plain, batch)[1]["logits"])
+    scaled.eval()
+    plain.eval()
+    with torch.no_grad():
+        start = scaled.reset_carry(torch.ones(BATCH, dtype=torch.bool), scaled.initial_carry(batch))
+        carry = start
+        for _ in range(2):
+            carry, scaled_outputs = scaled(carry, batch)
+        carry = start
+        for _ in range(3):
+            carry, plain_outputs = plain(carry, batch)
+    torch.testing.assert_close(scaled_outputs["logits"], plain_outputs["logits"])
