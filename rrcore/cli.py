@@ -29,6 +29,23 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
     sys.exit(code)
 
 
+@contextlib.contextmanager
+def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
+    """One line and the exit code for what a command can raise: a config error (and any of
+    ``bad_input``) is bad input, 2; a training, checkpoint or data failure, 1."""
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.config import ConfigError
+    from rrcore.data import DataFormatError
+    from rrcore.trainer import TrainingError
+
+    try:
+        yield
+    except (ConfigError, *bad_input) as error:
+        _fail(str(error), EXIT_CONFIG)
+    except (TrainingError, CheckpointError, DataFormatError) as error:
+        _fail(str(error))
+
+
 def _registry():
     from rrcore.registry import RegistryError, get_registry
 
@@ -87,11 +104,8 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
       130  interrupted by SIGINT, after saving a checkpoint
       143  interrupted by SIGTERM, after saving a checkpoint
     """
-    from rrcore.checkpoint import CheckpointError
-    from rrcore.config import ConfigError
-    from rrcore.data import DataFormatError
     from rrcore.rundir import default_run_dir, resume_command
-    from rrcore.trainer import TrainingError, train
+    from rrcore.trainer import train
 
     if overwrite and resume:
         _fail("--overwrite starts a new run and --resume continues one; use one of them", EXIT_CONFIG)
@@ -101,11 +115,8 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
                              nodes=int(os.environ.get("GROUP_WORLD_SIZE", "1")),  # set by torchrun
                              rendezvous_id=os.environ.get("TORCHELASTIC_RUN_ID", "rr"))
     try:
-        result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
-    except ConfigError as error:
-        _fail(str(error), EXIT_CONFIG)
-    except (TrainingError, CheckpointError, DataFormatError) as error:
-        _fail(str(error))
+        with _exit_codes():
+            result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
     except KeyboardInterrupt:  # before the trainer's own handlers were in place: nothing to save
         _fail("interrupted before training started; nothing was saved", EXIT_SIGNAL + signal.SIGINT)
     if result.status == "interrupted":  # the trainer printed how to continue
@@ -147,22 +158,16 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
     at every step up to the cap (fixed halting) or the steps puzzles used (adaptive), also
     printed as a table on stderr. Exit codes as rr run.
     """
-    from rrcore.checkpoint import CheckpointError, resolve_checkpoint
-    from rrcore.config import ConfigError
-    from rrcore.data import DataFormatError
-    from rrcore.trainer import TrainingError, evaluate_checkpoint
+    from rrcore.checkpoint import resolve_checkpoint
+    from rrcore.trainer import evaluate_checkpoint
 
-    try:
+    with _exit_codes():
         path = resolve_checkpoint(checkpoint)
         settings = ([f"eval.halting={halting}"] * bool(halting) + [f"eval.max_steps={max_steps}"] * bool(max_steps)
                     + [f"eval.augmentations={augmentations}"] * bool(augmentations))
         resolved = _load(str(path / "config.toml"), (*overrides, *settings))
         output_dir = Path(output) if output else path.parent.parent / "eval" / f"{path.name}-rr-eval"
         results = evaluate_checkpoint(resolved, path, output_dir, predictions=True, trace=trace)
-    except ConfigError as error:
-        _fail(str(error), EXIT_CONFIG)
-    except (TrainingError, CheckpointError, DataFormatError) as error:
-        _fail(str(error))
     if results is not None:
         from rrcore.inference import format_step_table, format_votes
 
@@ -274,22 +279,16 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
     """
     from rrcore.checkpoint import CheckpointError
     from rrcore.cli_input import InputError
-    from rrcore.config import ConfigError
-    from rrcore.data import DataFormatError
     from rrcore.protocols import PuzzleError
     from rrcore.solve import Solver, read_puzzle
-    from rrcore.trainer import TrainingError
 
     text = read_puzzle(puzzle, sys.stdin)
-    try:
+    with _exit_codes(CheckpointError):  # a missing checkpoint is bad input here
         solver = Solver(checkpoint, list(overrides))
-        solution = solver.solve(text, max_steps=max_steps or 0, adaptive=halting == "adaptive")
-    except PuzzleError as error:
-        raise InputError(f"puzzle: {error}") from None
-    except (ConfigError, CheckpointError) as error:
-        _fail(str(error), EXIT_CONFIG)
-    except (TrainingError, DataFormatError) as error:
-        _fail(str(error))
+        try:
+            solution = solver.solve(text, max_steps=max_steps or 0, adaptive=halting == "adaptive")
+        except PuzzleError as error:
+            raise InputError(f"puzzle: {error}") from None
     task = solver.task
     if as_json:
         record = {"puzzle": task.decode(solution.inputs), "solution": task.decode(solution.prediction),
@@ -309,23 +308,6 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
         click.echo(f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
                    f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}")
     sys.exit(0 if solution.check.ok else EXIT_FAILED)
-
-
-@contextlib.contextmanager
-def _inspect_errors() -> Iterator[None]:
-    """Exit codes for ``rr report`` / ``rr analyze``: a bad run folder 2, a failure 1."""
-    from rrcore.checkpoint import CheckpointError
-    from rrcore.config import ConfigError
-    from rrcore.data import DataFormatError
-    from rrcore.stepwise import RunInputError
-    from rrcore.trainer import TrainingError
-
-    try:
-        yield
-    except (RunInputError, ConfigError) as error:
-        _fail(str(error), EXIT_CONFIG)
-    except (TrainingError, CheckpointError, DataFormatError) as error:
-        _fail(str(error))
 
 
 run_argument = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
@@ -352,9 +334,9 @@ def report(run_dir: str, overrides: tuple[str, ...], checkpoint: str, output: st
     and wrong cells marked, Q-values per step). No scripts or network needed to view it.
     """
     from rrcore.report import write_report
-    from rrcore.stepwise import open_run
+    from rrcore.stepwise import RunInputError, open_run
 
-    with _inspect_errors(), open_run(run_dir, overrides, checkpoint) as opened:
+    with _exit_codes(RunInputError), open_run(run_dir, overrides, checkpoint) as opened:
         path = write_report(opened, Path(output) if output else Path(run_dir) / "report.html", puzzles, scan)
     click.echo(str(path))
 
@@ -380,9 +362,9 @@ def analyze(run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: 
     """
     from rrcore import analyze as analysis
     from rrcore import plots
-    from rrcore.stepwise import open_run, trace_steps
+    from rrcore.stepwise import RunInputError, open_run, trace_steps
 
-    with _inspect_errors(), open_run(run_dir, overrides, checkpoint, untrained=untrained) as opened:
+    with _exit_codes(RunInputError), open_run(run_dir, overrides, checkpoint, untrained=untrained) as opened:
         trace = trace_steps(opened, puzzles, record_states=True)
         result = {"source": f"{opened.experiment.run.name} ({opened.label})", "model": opened.experiment.model.plugin,
                   **analysis.analyse(trace)}

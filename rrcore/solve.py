@@ -84,19 +84,13 @@ class Solver:
                                                  device=device)}
         cap = max_steps or self.experiment.eval.step_cap(self.experiment.act.halt_max_steps)
         head = self.trainer.loss_head
-        with self._weights():
+        with self.trainer.evaluation_weights():
             result = run_pool(head, head.eval(), pool, batch_size=1, max_steps=cap, adaptive=adaptive,
                               q_continue=self.experiment.act.q_continue, sync_every=1, trace=True)
         steps = int(result.steps[0])
         prediction = result.preds[0].cpu().numpy()
         return Solution(inputs, prediction, steps, cap, float(result.q_halt[0]),
                         result.trace[0, :steps].cpu().numpy(), self.task.check(inputs, prediction))
-
-    def _weights(self) -> Any:
-        from contextlib import nullcontext
-
-        ema = self.trainer.ema
-        return ema.applied(self.trainer.model) if ema is not None else nullcontext()
 
 
 def read_puzzle(argument: str, stdin: Any) -> str:

@@ -142,7 +142,6 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
         spec = trainer.registry.get("model", run.experiment.model.plugin)
         raise RunInputError(f"model plugin {spec.name!r} ({spec.distribution} {spec.version}) does not record its "
                             f"states: it needs recording_states() (rrcore.protocols.RecordsStates)")
-    ema = trainer.ema.applied(model) if trainer.ema is not None else contextlib.nullcontext()
     loss_head = trainer.loss_head
     was_training = loss_head.training
     loss_head.eval()
@@ -152,7 +151,7 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
     steps = run.experiment.act.halt_max_steps
     seen = 0
     try:
-        with ema:
+        with trainer.evaluation_weights():
             for batch in trainer.eval_data.eval_batches():
                 if seen >= count:
                     break

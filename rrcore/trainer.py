@@ -10,6 +10,7 @@ the device and read back only every ``log_interval`` steps.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -554,10 +555,13 @@ class Trainer:
             evaluators.append((section.plugin, build(spec, section.config, context)))
         self._headline = [f"{name}/{metric}" for name, evaluator in evaluators
                           for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))]
-        if self.ema is not None:
-            with self.ema.applied(self.model):
-                return self._run_evaluation(evaluators, output_dir, predictions, trace)
-        return self._run_evaluation(evaluators, output_dir, predictions, trace)
+        with self.evaluation_weights():
+            return self._run_evaluation(evaluators, output_dir, predictions, trace)
+
+    def evaluation_weights(self) -> contextlib.AbstractContextManager[None]:
+        """Within the block the model holds the weights evaluation uses: the EMA's when the
+        run keeps one (restored afterwards), else the trained ones."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
 
     def _run_evaluation(self, evaluators: list[tuple[str, Any]], output_dir: Path, predictions: bool,
                         trace: bool) -> dict[str, float]:

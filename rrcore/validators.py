@@ -36,10 +36,6 @@ def show(value: Any) -> str:
     return str(value)
 
 
-def _number(value: float) -> str:
-    return format(value, "g") if isinstance(value, float) else str(value)
-
-
 @attrs.frozen
 class Range:
     """Validator: ``low <(=) value <(=) high``; either bound may be None (unbounded)."""
@@ -51,11 +47,11 @@ class Range:
 
     def describe(self) -> str:
         if self.high is None:
-            return f"{'>' if self.low_open else '>='} {_number(self.low)}"
+            return f"{'>' if self.low_open else '>='} {show(self.low)}"
         if self.low is None:
-            return f"{'<' if self.high_open else '<='} {_number(self.high)}"
-        return (f"in {'(' if self.low_open else '['}{_number(self.low)}, "
-                f"{_number(self.high)}{')' if self.high_open else ']'}")
+            return f"{'<' if self.high_open else '<='} {show(self.high)}"
+        return (f"in {'(' if self.low_open else '['}{show(self.low)}, "
+                f"{show(self.high)}{')' if self.high_open else ']'}")
 
     def contains(self, value: float) -> bool:
         if isinstance(value, float) and not math.isfinite(value):
