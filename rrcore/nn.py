@@ -9,7 +9,9 @@ cross-entropy computed in float64.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -46,6 +48,32 @@ def trunc_normal_(tensor: Tensor, std: float = 1.0, bound: float = 2.0) -> Tenso
         tensor.erfinv_().mul_(math.sqrt(2) * std / math.sqrt(truncated_var))
         tensor.clamp_(-bound * std / math.sqrt(truncated_var), bound * std / math.sqrt(truncated_var))
     return tensor
+
+
+def repeated_region(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``fn`` — a function or method called many times per step with the same
+    shapes, such as a block stack applied every recurrence cycle — as one region that
+    ``torch.compile`` traces and compiles once and then stamps out at every call
+    (``torch.compiler.nested_compile_region``). Outside compilation it is a plain call.
+
+    Calls with and without gradients go to two separate regions: one region reached
+    from both modes returned outputs without a gradient history (seen on torch 2.13).
+    On an H200 (torch 2.11) marking the blocks of HRM and TRM-MLP cut their first,
+    compiling step from 75 to 45 s and from 53 to 38 s, at the same step time.
+    """
+    with_grad = torch.compiler.nested_compile_region(fn)
+
+    @functools.wraps(fn)
+    def fn_without_grad(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    without_grad = torch.compiler.nested_compile_region(fn_without_grad)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return (with_grad if torch.is_grad_enabled() else without_grad)(*args, **kwargs)
+
+    return call
 
 
 class CastedLinear(nn.Module):
@@ -256,6 +284,7 @@ class PostNormBlock(nn.Module):
         self.mlp = mlp if mlp is not None else SwiGLU(hidden_size, expansion)
         self.norm_eps = norm_eps
 
+    @repeated_region
     def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor] | None = None) -> Tensor:
         mixed = self.mixer(x, rotary) if self.uses_attention else self.mixer(x)
         x = rms_norm(x + mixed, self.norm_eps)

@@ -38,6 +38,7 @@ from rrcore.nn import (
     PuzzleInput,
     ReasoningHeads,
     SwiGLU,
+    repeated_region,
     rms_norm,
     trunc_normal_,
 )
@@ -108,6 +109,7 @@ class PositionNormBlock(PostNormBlock):
     positions (the reference normalises the transposed (B, D, L) tensor), the norm
     after the channel MLP over channels as usual."""
 
+    @repeated_region
     def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor] | None = None) -> Tensor:
         x_t = x.transpose(1, 2)  # (B, D, L)
         x = rms_norm(x_t + self.mixer.mlp(x_t), self.norm_eps).transpose(1, 2)
