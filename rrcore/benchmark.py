@@ -22,7 +22,8 @@ import torch
 
 from rrcore import distributed
 from rrcore.config import Experiment
-from rrcore.trainer import Trainer, run_evaluation
+from rrcore.run import build_run, run_evaluation
+from rrcore.trainer import train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -65,15 +66,18 @@ class _StepTimer:
 def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_batches: int = 2) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` untimed ones, then ``eval_batches``
     evaluation batches of ``halt_max_steps`` ACT steps each. Nothing is saved."""
-    trainer = Trainer(experiment, run_dir="/dev/null/unused")
-    device = trainer.device
-    batches = trainer.train_data.train_batches()
+    run = build_run(experiment, evaluators=False)
+    device = run.device
+    batches = run.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
+    carries: list[Any] = []
+    step = 0
     counters_start = _compile_counters()
     started = time.perf_counter()
     first_step_seconds = None
     for i in range(warmup):
-        trainer.train_step(next(batches)[1], sums)
+        train_step(run, carries, next(batches)[1], sums, step)
+        step += 1
         if i == 0:
             _sync(device)
             first_step_seconds = time.perf_counter() - started
@@ -83,7 +87,8 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
     start = time.perf_counter()
     timer.mark()
     for _ in range(steps):
-        trainer.train_step(next(batches)[1], sums)
+        train_step(run, carries, next(batches)[1], sums, step)
+        step += 1
         timer.mark()
     _sync(device)
     seconds = time.perf_counter() - start
@@ -95,19 +100,19 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "model": experiment.model.plugin,
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "parameters": sum(p.numel() for p in run.model.parameters()),
         "global_batch_size": batch,
-        "world_size": trainer.world_size,
-        "compile": trainer.compiled,
-        "cuda_graphs": trainer.cuda_graphs,
-        "dtype": str(trainer.forward_dtype).replace("torch.", ""),
+        "world_size": run.layout.world_size,
+        "compile": run.step_fn.compiled,
+        "cuda_graphs": run.step_fn.cuda_graphs,
+        "dtype": str(run.forward_dtype).replace("torch.", ""),
         "first_step_seconds": round(first_step_seconds, 2) if first_step_seconds is not None else None,
         "timed_steps": steps,
         "step_ms": round(step_ms, 2),
         "mean_step_ms": round(1000 * seconds / steps, 2),
         "train_examples_per_second": round(batch * 1000 / step_ms, 1),
         "step_ms_per_rank": [round(ms, 2) for ms in rank_step_ms],
-        "train_examples_per_second_per_rank": [round(trainer.local_batch * 1000 / ms, 1)
+        "train_examples_per_second_per_rank": [round(run.layout.local_batch * 1000 / ms, 1)
                                                for ms in rank_step_ms],
         "graph_breaks": after_steps["graph_breaks"] - counters_start["graph_breaks"],
         "recompiles_after_warmup": after_steps["graphs_compiled"] - after_warmup["graphs_compiled"],
@@ -118,15 +123,15 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         # when the graph was recorded.
         figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         figures["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
-    if eval_batches and trainer.eval_data is not None:
-        data = trainer.eval_data
+    if eval_batches and run.eval_data is not None:
+        data = run.eval_data
         limited = _Limited(data, eval_batches)
-        run_evaluation(trainer.loss_head, _Limited(data, 1), [], experiment.act.halt_max_steps,
-                       step=trainer.step_fn)  # warm-up: compiles the evaluation graph
+        run_evaluation(run.loss_head, _Limited(data, 1), [], experiment.act.halt_max_steps,
+                       step=run.step_fn)  # warm-up: compiles the evaluation graph
         _sync(device)
         eval_warm = _compile_counters()
         start = time.perf_counter()
-        run_evaluation(trainer.loss_head, limited, [], experiment.act.halt_max_steps, step=trainer.step_fn)
+        run_evaluation(run.loss_head, limited, [], experiment.act.halt_max_steps, step=run.step_fn)
         _sync(device)
         seconds = time.perf_counter() - start
         puzzles = min(limited.count * data.global_batch_size, data.num_examples)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import click
 
     from rrcore.data import DatasetMetadata
+    from rrcore.protocols import RunContext
     from rrcore.registry import (
         DatasetSpec,
         EvaluatorSpec,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
         OptimizerSpec,
         TaskSpec,
     )
-    from rrcore.trainer import RunContext
     from rrcore.views import PuzzleView
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
