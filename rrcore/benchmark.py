@@ -22,7 +22,7 @@ import torch
 
 from rrcore import distributed
 from rrcore.config import Experiment
-from rrcore.run import build_run, run_evaluation
+from rrcore.run import Run, build_run, run_evaluation
 from rrcore.trainer import train_step
 
 
@@ -124,23 +124,27 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         figures["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
     if eval_batches and run.eval_data is not None:
-        data = run.eval_data
-        limited = _Limited(data, eval_batches)
-        run_evaluation(run.loss_head, _Limited(data, 1), [], experiment.act.halt_max_steps,
-                       step=run.step_fn)  # warm-up: compiles the evaluation graph
-        _sync(device)
-        eval_warm = _compile_counters()
-        start = time.perf_counter()
-        run_evaluation(run.loss_head, limited, [], experiment.act.halt_max_steps, step=run.step_fn)
-        _sync(device)
-        seconds = time.perf_counter() - start
-        puzzles = min(limited.count * data.global_batch_size, data.num_examples)
-        figures["eval_global_batch_size"] = data.global_batch_size
-        figures["eval_puzzles_per_second"] = round(puzzles / seconds, 1)
-        figures["eval_halt_max_steps"] = experiment.act.halt_max_steps
-        figures["eval_recompiles_after_warmup"] = _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"]
+        figures.update(_eval_figures(run, eval_batches))
         figures["graph_breaks"] = _compile_counters()["graph_breaks"] - counters_start["graph_breaks"]
     return figures
+
+
+def _eval_figures(run: Run, eval_batches: int) -> dict[str, Any]:
+    """Evaluation throughput over ``eval_batches`` batches, after one untimed (compiling) batch."""
+    data, halt_max_steps, device = run.eval_data, run.experiment.act.halt_max_steps, run.device
+    run_evaluation(run.loss_head, _Limited(data, 1), [], halt_max_steps, step=run.step_fn)
+    _sync(device)
+    eval_warm = _compile_counters()
+    limited = _Limited(data, eval_batches)
+    start = time.perf_counter()
+    run_evaluation(run.loss_head, limited, [], halt_max_steps, step=run.step_fn)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    puzzles = min(limited.count * data.global_batch_size, data.num_examples)
+    return {"eval_global_batch_size": data.global_batch_size,
+            "eval_puzzles_per_second": round(puzzles / seconds, 1),
+            "eval_halt_max_steps": halt_max_steps,
+            "eval_recompiles_after_warmup": _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"]}
 
 
 def scaling(figures: dict[str, Any], single: dict[str, Any]) -> dict[str, Any]:

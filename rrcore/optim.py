@@ -1,4 +1,7 @@
-"""rr's AdamAtan2: the papers' optimizer, its update compiled on CUDA.
+"""The optimizers of a run: rr's AdamAtan2, and :class:`Optimizers`, which steps the
+model's optimizer and the puzzle embedding's sign-SGD as one.
+
+AdamAtan2 is the papers' optimizer, its update compiled on CUDA.
 
 The update is the original CUDA AdamATan2's (Everett et al., "Scaling Exponents
 Across Parameterizations and Optimizers", 2024), with adam-atan2-pytorch's optional
