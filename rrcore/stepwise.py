@@ -133,15 +133,15 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
     Runs the plain loss head eagerly (never the compiled step) in eval mode, with the
     EMA weights when the run keeps them, as evaluation does.
     """
-    parts = run.run
-    if parts.eval_data is None:
-        raise RunInputError(f"{parts.data_dir}: the data set has no test split to look at")
-    model = parts.model
+    built = run.run
+    if built.eval_data is None:
+        raise RunInputError(f"{built.data_dir}: the data set has no test split to look at")
+    model = built.model
     if record_states and not model_records_states(model):
-        spec = parts.registry.get("model", run.experiment.model.plugin)
+        spec = built.registry.get("model", run.experiment.model.plugin)
         raise RunInputError(f"model plugin {spec.name!r} ({spec.distribution} {spec.version}) does not record its "
                             f"states: it needs recording_states() (rrcore.protocols.RecordsStates)")
-    loss_head = parts.loss_head
+    loss_head = built.loss_head
     was_training = loss_head.training
     loss_head.eval()
     parts: dict[str, list[np.ndarray]] = {}
@@ -150,8 +150,8 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
     steps = run.experiment.act.halt_max_steps
     seen = 0
     try:
-        with parts.evaluation_weights():
-            for batch in parts.eval_data.eval_batches():
+        with built.evaluation_weights():
+            for batch in built.eval_data.eval_batches():
                 if seen >= count:
                     break
                 keep = batch["valid"].cpu().numpy().copy()
