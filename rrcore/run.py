@@ -169,8 +169,7 @@ class Run:
         run keeps one (restored afterwards), else the trained ones."""
         return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
 
-    def evaluate(self, output_dir: Path, *, step: int = 0, predictions: bool = False,
-                 trace: bool = False) -> dict[str, float]:
+    def evaluate(self, output_dir: Path, *, predictions: bool = False, trace: bool = False) -> dict[str, float]:
         """Run every evaluator over the test split (EMA weights when enabled); each
         evaluator writes under ``output_dir / <its name>``.
 

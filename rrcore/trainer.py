@@ -381,7 +381,7 @@ class Trainer:
     def evaluate(self, output_dir: Path | None = None) -> dict[str, float]:
         """Every evaluator over the test split (see :meth:`rrcore.run.Run.evaluate`), writing
         under ``eval/step_<step>`` of the run folder unless ``output_dir`` says otherwise."""
-        return self.run.evaluate(output_dir or self.run_dir / "eval" / f"step_{self.step}", step=self.step)
+        return self.run.evaluate(output_dir or self.run_dir / "eval" / f"step_{self.step}")
 
 
 def train(experiment: Experiment, *, registry: Registry | None = None, resume: str | None = None,
