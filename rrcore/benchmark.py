@@ -68,56 +68,22 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
     evaluation batches of ``halt_max_steps`` ACT steps each. Nothing is saved."""
     run = build_run(experiment, evaluators=False)
     device = run.device
-    batches = run.train_data.train_batches()
-    sums: dict[str, torch.Tensor] = {}
-    carries: list[Any] = []
-    step = 0
     counters_start = _compile_counters()
-    started = time.perf_counter()
-    first_step_seconds = None
-    for i in range(warmup):
-        train_step(run, carries, next(batches)[1], sums, step)
-        step += 1
-        if i == 0:
-            _sync(device)
-            first_step_seconds = time.perf_counter() - started
-    _sync(device)
-    after_warmup = _compile_counters()
-    timer = _StepTimer(device)
-    start = time.perf_counter()
-    timer.mark()
-    for _ in range(steps):
-        train_step(run, carries, next(batches)[1], sums, step)
-        step += 1
-        timer.mark()
-    _sync(device)
-    seconds = time.perf_counter() - start
-    rank_step_ms = distributed.gather_floats(statistics.median(timer.durations_ms()), device)
-    step_ms = max(rank_step_ms)
-    after_steps = _compile_counters()
-    batch = experiment.train.global_batch_size
     figures: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "model": experiment.model.plugin,
         "parameters": sum(p.numel() for p in run.model.parameters()),
-        "global_batch_size": batch,
+        "global_batch_size": experiment.train.global_batch_size,
         "world_size": run.layout.world_size,
         "compile": run.step_fn.compiled,
         "cuda_graphs": run.step_fn.cuda_graphs,
         "dtype": str(run.forward_dtype).replace("torch.", ""),
-        "first_step_seconds": round(first_step_seconds, 2) if first_step_seconds is not None else None,
-        "timed_steps": steps,
-        "step_ms": round(step_ms, 2),
-        "mean_step_ms": round(1000 * seconds / steps, 2),
-        "train_examples_per_second": round(batch * 1000 / step_ms, 1),
-        "step_ms_per_rank": [round(ms, 2) for ms in rank_step_ms],
-        "train_examples_per_second_per_rank": [round(run.layout.local_batch * 1000 / ms, 1)
-                                               for ms in rank_step_ms],
-        "graph_breaks": after_steps["graph_breaks"] - counters_start["graph_breaks"],
-        "recompiles_after_warmup": after_steps["graphs_compiled"] - after_warmup["graphs_compiled"],
-        "cudagraph_skips": after_steps["cudagraph_skips"] - counters_start["cudagraph_skips"],
+        **_training_figures(run, steps, warmup),
     }
+    after_steps = _compile_counters()
+    figures["graph_breaks"] = after_steps["graph_breaks"] - counters_start["graph_breaks"]
+    figures["cudagraph_skips"] = after_steps["cudagraph_skips"] - counters_start["cudagraph_skips"]
     if device.type == "cuda":
         # Over warm-up too: a CUDA-graph replay allocates nothing, its memory was taken
         # when the graph was recorded.
@@ -127,6 +93,42 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         figures.update(_eval_figures(run, eval_batches))
         figures["graph_breaks"] = _compile_counters()["graph_breaks"] - counters_start["graph_breaks"]
     return figures
+
+
+def _training_figures(run: Run, steps: int, warmup: int) -> dict[str, Any]:
+    """Step times of ``steps`` training steps after ``warmup`` untimed ones (the first one timed alone)."""
+    device, batches = run.device, run.train_data.train_batches()
+    sums: dict[str, torch.Tensor] = {}
+    carries: list[Any] = []
+    started = time.perf_counter()
+    first_step_seconds = None
+    for i in range(warmup):
+        train_step(run, carries, next(batches)[1], sums, i)
+        if i == 0:
+            _sync(device)
+            first_step_seconds = time.perf_counter() - started
+    _sync(device)
+    after_warmup = _compile_counters()
+    timer = _StepTimer(device)
+    start = time.perf_counter()
+    timer.mark()
+    for i in range(steps):
+        train_step(run, carries, next(batches)[1], sums, warmup + i)
+        timer.mark()
+    _sync(device)
+    seconds = time.perf_counter() - start
+    rank_step_ms = distributed.gather_floats(statistics.median(timer.durations_ms()), device)
+    step_ms = max(rank_step_ms)
+    return {
+        "first_step_seconds": round(first_step_seconds, 2) if first_step_seconds is not None else None,
+        "timed_steps": steps,
+        "step_ms": round(step_ms, 2),
+        "mean_step_ms": round(1000 * seconds / steps, 2),
+        "train_examples_per_second": round(run.layout.global_batch_size * 1000 / step_ms, 1),
+        "step_ms_per_rank": [round(ms, 2) for ms in rank_step_ms],
+        "train_examples_per_second_per_rank": [round(run.layout.local_batch * 1000 / ms, 1) for ms in rank_step_ms],
+        "recompiles_after_warmup": _compile_counters()["graphs_compiled"] - after_warmup["graphs_compiled"],
+    }
 
 
 def _eval_figures(run: Run, eval_batches: int) -> dict[str, Any]:
