@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
+from rrcore.metrics import PER_EXAMPLE, PER_HALTED
 from rrcore.nn import IGNORE_LABEL, LOSS_FUNCTIONS
 from rrcore.protocols import Batch, InnerCarry, Model, Outputs
 from rrcore.validators import at_least, fraction, non_negative
@@ -86,26 +87,20 @@ def _rows(mask: Tensor, like: Tensor) -> Tensor:
 class ACTModel(nn.Module):
     """An inner recurrence plus the ACT halting loop.
 
-    Exploration noise is drawn from ``exploration_generator`` for the *global*
-    batch and sliced to this rank's rows (``row_offset``, ``global_batch_size``), so
-    a run's halting decisions do not depend on how many ranks share the batch.
+    Exploration noise is drawn from ``generator`` for the *global* batch of
+    ``global_batch_size`` rows and sliced to the caller's rows (:meth:`exploration`'s
+    ``row_offset``), so a run's halting decisions do not depend on how many ranks or
+    micro-batches share the batch. Without a ``global_batch_size`` each draw covers
+    just the rows asked for; without a ``generator`` it comes from torch's global one.
     """
 
-    def __init__(self, inner: Model, config: ACTConfig) -> None:
+    def __init__(self, inner: Model, config: ACTConfig, *, generator: torch.Generator | None = None,
+                 global_batch_size: int | None = None) -> None:
         super().__init__()
         self.inner = inner
         self.config = config
-        self.exploration_generator: torch.Generator | None = None
-        self.row_offset = 0
-        self.global_batch_size: int | None = None
-        self.set_inner_step(inner)
-
-    def set_inner_step(self, step: Callable[[InnerCarry, Batch], tuple[InnerCarry, Outputs]]) -> None:
-        """Use ``step`` (e.g. ``torch.compile(inner)``) for the inner recurrence.
-
-        Kept outside the module tree so state dicts hold the plain module's keys once.
-        """
-        self.__dict__["inner_step"] = step
+        self.exploration_generator = generator
+        self.global_batch_size = global_batch_size
 
     def initial_carry(self, batch: Batch) -> Carry:
         """A carry whose rows are all halted, so the first step loads ``batch``."""
@@ -123,11 +118,11 @@ class ACTModel(nn.Module):
         """Whether training steps take an ``exploration`` draw (see :meth:`exploration`)."""
         return self.config.halt_exploration_prob > 0 and self.config.halt_max_steps > 1
 
-    def exploration(self, batch_size: int, device: torch.device) -> Tensor:
-        """Minimum steps before each row of this micro-batch may halt (0: no minimum).
+    def exploration(self, batch_size: int, device: torch.device, row_offset: int = 0) -> Tensor:
+        """Minimum steps before each of ``batch_size`` rows may halt (0: no minimum).
 
-        Drawn from ``exploration_generator`` for the whole global batch and sliced to
-        this rank's rows, so halting does not depend on the number of ranks. The
+        Drawn for the whole global batch and sliced to the rows from ``row_offset`` (this
+        rank's micro-batch), so halting does not depend on the number of ranks. The
         trainer calls it outside the compiled step (a generator cannot be traced)
         and passes the result to :meth:`forward`.
         """
@@ -135,7 +130,7 @@ class ACTModel(nn.Module):
         draw = torch.rand(total, generator=self.exploration_generator, device=device)
         steps = torch.randint(2, self.config.halt_max_steps + 1, (total,),
                               generator=self.exploration_generator, device=device)
-        rows = slice(self.row_offset, self.row_offset + batch_size)
+        rows = slice(row_offset, row_offset + batch_size)
         return torch.where(draw[rows] < self.config.halt_exploration_prob, steps[rows], 0)
 
     def forward(self, carry: Carry, batch: Batch, exploration: Tensor | None = None) -> tuple[Carry, Outputs]:
@@ -148,7 +143,7 @@ class ACTModel(nn.Module):
         if self.training and self.explores and exploration is None:
             exploration = self.exploration(steps.shape[0], steps.device)
 
-        inner, outputs = self.inner_step(inner, current)
+        inner, outputs = self.inner(inner, current)
 
         with torch.no_grad():
             steps = steps + 1
@@ -165,7 +160,7 @@ class ACTModel(nn.Module):
                 if self.config.q_continue:
                     # Bootstrapped target (HRM): the value of continuing is the best of
                     # halting or continuing at the next step, or halting if none is left.
-                    _, next_outputs = self.inner_step(inner, current)
+                    _, next_outputs = self.inner(inner, current)
                     next_halt = next_outputs["q_halt_logits"]
                     next_continue = next_outputs["q_continue_logits"]
                     outputs["target_q_continue"] = torch.sigmoid(
@@ -191,8 +186,12 @@ class ACTLossHead(nn.Module):
     """LM loss + Q-halt BCE against "whole sequence correct" (+ Q-continue BCE).
 
     Returns sums over this rank's rows (see :class:`rrcore.protocols.LossHead`);
-    accuracy metrics count only rows that halted at this step.
+    accuracy metrics count only rows that halted at this step, ``count`` of them.
     """
+
+    metric_reductions = {"lm_loss": PER_EXAMPLE, "q_halt_loss": PER_EXAMPLE, "q_continue_loss": PER_EXAMPLE,
+                         "accuracy": PER_HALTED, "exact_accuracy": PER_HALTED, "q_halt_accuracy": PER_HALTED,
+                         "steps": PER_HALTED}
 
     def __init__(self, model: ACTModel, config: ACTLossConfig | None = None) -> None:
         super().__init__()
@@ -256,6 +255,7 @@ class CompiledStep:
 
     def __init__(self, loss_head: nn.Module, *, compile: bool, cuda_graphs: bool = False) -> None:
         self.loss_head = loss_head
+        self.compiled = compile
         self.cuda_graphs = compile and cuda_graphs
         self.fn = (torch.compile(loss_head, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None)
                    if compile else loss_head)

@@ -22,7 +22,8 @@ import torch
 
 from rrcore import distributed
 from rrcore.config import Experiment
-from rrcore.trainer import Trainer, run_evaluation
+from rrcore.run import Run, build_run, run_evaluation
+from rrcore.trainer import train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -65,15 +66,44 @@ class _StepTimer:
 def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_batches: int = 2) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` untimed ones, then ``eval_batches``
     evaluation batches of ``halt_max_steps`` ACT steps each. Nothing is saved."""
-    trainer = Trainer(experiment, run_dir="/dev/null/unused")
-    device = trainer.device
-    batches = trainer.train_data.train_batches()
-    sums: dict[str, torch.Tensor] = {}
+    run = build_run(experiment, evaluators=False)
+    device = run.device
     counters_start = _compile_counters()
+    figures: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "model": experiment.model.plugin,
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "global_batch_size": experiment.train.global_batch_size,
+        "world_size": run.layout.world_size,
+        "compile": run.step_fn.compiled,
+        "cuda_graphs": run.step_fn.cuda_graphs,
+        "dtype": str(run.forward_dtype).replace("torch.", ""),
+        **_training_figures(run, steps, warmup),
+    }
+    after_steps = _compile_counters()
+    figures["graph_breaks"] = after_steps["graph_breaks"] - counters_start["graph_breaks"]
+    figures["cudagraph_skips"] = after_steps["cudagraph_skips"] - counters_start["cudagraph_skips"]
+    if device.type == "cuda":
+        # Over warm-up too: a CUDA-graph replay allocates nothing, its memory was taken
+        # when the graph was recorded.
+        figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        figures["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
+    if eval_batches and run.eval_data is not None:
+        figures.update(_eval_figures(run, eval_batches))
+        figures["graph_breaks"] = _compile_counters()["graph_breaks"] - counters_start["graph_breaks"]
+    return figures
+
+
+def _training_figures(run: Run, steps: int, warmup: int) -> dict[str, Any]:
+    """Step times of ``steps`` training steps after ``warmup`` untimed ones (the first one timed alone)."""
+    device, batches = run.device, run.train_data.train_batches()
+    sums: dict[str, torch.Tensor] = {}
+    carries: list[Any] = []
     started = time.perf_counter()
     first_step_seconds = None
     for i in range(warmup):
-        trainer.train_step(next(batches)[1], sums)
+        train_step(run, carries, next(batches)[1], sums, i)
         if i == 0:
             _sync(device)
             first_step_seconds = time.perf_counter() - started
@@ -82,60 +112,41 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
     timer = _StepTimer(device)
     start = time.perf_counter()
     timer.mark()
-    for _ in range(steps):
-        trainer.train_step(next(batches)[1], sums)
+    for i in range(steps):
+        train_step(run, carries, next(batches)[1], sums, warmup + i)
         timer.mark()
     _sync(device)
     seconds = time.perf_counter() - start
     rank_step_ms = distributed.gather_floats(statistics.median(timer.durations_ms()), device)
     step_ms = max(rank_step_ms)
-    after_steps = _compile_counters()
-    batch = experiment.train.global_batch_size
-    figures: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "model": experiment.model.plugin,
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "global_batch_size": batch,
-        "world_size": trainer.world_size,
-        "compile": trainer.compiled,
-        "cuda_graphs": trainer.cuda_graphs,
-        "dtype": str(trainer.forward_dtype).replace("torch.", ""),
+    return {
         "first_step_seconds": round(first_step_seconds, 2) if first_step_seconds is not None else None,
         "timed_steps": steps,
         "step_ms": round(step_ms, 2),
         "mean_step_ms": round(1000 * seconds / steps, 2),
-        "train_examples_per_second": round(batch * 1000 / step_ms, 1),
+        "train_examples_per_second": round(run.layout.global_batch_size * 1000 / step_ms, 1),
         "step_ms_per_rank": [round(ms, 2) for ms in rank_step_ms],
-        "train_examples_per_second_per_rank": [round(trainer.local_batch * 1000 / ms, 1)
-                                               for ms in rank_step_ms],
-        "graph_breaks": after_steps["graph_breaks"] - counters_start["graph_breaks"],
-        "recompiles_after_warmup": after_steps["graphs_compiled"] - after_warmup["graphs_compiled"],
-        "cudagraph_skips": after_steps["cudagraph_skips"] - counters_start["cudagraph_skips"],
+        "train_examples_per_second_per_rank": [round(run.layout.local_batch * 1000 / ms, 1) for ms in rank_step_ms],
+        "recompiles_after_warmup": _compile_counters()["graphs_compiled"] - after_warmup["graphs_compiled"],
     }
-    if device.type == "cuda":
-        # Over warm-up too: a CUDA-graph replay allocates nothing, its memory was taken
-        # when the graph was recorded.
-        figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        figures["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
-    if eval_batches and trainer.eval_data is not None:
-        data = trainer.eval_data
-        limited = _Limited(data, eval_batches)
-        run_evaluation(trainer.loss_head, _Limited(data, 1), [], experiment.act.halt_max_steps,
-                       step=trainer.step_fn)  # warm-up: compiles the evaluation graph
-        _sync(device)
-        eval_warm = _compile_counters()
-        start = time.perf_counter()
-        run_evaluation(trainer.loss_head, limited, [], experiment.act.halt_max_steps, step=trainer.step_fn)
-        _sync(device)
-        seconds = time.perf_counter() - start
-        puzzles = min(limited.count * data.global_batch_size, data.num_examples)
-        figures["eval_global_batch_size"] = data.global_batch_size
-        figures["eval_puzzles_per_second"] = round(puzzles / seconds, 1)
-        figures["eval_halt_max_steps"] = experiment.act.halt_max_steps
-        figures["eval_recompiles_after_warmup"] = _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"]
-        figures["graph_breaks"] = _compile_counters()["graph_breaks"] - counters_start["graph_breaks"]
-    return figures
+
+
+def _eval_figures(run: Run, eval_batches: int) -> dict[str, Any]:
+    """Evaluation throughput over ``eval_batches`` batches, after one untimed (compiling) batch."""
+    data, halt_max_steps, device = run.eval_data, run.experiment.act.halt_max_steps, run.device
+    run_evaluation(run.loss_head, _Limited(data, 1), [], halt_max_steps, step=run.step_fn)
+    _sync(device)
+    eval_warm = _compile_counters()
+    limited = _Limited(data, eval_batches)
+    start = time.perf_counter()
+    run_evaluation(run.loss_head, limited, [], halt_max_steps, step=run.step_fn)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    puzzles = min(limited.count * data.global_batch_size, data.num_examples)
+    return {"eval_global_batch_size": data.global_batch_size,
+            "eval_puzzles_per_second": round(puzzles / seconds, 1),
+            "eval_halt_max_steps": halt_max_steps,
+            "eval_recompiles_after_warmup": _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"]}
 
 
 def scaling(figures: dict[str, Any], single: dict[str, Any]) -> dict[str, Any]:

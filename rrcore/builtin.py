@@ -107,7 +107,8 @@ class ExactEvaluator:
     def __init__(self, config: ExactConfig, context: EvalContext) -> None:
         self.context = context
 
-    def begin_eval(self) -> None:
+    def begin_eval(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
         self._sums = torch.zeros(3, dtype=torch.float64, device=self.context.device)
 
     def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
@@ -129,9 +130,8 @@ class ExactEvaluator:
             return None
         count = max(count, 1.0)
         results = {"accuracy": accuracy / count, "exact_accuracy": exact / count, "count": count}
-        output_dir = Path(self.context.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         return results
 
 

@@ -3,11 +3,18 @@
 A save writes every file into ``checkpoints/.tmp-step_N`` and renames the folder
 to ``checkpoints/step_N`` only when all ranks have finished writing, then
 rewrites ``latest`` (itself atomically). A crash at any point leaves the previous
-checkpoint and the pointer to it intact. Files::
+checkpoint and the pointer to it intact.
 
-    state.pt        model (+ EMA) weights, optimizer and scheduler states (rank 0)
-    rank<R>.pt      that rank's RNG states and ACT carry
-    trainer.json    step, data stream position, wall time
+The ``.pt`` files hold named parts, each the ``state_dict()`` of a :class:`Stateful`
+part of the run; restoring calls each part's ``load_state_dict`` and names any part
+the checkpoint lacks. Files::
+
+    state.pt        parts kept once (written by rank 0): ``model`` (weights and buffers,
+                    the puzzle-embedding tables included), ``ema`` (with ``train.ema``) and
+                    ``optimizers`` (each optimizer's state by name: ``model``, ``puzzle_emb``)
+    rank<R>.pt      that rank's parts: ``rng`` (torch, CUDA and ACT exploration generator
+                    states) and ``carries`` (the ACT carry of each micro-batch)
+    trainer.json    step, data stream position, world size, accumulation steps, total steps
     config.toml     the resolved experiment
 
 A checkpoint resumes with another number of ranks (or accumulation steps): each rank
@@ -20,8 +27,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -32,6 +40,41 @@ STEP_DIR = re.compile(r"^step_(\d+)$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or unreadable; names the file."""
+
+
+class Stateful(Protocol):
+    """A part of a run that a checkpoint saves: a module, an optimizer, the EMA..."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> Any: ...
+
+
+def state_of(parts: Mapping[str, Stateful]) -> dict[str, Any]:
+    """What a checkpoint file holds for ``parts``: each part's state by name."""
+    return {name: part.state_dict() for name, part in parts.items()}
+
+
+def load_parts(parts: Mapping[str, Stateful], saved: Mapping[str, Any], where: Path) -> None:
+    """Restore every part from ``saved`` (a checkpoint file's dict of part states);
+    a part the file lacks is a :class:`CheckpointError` naming it and the file."""
+    missing = [name for name in parts if saved.get(name) is None]
+    if missing:
+        held = ", ".join(name for name, state in saved.items() if state is not None) or "nothing"
+        hint = (" (its run kept no EMA: resume with train.ema = false)" if missing[0] == "ema" else "")
+        raise CheckpointError(f"{where}: no {missing[0]!r} state to restore; the file holds {held}{hint}")
+    for name, part in parts.items():
+        part.load_state_dict(saved[name])
+
+
+def upgrade_rank_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A rank file in the current layout (``rng``, ``carries``); rank files written before
+    named parts held ``torch_rng``, ``cuda_rng``, ``exploration_rng`` and ``carries``."""
+    if "torch_rng" not in state:
+        return state
+    return {"rng": {"torch": state["torch_rng"], "cuda": state.get("cuda_rng"),
+                    "exploration": state["exploration_rng"]},
+            "carries": state.get("carries") or []}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -122,7 +165,7 @@ def load_checkpoint(path: Path, rank: int = 0) -> tuple[dict[str, Any], dict[str
     """(shared state, this rank's state or None, trainer state) of a checkpoint folder."""
     shared = load_file(path / "state.pt")
     rank_file = path / f"rank{rank}.pt"
-    per_rank = load_file(rank_file) if rank_file.exists() else None
+    per_rank = upgrade_rank_state(load_file(rank_file)) if rank_file.exists() else None
     try:
         trainer_state = json.loads((path / "trainer.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError) as error:
@@ -137,15 +180,15 @@ def rank_state_for_layout(path: Path, trainer_state: dict[str, Any], rank: int, 
     The ACT carries of every saved rank, in global row order, are cut anew for this
     layout, so each row goes on with the example and latent state it had. The RNG states
     are rank 0's: every rank draws exploration noise for the whole global batch from the
-    same seed, so all ranks' exploration generators are equal. ``carries`` is None when
+    same seed, so all ranks' exploration generators are equal. ``carries`` is empty when
     the saved carries do not cover ``global_batch_size`` rows (the batch size changed).
     """
     saved_world = int(trainer_state.get("world_size", 1))
     saved_accum = int(trainer_state.get("grad_accum_steps", 1))
-    states = [load_file(path / f"rank{r}.pt") for r in range(saved_world)]
+    states = [upgrade_rank_state(load_file(path / f"rank{r}.pt")) for r in range(saved_world)]
     state = dict(states[0])
     carries = [carry for saved in states for carry in (saved.get("carries") or [])]
-    state["carries"] = None
+    state["carries"] = []
     if len(carries) == saved_world * saved_accum:
         rows = sum(int(carry["steps"].shape[0]) for carry in carries)
         if rows == global_batch_size:

@@ -36,7 +36,7 @@ def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
     from rrcore.checkpoint import CheckpointError
     from rrcore.config import ConfigError
     from rrcore.data import DataFormatError
-    from rrcore.trainer import TrainingError
+    from rrcore.run import TrainingError
 
     try:
         yield

@@ -23,6 +23,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from rrcore.act import ACTConfig
 from rrcore.inference import EvalConfig
+from rrcore.optim import PuzzleEmbOptimizerConfig
 from rrcore.registry import Registry, UnknownPluginError
 from rrcore.validators import (
     Each,
@@ -70,7 +71,9 @@ class TrainConfig:
     """``[train]``: optimisation, schedule, evaluation and checkpoint cadence.
 
     Intervals in epochs may be fractions; an epoch is every puzzle group once
-    (``total_groups * mean_puzzle_examples / global_batch_size`` steps).
+    (``total_groups * mean_puzzle_examples / global_batch_size`` steps). ``lr``,
+    ``weight_decay`` and ``betas`` are the ``[optimizer]`` plugin's; the puzzle
+    embedding's sign-SGD has its own in ``[optimizer.puzzle_emb]``.
     """
 
     global_batch_size: int = attrs.field(default=768, validator=at_least(1))
@@ -83,8 +86,6 @@ class TrainConfig:
     weight_decay: float = attrs.field(default=0.1, validator=non_negative)
     betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95],
                                      validator=Each(in_range(0, 1, high_open=True)))
-    puzzle_emb_lr: float = attrs.field(default=1e-2, validator=non_negative)
-    puzzle_emb_weight_decay: float = attrs.field(default=0.1, validator=non_negative)
     grad_clip: float = attrs.field(default=0.0, validator=non_negative)  # 0 = off
     ema: bool = False
     ema_rate: float = attrs.field(default=0.999, validator=in_range(0, 1, high_open=True))
@@ -115,6 +116,21 @@ class PluginSection:
 
 
 @attrs.define
+class OptimizerSection(PluginSection):
+    """``[optimizer]``: the plugin that trains the model's parameters, and
+    ``[optimizer.puzzle_emb]``, the sign-SGD that trains sparse puzzle embeddings."""
+
+    puzzle_emb: PuzzleEmbOptimizerConfig = attrs.field(factory=PuzzleEmbOptimizerConfig)
+
+
+# Keys that moved: old experiment files (and the config.toml of older runs) still load.
+MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("train", "puzzle_emb_lr"): ("optimizer.puzzle_emb", "lr"),
+    ("train", "puzzle_emb_weight_decay"): ("optimizer.puzzle_emb", "weight_decay"),
+}
+
+
+@attrs.define
 class Experiment:
     """A whole experiment, resolved and validated."""
 
@@ -123,7 +139,7 @@ class Experiment:
     model: PluginSection
     act: ACTConfig
     loss: PluginSection
-    optimizer: PluginSection
+    optimizer: OptimizerSection
     train: TrainConfig
     evaluators: list[PluginSection]
     loggers: list[PluginSection]
@@ -138,7 +154,8 @@ class Experiment:
 
         return {
             "run": attrs.asdict(self.run), "data": section(self.data), "model": section(self.model),
-            "act": attrs.asdict(self.act), "loss": section(self.loss), "optimizer": section(self.optimizer),
+            "act": attrs.asdict(self.act), "loss": section(self.loss),
+            "optimizer": {**section(self.optimizer), "puzzle_emb": attrs.asdict(self.optimizer.puzzle_emb)},
             "train": attrs.asdict(self.train), "evaluators": [section(s) for s in self.evaluators],
             "loggers": [section(s) for s in self.loggers], "eval": attrs.asdict(self.eval),
         }
@@ -299,6 +316,26 @@ def _plugin_section(raw: Any, kind: str, where: str, path: str, registry: Regist
     return PluginSection(name, structure(raw, spec.config_class, where, path))
 
 
+def _move_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` with keys of :data:`MOVED_KEYS` at their new place, saying so on stderr;
+    a key given at both places is a :class:`ConfigError`."""
+    raw = {name: dict(value) if isinstance(value, dict) else value for name, value in raw.items()}
+    for (section, key), (new_table, new_key) in MOVED_KEYS.items():
+        if not isinstance(raw.get(section), dict) or key not in raw[section]:
+            continue
+        table = raw
+        for name in new_table.split("."):
+            if not isinstance(table.get(name, {}), dict):
+                raise ConfigError(f"{where}: {name}: expected a table, got {table[name]!r}")
+            table[name] = table = dict(table.get(name, DEFAULTS.get(name, {})))
+        if new_key in table:
+            raise ConfigError(f"{where}: {section}.{key}: moved to {new_table}.{new_key}, which is also set; "
+                              f"keep only {new_table}.{new_key}")
+        table[new_key] = raw[section].pop(key)
+        print(f"rr: note: {where}: {section}.{key} is now {new_table}.{new_key} (read as such)", file=sys.stderr)
+    return raw
+
+
 def resolve(raw: dict[str, Any], registry: Registry, where: str = "<experiment>") -> Experiment:
     """Validate a raw experiment dict (after overrides) into an :class:`Experiment`."""
     for key in raw:
@@ -309,11 +346,20 @@ def resolve(raw: dict[str, Any], registry: Registry, where: str = "<experiment>"
     for required in ("data", "model"):
         if required not in raw:
             raise ConfigError(f"{where}: [{required}] section is missing (it needs at least a 'plugin' key)")
+    raw = _move_keys(raw, where)
     values: dict[str, Any] = {}
     for name, cls in CORE_SECTIONS.items():
         values[name] = structure(raw.get(name, {}), cls, where, name)
+    optimizer = raw.get("optimizer", DEFAULTS["optimizer"])
+    puzzle_emb = {}
+    if isinstance(optimizer, dict):
+        optimizer = dict(optimizer)
+        puzzle_emb = optimizer.pop("puzzle_emb", {})
+        raw = {**raw, "optimizer": optimizer}
+    puzzle_emb = structure(puzzle_emb, PuzzleEmbOptimizerConfig, where, "optimizer.puzzle_emb")
     for name, kind in PLUGIN_SECTIONS.items():
         values[name] = _plugin_section(raw.get(name, DEFAULTS.get(name)), kind, where, name, registry)
+    values["optimizer"] = OptimizerSection(values["optimizer"].plugin, values["optimizer"].config, puzzle_emb)
     for name, kind in LIST_SECTIONS.items():
         entries = raw.get(name, DEFAULTS[name])
         if not isinstance(entries, list):

@@ -1,33 +1,17 @@
-"""What evaluators receive, and helpers for gathering their results across ranks."""
+"""What evaluators receive (:class:`EvalContext`, defined with the other contracts in
+:mod:`rrcore.protocols`), and helpers for gathering their results across ranks."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 import torch.distributed as dist
 
-from rrcore.data import DatasetMetadata
 from rrcore.distributed import is_distributed
+from rrcore.protocols import EvalContext
 
-
-@attrs.define
-class EvalContext:
-    """Passed to evaluator factories.
-
-    ``data_dir`` is the split folder being evaluated (``.../test``), so evaluators can
-    read files their builder wrote beside the arrays (ratings, augmentation maps);
-    ``output_dir`` is where they write predictions and submissions (rank 0).
-    """
-
-    metadata: DatasetMetadata
-    data_dir: Path
-    output_dir: Path
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
+__all__ = ["EvalContext", "all_reduce_sum", "gather_to_rank0"]
 
 
 def gather_to_rank0(obj: Any) -> list[Any] | None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import click
 
     from rrcore.data import DatasetMetadata
+    from rrcore.protocols import RunContext
     from rrcore.registry import (
         DatasetSpec,
         EvaluatorSpec,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
         OptimizerSpec,
         TaskSpec,
     )
-    from rrcore.trainer import RunContext
     from rrcore.views import PuzzleView
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -90,8 +90,9 @@ def rr_register_optimizers() -> list[OptimizerSpec]:
 
     ``param_groups`` is a list of dicts with ``params``, ``param_names``, ``lr``,
     ``weight_decay`` and ``betas`` already set from the experiment's ``[train]`` section; the
-    optimizer config holds only the optimizer's own extra keys. The core
-    registers ``adam_atan2`` (default) and ``adamw``.
+    optimizer config holds only the optimizer's own extra keys. Sparse puzzle
+    embeddings are not among the parameters: the core trains them with sign-SGD
+    (``[optimizer.puzzle_emb]``). The core registers ``adam_atan2`` (default) and ``adamw``.
     """
 
 

@@ -194,7 +194,7 @@ def pools(batches: Iterable[Batch], seq_len: int, max_steps: int, trace: bool,
 def task_for(registry: Any, data_section: Any, metadata: Any) -> PuzzleTask | None:
     """The data set's :class:`~rrcore.protocols.PuzzleTask` (``rr_register_tasks``), or None
     when its plugin registers none. A failing factory raises naming the plugin."""
-    from rrcore.trainer import build
+    from rrcore.run import build
 
     spec = registry.components.get("task", {}).get(data_section.plugin)
     return build(spec, data_section.config, metadata) if spec is not None else None
@@ -317,8 +317,8 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
     adaptive = settings.halting == "adaptive"
     was_training = loss_head.training
     loss_head.eval()
-    for _, evaluator in evaluators:
-        evaluator.begin_eval()
+    for name, evaluator in evaluators:
+        evaluator.begin_eval(Path(output_dir) / name)
     keep = sorted(set().union(*(getattr(e, "required_outputs", set()) for _, e in evaluators)) - {"preds"})
     seq_len = data.metadata.seq_len
     device = next(iter(loss_head.parameters())).device

@@ -1,4 +1,7 @@
-"""rr's AdamAtan2: the papers' optimizer, its update compiled on CUDA.
+"""The optimizers of a run: rr's AdamAtan2, and :class:`Optimizers`, which steps the
+model's optimizer and the puzzle embedding's sign-SGD as one.
+
+AdamAtan2 is the papers' optimizer, its update compiled on CUDA.
 
 The update is the original CUDA AdamATan2's (Everett et al., "Scaling Exponents
 Across Parameterizations and Optimizers", 2024), with adam-atan2-pytorch's optional
@@ -25,8 +28,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import torch
 from torch import Tensor
+
+from rrcore.distributed import all_reduce_gradients
+from rrcore.schedule import cosine_with_warmup
+from rrcore.validators import non_negative
 
 
 def _update_eager(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
@@ -129,3 +137,94 @@ class AdamAtan2(torch.optim.Optimizer):
         if self._compiled is None:
             self._compiled = torch.compile(_update_fused, dynamic=False)
         self._compiled(params, grads, exp_avgs, exp_avg_sqs, scalars, **options)
+
+
+# ---------------------------------------------------------------------------------------
+# The optimizers of a run, stepped as one
+# ---------------------------------------------------------------------------------------
+
+
+@attrs.define
+class PuzzleEmbOptimizerConfig:
+    """``[optimizer.puzzle_emb]``: sign-SGD for the sparse puzzle-embedding tables
+    (:class:`rrcore.nn.SparsePuzzleEmbedding`), which the main optimizer never sees.
+
+    ``lr`` follows the same warmup and decay as ``train.lr``; ``weight_decay`` is
+    decoupled and applies only to the rows in the batch.
+    """
+
+    lr: float = attrs.field(default=1e-2, validator=non_negative)
+    weight_decay: float = attrs.field(default=0.1, validator=non_negative)
+
+
+@attrs.define
+class LRSchedule:
+    """``[train]``'s schedule: linear warmup, then cosine decay to ``min_ratio`` of each base rate."""
+
+    warmup_steps: int
+    total_steps: int
+    min_ratio: float = 1.0
+
+    def __call__(self, step: int, base_lr: float) -> float:
+        return cosine_with_warmup(step, base_lr, self.warmup_steps, self.total_steps, self.min_ratio)
+
+
+class Optimizers:
+    """Every optimizer of a run, by name, with its base learning rate: ``model`` (the
+    ``[optimizer]`` plugin, over the trainable parameters) and, when the model has sparse
+    puzzle embeddings, ``puzzle_emb`` (:class:`rrcore.nn.SignSGD`).
+
+    One :meth:`step` sums gradients over ranks, clips them, sets every learning rate for
+    the step and steps every optimizer; the checkpoint saves its :meth:`state_dict`.
+    """
+
+    def __init__(self, parts: dict[str, tuple[torch.optim.Optimizer, float]], parameters: list[Tensor],
+                 schedule: LRSchedule, grad_clip: float = 0.0) -> None:
+        self.parts = parts
+        self.parameters = parameters
+        self.schedule = schedule
+        self.grad_clip = grad_clip
+
+    @property
+    def lr(self) -> float:
+        """The main optimizer's current learning rate (logged as ``train/lr``)."""
+        return self.parts["model"][0].param_groups[0]["lr"]
+
+    def accumulate(self) -> None:
+        """Between gradient-accumulation micro-batches: keep the sparse gradients, whose
+        buffers the next micro-batch refills with other rows."""
+        if "puzzle_emb" in self.parts:
+            self.parts["puzzle_emb"][0].accumulate()
+
+    def step(self, step: int) -> None:
+        """Apply the gradients of optimizer step ``step`` (0-based) and clear them."""
+        all_reduce_gradients(self.parameters)
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip, foreach=True)
+        for optimizer, base_lr in self.parts.values():
+            lr = self.schedule(step, base_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        for optimizer, _ in self.parts.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    def group_sizes(self, state: dict[str, Any] | None = None) -> dict[str, list[int]]:
+        """Tensors per parameter group of each optimizer, here or in a saved ``state``."""
+        state = self.state_dict() if state is None else self._named(state)
+        return {name: [len(group["params"]) for group in part["param_groups"]] for name, part in state.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: optimizer.state_dict() for name, (optimizer, _) in self.parts.items()}
+
+    def load_state_dict(self, state: dict[str, Any] | list[Any]) -> None:
+        state = self._named(state)
+        missing = sorted(set(self.parts) - set(state))
+        if missing:
+            raise KeyError(f"no state for optimizer {missing[0]!r} (saved: {', '.join(sorted(state)) or 'none'})")
+        for name, (optimizer, _) in self.parts.items():
+            optimizer.load_state_dict(state[name])
+
+    def _named(self, state: dict[str, Any] | list[Any]) -> dict[str, Any]:
+        # Checkpoints before named parts saved a list: the model's optimizer, then sign-SGD.
+        return dict(zip(self.parts, state)) if isinstance(state, list) else state

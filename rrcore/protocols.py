@@ -19,11 +19,15 @@ scheme throughout rr:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from rrcore.config import Experiment
+    from rrcore.registry import Registry
 
 Batch = dict[str, Tensor]
 Outputs = dict[str, Tensor]
@@ -43,6 +47,39 @@ class ModelContext:
     metadata: Any  # rrcore.data.DatasetMetadata
     batch_size: int
     forward_dtype: torch.dtype = torch.float32
+
+
+@attrs.define
+class EvalContext:
+    """What evaluator factories receive besides their config; an evaluator is built once
+    per run and then scores every evaluation of it.
+
+    ``data_dir`` is the split folder being evaluated (``.../test``), so evaluators can
+    read files their builder wrote beside the arrays (ratings, augmentation maps).
+    Where a pass writes its files is :meth:`Evaluator.begin_eval`'s ``output_dir``.
+    """
+
+    metadata: Any  # rrcore.data.DatasetMetadata
+    data_dir: Path
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
+
+
+@attrs.define
+class RunContext:
+    """What lifecycle hooks and logger factories see of a training run; ``step`` is the
+    optimizer steps taken so far."""
+
+    experiment: Experiment
+    run_dir: Path
+    rank: int
+    world_size: int
+    device: torch.device
+    registry: Registry
+    metadata: Any = None  # rrcore.data.DatasetMetadata
+    total_steps: int = 0
+    step: int = 0
 
 
 @runtime_checkable
@@ -124,11 +161,16 @@ class LossHead(Protocol):
     drawn by the trainer outside the compiled step; pass it on) and returns
     ``(carry, loss, metrics, outputs, all_halted)``: ``loss`` is a 0-dim tensor
     already summed over the rank's rows (the trainer scales by 1/global batch),
-    ``metrics`` a dict of 0-dim tensors that are *sums* over rows (after reducing
-    across ranks the trainer divides ``*_loss`` entries by the number of rows and
-    every other entry by the ``count`` entry, the rows that halted), and
-    ``all_halted`` a 0-dim bool tensor. Nothing here may call ``.item()``.
+    ``metrics`` a dict of 0-dim tensors that are *sums* over rows, with ``count`` the
+    rows that halted at this step, and ``all_halted`` a 0-dim bool tensor. Nothing here
+    may call ``.item()``.
+
+    ``metric_reductions`` maps every other metric name to what its sum is divided by
+    when logged: ``"example"`` (all rows stepped: losses) or ``"halted"`` (the
+    ``count`` rows: accuracies); see :mod:`rrcore.metrics`.
     """
+
+    metric_reductions: dict[str, str]
 
     def initial_carry(self, batch: Batch) -> CarryState: ...
 
@@ -161,21 +203,22 @@ class Dataset(Protocol):
 class Evaluator(Protocol):
     """Scores predictions on an evaluation split.
 
-    Created by an :class:`~rrcore.registry.EvaluatorSpec` factory with
-    ``(config, context)`` where ``context`` is an :class:`rrcore.evaluation.EvalContext`
-    (metadata, data folder, output folder, rank and world size, device).
+    Created once per run by an :class:`~rrcore.registry.EvaluatorSpec` factory with
+    ``(config, context)`` where ``context`` is an :class:`EvalContext` (metadata, data
+    folder, rank and world size, device): do expensive preparation (reading labels,
+    solving the test split) there, not in ``begin_eval``.
 
     * ``required_outputs``: names of model outputs the evaluator needs besides
       ``logits``-derived ``preds`` (e.g. ``{"q_halt_logits"}``).
-    * ``begin_eval()`` resets state before a pass.
+    * ``begin_eval(output_dir)`` resets state before a pass; files of that pass
+      (predictions, submissions) go under ``output_dir`` (a :class:`~pathlib.Path`).
     * ``update_batch(batch, outputs)`` receives each evaluation batch after the
       final ACT step; ``outputs`` holds ``preds`` (B, L) argmax tokens and the
       required outputs. Ignore rows where ``batch["valid"]`` is False. Keep
       tensors on the device; avoid host synchronisation per batch where you can.
     * ``result()`` is called on every rank after the pass; gather across ranks
       (``torch.distributed`` when initialised) and return a dict of metrics
-      (floats) on rank 0, ``None`` elsewhere. Files (predictions, submissions)
-      go under ``context.output_dir``.
+      (floats) on rank 0, ``None`` elsewhere.
     * ``headline_metrics`` (optional): names of the metrics a user looks at first,
       printed in the summary line at the end of ``rr run``.
     """
@@ -184,7 +227,7 @@ class Evaluator(Protocol):
     headline_metrics: tuple[str, ...]
     """Optional: the metrics shown in the run's summary line (default: those ending in ``accuracy``)."""
 
-    def begin_eval(self) -> None: ...
+    def begin_eval(self, output_dir: Path) -> None: ...
 
     def update_batch(self, batch: Batch, outputs: Outputs) -> None: ...
 

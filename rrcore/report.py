@@ -202,7 +202,7 @@ LEGEND = ('<div class="legend"><table class="grid"><tr><td class="cell changed">
 def build_report(run: OpenRun, trace: StepTrace, view: PuzzleView, per_kind: int) -> str:
     """The page for ``run``: ``per_kind`` solved and ``per_kind`` failed puzzles of ``trace``."""
     experiment = run.experiment
-    metadata = run.trainer.metadata
+    metadata = run.run.metadata
     final = trace.correct()[-1]
     solved = [int(i) for i in np.flatnonzero(final)[:per_kind]]
     failed = [int(i) for i in np.flatnonzero(~final)[:per_kind]]
@@ -240,7 +240,7 @@ def write_report(run: OpenRun, output: Path, per_kind: int = 4, scan: int = 256)
     from rrcore.views import puzzle_view
 
     trace = trace_steps(run, scan)
-    view = puzzle_view(run.trainer.registry, run.experiment.data.plugin, run.trainer.metadata)
+    view = puzzle_view(run.run.registry, run.experiment.data.plugin, run.run.metadata)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(build_report(run, trace, view, per_kind), encoding="utf-8")
     return output

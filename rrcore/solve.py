@@ -51,12 +51,13 @@ class Solver:
     """
 
     def __init__(self, reference: str | Path, overrides: list[str] = ()) -> None:
-        from rrcore.trainer import Trainer
+        from rrcore.run import build_run
 
         self.checkpoint = resolve_checkpoint(reference)
         self.experiment: Experiment = load_experiment(self.checkpoint / "config.toml", list(overrides))
-        self.trainer = Trainer(self.experiment, resume=str(self.checkpoint), run_dir=self.checkpoint.parent.parent)
-        task = task_for(self.trainer.registry, self.experiment.data, self.trainer.metadata)
+        self.run = build_run(self.experiment, optimizers=False, evaluators=False)
+        self.run.restore(self.checkpoint)
+        task = task_for(self.run.registry, self.experiment.data, self.run.metadata)
         if task is None:
             raise ConfigError(f"data set plugin {self.experiment.data.plugin!r} registers no task "
                               f"(rr_register_tasks), so rr cannot read its puzzles")
@@ -64,7 +65,7 @@ class Solver:
 
     @property
     def metadata(self) -> Any:
-        return self.trainer.metadata
+        return self.run.metadata
 
     def solve(self, text: str, *, max_steps: int = 0, adaptive: bool = True) -> Solution:
         """Parse ``text`` with the task, run the model and check its answer.
@@ -77,14 +78,14 @@ class Solver:
         if inputs.shape != (metadata.seq_len,):
             raise ConfigError(f"task plugin {self.experiment.data.plugin!r} parsed {inputs.shape[-1]} tokens; "
                               f"the model reads {metadata.seq_len}")
-        device = self.trainer.device
+        device = self.run.device
         tokens = torch.as_tensor(inputs.astype(np.int64), device=device)[None].to(torch.int32)
         pool = {"inputs": tokens, "labels": torch.full_like(tokens, IGNORE_LABEL, dtype=torch.long),
                 "puzzle_identifiers": torch.full((1,), metadata.blank_identifier_id, dtype=torch.int32,
                                                  device=device)}
         cap = max_steps or self.experiment.eval.step_cap(self.experiment.act.halt_max_steps)
-        head = self.trainer.loss_head
-        with self.trainer.evaluation_weights():
+        head = self.run.loss_head
+        with self.run.evaluation_weights():
             result = run_pool(head, head.eval(), pool, batch_size=1, max_steps=cap, adaptive=adaptive,
                               q_continue=self.experiment.act.q_continue, sync_every=1, trace=True)
         steps = int(result.steps[0])

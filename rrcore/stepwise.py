@@ -2,8 +2,8 @@
 ``rr analyze`` look at.
 
 :func:`open_run` rebuilds a run from its folder (its ``config.toml`` and latest
-checkpoint, or fresh weights for an untrained baseline) through the trainer, so
-the model, data and EMA are exactly the run's. :func:`trace_steps` runs test
+checkpoint, or fresh weights for an untrained baseline) with :func:`rrcore.run.build_run`,
+so the model, data and EMA are exactly the run's. :func:`trace_steps` runs test
 examples through every ACT step of the plain (uncompiled) model in eval mode and
 keeps the decoded answer and Q-values after each step and, on request, every
 recorded recurrent state (:class:`rrcore.protocols.RecordsStates`).
@@ -12,9 +12,9 @@ recorded recurrent state (:class:`rrcore.protocols.RecordsStates`).
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import numpy as np
@@ -31,11 +31,11 @@ class RunInputError(ValueError):
 
 @attrs.define
 class OpenRun:
-    """A run rebuilt for inspection: its trainer (model, data, EMA) and what was loaded."""
+    """A run rebuilt for inspection: its parts (model, data, EMA; no optimizers) and what was loaded."""
 
     run_dir: Path
     experiment: Experiment
-    trainer: object  # rrcore.trainer.Trainer
+    run: Any  # rrcore.run.Run
     checkpoint: Path | None  # None: untrained weights
 
     @property
@@ -61,23 +61,22 @@ def open_run(run_dir: str | Path, overrides: Sequence[str] = (), checkpoint: str
     """Rebuild the run in ``run_dir`` from ``checkpoint`` (``latest``, ``step_N`` or a path),
     or with freshly initialised weights (the run's seed) when ``untrained``."""
     from rrcore import distributed
-    from rrcore.trainer import Trainer
+    from rrcore.run import build_run
 
     folder = Path(run_dir)
     config = run_config(folder)
     experiment = load_experiment(config, list(overrides), registry)
     try:
-        if untrained:
-            with tempfile.TemporaryDirectory() as scratch:  # a fresh Trainer claims a folder of its own
-                trainer = Trainer(experiment, registry=registry, run_dir=Path(scratch) / "untrained")
-                yield OpenRun(folder, experiment, trainer, None)
-            return
-        try:
-            path = resolve_checkpoint(checkpoint, folder / "checkpoints")
-        except CheckpointError as error:
-            raise RunInputError(f"{error} (train longer, or use --untrained for fresh weights)") from None
-        trainer = Trainer(experiment, registry=registry, resume=str(path), run_dir=folder)
-        yield OpenRun(folder, experiment, trainer, path)
+        path = None
+        if not untrained:
+            try:
+                path = resolve_checkpoint(checkpoint, folder / "checkpoints")
+            except CheckpointError as error:
+                raise RunInputError(f"{error} (train longer, or use --untrained for fresh weights)") from None
+        run = build_run(experiment, registry, optimizers=False, evaluators=False)
+        if path is not None:
+            run.restore(path)
+        yield OpenRun(folder, experiment, run, path)
     finally:
         distributed.teardown()
 
@@ -134,15 +133,15 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
     Runs the plain loss head eagerly (never the compiled step) in eval mode, with the
     EMA weights when the run keeps them, as evaluation does.
     """
-    trainer = run.trainer
-    if trainer.eval_data is None:
-        raise RunInputError(f"{trainer.data_dir}: the data set has no test split to look at")
-    model = trainer.model
+    built = run.run
+    if built.eval_data is None:
+        raise RunInputError(f"{built.data_dir}: the data set has no test split to look at")
+    model = built.model
     if record_states and not model_records_states(model):
-        spec = trainer.registry.get("model", run.experiment.model.plugin)
+        spec = built.registry.get("model", run.experiment.model.plugin)
         raise RunInputError(f"model plugin {spec.name!r} ({spec.distribution} {spec.version}) does not record its "
                             f"states: it needs recording_states() (rrcore.protocols.RecordsStates)")
-    loss_head = trainer.loss_head
+    loss_head = built.loss_head
     was_training = loss_head.training
     loss_head.eval()
     parts: dict[str, list[np.ndarray]] = {}
@@ -151,8 +150,8 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
     steps = run.experiment.act.halt_max_steps
     seen = 0
     try:
-        with trainer.evaluation_weights():
-            for batch in trainer.eval_data.eval_batches():
+        with built.evaluation_weights():
+            for batch in built.eval_data.eval_batches():
                 if seen >= count:
                     break
                 keep = batch["valid"].cpu().numpy().copy()

@@ -81,19 +81,14 @@ def test_exploration_delays_halting_and_is_rank_invariant():
     inner = Scripted()
     inner.q_halt = torch.ones(2)
     config = ACTConfig(halt_max_steps=8, halt_exploration_prob=1.0)
-    model = ACTModel(inner, config)
-    model.exploration_generator = torch.Generator().manual_seed(0)
+    model = ACTModel(inner, config, generator=torch.Generator().manual_seed(0))
     carry, _ = model(model.initial_carry(_batch()), _batch())
     assert not carry.halted.any()  # every row must run at least 2 steps
     # Rows 2..3 of a global batch of 4 drawn on "rank 1" equal the same rows drawn on one rank.
-    whole = ACTModel(inner, config)
-    whole.exploration_generator = torch.Generator().manual_seed(5)
-    whole.global_batch_size = 4
-    half = ACTModel(inner, config)
-    half.exploration_generator = torch.Generator().manual_seed(5)
-    half.global_batch_size, half.row_offset = 4, 2
+    whole = ACTModel(inner, config, generator=torch.Generator().manual_seed(5), global_batch_size=4)
+    half = ACTModel(inner, config, generator=torch.Generator().manual_seed(5), global_batch_size=4)
     assert torch.equal(whole.exploration(4, torch.device("cpu"))[2:],
-                       half.exploration(2, torch.device("cpu")))
+                       half.exploration(2, torch.device("cpu"), row_offset=2))
 
 
 def test_loss_head_metrics_count_halted_rows():
@@ -140,8 +135,7 @@ def test_whole_act_step_traces_as_one_graph():
             return {"z": z.detach()}, self.heads(z)
 
     config = ACTConfig(halt_max_steps=4, halt_exploration_prob=0.5, q_continue=True)
-    head = ACTLossHead(ACTModel(Tiny(), config))
-    head.model.exploration_generator = torch.Generator().manual_seed(0)
+    head = ACTLossHead(ACTModel(Tiny(), config, generator=torch.Generator().manual_seed(0)))
     step = torch.compile(head, fullgraph=True, backend="eager")
     batch = _batch()
     carry = head.initial_carry(batch)

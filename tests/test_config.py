@@ -102,6 +102,26 @@ def test_validate_command(toy_registry, tmp_path):
     assert bad.exit_code == 2 and "train.lrr" in bad.output and "did you mean 'lr'" in bad.output
 
 
+def test_sign_sgd_settings_live_with_the_optimizer_and_old_keys_still_load(toy_registry, tmp_path, capsys):
+    path = toy_experiment(tmp_path / "exp.toml", extra="\n[optimizer.puzzle_emb]\nlr = 0.003\n")
+    experiment = load_experiment(path, ["optimizer.puzzle_emb.weight_decay=0.5"])
+    assert (experiment.optimizer.puzzle_emb.lr, experiment.optimizer.puzzle_emb.weight_decay) == (0.003, 0.5)
+    assert 'lr = 0.003' in dumps_toml(experiment.to_dict()).split("[optimizer.puzzle_emb]")[1]
+
+    old = toy_experiment(tmp_path / "old.toml", puzzle_emb_lr=0.02, puzzle_emb_weight_decay=0.3)
+    experiment = load_experiment(old)
+    assert (experiment.optimizer.puzzle_emb.lr, experiment.optimizer.puzzle_emb.weight_decay) == (0.02, 0.3)
+    assert experiment.optimizer.plugin == "adamw"
+    assert f"rr: note: {old}: train.puzzle_emb_lr is now optimizer.puzzle_emb.lr" in capsys.readouterr().err
+
+    both = CliRunner().invoke(main, ["validate", str(old), "--set", "optimizer.puzzle_emb.lr=0.1"])
+    assert both.exit_code == 2
+    assert (f"rr: error: {old}: train.puzzle_emb_lr: moved to optimizer.puzzle_emb.lr, which is also set; "
+            f"keep only optimizer.puzzle_emb.lr") in both.output
+    message = _error(path, ["optimizer.puzzle_emb.lrr=1"])
+    assert "optimizer.puzzle_emb.lrr: unknown key; did you mean 'lr'?" in message
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("train.lr=-1", "train.lr = -1: must be > 0"),
     ("train.max_steps=-5", "train.max_steps = -5: must be >= 0"),

@@ -141,7 +141,7 @@ def test_resume_with_other_accumulation_steps_keeps_each_rows_carry(toy_registry
     assert torch.equal(torch.cat([c.current_data["inputs"] for c in rows]),
                        carry["current_data"]["inputs"])
     generator = resumed.act_model.exploration_generator
-    assert torch.equal(generator.get_state(), saved["exploration_rng"])
+    assert torch.equal(generator.get_state(), saved["rng"]["exploration"])
 
 
 def test_two_nodes_on_one_host_stop_on_sigterm_together_and_resume(toy_registry, toy_env, tmp_path):

@@ -43,7 +43,7 @@ def test_training_step_never_waits_for_the_gpu(toy_registry, tmp_path):
                                  ["run.device='cuda'", "train.grad_clip=1.0", "train.ema=true",
                                   "act.q_continue=true"])
     trainer = Trainer(experiment)
-    assert trainer.train_data.on_device and trainer.cuda_graphs
+    assert trainer.train_data.on_device and trainer.run.step_fn.cuda_graphs
     batches = trainer.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
     for _ in range(3):  # compile and allocate first

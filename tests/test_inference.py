@@ -103,10 +103,10 @@ def test_fixed_halting_through_the_pool_gives_the_batched_results(tmp_path, toy_
     from rrcore.evaluation import EvalContext
 
     def evaluators():
-        context = EvalContext(trainer.metadata, tmp_path, tmp_path / "exact")
+        context = EvalContext(trainer.metadata, tmp_path)
         return [("exact", ExactEvaluator(ExactConfig(), context))]
 
-    batched = run_evaluation(trainer.loss_head, trainer.eval_data, evaluators(), 3)
+    batched = run_evaluation(trainer.loss_head, trainer.eval_data, evaluators(), 3, output_dir=tmp_path / "batched")
     pooled = evaluate_split(trainer.loss_head, trainer.eval_data, evaluators(), EvalConfig(), halt_max_steps=3,
                             q_continue=False, output_dir=tmp_path / "out", predictions=True, trace=True)
     assert {k: v for k, v in pooled.items() if k.startswith("exact/")} == batched

@@ -24,7 +24,7 @@ def make_distribution(site: Path, dist_name: str, modules: dict[str, str], entry
 def toy_experiment(path: Path, extra: str = "", **train) -> Path:
     """Write a small toy experiment; ``train`` keys override the [train] section."""
     values = dict(global_batch_size=8, epochs=4, lr=3e-3, lr_warmup_steps=2, weight_decay=0.01,
-                  puzzle_emb_lr=1e-2, log_interval=2, compile='"off"')
+                  log_interval=2, compile='"off"')
     values.update(train)
     train_lines = "\n".join(f"{k} = {v}" for k, v in values.items())
     path.write_text(textwrap.dedent(f"""\

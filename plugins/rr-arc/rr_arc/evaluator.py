@@ -239,7 +239,8 @@ class ArcEvaluator:
         self.tasks, self.table = load_test_tasks(context.data_dir)
         self._chunks: list[tuple[torch.Tensor, ...]] = []
 
-    def begin_eval(self) -> None:
+    def begin_eval(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
         self._chunks = []
 
     def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
@@ -268,7 +269,7 @@ class ArcEvaluator:
         metrics, results, submission = score(self.tasks, self.table, merged["index"], merged["puzzle"],
                                              merged["preds"], merged["q"], self.config)
         if self.config.write_files:
-            output = Path(self.context.output_dir)
+            output = self.output_dir
             output.mkdir(parents=True, exist_ok=True)
             (output / "arc_results.json").write_text(json.dumps({"metrics": metrics, "tasks": results}))
             (output / "submission.json").write_text(json.dumps(submission))

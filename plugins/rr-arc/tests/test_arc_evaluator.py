@@ -28,9 +28,9 @@ def _evaluate(split: Path, tmp_path: Path, make_preds, config: ArcEvaluatorConfi
               batch_size: int = 16) -> tuple[dict, ArcEvaluator]:
     """Run the evaluator over the split's eval batches; ``make_preds(batch) -> (preds, q_halt_logits)``."""
     dataset = PuzzleDataset(split, global_batch_size=batch_size)
-    context = EvalContext(metadata=dataset.metadata, data_dir=split, output_dir=tmp_path / "eval")
+    context = EvalContext(metadata=dataset.metadata, data_dir=split)
     evaluator = ArcEvaluator(config or ArcEvaluatorConfig(), context)
-    evaluator.begin_eval()
+    evaluator.begin_eval(tmp_path / "eval")
     for batch in dataset.eval_batches():
         preds, q = make_preds(batch)
         evaluator.update_batch(batch, {"preds": preds, "q_halt_logits": q})
@@ -166,7 +166,7 @@ def test_submission_format_is_checked():
 
 
 def test_evaluator_refuses_a_split_not_built_by_rr_arc(tmp_path):
-    context = EvalContext(metadata=None, data_dir=tmp_path, output_dir=tmp_path)
+    context = EvalContext(metadata=None, data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="arc_test_tasks.json"):
         ArcEvaluator(ArcEvaluatorConfig(), context)
 
@@ -177,10 +177,9 @@ def _rank_main(rank: int, split: str, out: str, init_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         dataset = PuzzleDataset(Path(split), global_batch_size=6, rank=rank, world_size=2)
-        context = EvalContext(metadata=dataset.metadata, data_dir=Path(split), output_dir=Path(out),
-                              rank=rank, world_size=2)
+        context = EvalContext(metadata=dataset.metadata, data_dir=Path(split), rank=rank, world_size=2)
         evaluator = ArcEvaluator(ArcEvaluatorConfig(), context)
-        evaluator.begin_eval()
+        evaluator.begin_eval(Path(out))
         for batch in dataset.eval_batches():
             evaluator.update_batch(batch, dict(zip(("preds", "q_halt_logits"), _oracle(batch))))
         metrics = evaluator.result()

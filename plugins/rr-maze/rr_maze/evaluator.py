@@ -91,7 +91,7 @@ class MazeEvaluator:
                 lengths.append(shortest_path_lengths(inputs[begin: begin + 1024].reshape(-1, *self.shape)))
         return np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64)
 
-    def begin_eval(self) -> None:
+    def begin_eval(self, output_dir: Path) -> None:
         self._sums = torch.zeros(3, dtype=torch.float64, device=self.context.device)  # count, exact, optimal
 
     def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:

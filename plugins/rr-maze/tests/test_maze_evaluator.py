@@ -176,9 +176,9 @@ def test_builder_reads_csv_files(tmp_path, built):
 
 def evaluate(folder, preds_for):
     data = PuzzleDataset(folder / "test", global_batch_size=16)
-    context = EvalContext(metadata=data.metadata, data_dir=folder / "test", output_dir=folder)
+    context = EvalContext(metadata=data.metadata, data_dir=folder / "test")
     evaluator = MazeEvaluator(MazeEvalConfig(), context)
-    evaluator.begin_eval()
+    evaluator.begin_eval(folder)
     for batch in data.eval_batches():
         evaluator.update_batch(batch, {"preds": preds_for(batch)})
     return evaluator.result()

@@ -71,7 +71,7 @@ class RubikEvaluator:
         states = np.concatenate([decode_states(load_set(data_dir, name).inputs[:, :STATE_LEN]) for name in sets])
         return table[states].astype(np.int64)
 
-    def begin_eval(self) -> None:
+    def begin_eval(self, output_dir: Path) -> None:
         # count, solved, optimal, exact, sum of predicted lengths of solving rows
         self._sums = torch.zeros(5, dtype=torch.float64, device=self.context.device)
 

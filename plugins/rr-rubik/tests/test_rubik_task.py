@@ -67,9 +67,9 @@ def test_built_labels_are_optimal_solutions_and_splits_are_disjoint(rubik_datase
 def evaluate(folder, preds_for):
     """Run the evaluator over the test split, predicting ``preds_for(batch)``."""
     data = PuzzleDataset(folder / "test", global_batch_size=64)
-    context = EvalContext(metadata=data.metadata, data_dir=folder / "test", output_dir=folder)
+    context = EvalContext(metadata=data.metadata, data_dir=folder / "test")
     evaluator = RubikEvaluator(RubikEvalConfig(), context)
-    evaluator.begin_eval()
+    evaluator.begin_eval(folder)
     for batch in data.eval_batches():
         evaluator.update_batch(batch, {"preds": preds_for(batch)})
     return evaluator.result()
@@ -140,7 +140,7 @@ def test_evaluator_stops_reading_at_the_first_non_move_token(rubik_dataset):
     folder, _ = rubik_dataset
     data = PuzzleDataset(folder / "test", global_batch_size=330)
     batch = next(iter(data.eval_batches()))
-    context = EvalContext(metadata=data.metadata, data_dir=folder / "test", output_dir=folder)
+    context = EvalContext(metadata=data.metadata, data_dir=folder / "test")
     evaluator = RubikEvaluator(RubikEvalConfig(), context)
     preds = label_preds(batch)
     solved, length = evaluator.simulate(batch["inputs"], preds)

@@ -74,7 +74,8 @@ class SudokuEvaluator:
         path = context.data_dir / RATINGS_FILE
         self._ratings = torch.from_numpy(np.load(path).astype(np.int64)).to(device) if path.exists() else None
 
-    def begin_eval(self) -> None:
+    def begin_eval(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
         buckets = len(self._edges) if self._ratings is not None else 0
         self._sums = torch.zeros(1 + buckets, len(_SUMS), dtype=torch.float64, device=self.context.device)
         self._rows: list[tuple[torch.Tensor, ...]] = []
@@ -154,7 +155,7 @@ class SudokuEvaluator:
             name = f"rating_{edges[index]}-{edges[index + 1] - 1}" if index + 1 < len(edges) else f"rating_{edges[index]}+"
             results.update({f"{key}/{name}": value for key, value in self._metrics(bucket).items()})
         if gathered is not None:
-            self._write(Path(self.context.output_dir), gathered, results)
+            self._write(self.output_dir, gathered, results)
         return results
 
     def _write(self, output: Path, gathered: list[dict[str, np.ndarray]],

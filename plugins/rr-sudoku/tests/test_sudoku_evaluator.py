@@ -26,9 +26,8 @@ def _evaluator(tmp_path, ratings=None, buckets=(0, 10), output_dir=None):
     meta = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=6, seq_len=16,
                            num_puzzle_identifiers=1, total_groups=4, mean_puzzle_examples=1.0, sets=["all"])
     evaluator = SudokuEvaluator(SudokuEvalConfig(rating_buckets=list(buckets)),
-                                EvalContext(metadata=meta, data_dir=tmp_path,
-                                            output_dir=output_dir or tmp_path))
-    evaluator.begin_eval()
+                                EvalContext(metadata=meta, data_dir=tmp_path))
+    evaluator.begin_eval(output_dir or tmp_path)
     return evaluator
 
 
@@ -73,7 +72,7 @@ def test_padding_rows_and_pad_tokens_do_not_count(tmp_path):
     result = evaluator.result()
     assert result["count"] == 1 and result["exact_accuracy"] == 1.0 and result["valid_solution"] == 1.0
     assert not any("/rating_" in key for key in result)       # no ratings file, no buckets
-    evaluator.begin_eval()
+    evaluator.begin_eval(tmp_path)
     batch, outputs = _batch([puzzle], [SOLUTION], [broken])
     evaluator.update_batch(batch, outputs)
     assert evaluator.result()["valid_solution"] == 0.0
@@ -112,9 +111,9 @@ def test_predictions_can_be_switched_off(tmp_path):
     meta = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=6,
                            seq_len=16, num_puzzle_identifiers=1, total_groups=1,
                            mean_puzzle_examples=1.0, sets=["all"])
-    context = EvalContext(metadata=meta, data_dir=tmp_path, output_dir=tmp_path / "out")
+    context = EvalContext(metadata=meta, data_dir=tmp_path)
     evaluator = SudokuEvaluator(SudokuEvalConfig(write_predictions=False), context)
-    evaluator.begin_eval()
+    evaluator.begin_eval(tmp_path / "out")
     evaluator.update_batch(*_batch([SOLUTION], [SOLUTION], [SOLUTION]))
     assert evaluator.result()["exact_accuracy"] == 1.0
     assert not (tmp_path / "out").exists()
@@ -126,10 +125,9 @@ def _rank_main(rank: int, split: str, out: str, init_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         dataset = PuzzleDataset(Path(split), global_batch_size=4, rank=rank, world_size=2)
-        context = EvalContext(metadata=dataset.metadata, data_dir=Path(split), output_dir=Path(out),
-                              rank=rank, world_size=2)
+        context = EvalContext(metadata=dataset.metadata, data_dir=Path(split), rank=rank, world_size=2)
         evaluator = SudokuEvaluator(SudokuEvalConfig(), context)
-        evaluator.begin_eval()
+        evaluator.begin_eval(Path(out))
         for batch in dataset.eval_batches():
             preds = batch["labels"].clone()
             unsolved = batch["index"] == 0  # puzzle 0 comes back as it was given

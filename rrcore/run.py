@@ -1,0 +1,358 @@
+"""A run built once: :func:`build_run` turns an experiment into its parts.
+
+The data, the model and its ACT wrapper, the loss head and its (compiled) step, the
+optimizers, the EMA and the evaluators are built here, in that order, once. The
+training loop (:mod:`rrcore.trainer`), ``rr eval``, ``rr bench``, ``rr solve`` and the
+inspection commands each take what they need from the :class:`Run`: ``rr eval`` asks
+for no optimizers, ``rr bench`` and ``rr solve`` for no evaluators.
+
+Checkpoints save and restore the run's named stateful parts (:meth:`Run.checkpoint_parts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from rrcore import distributed
+from rrcore.act import ACTModel, CompiledStep
+from rrcore.checkpoint import CheckpointError, Stateful, load_file, load_parts
+from rrcore.config import ConfigError, Experiment, tomllib
+from rrcore.data import PuzzleDataset, default_cache_dir
+from rrcore.ema import EMA
+from rrcore.nn import SignSGD, SparsePuzzleEmbedding
+from rrcore.optim import LRSchedule, Optimizers
+from rrcore.protocols import EvalContext, ModelContext
+from rrcore.registry import Registry, Spec, get_registry
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible checkpoint...)."""
+
+
+def build(spec: Spec, *args: Any) -> Any:
+    """``spec.factory(*args)``; a failure becomes a :class:`TrainingError` naming the plugin
+    and its distribution (the original exception stays chained for debugging)."""
+    try:
+        return spec.factory(*args)
+    except (TrainingError, CheckpointError):
+        raise
+    except Exception as error:
+        raise TrainingError(f"{spec.kind.replace('_', ' ')} plugin {spec.name!r} ({spec.distribution} "
+                            f"{spec.version}) failed: {type(error).__name__}: {error}") from error
+
+
+@attrs.frozen
+class BatchLayout:
+    """How one global batch is split: over ``world_size`` ranks, then into
+    ``grad_accum_steps`` micro-batches per rank."""
+
+    rank: int
+    world_size: int
+    global_batch_size: int
+    grad_accum_steps: int
+
+    @property
+    def local_batch(self) -> int:
+        return self.global_batch_size // self.world_size
+
+    @property
+    def micro_batch(self) -> int:
+        return self.local_batch // self.grad_accum_steps
+
+    def row_offset(self, micro: int) -> int:
+        """The first global-batch row of this rank's micro-batch ``micro``."""
+        return self.rank * self.local_batch + micro * self.micro_batch
+
+
+def join(experiment: Experiment) -> distributed.DistInfo:
+    """This process's rank and device (joining the ``torchrun`` group when started by it)."""
+    if experiment.run.device == "cuda" and not torch.cuda.is_available():
+        build_kind = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
+        raise ConfigError(f"{experiment.source}: run.device = \"cuda\" but torch {torch.__version__} sees no "
+                          f"CUDA device ({build_kind}); use \"auto\" or \"cpu\"")
+    info = distributed.setup(experiment.run.device)
+    if info.device.type == "cpu" and experiment.run.cpu_threads:
+        torch.set_num_threads(experiment.run.cpu_threads)
+    return info
+
+
+def compile_enabled(setting: str, device: torch.device) -> bool:
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+@attrs.define
+class Run:
+    """Everything an experiment names, built: see :func:`build_run`.
+
+    ``optimizers`` is None when built without them (``rr eval``); ``evaluators`` are
+    ``(name, evaluator)`` pairs, empty without a test split or when not asked for.
+    """
+
+    experiment: Experiment
+    registry: Registry
+    device: torch.device
+    layout: BatchLayout
+    data_dir: Path
+    train_data: PuzzleDataset
+    eval_data: PuzzleDataset | None
+    total_steps: int
+    model: nn.Module
+    act_model: ACTModel
+    loss_head: nn.Module
+    step_fn: CompiledStep
+    ema: EMA | None
+    optimizers: Optimizers | None
+    evaluators: list[tuple[str, Any]]
+    forward_dtype: torch.dtype = torch.float32
+
+    @property
+    def metadata(self) -> Any:
+        return self.train_data.metadata
+
+    @property
+    def headline(self) -> list[str]:
+        """``evaluator/metric`` names shown in the summary line at the end of a run."""
+        return [f"{name}/{metric}" for name, evaluator in self.evaluators
+                for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))]
+
+    def checkpoint_parts(self) -> dict[str, Stateful]:
+        """The stateful parts a checkpoint holds once for all ranks (``state.pt``)."""
+        parts: dict[str, Stateful] = {"model": self.model}
+        if self.ema is not None:
+            parts["ema"] = self.ema
+        if self.optimizers is not None:
+            parts["optimizers"] = self.optimizers
+        return parts
+
+    def restore(self, path: Path, saved: dict[str, Any] | None = None) -> None:
+        """Load :meth:`checkpoint_parts` from the checkpoint folder ``path`` (``saved``: its
+        ``state.pt``, when already read), after checking that they fit this run."""
+        saved = load_file(path / "state.pt") if saved is None else saved
+        self.check_fits(path, saved)
+        load_parts(self.checkpoint_parts(), saved, path / "state.pt")
+
+    def check_fits(self, path: Path, saved: dict[str, Any]) -> None:
+        """Raise :class:`ConfigError` saying what differs when a checkpoint's model or
+        optimizer is not this experiment's (loading would fail later, deep in torch)."""
+        saved_config = path / "config.toml"
+        config = tomllib.loads(saved_config.read_text()) if saved_config.exists() else {}
+        mine = self.experiment.to_dict()
+        advice = "resume with the experiment it was trained with, or start a new run (another --run-dir)"
+        for section in ("model", "optimizer") if self.optimizers is not None else ("model",):
+            was, now = config.get(section, {}).get("plugin"), mine[section]["plugin"]
+            if was is not None and was != now:
+                raise ConfigError(f"{path} was trained with {section} {was!r}, this experiment uses {now!r}; "
+                                  f"{advice}")
+        model_state, expected = saved.get("model"), self.model.state_dict()
+        if model_state is not None and model_state.keys() != expected.keys() or any(
+                model_state[k].shape != expected[k].shape for k in expected):
+            changed = [f"model.{k} = {config['model'][k]!r} there, {v!r} here"
+                       for k, v in mine["model"].items() if k in config.get("model", {}) and config["model"][k] != v]
+            what = "; ".join(changed) or _state_difference(model_state, expected)
+            raise ConfigError(f"{path} does not fit this model ({what}); {advice}")
+        if self.optimizers is not None and saved.get("optimizers") is not None:
+            groups_saved = list(self.optimizers.group_sizes(saved["optimizers"]).values())
+            groups_now = list(self.optimizers.group_sizes().values())
+            if groups_saved != groups_now:
+                raise ConfigError(f"{path}: the optimizer state has parameter groups of {groups_saved} tensors, "
+                                  f"this experiment {groups_now}; {advice}")
+
+    def evaluation_weights(self) -> contextlib.AbstractContextManager[None]:
+        """Within the block the model holds the weights evaluation uses: the EMA's when the
+        run keeps one (restored afterwards), else the trained ones."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
+
+    def evaluate(self, output_dir: Path, *, predictions: bool = False, trace: bool = False) -> dict[str, float]:
+        """Run every evaluator over the test split (EMA weights when enabled); each
+        evaluator writes under ``output_dir / <its name>``.
+
+        ``predictions`` (``rr eval``) also writes ``predictions.jsonl`` and ``steps.json``
+        to ``output_dir`` (with each step's prediction when ``trace``); see
+        :func:`rrcore.inference.evaluate_split`.
+        """
+        from rrcore.inference import EvalConfig, evaluate_split, task_for
+
+        if self.eval_data is None:
+            raise TrainingError(f"{self.data_dir}: no test split to evaluate")
+        experiment = self.experiment
+        with self.evaluation_weights():
+            if experiment.eval == EvalConfig() and not (predictions or trace):
+                return run_evaluation(self.loss_head, self.eval_data, self.evaluators, experiment.act.halt_max_steps,
+                                      self.layout.world_size, step=self.step_fn, output_dir=output_dir)
+            wants_task = predictions or experiment.eval.augmentations > 0
+            task = task_for(self.registry, experiment.data, self.metadata) if wants_task else None
+            return evaluate_split(self.loss_head, self.eval_data, self.evaluators, experiment.eval,
+                                  halt_max_steps=experiment.act.halt_max_steps, q_continue=experiment.act.q_continue,
+                                  step=self.step_fn, output_dir=output_dir, predictions=predictions, trace=trace,
+                                  task=task, rank=self.layout.rank)
+
+
+def _state_difference(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+    """The first difference between two state dicts, in words."""
+    for key in expected:
+        if key not in saved:
+            return f"{key} is missing from the checkpoint"
+        if saved[key].shape != expected[key].shape:
+            return f"{key} has shape {tuple(saved[key].shape)} there, {tuple(expected[key].shape)} here"
+    return f"{next(k for k in saved if k not in expected)} is not part of this model"
+
+
+def build_run(experiment: Experiment, registry: Registry | None = None, *, optimizers: bool = True,
+              evaluators: bool = True) -> Run:
+    """Build the parts of ``experiment`` on this rank: data (rank 0 builds it first), model,
+    ACT wrapper, loss head, compiled step, ``optimizers`` (unless False), EMA and
+    ``evaluators`` (unless False; only with a test split). Seeds torch with ``run.seed``
+    first, so the same experiment builds the same initial weights."""
+    registry = registry or get_registry()
+    info = join(experiment)
+    train = experiment.train
+    if train.global_batch_size % (info.world_size * train.grad_accum_steps):
+        raise TrainingError(f"train.global_batch_size {train.global_batch_size} must divide into "
+                            f"{info.world_size} ranks x {train.grad_accum_steps} accumulation steps")
+    layout = BatchLayout(info.rank, info.world_size, train.global_batch_size, train.grad_accum_steps)
+    torch.manual_seed(experiment.run.seed)
+    data_dir = _build_data(experiment, registry, info.rank)
+    train_data, eval_data = _open_data(experiment, data_dir, layout, info.device)
+    total_steps = max(1, int(train.epochs * train_data.steps_per_epoch))
+    if train.max_steps:
+        total_steps = min(total_steps, train.max_steps)
+
+    forward_dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
+    model = _build_model(experiment, registry, ModelContext(train_data.metadata, layout.micro_batch, forward_dtype),
+                         info)
+    generator = torch.Generator(device=info.device)
+    generator.manual_seed(experiment.run.seed + 1)
+    act_model = ACTModel(model, experiment.act, generator=generator, global_batch_size=train.global_batch_size)
+    loss_head = build(registry.get("loss_head", experiment.loss.plugin), experiment.loss.config,
+                      act_model).to(info.device)
+    if not isinstance(getattr(loss_head, "metric_reductions", None), dict):
+        spec = registry.get("loss_head", experiment.loss.plugin)
+        raise TrainingError(f"loss head plugin {spec.name!r} ({spec.distribution} {spec.version}) declares no "
+                            f"metric_reductions (see rrcore.protocols.LossHead)")
+    compiled = compile_enabled(train.compile, info.device)
+    # CUDA graphs replay one recorded step; gradient accumulation would need the
+    # gradients of several replays alive at once, so it keeps plain compilation.
+    cuda_graphs = (compiled and info.device.type == "cuda" and train.cuda_graphs and train.grad_accum_steps == 1)
+    step_fn = CompiledStep(loss_head, compile=compiled, cuda_graphs=cuda_graphs)
+    run_optimizers = (_build_optimizers(experiment, registry, loss_head, model, total_steps)
+                      if optimizers else None)
+    ema = EMA(model, train.ema_rate) if train.ema else None
+    run = Run(experiment, registry, info.device, layout, data_dir, train_data, eval_data, total_steps, model,
+              act_model, loss_head, step_fn, ema, run_optimizers, [], forward_dtype)
+    if evaluators and eval_data is not None:
+        run.evaluators = _build_evaluators(run)
+    return run
+
+
+def _build_data(experiment: Experiment, registry: Registry, rank: int) -> Path:
+    section = experiment.data
+    spec = registry.get("dataset", section.plugin)
+    cache_dir = Path(experiment.run.cache_dir).expanduser() if experiment.run.cache_dir else default_cache_dir()
+    # Rank 0 builds; the others wait and then find the build in the cache.
+    path = build(spec, section.config, cache_dir) if rank == 0 else None
+    distributed.barrier()
+    if rank != 0:
+        path = build(spec, section.config, cache_dir)
+    path = Path(path)
+    if not (path / "train" / "dataset.json").exists():
+        raise TrainingError(f"data plugin {section.plugin!r} returned {path}, which has no train/dataset.json")
+    return path
+
+
+def _open_data(experiment: Experiment, data_dir: Path, layout: BatchLayout,
+               device: torch.device) -> tuple[PuzzleDataset, PuzzleDataset | None]:
+    train = experiment.train
+    train_data = PuzzleDataset(
+        data_dir / "train", global_batch_size=train.global_batch_size, rank=layout.rank,
+        world_size=layout.world_size, seed=experiment.run.seed, device=device,
+        on_device={"auto": "auto", "on": True, "off": False}[train.data_on_device])
+    if train.global_batch_size > train_data.examples_per_epoch:
+        # Each batch would repeat the whole data set, several times over.
+        raise ConfigError(f"{experiment.source}: train.global_batch_size = {train.global_batch_size} is "
+                          f"larger than the training set ({train_data.examples_per_epoch} examples "
+                          f"per epoch in {data_dir / 'train'}); use at most that many")
+    if not (data_dir / "test" / "dataset.json").exists():
+        return train_data, None
+    eval_data = PuzzleDataset(data_dir / "test", global_batch_size=train.eval_global_batch_size or train.global_batch_size,
+                              rank=layout.rank, world_size=layout.world_size, seed=experiment.run.seed, device=device,
+                              on_device=train_data.on_device)
+    return train_data, eval_data
+
+
+def _build_model(experiment: Experiment, registry: Registry, context: ModelContext,
+                 info: distributed.DistInfo) -> nn.Module:
+    spec = registry.get("model", experiment.model.plugin)
+    model = build(spec, experiment.model.config, context).to(info.device)
+    # Identical initial weights on every rank, whatever the plugin's init does.
+    if info.world_size > 1:
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            dist.broadcast(tensor.data, src=0)
+    return model
+
+
+def _build_optimizers(experiment: Experiment, registry: Registry, loss_head: nn.Module, model: nn.Module,
+                      total_steps: int) -> Optimizers:
+    """The ``[optimizer]`` plugin over the trainable parameters, and sign-SGD over the
+    model's sparse puzzle embeddings (tables of buffers no other optimizer could train)."""
+    train, section = experiment.train, experiment.optimizer
+    named = [(name, p) for name, p in loss_head.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
+    # param_names (torch's convention) lets optimizers such as Muon route by name.
+    groups = [{"params": parameters, "param_names": [name for name, _ in named], "lr": train.lr,
+               "weight_decay": train.weight_decay, "betas": tuple(train.betas)}]
+    parts = {"model": (build(registry.get("optimizer", section.plugin), groups, section.config), train.lr)}
+    embeddings = [m for m in model.modules() if isinstance(m, SparsePuzzleEmbedding)]
+    if embeddings:
+        puzzle_emb = section.puzzle_emb
+        parts["puzzle_emb"] = (SignSGD(embeddings, lr=puzzle_emb.lr, weight_decay=puzzle_emb.weight_decay),
+                               puzzle_emb.lr)
+    schedule = LRSchedule(train.lr_warmup_steps, total_steps, train.lr_min_ratio)
+    return Optimizers(parts, parameters, schedule, train.grad_clip)
+
+
+def _build_evaluators(run: Run) -> list[tuple[str, Any]]:
+    evaluators = []
+    for section in run.experiment.evaluators:
+        spec = run.registry.get("evaluator", section.plugin)
+        context = EvalContext(run.metadata, run.data_dir / "test", run.layout.rank, run.layout.world_size, run.device)
+        evaluators.append((section.plugin, build(spec, section.config, context)))
+    return evaluators
+
+
+@torch.no_grad()
+def run_evaluation(loss_head: torch.nn.Module, data: PuzzleDataset, evaluators: list[tuple[str, Any]],
+                   halt_max_steps: int, world_size: int = 1, step: Any = None,
+                   output_dir: Path | None = None) -> dict[str, float]:
+    """Every evaluation batch through ``halt_max_steps`` ACT steps, then the evaluators
+    (each told to write under ``output_dir / <its name>``).
+
+    ``step``: how to run one ACT step (the run's compiled :class:`CompiledStep`);
+    the loss head itself by default.
+    """
+    step = step or loss_head
+    was_training = loss_head.training
+    loss_head.eval()
+    for name, evaluator in evaluators:
+        evaluator.begin_eval(output_dir / name)
+    try:
+        for batch in data.eval_batches():
+            carry = loss_head.initial_carry(batch)
+            for _ in range(halt_max_steps):
+                carry, _, _, outputs, _ = step(carry, batch)
+            for _, evaluator in evaluators:
+                evaluator.update_batch(batch, outputs)
+        results: dict[str, float] = {}
+        for name, evaluator in evaluators:
+            values = evaluator.result()
+            if values:
+                results.update({f"{name}/{k}": float(v) for k, v in values.items()})
+        return results
+    finally:
+        loss_head.train(was_training)
