@@ -10,6 +10,7 @@ cross-entropy computed in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
@@ -269,6 +270,21 @@ class PostNormBlock(nn.Module):
         mixed = self.mixer(x, rotary) if self.uses_attention else self.mixer(x)
         x = rms_norm(x + mixed, self.norm_eps)
         return rms_norm(x + self.mlp(x), self.norm_eps)
+
+
+class InjectedStack(nn.Module):
+    """Blocks applied to a state plus an injection: ``blocks(hidden + injection)``, the
+    recurrent module of HRM (its H and L levels) and TRM (its one network)."""
+
+    def __init__(self, blocks: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        hidden = hidden + injection
+        for block in self.blocks:
+            hidden = block(hidden, rotary)
+        return hidden
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import attrs
 import torch
-from torch import Tensor, nn
 
 from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.nn import PostNormBlock, ReasoningHeads
+from rrcore.nn import InjectedStack, PostNormBlock, ReasoningHeads
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
 from rrcore.states import StateRecorder, record_state
 from rrcore.validators import at_least, non_negative
@@ -45,20 +44,6 @@ class HRMConfig(ReasoningModelConfig):
     eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
 
 
-class ReasoningModule(nn.Module):
-    """A stack of post-norm blocks with input injection: ``blocks(hidden + injection)``."""
-
-    def __init__(self, config: HRMConfig, num_layers: int) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(PostNormBlock.from_config(config) for _ in range(num_layers))
-
-    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
-        hidden = hidden + injection
-        for block in self.blocks:
-            hidden = block(hidden, rotary)
-        return hidden
-
-
 class HRM(StateRecorder, ReasoningModel):
     """HRM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
 
@@ -74,8 +59,8 @@ class HRM(StateRecorder, ReasoningModel):
 
     def __init__(self, config: HRMConfig, context: ModelContext) -> None:
         super().__init__(config, context)
-        self.H_level = ReasoningModule(config, config.H_layers)
-        self.L_level = ReasoningModule(config, config.L_layers)
+        self.H_level = InjectedStack(PostNormBlock.from_config(config) for _ in range(config.H_layers))
+        self.L_level = InjectedStack(PostNormBlock.from_config(config) for _ in range(config.L_layers))
         self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size,
                                     self.embed_input.puzzle_emb_len)
         self.register_carry(z_H="H_init", z_L="L_init")

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.nn import PostNormBlock, ReasoningHeads, SwiGLU, rms_norm
+from rrcore.nn import InjectedStack, PostNormBlock, ReasoningHeads, SwiGLU, rms_norm
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
 from rrcore.states import StateRecord, StateRecorder, record_state
 from rrcore.validators import at_least, non_negative
@@ -68,7 +68,7 @@ class TRMConfig(ReasoningModelConfig):
 
 
 # ---------------------------------------------------------------------------------------
-# Building blocks, in order of use: embedding (rrcore), sequence MLP, block, net, heads
+# Building blocks, in order of use: embedding (rrcore), sequence MLP, block, net and heads (rrcore)
 # ---------------------------------------------------------------------------------------
 
 class SequenceMLP(nn.Module):
@@ -111,21 +111,6 @@ def make_block(config: Any, seq_len: int, recompute: str = "none") -> nn.Module:
     return block
 
 
-class ReasoningNet(nn.Module):
-    """The single network TRM recurses with: its input is the sum of the states
-    given, passed through ``L_layers`` blocks."""
-
-    def __init__(self, blocks: list[nn.Module]) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
-        hidden = hidden + injection
-        for block in self.blocks:
-            hidden = block(hidden, rotary)
-        return hidden
-
-
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
@@ -143,8 +128,8 @@ class TRM(StateRecorder, ReasoningModel):
 
     def __init__(self, config: TRMConfig, context: ModelContext) -> None:
         super().__init__(config, context, input_name="embed")
-        self.net = ReasoningNet([make_block(config, self.embed.total_len, config.recompute)
-                                 for _ in range(config.L_layers)])
+        self.net = InjectedStack(make_block(config, self.embed.total_len, config.recompute)
+                                 for _ in range(config.L_layers))
         self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size, self.embed.puzzle_emb_len)
         self.register_carry(z_H="H_init", z_L="L_init")
 
