@@ -35,8 +35,10 @@ class ACTConfig:
     runs this many). ``halt_exploration_prob``: probability that a row gets a random
     minimum number of steps (2..halt_max_steps) before it may halt.
     ``q_continue``: also predict Q-continue, halt when q_halt > q_continue, and
-    train it towards the bootstrapped target (HRM's default; one extra forward
-    pass per step). Without it a row halts when q_halt > 0 (TRM's default).
+    train it towards the bootstrapped target (HRM; one extra forward pass per step).
+    Without it a row halts when q_halt > 0 (TRM, URM). In an experiment file it
+    follows the model's ``predicts_q_continue`` when left out, and a value that
+    contradicts the model is refused (:func:`rrcore.config.resolve`).
     """
 
     halt_max_steps: int = attrs.field(default=16, validator=at_least(1))
@@ -68,15 +70,20 @@ class Carry(NamedTuple):
         return self.map(lambda t: t.to(device))
 
 
-def reset_rows(reset: Tensor, carry: InnerCarry, initial: dict[str, Tensor]) -> InnerCarry:
+def reset_rows(reset: Tensor, carry: InnerCarry, initial: dict[str, Tensor | float]) -> InnerCarry:
     """``carry`` with the rows where ``reset`` (B,) is True replaced by ``initial[name]``
-    (broadcast: e.g. a learned (D,) state for every position), cast to the carry's dtype.
+    (broadcast: e.g. a fixed (D,) state for every position, or a number), cast to the
+    carry's dtype.
 
-    The usual body of :meth:`rrcore.protocols.Model.reset_carry`; ``torch.where``, so no
+    The body of :meth:`rrcore.model_kit.ReasoningModel.reset_carry`; ``torch.where``, so no
     host synchronisation.
     """
-    return {name: torch.where(_rows(reset, state), initial[name].to(state.dtype), state)
+    return {name: torch.where(_rows(reset, state), _cast(initial[name], state.dtype), state)
             for name, state in carry.items()}
+
+
+def _cast(value: Tensor | float, dtype: torch.dtype) -> Tensor | float:
+    return value.to(dtype) if isinstance(value, Tensor) else value
 
 
 def _rows(mask: Tensor, like: Tensor) -> Tensor:

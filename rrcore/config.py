@@ -24,7 +24,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from rrcore.act import ACTConfig
 from rrcore.inference import EvalConfig
 from rrcore.optim import PuzzleEmbOptimizerConfig
-from rrcore.registry import Registry, UnknownPluginError
+from rrcore.registry import ModelSpec, Registry, UnknownPluginError
 from rrcore.validators import (
     Each,
     OutOfRange,
@@ -365,7 +365,23 @@ def resolve(raw: dict[str, Any], registry: Registry, where: str = "<experiment>"
         if not isinstance(entries, list):
             raise ConfigError(f"{where}: {name}: expected an array of tables ([[{name}]]), got {entries!r}")
         values[name] = [_plugin_section(e, kind, where, f"{name}.{i}", registry) for i, e in enumerate(entries)]
+    _match_q_continue(values["act"], raw.get("act", {}), registry.get("model", values["model"].plugin), where)
     return Experiment(**values, source=where)
+
+
+def _match_q_continue(act: ACTConfig, raw_act: dict[str, Any], model: ModelSpec, where: str) -> None:
+    """``[act] q_continue`` follows the model's ``predicts_q_continue`` when left out; a value
+    that contradicts it is refused (a model without a declaration takes either, default false)."""
+    declared = model.predicts_q_continue
+    if declared is None:
+        return
+    if "q_continue" not in raw_act:
+        act.q_continue = declared
+    elif act.q_continue != declared:
+        does = "predicts Q-continue (it halts on q_halt > q_continue)" if declared else \
+            "does not predict Q-continue (it halts on q_halt > 0)"
+        raise ConfigError(f"{where}: act.q_continue = {str(act.q_continue).lower()}: model {model.name!r} "
+                          f"{does}; leave the key out or set it to {str(declared).lower()}")
 
 
 def load_experiment(path: str | Path, overrides: list[str] = (), registry: Registry | None = None) -> Experiment:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
@@ -284,11 +284,35 @@ class PostNormBlock(nn.Module):
         self.mlp = mlp if mlp is not None else SwiGLU(hidden_size, expansion)
         self.norm_eps = norm_eps
 
+    @classmethod
+    def from_config(cls, config: Any, *, mixer: nn.Module | None = None,
+                    mlp: nn.Module | None = None) -> PostNormBlock:
+        """Build from a model config with the shared block keys (``hidden_size``,
+        ``num_heads``, ``expansion``, ``rms_norm_eps``, ``attention_backend``: those of
+        :class:`rrcore.model_kit.ReasoningModelConfig`)."""
+        return cls(config.hidden_size, config.num_heads, config.expansion, config.rms_norm_eps,
+                   mixer=mixer, mlp=mlp, attention_backend=config.attention_backend)
+
     @repeated_region
     def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor] | None = None) -> Tensor:
         mixed = self.mixer(x, rotary) if self.uses_attention else self.mixer(x)
         x = rms_norm(x + mixed, self.norm_eps)
         return rms_norm(x + self.mlp(x), self.norm_eps)
+
+
+class InjectedStack(nn.Module):
+    """Blocks applied to a state plus an injection: ``blocks(hidden + injection)``, the
+    recurrent module of HRM (its H and L levels) and TRM (its one network)."""
+
+    def __init__(self, blocks: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        hidden = hidden + injection
+        for block in self.blocks:
+            hidden = block(hidden, rotary)
+        return hidden
 
 
 # ---------------------------------------------------------------------------------------
@@ -486,7 +510,8 @@ class PuzzleInput(nn.Module):
     def from_config(cls, config: Any, context: Any) -> PuzzleInput:
         """Build from a model config with the papers' key names (``hidden_size``,
         ``num_heads``, ``puzzle_emb_ndim``, ``puzzle_emb_len`` (0 = derived),
-        ``pos_encodings``, ``rope_theta``) and a :class:`rrcore.protocols.ModelContext`."""
+        ``pos_encodings``, ``rope_theta``: those of :class:`rrcore.model_kit.ReasoningModelConfig`)
+        and a :class:`rrcore.protocols.ModelContext`."""
         metadata = context.metadata
         return cls(vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
                    num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,

@@ -111,21 +111,28 @@ class Model(Protocol):
     """An architecture's inner recurrence: one ACT step, nothing else.
 
     The core's :class:`rrcore.act.ACTModel` wraps it and does halting, step
-    counting, exploration and carry resets. Implement it as a ``torch.nn.Module``:
+    counting, exploration and carry resets. Implement it as a ``torch.nn.Module``;
+    subclassing :class:`rrcore.model_kit.ReasoningModel` gives the input layer and the
+    two carry methods, leaving ``forward``:
 
     * ``initial_carry(batch)`` returns the latent state for a batch: a dict of
       tensors with the batch size as first dimension. Values do not matter; every
       row is reset before its first step.
     * ``reset_carry(reset, carry)`` returns ``carry`` with rows where ``reset``
-      (B,) bool is True replaced by the learned initial state. Use
-      ``torch.where``, never indexing, so the step has no host synchronisation.
+      (B,) bool is True replaced by the initial state. Use ``torch.where``, never
+      indexing, so the step has no host synchronisation.
     * ``forward(carry, batch)`` runs one ACT step (e.g. TRM's ``H_cycles`` x
       ``L_cycles`` updates) and returns ``(new_carry, outputs)``. ``new_carry``
       must be detached (gradients never cross ACT steps).
+    * ``predicts_q_continue`` (optional class attribute, read from the registered
+      factory before the model is built): True when the model halts on
+      q_halt > q_continue and trains Q-continue (HRM), False when it halts on q_halt
+      alone. The experiment's ``[act] q_continue`` defaults to it and may not
+      contradict it; without it ``[act] q_continue`` is unchecked (default false).
 
     The core trains every :class:`rrcore.nn.SparsePuzzleEmbedding` among the model's
-    modules with sign-SGD instead of the main optimizer. Whether the Q-continue head is
-    trained is the experiment's ``[act] q_continue``, not the model's.
+    modules with sign-SGD instead of the main optimizer; it reads no ``puzzle_emb``
+    attribute (:class:`~rrcore.model_kit.ReasoningModel` has one for people and tests).
     """
 
     def initial_carry(self, batch: Batch) -> InnerCarry: ...

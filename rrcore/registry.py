@@ -81,9 +81,21 @@ class Spec:
 
 @attrs.frozen
 class ModelSpec(Spec):
-    """An architecture: ``factory(config, context: ModelContext) -> nn.Module``."""
+    """An architecture: ``factory(config, context: ModelContext) -> nn.Module``.
+
+    Register the model class itself as the factory when it declares
+    ``predicts_q_continue`` (as :class:`rrcore.model_kit.ReasoningModel` subclasses do):
+    the experiment's ``[act] q_continue`` follows that declaration.
+    """
 
     kind: ClassVar[str] = "model"
+
+    @property
+    def predicts_q_continue(self) -> bool | None:
+        """The factory's ``predicts_q_continue`` (a class attribute of the model), or None
+        when it does not say, in which case ``[act] q_continue`` is unchecked."""
+        declared = getattr(self.factory, "predicts_q_continue", None)
+        return declared if isinstance(declared, bool) else None
 
 
 @attrs.frozen

@@ -7,7 +7,8 @@ the sum of H's state and the input embedding; H then updates from its state and
 L's. Only the last L update and the last H update are differentiated (the
 paper's one-step gradient approximation); everything before runs under
 ``torch.no_grad``. Halting with Q-halt and the bootstrapped Q-continue target is
-the core's :class:`rrcore.act.ACTModel` (``[act] q_continue = true``).
+the core's :class:`rrcore.act.ACTModel`; HRM declares ``predicts_q_continue``, so
+``[act] q_continue`` is true unless set otherwise (which validation rejects).
 
 Analysis: ``with model.recording_states() as records:`` stores detached copies
 of z_L and z_H after every update (:class:`rrcore.protocols.RecordsStates`).
@@ -15,71 +16,35 @@ of z_L and z_H after every update (:class:`rrcore.protocols.RecordsStates`).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import attrs
 import torch
-from torch import Tensor, nn
 
-from rrcore.act import reset_rows
-from rrcore.nn import (
-    PostNormBlock,
-    PuzzleInput,
-    ReasoningHeads,
-    SparsePuzzleEmbedding,
-    trunc_normal_,
-)
+from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
+from rrcore.nn import InjectedStack, PostNormBlock, ReasoningHeads
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
 from rrcore.states import StateRecorder, record_state
-from rrcore.validators import at_least, non_negative, positive
+from rrcore.validators import at_least, non_negative
 
 
 @attrs.define
-class HRMConfig:
-    """The ``[model]`` keys of ``plugin = "hrm"``.
+class HRMConfig(ReasoningModelConfig):
+    """The ``[model]`` keys of ``plugin = "hrm"``: the shared keys
+    (:class:`rrcore.model_kit.ReasoningModelConfig`) and these.
 
     ``H_cycles`` H updates per ACT step, each after ``L_cycles`` L updates;
-    ``H_layers`` / ``L_layers`` post-norm blocks per module. ``puzzle_emb_ndim``
-    floats of learned per-puzzle embedding (0 = none) fill ``puzzle_emb_len``
-    prefix positions (0 = ceil(puzzle_emb_ndim / hidden_size)). ``eval_extra_H_cycles``
+    ``H_layers`` / ``L_layers`` post-norm blocks per module. ``eval_extra_H_cycles``
     more H cycles (each with its ``L_cycles``) per ACT step in eval mode: inference-time
     scaling, thinking longer than in training (0 = as trained).
     """
 
-    hidden_size: int = attrs.field(default=512, validator=at_least(1))
-    num_heads: int = attrs.field(default=8, validator=at_least(1))
-    expansion: float = attrs.field(default=4.0, validator=positive)
     H_layers: int = attrs.field(default=4, validator=at_least(1))
     L_layers: int = attrs.field(default=4, validator=at_least(1))
     H_cycles: int = attrs.field(default=2, validator=at_least(1))
     L_cycles: int = attrs.field(default=2, validator=at_least(1))
-    puzzle_emb_ndim: int = attrs.field(default=512, validator=non_negative)
-    puzzle_emb_len: int = attrs.field(default=0, validator=non_negative)
-    pos_encodings: Literal["rope", "learned"] = "rope"
-    rms_norm_eps: float = attrs.field(default=1e-5, validator=positive)
-    rope_theta: float = attrs.field(default=10000.0, validator=positive)
-    attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
     eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
 
 
-class ReasoningModule(nn.Module):
-    """A stack of post-norm blocks with input injection: ``blocks(hidden + injection)``."""
-
-    def __init__(self, config: HRMConfig, num_layers: int) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(
-            PostNormBlock(config.hidden_size, config.num_heads, config.expansion, config.rms_norm_eps,
-                          attention_backend=config.attention_backend)
-            for _ in range(num_layers))
-
-    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
-        hidden = hidden + injection
-        for block in self.blocks:
-            hidden = block(hidden, rotary)
-        return hidden
-
-
-class HRM(StateRecorder, nn.Module):
+class HRM(StateRecorder, ReasoningModel):
     """HRM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
 
     The carry holds ``z_H`` and ``z_L``, (B, puzzle_emb_len + seq_len, hidden_size)
@@ -90,37 +55,15 @@ class HRM(StateRecorder, nn.Module):
     core calls the model twice per ACT step).
     """
 
-    predicts_q_continue = True  # read by the core: train the Q-continue head
+    predicts_q_continue = True  # halts on q_halt > q_continue; [act] q_continue follows it
 
     def __init__(self, config: HRMConfig, context: ModelContext) -> None:
-        super().__init__()
-        self.config = config
-        metadata = context.metadata
-        self.forward_dtype = context.forward_dtype
-        self.embed_input = PuzzleInput.from_config(config, context)
-        self.H_level = ReasoningModule(config, config.H_layers)
-        self.L_level = ReasoningModule(config, config.L_layers)
-        self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed_input.puzzle_emb_len)
-        self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
-        self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
-
-    @property
-    def puzzle_emb(self) -> SparsePuzzleEmbedding | None:
-        """The sparse puzzle embedding (trained by sign-SGD), or None without one."""
-        return self.embed_input.puzzle_emb
-
-    # -- carry -------------------------------------------------------------------------
-
-    def initial_carry(self, batch: Batch) -> InnerCarry:
-        """Uninitialised z_H, z_L for ``batch``: every row is reset before its first step."""
-        shape = (batch["inputs"].shape[0], self.embed_input.total_len, self.config.hidden_size)
-        device = batch["inputs"].device
-        return {"z_H": torch.empty(shape, dtype=self.forward_dtype, device=device),
-                "z_L": torch.empty(shape, dtype=self.forward_dtype, device=device)}
-
-    def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
-        """Rows where ``reset`` (B,) is True start again from ``H_init`` / ``L_init``."""
-        return reset_rows(reset, carry, {"z_H": self.H_init, "z_L": self.L_init})
+        super().__init__(config, context)
+        self.H_level = InjectedStack(PostNormBlock.from_config(config) for _ in range(config.H_layers))
+        self.L_level = InjectedStack(PostNormBlock.from_config(config) for _ in range(config.L_layers))
+        self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size,
+                                    self.embed_input.puzzle_emb_len)
+        self.register_carry(z_H="H_init", z_L="L_init")
 
     # -- one ACT step ------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rr_trm.totrm import ToTRMConfig, build_totrm
-from rr_trm.transformer import TransformerConfig, build_transformer
-from rr_trm.trm import TRMConfig, build_trm
+from rr_trm.totrm import ToTRM, ToTRMConfig
+from rr_trm.transformer import Transformer, TransformerConfig
+from rr_trm.trm import TRM, TRMConfig
 from rrcore import hookimpl
 from rrcore.registry import ModelSpec
 
@@ -12,10 +12,10 @@ from rrcore.registry import ModelSpec
 @hookimpl
 def rr_register_models() -> list[ModelSpec]:
     return [
-        ModelSpec(name="trm", factory=build_trm, config_class=TRMConfig,
+        ModelSpec(name="trm", factory=TRM, config_class=TRMConfig,
                   description="Tiny Recursive Model (attention or mlp_t), arXiv 2510.04871"),
-        ModelSpec(name="totrm", factory=build_totrm, config_class=ToTRMConfig,
+        ModelSpec(name="totrm", factory=ToTRM, config_class=ToTRMConfig,
                   description="tree-of-thought TRM: latents branch on the first L-cycles, then merge"),
-        ModelSpec(name="transformer", factory=build_transformer, config_class=TransformerConfig,
+        ModelSpec(name="transformer", factory=Transformer, config_class=TransformerConfig,
                   description="baseline: TRM's blocks once per ACT step, no recursion"),
     ]

@@ -111,7 +111,3 @@ class ToTRM(TRM):
         record_state(record, "z_H", z_H)
         return z_H, z_L
 
-
-def build_totrm(config: ToTRMConfig, context: ModelContext) -> ToTRM:
-    """Model factory registered as ``totrm``."""
-    return ToTRM(config, context)

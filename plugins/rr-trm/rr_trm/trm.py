@@ -19,42 +19,33 @@ code's names, kept in the carry). ``net`` is ONE stack of ``L_layers`` post-norm
 blocks shared by both updates. With ``mlp_t`` the blocks mix positions with an
 MLP across the sequence instead of self-attention (the paper's TRM-MLP for Sudoku).
 
-ACT halting, the carry bookkeeping and the losses live in :mod:`rrcore.act`; the
-embeddings and heads in :mod:`rrcore.nn`. This file holds only the recurrence.
+ACT halting and the losses live in :mod:`rrcore.act`; the embeddings and heads in
+:mod:`rrcore.nn`; the shared config keys, the input layer and the carry in
+:mod:`rrcore.model_kit`. This file holds only the recurrence.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
 from torch import Tensor, nn
 
-from rrcore.act import reset_rows
-from rrcore.nn import (
-    PositionEncoding,
-    PostNormBlock,
-    PuzzleInput,
-    ReasoningHeads,
-    SwiGLU,
-    repeated_region,
-    rms_norm,
-    trunc_normal_,
-)
+from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
+from rrcore.nn import InjectedStack, PostNormBlock, ReasoningHeads, SwiGLU, repeated_region, rms_norm
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
 from rrcore.states import StateRecord, StateRecorder, record_state
-from rrcore.validators import at_least, non_negative, positive
+from rrcore.validators import at_least, non_negative
 
 
 @attrs.define
-class TRMConfig:
-    """The ``[model]`` keys of ``plugin = "trm"``.
+class TRMConfig(ReasoningModelConfig):
+    """The ``[model]`` keys of ``plugin = "trm"``: the shared keys
+    (:class:`rrcore.model_kit.ReasoningModelConfig`, ``puzzle_emb_len`` 16 here) and these.
 
     ``H_cycles`` answer updates per ACT step, each after ``L_cycles`` latent
-    updates; ``L_layers`` blocks in the shared network. ``puzzle_emb_ndim`` floats
-    of per-puzzle embedding (0 = none) fill a prefix of ``puzzle_emb_len``
-    positions (0 = ``ceil(puzzle_emb_ndim / hidden_size)``). ``mlp_t`` replaces
+    updates; ``L_layers`` blocks in the shared network. ``mlp_t`` replaces
     attention by a SwiGLU across positions; ``mlp_t_norm`` says which axis the
     RMSNorm after it normalises: ``positions`` as the reference code (its norm
     runs on the transposed tensor) or ``channels`` as every other post-norm block.
@@ -66,26 +57,18 @@ class TRMConfig:
     inference-time scaling, thinking longer than in training (0 = as trained).
     """
 
-    hidden_size: int = attrs.field(default=512, validator=at_least(1))
-    num_heads: int = attrs.field(default=8, validator=at_least(1))
-    expansion: float = attrs.field(default=4.0, validator=positive)
     L_layers: int = attrs.field(default=2, validator=at_least(1))
     H_cycles: int = attrs.field(default=3, validator=at_least(1))
     L_cycles: int = attrs.field(default=6, validator=at_least(1))
-    puzzle_emb_ndim: int = attrs.field(default=512, validator=non_negative)
-    puzzle_emb_len: int = attrs.field(default=16, validator=non_negative)
-    pos_encodings: PositionEncoding = "rope"
     mlp_t: bool = False
     mlp_t_norm: Literal["positions", "channels"] = "positions"
-    rms_norm_eps: float = attrs.field(default=1e-5, validator=positive)
-    rope_theta: float = attrs.field(default=10000.0, validator=positive)
-    attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
     recompute: Literal["none", "sequence_mlp", "all_mlps"] = "none"
     eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
+    puzzle_emb_len: int = attrs.field(default=16, validator=non_negative)  # the reference's prefix
 
 
 # ---------------------------------------------------------------------------------------
-# Building blocks, in order of use: embedding (rrcore), sequence MLP, block, net, heads
+# Building blocks, in order of use: embedding (rrcore), sequence MLP, block, net and heads (rrcore)
 # ---------------------------------------------------------------------------------------
 
 class SequenceMLP(nn.Module):
@@ -116,41 +99,24 @@ class PositionNormBlock(PostNormBlock):
         return rms_norm(x + self.mlp(x), self.norm_eps)
 
 
-def make_block(*, hidden_size: int, num_heads: int, expansion: float, seq_len: int, mlp_t: bool,
-               mlp_t_norm: str, rms_norm_eps: float, attention_backend: str,
-               recompute: str = "none") -> nn.Module:
-    """One post-norm block: attention, or with ``mlp_t`` a SwiGLU across ``seq_len`` positions."""
-    if not mlp_t:
-        block = PostNormBlock(hidden_size, num_heads, expansion, rms_norm_eps,
-                              attention_backend=attention_backend)
+def make_block(config: Any, seq_len: int, recompute: str = "none") -> nn.Module:
+    """One post-norm block of ``config`` (TRM's keys, or any config with the shared keys and
+    ``mlp_t``, ``mlp_t_norm``): attention, or with ``mlp_t`` a SwiGLU across ``seq_len`` positions."""
+    if not config.mlp_t:
+        block = PostNormBlock.from_config(config)
     else:
-        block_class = PositionNormBlock if mlp_t_norm == "positions" else PostNormBlock
-        block = block_class(hidden_size, num_heads, expansion, rms_norm_eps,
-                            mixer=SequenceMLP(seq_len, expansion, recompute=recompute != "none"))
+        block_class = PositionNormBlock if config.mlp_t_norm == "positions" else PostNormBlock
+        block = block_class.from_config(config, mixer=SequenceMLP(seq_len, config.expansion,
+                                                                  recompute=recompute != "none"))
     block.mlp.recompute = recompute == "all_mlps"
     return block
-
-
-class ReasoningNet(nn.Module):
-    """The single network TRM recurses with: its input is the sum of the states
-    given, passed through ``L_layers`` blocks."""
-
-    def __init__(self, blocks: list[nn.Module]) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, hidden: Tensor, injection: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
-        hidden = hidden + injection
-        for block in self.blocks:
-            hidden = block(hidden, rotary)
-        return hidden
 
 
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
 
-class TRM(StateRecorder, nn.Module):
+class TRM(StateRecorder, ReasoningModel):
     """TRM's inner recurrence: one ACT step of ``H_cycles`` x (``L_cycles`` + 1) net calls.
 
     The carry holds ``z_H`` (the answer y) and ``z_L`` (the latent z), each
@@ -162,43 +128,11 @@ class TRM(StateRecorder, nn.Module):
     """
 
     def __init__(self, config: TRMConfig, context: ModelContext) -> None:
-        super().__init__()
-        metadata = context.metadata
-        self.config = config
-        self.forward_dtype = context.forward_dtype
-        self.embed = PuzzleInput.from_config(config, context)
-        self.net = ReasoningNet([
-            make_block(hidden_size=config.hidden_size, num_heads=config.num_heads,
-                       expansion=config.expansion, seq_len=self.embed.total_len, mlp_t=config.mlp_t,
-                       mlp_t_norm=config.mlp_t_norm, rms_norm_eps=config.rms_norm_eps,
-                       attention_backend=config.attention_backend, recompute=config.recompute)
-            for _ in range(config.L_layers)])
-        self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed.puzzle_emb_len)
-        # Kept in float32 (exact, dtype-independent checkpoints); cast at reset.
-        self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
-        self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
-
-    @property
-    def puzzle_emb(self) -> nn.Module | None:
-        """The sparse puzzle embedding (trained by the core's sign-SGD), or None.
-
-        A property rather than a second registration so the table, which can be
-        gigabytes, appears once in the state dict.
-        """
-        return self.embed.puzzle_emb
-
-    # -- carry -------------------------------------------------------------------------
-
-    def initial_carry(self, batch: Batch) -> InnerCarry:
-        """Zero states for ``batch``; every row is reset before its first step."""
-        shape = (batch["inputs"].shape[0], self.embed.total_len, self.config.hidden_size)
-        device = batch["inputs"].device
-        return {"z_H": torch.zeros(shape, dtype=self.forward_dtype, device=device),
-                "z_L": torch.zeros(shape, dtype=self.forward_dtype, device=device)}
-
-    def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
-        """Rows where ``reset`` (B,) is True go back to the initial states."""
-        return reset_rows(reset, carry, {"z_H": self.H_init, "z_L": self.L_init})
+        super().__init__(config, context, input_name="embed")
+        self.net = InjectedStack(make_block(config, self.embed.total_len, config.recompute)
+                                 for _ in range(config.L_layers))
+        self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size, self.embed.puzzle_emb_len)
+        self.register_carry(z_H="H_init", z_L="L_init")
 
     # -- recurrence --------------------------------------------------------------------
 
@@ -230,7 +164,3 @@ class TRM(StateRecorder, nn.Module):
         outputs = self.heads(z_H)
         return {"z_H": z_H.detach(), "z_L": z_L.detach()}, outputs
 
-
-def build_trm(config: TRMConfig, context: ModelContext) -> TRM:
-    """Model factory registered as ``trm``."""
-    return TRM(config, context)

@@ -37,55 +37,36 @@ reference's ``loop_deltas = [8]`` (24 ACT steps).
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rrcore.act import reset_rows
-from rrcore.nn import (
-    CastedLinear,
-    PostNormBlock,
-    PuzzleInput,
-    ReasoningHeads,
-    SparsePuzzleEmbedding,
-    swiglu_width,
-    trunc_normal_,
-)
+from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
+from rrcore.nn import CastedLinear, PostNormBlock, ReasoningHeads, swiglu_width
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
 from rrcore.states import StateRecord, StateRecorder, record_state
-from rrcore.validators import at_least, non_negative, positive
+from rrcore.validators import at_least, non_negative
 
 
 @attrs.define
-class URMConfig:
-    """The ``[model]`` keys of ``plugin = "urm"``.
+class URMConfig(ReasoningModelConfig):
+    """The ``[model]`` keys of ``plugin = "urm"``: the shared keys
+    (:class:`rrcore.model_kit.ReasoningModelConfig`) and these.
 
     ``num_layers`` post-norm blocks form the shared stack; one ACT step applies it
     ``H_cycles * L_cycles`` times, differentiating only the last ``L_cycles``
     applications. ``conv_kernel`` is the ConvSwiGLU depthwise kernel width.
-    ``puzzle_emb_ndim`` floats of learned per-puzzle embedding (0 = none) fill
-    ``puzzle_emb_len`` prefix positions (0 = ceil(puzzle_emb_ndim / hidden_size)).
     ``eval_extra_H_cycles`` extra cycles per ACT step in eval mode (inference-time
     scaling; see the module docstring for the correspondence with ``loop_deltas``).
     """
 
-    hidden_size: int = attrs.field(default=512, validator=at_least(1))
-    num_heads: int = attrs.field(default=8, validator=at_least(1))
-    expansion: float = attrs.field(default=4.0, validator=positive)
     num_layers: int = attrs.field(default=4, validator=at_least(1))
     H_cycles: int = attrs.field(default=2, validator=at_least(1))
     L_cycles: int = attrs.field(default=6, validator=at_least(1))
     conv_kernel: int = attrs.field(default=2, validator=at_least(1))
-    puzzle_emb_ndim: int = attrs.field(default=512, validator=non_negative)
-    puzzle_emb_len: int = attrs.field(default=0, validator=non_negative)
-    pos_encodings: Literal["rope", "learned", "none"] = "rope"
-    rms_norm_eps: float = attrs.field(default=1e-5, validator=positive)
-    rope_theta: float = attrs.field(default=10000.0, validator=positive)
     eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
-    attention_backend: Literal["auto", "sdpa", "flash"] = "auto"
 
 
 class ConvSwiGLU(nn.Module):
@@ -135,7 +116,7 @@ class ConvSwiGLU(nn.Module):
         return self.down_proj(F.silu(mixed))
 
 
-class URM(StateRecorder, nn.Module):
+class URM(StateRecorder, ReasoningModel):
     """URM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
 
     The carry holds ``hidden``, (B, puzzle_emb_len + seq_len, hidden_size) in the
@@ -146,34 +127,14 @@ class URM(StateRecorder, nn.Module):
     """
 
     def __init__(self, config: URMConfig, context: ModelContext) -> None:
-        super().__init__()
-        self.config = config
-        metadata = context.metadata
-        self.forward_dtype = context.forward_dtype
-        self.embed_input = PuzzleInput.from_config(config, context)
+        super().__init__(config, context)
         self.blocks = nn.ModuleList(
-            PostNormBlock(config.hidden_size, config.num_heads, config.expansion, config.rms_norm_eps,
-                          mlp=ConvSwiGLU(config.hidden_size, config.expansion, config.conv_kernel),
-                          attention_backend=config.attention_backend)
+            PostNormBlock.from_config(config, mlp=ConvSwiGLU(config.hidden_size, config.expansion,
+                                                             config.conv_kernel))
             for _ in range(config.num_layers))
-        self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.embed_input.puzzle_emb_len)
-        self.register_buffer("init_hidden", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
-
-    @property
-    def puzzle_emb(self) -> SparsePuzzleEmbedding | None:
-        """The sparse puzzle embedding (trained by sign-SGD), or None without one."""
-        return self.embed_input.puzzle_emb
-
-    # -- carry -------------------------------------------------------------------------
-
-    def initial_carry(self, batch: Batch) -> InnerCarry:
-        """Uninitialised ``hidden`` for ``batch``: every row is reset before its first step."""
-        shape = (batch["inputs"].shape[0], self.embed_input.total_len, self.config.hidden_size)
-        return {"hidden": torch.empty(shape, dtype=self.forward_dtype, device=batch["inputs"].device)}
-
-    def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
-        """Rows where ``reset`` (B,) is True start again from ``init_hidden``."""
-        return reset_rows(reset, carry, {"hidden": self.init_hidden})
+        self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size,
+                                    self.embed_input.puzzle_emb_len)
+        self.register_carry(hidden="init_hidden")
 
     # -- one ACT step ------------------------------------------------------------------
 
