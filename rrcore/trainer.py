@@ -34,8 +34,9 @@ from rrcore.config import ConfigError, Experiment, dump_experiment, tomllib
 from rrcore.data import PuzzleDataset, StreamPosition, default_cache_dir
 from rrcore.ema import EMA
 from rrcore.evaluation import EvalContext
-from rrcore.logging import JsonlLogger, JsonlLoggerConfig, ProgressLine
+from rrcore.logging import JsonlLogger, JsonlLoggerConfig
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
+from rrcore.progress import TrainingProgress
 from rrcore.protocols import ModelContext
 from rrcore.registry import Registry, Spec, get_registry
 from rrcore.rundir import (
@@ -430,7 +431,7 @@ class Trainer:
                                                 self.world_size)
             write_resume_script(self.run_dir, command)
         loggers = self._make_loggers() if is_main else []
-        progress = ProgressLine(self.total_steps, start_step=self.step) if is_main else None
+        progress = TrainingProgress(self.total_steps, start_step=self.step) if is_main else None
         previous_handlers = self._install_signal_handlers()
         self.last_checkpoint = getattr(self, "last_checkpoint", None)
         self.registry.hook.rr_on_train_start(context=self.context)
@@ -524,7 +525,7 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------
 
-    def _evaluate_and_log(self, loggers: list[Any], progress: ProgressLine | None) -> dict[str, float]:
+    def _evaluate_and_log(self, loggers: list[Any], progress: TrainingProgress | None) -> dict[str, float]:
         if self.eval_data is None or not self.experiment.evaluators:
             return {}
         results = self.evaluate()
