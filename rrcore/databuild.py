@@ -73,8 +73,8 @@ def describe_plugins(registry: Registry) -> str:
 
 
 def _settings(settings: tuple[str, ...], spec: DatasetSpec) -> dict[str, Any]:
-    """``KEY=VALUE`` (or ``data.KEY=VALUE``) settings as a dict, every key checked against the
-    plugin's config class."""
+    """``KEY=VALUE`` (or ``data.KEY=VALUE``) settings as a dict of values parsed as TOML, every
+    key checked against the plugin's config class."""
     valid = [key for key, _, _ in config_keys(spec.config_class)]
     values: dict[str, Any] = {}
     for text in settings:
@@ -93,8 +93,9 @@ def _settings(settings: tuple[str, ...], spec: DatasetSpec) -> dict[str, Any]:
     return values
 
 
-def _is_experiment(source: str) -> bool:
-    return source.endswith(".toml") or Path(source).expanduser().is_file()
+def _is_experiment(source: str, plugins: dict[str, Any]) -> bool:
+    """A ``.toml`` name, or a file that is not also a data plugin's name."""
+    return source.endswith(".toml") or (source not in plugins and Path(source).expanduser().is_file())
 
 
 def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | None,
@@ -102,7 +103,7 @@ def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | Non
     """The data set ``rr data build SOURCE --set ... [--cache-dir DIR]`` asks for."""
     cache = output_folder(cache_dir, "cache folder") if cache_dir else None
     datasets = registry.components["dataset"]
-    if _is_experiment(source):
+    if _is_experiment(source, datasets):
         path = Path(source).expanduser()
         if path.is_dir():
             raise InputError(f"{path}: is a folder, not an experiment file")
@@ -110,8 +111,7 @@ def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | Non
         spec = registry.get("dataset", experiment.data.plugin)
         values = _settings(settings, spec)
         if values:  # through the experiment's own override path, as `rr run --set data.KEY=...`
-            overrides = [f"data.{key}={json.dumps(value) if isinstance(value, str) else _toml(value)}"
-                         for key, value in values.items()]
+            overrides = [f"data.{text.strip().removeprefix('data.')}" for text in settings]
             experiment = load_experiment(path, overrides, registry)
         return DataRequest(spec, experiment.data.config, cache or data_cache_dir(experiment.run.cache_dir),
                            str(path))
@@ -125,12 +125,6 @@ def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | Non
     where = f"rr data build {source}"
     config = structure(values, spec.config_class, where, "data") if spec.config_class else None
     return DataRequest(spec, config, cache or data_cache_dir(), where)
-
-
-def _toml(value: Any) -> str:
-    from rrcore.config import _toml_value
-
-    return _toml_value(value)
 
 
 def build(request: DataRequest) -> Path:

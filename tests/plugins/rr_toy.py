@@ -43,7 +43,7 @@ def _write(folder: Path, rows: list[np.ndarray], config: ToyDataConfig, num_iden
         writer.finish(pad_id=0, ignore_label_id=0, vocab_size=11, num_puzzle_identifiers=num_identifiers)
 
 
-def build_toy(config: ToyDataConfig, cache_dir: Path) -> Path:
+def build_dataset(config: ToyDataConfig, cache_dir: Path) -> Path:
     def build(folder: Path) -> None:
         rng = np.random.default_rng(config.seed)
         train, test = _draw(rng, config.num_train, config.seq_len), _draw(rng, config.num_test, config.seq_len)
@@ -100,7 +100,7 @@ def rr_register_models():
 
 @hookimpl
 def rr_register_datasets():
-    return [DatasetSpec(name="toy", factory=build_toy, config_class=ToyDataConfig, description="test task")]
+    return [DatasetSpec(name="toy", factory=build_dataset, config_class=ToyDataConfig, description="test task")]
 
 
 @hookimpl
