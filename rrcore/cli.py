@@ -1,7 +1,7 @@
 """The ``rr`` command line.
 
 ``rr run``, ``rr validate``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
-``rr report`` and ``rr analyze`` are the core's; plugins add their own sub-commands through
+``rr report``, ``rr analyze`` and ``rr data build`` are the core's; plugins add their own sub-commands through
 ``rr_cli_commands``.
 """
 
@@ -376,6 +376,54 @@ def analyze(run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: 
         click.echo(f"rr: no plots: matplotlib is not installed ({plots.INSTALL_HINT})", err=True)
     click.echo(analysis.summary(result))
     click.echo(f"rr: analysis in {folder}", err=True)
+
+
+class _DataBuildCommand(click.Command):
+    """``rr data build``, whose help lists every data plugin's keys (from its config class)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from rrcore.databuild import describe_plugins
+
+        formatter.write_paragraph()
+        formatter.write_text("Data plugins and their keys:")
+        with formatter.indentation():
+            for block in describe_plugins(_registry()).split("\n\n"):
+                formatter.write("\n" + "\n".join(" " * formatter.current_indent + line
+                                                  for line in block.splitlines()) + "\n")
+
+
+@main.group()
+def data() -> None:
+    """Data sets: build one as rr run would (rr data build)."""
+
+
+@data.command(name="build", cls=_DataBuildCommand)
+@click.argument("source", metavar="EXP_OR_PLUGIN")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Set a key of the data plugin's config, e.g. --set num_aug=10 (repeatable; "
+                   "data.KEY works too). The keys are listed below.")
+@click.option("--cache-dir", type=click.Path(), help="Cache folder (default: the experiment's "
+                                                     "run.cache_dir, else $RR_CACHE_DIR or ~/.cache/rr).")
+def data_build(source: str, settings: tuple[str, ...], cache_dir: str | None) -> None:
+    """Build (or find in the cache) a data set and print its folder.
+
+    EXP_OR_PLUGIN is an experiment file, whose [data] section is built exactly as rr run
+    builds it (the same folder), or the name of a data plugin, built with its defaults.
+    --set changes single keys of either. A summary goes to stderr. Exit codes: 0 built,
+    1 the builder failed, 2 bad input (a key, a value or an input file).
+    """
+    import time
+
+    from rrcore.databuild import build, existing, resolve_request, summary
+
+    started = time.time()
+    with _exit_codes():
+        request = resolve_request(source, settings, cache_dir, _registry())
+        before = existing(request)
+        folder = build(request)
+    for line in summary(folder, started, before):
+        click.echo(line, err=True)
+    click.echo(str(folder))
 
 
 def _add_plugin_commands() -> None:

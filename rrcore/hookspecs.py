@@ -55,13 +55,19 @@ def rr_register_models() -> list[ModelSpec]:
 def rr_register_datasets() -> list[DatasetSpec]:
     """Return the data sources this plugin can build.
 
-    Each :class:`~rrcore.registry.DatasetSpec` names a builder
-    ``factory(config, cache_dir: Path) -> Path`` that returns a folder holding
-    ``train/`` and ``test/`` splits in the core's on-disk format
-    (:mod:`rrcore.data`). Builders must be deterministic and should reuse a
-    previous build with the same config found under ``cache_dir``. Implemented
-    by task plugins (rr-sudoku, rr-arc, ...); the core registers ``built`` for
-    folders made elsewhere.
+    Each :class:`~rrcore.registry.DatasetSpec` names the plugin's one factory,
+    ``build_dataset(config, cache_dir: Path) -> Path``, and the attrs class of its
+    ``[data]`` keys. The factory returns a folder holding ``train/`` and ``test/``
+    splits in the core's on-disk format (:mod:`rrcore.data`), built with
+    :func:`rrcore.data.cached_build` (the folder ``cache_dir/<name>-<hash of the
+    config>``, reused when it exists) and written with :class:`rrcore.data.SplitWriter`;
+    it shows progress with :func:`rrcore.progress.progress` and raises
+    :class:`rrcore.data.DataSourceError` for bad input (a missing file, an unusable
+    value). ``rr run`` calls it on rank 0 before training and ``rr data build``
+    calls it for an experiment or for the plugin's name, its ``--set`` keys being the
+    config class's fields. Builders must be deterministic. Implemented by task
+    plugins (rr-sudoku, rr-arc, ...); the core registers ``built`` for folders made
+    elsewhere.
     """
 
 
@@ -121,11 +127,12 @@ def rr_register_tasks() -> list[TaskSpec]:
 
 @hookspec
 def rr_cli_commands(group: click.Group) -> None:
-    """Add sub-commands to the ``rr`` command line, e.g. ``rr sudoku build``.
+    """Add sub-commands to the ``rr`` command line, e.g. ``rr sudoku label``.
 
     Called once when ``rr`` starts, with the root click group; add commands or
     groups with ``group.add_command``. Keep imports inside the commands so that
-    ``rr --help`` stays fast.
+    ``rr --help`` stays fast, and the commands in the plugin's ``cli.py``. A data
+    set is built by the core's ``rr data build``, not by a plugin command.
     """
 
 

@@ -100,7 +100,8 @@ class ModelSpec(Spec):
 
 @attrs.frozen
 class DatasetSpec(Spec):
-    """A data source: ``factory(config, cache_dir: Path) -> Path`` of a built data set."""
+    """A data source: ``build_dataset(config, cache_dir: Path) -> Path`` of a built data set
+    (the contract is in :func:`rrcore.hookspecs.rr_register_datasets`)."""
 
     kind: ClassVar[str] = "dataset"
 

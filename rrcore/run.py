@@ -24,7 +24,7 @@ from rrcore import distributed
 from rrcore.act import ACTModel, CompiledStep
 from rrcore.checkpoint import CheckpointError, Stateful, load_file, load_parts
 from rrcore.config import ConfigError, Experiment, tomllib
-from rrcore.data import PuzzleDataset, default_cache_dir
+from rrcore.data import DataSourceError, PuzzleDataset, data_cache_dir
 from rrcore.ema import EMA
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
 from rrcore.optim import LRSchedule, Optimizers
@@ -43,6 +43,8 @@ def build(spec: Spec, *args: Any) -> Any:
         return spec.factory(*args)
     except (TrainingError, CheckpointError):
         raise
+    except DataSourceError as error:  # the input is wrong, not the plugin: exit 2, one line
+        raise ConfigError(f"data plugin {spec.name!r}: {error}") from error
     except Exception as error:
         raise TrainingError(f"{spec.kind.replace('_', ' ')} plugin {spec.name!r} ({spec.distribution} "
                             f"{spec.version}) failed: {type(error).__name__}: {error}") from error
@@ -254,7 +256,7 @@ def build_run(experiment: Experiment, registry: Registry | None = None, *, optim
 def _build_data(experiment: Experiment, registry: Registry, rank: int) -> Path:
     section = experiment.data
     spec = registry.get("dataset", section.plugin)
-    cache_dir = Path(experiment.run.cache_dir).expanduser() if experiment.run.cache_dir else default_cache_dir()
+    cache_dir = data_cache_dir(experiment.run.cache_dir)
     # Rank 0 builds; the others wait and then find the build in the cache.
     path = build(spec, section.config, cache_dir) if rank == 0 else None
     distributed.barrier()

@@ -33,8 +33,9 @@ from rrcore.checkpoint import (
 )
 from rrcore.config import Experiment, dump_experiment
 from rrcore.data import StreamPosition
-from rrcore.logging import JsonlLogger, JsonlLoggerConfig, ProgressLine
+from rrcore.logging import JsonlLogger, JsonlLoggerConfig
 from rrcore.metrics import reduce_metrics
+from rrcore.progress import TrainingProgress
 from rrcore.protocols import RunContext
 from rrcore.registry import Registry
 from rrcore.run import Run, TrainingError, build, build_run, join, run_evaluation
@@ -226,7 +227,7 @@ class Trainer:
         started = time.perf_counter()
         command = self._write_run_folder(command)
         loggers = self._make_loggers() if self.rank == 0 else []
-        progress = ProgressLine(self.total_steps, start_step=self.step) if self.rank == 0 else None
+        progress = TrainingProgress(self.total_steps, start_step=self.step) if self.rank == 0 else None
         previous_handlers = self._install_signal_handlers()
         self.registry.hook.rr_on_train_start(context=self.context)
         try:
@@ -245,7 +246,7 @@ class Trainer:
             self._say_how_it_ended(result, command)
         return result
 
-    def _loop(self, loggers: list[Any], progress: ProgressLine | None,
+    def _loop(self, loggers: list[Any], progress: TrainingProgress | None,
               ) -> tuple[str, dict[str, float], dict[str, float]]:
         """Steps until the end or a stop signal, then the final evaluation and checkpoint;
         returns (status, last training metrics, last evaluation results)."""
@@ -289,7 +290,7 @@ class Trainer:
         return bool(every) and self.step % every == 0 and self.step < self.total_steps
 
     def _log_training(self, metric_sums: dict[str, torch.Tensor], steps: int, loggers: list[Any],
-                      progress: ProgressLine | None) -> dict[str, float]:
+                      progress: TrainingProgress | None) -> dict[str, float]:
         metrics = reduce_metrics(metric_sums, self.loss_head.metric_reductions, steps,
                                  self.experiment.train.global_batch_size, "train", self.world_size)
         metrics["train/lr"] = self.run.optimizers.lr
@@ -364,7 +365,7 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------
 
-    def _evaluate_and_log(self, loggers: list[Any], progress: ProgressLine | None) -> dict[str, float]:
+    def _evaluate_and_log(self, loggers: list[Any], progress: TrainingProgress | None) -> dict[str, float]:
         if self.eval_data is None or not self.run.evaluators:
             return {}
         results = self.evaluate()

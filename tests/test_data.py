@@ -15,7 +15,6 @@ from rrcore.data import (
     SplitWriter,
     StreamPosition,
     cached_build,
-    write_split,
 )
 
 
@@ -27,22 +26,23 @@ def _metadata(**changes) -> DatasetMetadata:
 
 
 def _write(folder, groups=((1, 2), (1,), (3,), (2, 2))) -> None:
-    writer = SplitWriter(seq_len=2)
-    identifier, value = 1, 1
-    for group in groups:
-        for examples in group:
-            rows = [[value % 4 + 1, (value + 1) % 4 + 1] for _ in range(examples)]
-            writer.add_puzzle(identifier, rows, rows)
-            identifier += 1
-            value += 1
-        writer.end_group()
-    write_split(folder, _metadata(total_groups=len(groups)), {"all": writer.arrays()})
+    with SplitWriter(folder, seq_len=2) as writer:
+        identifier, value = 1, 1
+        for group in groups:
+            for examples in group:
+                rows = [[value % 4 + 1, (value + 1) % 4 + 1] for _ in range(examples)]
+                writer.add_puzzle(identifier, rows, rows)
+                identifier += 1
+                value += 1
+            writer.end_group()
+        writer.finish(pad_id=0, ignore_label_id=0, vocab_size=5, num_puzzle_identifiers=20)
 
 
 def test_written_split_loads_and_labels_map_ignore_to_minus_100(tmp_path):
-    writer = SplitWriter(seq_len=2)
-    writer.add_puzzle(3, [[1, 2]], [[0, 4]])  # label 0 (= ignore_label_id) is not scored
-    write_split(tmp_path / "train", _metadata(total_groups=1, mean_puzzle_examples=1.0), {"all": writer.arrays()})
+    with SplitWriter(tmp_path / "train", seq_len=2) as writer:
+        writer.add_puzzle(3, [[1, 2]], [[0, 4]])  # label 0 (= ignore_label_id) is not scored
+        metadata = writer.finish(pad_id=0, ignore_label_id=0, vocab_size=5, num_puzzle_identifiers=20)
+    assert (metadata.total_groups, metadata.mean_puzzle_examples) == (1, 1.0)
     data = PuzzleDataset(tmp_path / "train", global_batch_size=2)
     batch = next(data.eval_batches())
     assert batch["labels"][0].tolist() == [-100, 4]

@@ -1,4 +1,5 @@
-"""Every command a task plugin adds to ``rr`` answers bad input with one line, exit 2.
+"""Every command a task plugin adds to ``rr``, and ``rr data build`` of every task plugin's
+data set, answers bad input with one line, exit 2.
 
 Each case hands a command a path that does not exist, a folder where a file belongs,
 an empty file or a folder missing a part, and expects ``rr: error: ...`` naming what
@@ -16,24 +17,26 @@ from click.testing import CliRunner
 
 from rrcore.cli import main
 
-CORE_COMMANDS = {"run", "validate", "eval", "bench", "list-plugins", "solve", "report", "analyze"}
+CORE_COMMANDS = {"run", "validate", "eval", "bench", "list-plugins", "solve", "report", "analyze", "data"}
 TASK_GROUPS = {"sudoku", "arc", "maze", "rubik"}
 
 # (command, arguments, what the one error line must contain); {names} are paths made below.
 CASES = [
-    ("sudoku build", ["--train-path", "{missing}", "--test-size", "1"],
+    ("data build", ["sudoku", "--set", "train_path='{missing}'", "--set", "test_size=1"],
      "{missing}: no such puzzle file"),
-    ("sudoku build", ["--train-path", "{folder}", "--test-size", "1"],
+    ("data build", ["sudoku", "--set", "train_path='{folder}'", "--set", "test_size=1"],
      "{folder}: is a folder, not a puzzle file"),
-    ("sudoku build", ["--train-path", "{empty}", "--test-size", "1"],
+    ("data build", ["sudoku", "--set", "train_path='{empty}'", "--set", "test_size=1"],
      "{empty}: the puzzle file is empty"),
-    ("sudoku build", ["{missing}"], "{missing}: no such experiment file"),
-    ("sudoku build", ["{folder}"], "{folder}: is a folder, not an experiment file"),
-    ("sudoku build", ["--source", "generate", "--size", "4", "--train-size", "2",
-                      "--test-size", "1", "--cache-dir", "{file}"],
+    ("data build", ["{missing_toml}"], "{missing_toml}: no such experiment file"),
+    ("data build", ["{folder}"], "{folder}: neither an experiment file nor a data plugin"),
+    ("data build", ["sudoku", "--set", "source=generate", "--set", "size=4", "--set", "train_size=2",
+                    "--set", "test_size=1", "--cache-dir", "{file}"],
      "{file}: is a file, not a cache folder"),
-    ("sudoku build", ["--train-path", "{comments}", "--test-size", "1"],
+    ("data build", ["sudoku", "--set", "train_path='{comments}'", "--set", "test_size=1"],
      "{comments}: only 0 usable puzzles for the test split"),
+    ("data build", ["sudoku", "--set", "num_augs=1"], "--set num_augs: not a key of data plugin 'sudoku'"),
+    ("data build", ["sudoku", "--set", "size=nine"], "data.size: expected int, got str 'nine'"),
     ("sudoku label", ["{missing}"], "{missing}: no such puzzle file"),
     ("sudoku label", ["{folder}"], "{folder}: is a folder, not a puzzle file"),
     ("sudoku label", ["{empty}"], "{empty}: the puzzle file is empty"),
@@ -42,14 +45,12 @@ CASES = [
     ("sudoku generate", ["--count", "0"], "--count must be at least 1"),
     ("sudoku generate", ["--size", "4", "--givens", "17", "--jobs", "1"],
      "givens must lie in [1, 16]"),
-    ("arc build", ["--path", "{missing}"], "--path {missing}: no such folder"),
-    ("arc build", ["--path", "{file}"], "--path {file}: is a file, not a folder"),
-    ("arc build", ["--path", "{arc}", "--out", "{new}"], "{arc}: subset 'concept' not found"),
-    ("arc build", ["--path", "{arc_empty}", "--train-subsets", "training",
-                   "--test-subset", "training", "--out", "{new}"],
+    ("data build", ["arc", "--set", "path='{missing}'"], "[data] path {missing}: no such folder"),
+    ("data build", ["arc", "--set", "path='{file}'"], "[data] path {file}: is a file, not a folder"),
+    ("data build", ["arc", "--set", "path='{arc}'", "--cache-dir", "{new}"], "{arc}: subset 'concept' not found"),
+    ("data build", ["arc", "--set", "path='{arc_empty}'", "--set", "train_subsets=['training']",
+                    "--set", "test_subset=training", "--cache-dir", "{new}"],
      "arc-agi_training_challenges.json: the file is empty"),
-    ("arc build", ["--path", "{arc}", "--train-subsets", "training", "--test-subset", "training",
-                   "--out", "{folder}"], "--out {folder}: exists"),
     ("arc check-submission", ["{missing}"], "{missing}: no such submission file"),
     ("arc check-submission", ["{folder}"], "{folder}: is a folder, not a submission file"),
     ("arc check-submission", ["{empty}"], "{empty}: the submission file is empty"),
@@ -59,18 +60,22 @@ CASES = [
     ("arc check-submission", ["{submission}", "--tasks", "{empty}"], "{empty}: the file is empty"),
     ("arc check-submission", ["{submission}", "--tasks", "{folder}"],
      "{folder}: no <task_id>.json"),
-    ("maze build", ["--csv-dir", "{missing}"], "{missing}: no such maze CSV folder"),
-    ("maze build", ["--csv-dir", "{file}"], "{file}: is a file, not a maze CSV folder"),
-    ("maze build", ["--csv-dir", "{folder}", "--cache-dir", "{new}"],
+    ("data build", ["maze", "--set", "source=csv", "--set", "csv_dir='{missing}'"],
+     "{missing}: no such maze CSV folder"),
+    ("data build", ["maze", "--set", "source=csv", "--set", "csv_dir='{file}'"],
+     "{file}: is a file, not a maze CSV folder"),
+    ("data build", ["maze", "--set", "source=csv", "--set", "csv_dir='{folder}'", "--cache-dir", "{new}"],
      "{folder}/train.csv: missing (csv_dir must hold train.csv and test.csv)"),
-    ("maze build", ["--csv-dir", "{maze_empty}", "--cache-dir", "{new}"],
+    ("data build", ["maze", "--set", "source=csv", "--set", "csv_dir='{maze_empty}'", "--cache-dir", "{new}"],
      "{maze_empty}/train.csv: the file is empty"),
-    ("maze build", ["--cache-dir", "{file}"], "{file}: is a file, not a cache folder"),
+    ("data build", ["maze", "--cache-dir", "{file}"], "{file}: is a file, not a cache folder"),
+    ("data build", ["maze", "--set", "train_size=0"],
+     "[data] train_size must be at least 1 with source = 'generate', got 0"),
     ("maze bench", ["--count", "0"], "--count must be at least 1"),
     ("rubik table", ["--cache-dir", "{file}"], "{file}: is a file, not a cache folder"),
-    ("rubik build", ["--cache-dir", "{file}/below"],
+    ("data build", ["rubik", "--cache-dir", "{file}/below"],
      "{file} is a file, so it cannot hold a cache folder"),
-    ("rubik build", ["--train-size", "0"], "--train-size must be at least 1"),
+    ("data build", ["rubik", "--set", "train_size=0"], "data.train_size = 0: must be >= 1"),
 ]
 
 TASK = {"train": [{"input": [[1, 0]], "output": [[0, 1]]}], "test": [{"input": [[2, 0]]}]}
@@ -79,7 +84,7 @@ TASK = {"train": [{"input": [[1, 0]], "output": [[0, 1]]}], "test": [{"input": [
 @pytest.fixture
 def paths(tmp_path: Path) -> dict[str, str]:
     """Bad and good inputs: a missing path, an empty folder, an empty file, a small file, ..."""
-    made = {"missing": tmp_path / "missing.txt", "new": tmp_path / "new",
+    made = {"missing": tmp_path / "missing.txt", "missing_toml": tmp_path / "missing.toml", "new": tmp_path / "new",
             "folder": tmp_path / "folder",
             "empty": tmp_path / "empty.txt", "file": tmp_path / "a-file.txt",
             "comments": tmp_path / "comments.txt", "puzzles": tmp_path / "puzzles.txt",
@@ -119,3 +124,12 @@ def test_every_task_command_has_a_bad_input_case():
     assert set(groups) >= TASK_GROUPS, "a task plugin is not installed"
     commands = {f"{group} {name}" for group, command in groups.items() for name in command.commands}
     assert commands - {case[0] for case in CASES} == set()
+
+
+def test_every_data_plugin_has_a_bad_input_case_of_rr_data_build():
+    from rrcore.registry import get_registry
+
+    plugins = set(get_registry().components["dataset"]) - {"built"}
+    assert plugins >= TASK_GROUPS, "a task plugin is not installed"
+    covered = {case[1][0] for case in CASES if case[0] == "data build"}
+    assert plugins - covered == set()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rrcore import hookimpl
-from rrcore.data import DatasetMetadata, SplitWriter, cached_build, write_split
+from rrcore.data import SplitWriter, cached_build
 from rrcore.nn import PostNormBlock, PuzzleInput, ReasoningHeads, trunc_normal_
 from rrcore.registry import DatasetSpec, ModelSpec
 
@@ -30,30 +30,25 @@ class ToyDataConfig:
     seed: int = 0
 
 
-def _split(rng: np.random.Generator, count: int, seq_len: int, first_id: int) -> tuple[SplitWriter, int]:
-    writer = SplitWriter(seq_len)
-    identifier = first_id
-    for i in range(count):
-        digits = rng.integers(0, 10, size=(1, seq_len))
-        writer.add_puzzle(identifier, digits + 1, (digits + 1) % 10 + 1)
-        identifier += 1
-        if i % 2 == 1:
-            writer.end_group()
-    return writer, identifier
+def _draw(rng: np.random.Generator, count: int, seq_len: int) -> list[np.ndarray]:
+    return [rng.integers(0, 10, size=(1, seq_len)) for _ in range(count)]
 
 
-def build_toy(config: ToyDataConfig, cache_dir: Path) -> Path:
+def _write(folder: Path, rows: list[np.ndarray], config: ToyDataConfig, num_identifiers: int) -> None:
+    with SplitWriter(folder, config.seq_len) as writer:
+        for i, digits in enumerate(rows):  # puzzles 1, 2, ... in groups of two
+            writer.add_puzzle(1 + i, digits + 1, (digits + 1) % 10 + 1)
+            if i % 2 == 1:
+                writer.end_group()
+        writer.finish(pad_id=0, ignore_label_id=0, vocab_size=11, num_puzzle_identifiers=num_identifiers)
+
+
+def build_dataset(config: ToyDataConfig, cache_dir: Path) -> Path:
     def build(folder: Path) -> None:
         rng = np.random.default_rng(config.seed)
-        train, next_id = _split(rng, config.num_train, config.seq_len, 1)
-        test, _ = _split(rng, config.num_test, config.seq_len, 1)
-        for name, writer in (("train", train), ("test", test)):
-            arrays = writer.arrays()
-            metadata = DatasetMetadata(
-                pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=11, seq_len=config.seq_len,
-                num_puzzle_identifiers=next_id, total_groups=len(arrays.group_indices) - 1,
-                mean_puzzle_examples=1.0, sets=["all"])
-            write_split(folder / name, metadata, {"all": arrays})
+        train, test = _draw(rng, config.num_train, config.seq_len), _draw(rng, config.num_test, config.seq_len)
+        _write(folder / "train", train, config, config.num_train + 1)
+        _write(folder / "test", test, config, config.num_train + 1)
 
     return cached_build(cache_dir, "toy", config, build)
 
@@ -105,7 +100,7 @@ def rr_register_models():
 
 @hookimpl
 def rr_register_datasets():
-    return [DatasetSpec(name="toy", factory=build_toy, config_class=ToyDataConfig, description="test task")]
+    return [DatasetSpec(name="toy", factory=build_dataset, config_class=ToyDataConfig, description="test task")]
 
 
 @hookimpl

@@ -45,13 +45,17 @@ from rr_arc.grids import (
     token_lut,
     translate,
 )
-from rr_arc.reader import ArcTask, grid_key, input_files, read_subset
+from rr_arc.reader import ArcFormatError, ArcTask, grid_key, input_files, read_subset
+from rrcore.data import DataSourceError, SplitWriter, cached_build
+from rrcore.progress import progress
 
 BUILDER_VERSION = 1
 AUGMENT_RETRIES_FACTOR = 5  # draws per wanted augmentation before giving up on duplicates
 SET_NAME = "all"
 AUGMENTATIONS_FILE = "arc_augmentations.npz"
 TEST_TASKS_FILE = "arc_test_tasks.json"
+LAYOUTS = ("<prefix>_<subset>_challenges.json files (combined layout) or <subset>/ folders of "
+           "<task_id>.json files (per-task layout)")
 _SWAPS_AXES = (False, True, False, True, False, False, True, True)  # transform id -> rows and cols swap
 
 
@@ -84,7 +88,7 @@ class ArcDataConfig:
     allow_leak: bool = False
 
 
-class ArcLeakError(ValueError):
+class ArcLeakError(DataSourceError):
     """Training tasks that contain held-out test pairs of the test subset."""
 
 
@@ -96,51 +100,6 @@ class TaskPlan:
     is_test: bool
     transforms: np.ndarray
     perms: np.ndarray
-
-
-class NpyWriter:
-    """Writes a .npy array of known shape chunk by chunk, never holding or mapping it whole."""
-
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
-        self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
-        np.lib.format.write_array_header_1_0(self._file, {
-            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape})
-        self._rows = 0
-
-    def append(self, chunk: np.ndarray) -> None:
-        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
-        self._file.write(chunk.tobytes())
-        self._rows += chunk.shape[0]
-
-    def close(self) -> None:
-        self._file.close()
-        if self._rows != self.shape[0]:
-            raise RuntimeError(f"{self.path}: wrote {self._rows} rows, expected {self.shape[0]}")
-
-
-class Progress:
-    """A minimal progress bar on stderr (rr adds no tqdm dependency)."""
-
-    def __init__(self, total: int, description: str, interval: float = 0.5) -> None:
-        self.total, self.description, self.interval = max(total, 1), description, interval
-        self.count = 0
-        self.start = self._last = time.perf_counter()
-
-    def update(self, count: int = 1) -> None:
-        self.count += count
-        now = time.perf_counter()
-        if now - self._last >= self.interval or self.count >= self.total:
-            self._last = now
-            fraction = min(self.count / self.total, 1.0)
-            bar = "#" * int(fraction * 30)
-            sys.stderr.write(f"\r{self.description}: [{bar:<30}] {self.count}/{self.total} "
-                             f"{now - self.start:.0f}s")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 # -- choosing tasks ----------------------------------------------------------------------
@@ -211,7 +170,7 @@ def select_tasks(config: ArcDataConfig) -> tuple[list[ArcTask], list[ArcTask], d
     ARC-AGI-1 training inside ARC-AGI-2 training) are kept once; test-subset tasks
     listed among ``train_subsets`` enter only as test tasks.
     """
-    path = Path(config.path).expanduser()
+    path = check_path(config)
     test_tasks = read_subset(path, config.test_subset, prefix=config.prefix, layout=config.layout)
     candidates = []
     for subset in config.train_subsets:
@@ -362,18 +321,15 @@ def encode_task(plan: TaskPlan, pairs: list[tuple[np.ndarray, np.ndarray | None]
 
 def build_arc(config: ArcDataConfig, output: Path) -> dict:
     """Write ``output/train`` and ``output/test``; returns a summary (also in ``arc_build_summary.json``)."""
-    from rrcore.data import DatasetMetadata, validate_split
-
     start = time.perf_counter()
     output = Path(output)
     train_tasks, test_tasks, summary = select_tasks(config)
     tasks = [(t, False) for t in train_tasks] + [(t, True) for t in test_tasks]
-    progress = Progress(len(tasks), "arc: planning augmentations")
     plans = []
-    for task, is_test in tasks:
-        plans.append(plan_augmentations(task, config.num_aug, _task_rng(config, task, 0), is_test))
-        progress.update()
-    progress.close()
+    with progress(len(tasks), "arc: planning augmentations", unit="tasks") as bar:
+        for task, is_test in tasks:
+            plans.append(plan_augmentations(task, config.num_aug, _task_rng(config, task, 0), is_test))
+            bar.update()
     short = [p.task.task_id for p in plans if len(p.transforms) < config.num_aug + 1]
     num_identifiers = 1 + sum(len(p.transforms) for p in plans)
     first_identifier = np.cumsum([1] + [len(p.transforms) for p in plans])[:-1]
@@ -391,50 +347,31 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
 
     for split in ("train", "test"):
         directory = output / split
-        directory.mkdir(parents=True)
         split_plans = [(p, f) for p, f in zip(plans, first_identifier) if _examples(p, split, config)]
         num_examples = sum(len(p.transforms) * len(_examples(p, split, config)) for p, _ in split_plans)
-        inputs = NpyWriter(directory / f"{SET_NAME}__inputs.npy", (num_examples, SEQ_LEN), np.uint8)
-        labels = NpyWriter(directory / f"{SET_NAME}__labels.npy", (num_examples, SEQ_LEN), np.uint8)
-        identifiers, puzzle_indices, group_indices = [], [0], [0]
         example_puzzle, example_test_index, example_offset = [], [], []
         translate_split = config.translate if split == "train" else config.translate_test
-        row = 0
-        progress = Progress(len(split_plans), f"arc: writing {split}")
-        for plan, first in split_plans:
-            pairs = _examples(plan, split, config)
-            offsets = _offsets(plan, pairs, _task_rng(config, plan.task, 1 if split == "train" else 2),
-                               translate_split, keep_one=split == "train")
-            task_inputs, task_labels = encode_task(plan, pairs, offsets)
-            inputs.append(task_inputs)
-            labels.append(task_labels)
-            ids = first + np.arange(len(plan.transforms))
-            identifiers.append(ids)
-            puzzle_indices.append(row + len(pairs) * np.arange(1, len(plan.transforms) + 1))
-            group_indices.append(group_indices[-1] + len(plan.transforms))
-            if split == "test":
-                example_puzzle.append(np.repeat(ids, len(pairs)))
-                example_test_index.append(np.tile(np.arange(len(pairs)), len(plan.transforms)))
-                example_offset.append(offsets.reshape(-1, 2))
-            row += len(task_inputs)
-            progress.update()
-        progress.close()
-        inputs.close()
-        labels.close()
-        arrays = {
-            "puzzle_identifiers": np.concatenate(identifiers or [np.zeros(0)]).astype(np.int32),
-            "puzzle_indices": np.concatenate([np.zeros(1)] + puzzle_indices[1:]).astype(np.int32),
-            "group_indices": np.asarray(group_indices, dtype=np.int32),
-        }
-        for name, array in arrays.items():
-            np.save(directory / f"{SET_NAME}__{name}.npy", array)
-        num_puzzles = len(arrays["puzzle_identifiers"])
-        metadata = DatasetMetadata(
-            pad_id=PAD_TOKEN, ignore_label_id=PAD_TOKEN, blank_identifier_id=0, vocab_size=VOCAB_SIZE,
-            seq_len=SEQ_LEN, num_puzzle_identifiers=num_identifiers, total_groups=len(split_plans),
-            mean_puzzle_examples=num_examples / max(num_puzzles, 1), sets=[SET_NAME],
-            extra={"total_puzzles": num_puzzles, "builder": f"rr-arc {BUILDER_VERSION}"})
-        (directory / "dataset.json").write_text(json.dumps(metadata.to_dict(), indent=2))
+        with SplitWriter(directory, SEQ_LEN, dtype=np.uint8, set_name=SET_NAME) as writer, \
+                progress(len(split_plans), f"arc: writing {split}", unit="tasks") as bar:
+            for plan, first in split_plans:  # every task's versions form one group
+                pairs = _examples(plan, split, config)
+                offsets = _offsets(plan, pairs, _task_rng(config, plan.task, 1 if split == "train" else 2),
+                                   translate_split, keep_one=split == "train")
+                task_inputs, task_labels = encode_task(plan, pairs, offsets)
+                ids = first + np.arange(len(plan.transforms))
+                writer.add_group(ids, task_inputs, task_labels, sizes=np.full(len(ids), len(pairs)))
+                if split == "test":
+                    example_puzzle.append(np.repeat(ids, len(pairs)))
+                    example_test_index.append(np.tile(np.arange(len(pairs)), len(plan.transforms)))
+                    example_offset.append(offsets.reshape(-1, 2))
+                bar.update()
+            # Tokens are in range by construction; scanning them all again would take long
+            # on the 1000-augmentation set.
+            writer.finish(pad_id=PAD_TOKEN, ignore_label_id=PAD_TOKEN, vocab_size=VOCAB_SIZE,
+                          num_puzzle_identifiers=num_identifiers,
+                          extra={"total_puzzles": writer.num_puzzles, "builder": f"rr-arc {BUILDER_VERSION}"},
+                          check_tokens=num_examples * SEQ_LEN < 50_000_000)
+        num_puzzles = writer.num_puzzles
         extra = {}
         if split == "test":
             extra = {"example_puzzle": np.concatenate(example_puzzle or [np.zeros(0)]).astype(np.int32),
@@ -445,9 +382,6 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
                 for g, o in zip(p.task.test_inputs, p.task.test_outputs)]} for p in plans if p.is_test}
             (directory / TEST_TASKS_FILE).write_text(json.dumps(test_json))
         np.savez(directory / AUGMENTATIONS_FILE, **task_table, **extra)
-        # Tokens are in range by construction; the full token scan of validate_split
-        # would hold whole arrays in memory for the 1000-augmentation set.
-        validate_split(directory, check_tokens=num_examples * SEQ_LEN < 50_000_000)
         summary[f"{split}_examples"] = num_examples
         summary[f"{split}_puzzles"] = num_puzzles
         summary[f"{split}_groups"] = len(split_plans)
@@ -469,8 +403,16 @@ def cache_key(config: ArcDataConfig) -> dict:
     return {"config": attrs.asdict(config), "version": BUILDER_VERSION, "files": files}
 
 
-def build_dataset(config: ArcDataConfig, cache_dir: Path) -> Path:
-    """The ``arc`` dataset factory: build (or reuse) the set under ``cache_dir``."""
-    from rrcore.data import cached_build
+def check_path(config: ArcDataConfig) -> Path:
+    """``config.path`` when it is a folder, else :class:`ArcFormatError` saying what it should hold."""
+    root = Path(config.path).expanduser()
+    if not root.is_dir():
+        problem = "is a file, not a folder" if root.exists() else "no such folder"
+        raise ArcFormatError(f"[data] path {root}: {problem}; it should hold the ARC subsets as {LAYOUTS}")
+    return root
 
+
+def build_dataset(config: ArcDataConfig, cache_dir: Path) -> Path:
+    """The ``arc`` data set factory: build (or reuse) the set under ``cache_dir``."""
+    check_path(config)
     return cached_build(cache_dir, "arc", cache_key(config), lambda folder: build_arc(config, folder))

@@ -25,11 +25,12 @@ import attrs
 import numpy as np
 
 from rr_arc.grids import MAX_GRID_SIZE, NUM_COLOURS
+from rrcore.data import DataSourceError
 
 Layout = Literal["auto", "combined", "per_task"]
 
 
-class ArcFormatError(ValueError):
+class ArcFormatError(DataSourceError):
     """A task file or grid that is not valid ARC data; the message names file, task and pair."""
 
 

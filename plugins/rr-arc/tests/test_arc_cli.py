@@ -1,22 +1,33 @@
-"""``rr arc build`` and ``rr arc check-submission`` from the command line."""
+"""``rr data build arc`` and ``rr arc check-submission`` from the command line."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from arc_testdata import write_combined
 from click.testing import CliRunner
 from rr_arc.cli import arc
 
+from rrcore.cli import main
+
+
+def build(*settings: str, cache_dir):
+    args = ["data", "build", "arc", "--cache-dir", str(cache_dir)]
+    for setting in settings:
+        args += ["--set", setting]
+    return CliRunner().invoke(main, args)
+
 
 def test_build_then_check_a_submission(arc_dir, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(arc, ["build", "--path", str(arc_dir), "--train-subsets", "training,evaluation",
-                                 "--num-aug", "2", "--out", str(tmp_path / "built")])
+    result = build(f"path={str(arc_dir)!r}", "train_subsets=['training', 'evaluation']", "num_aug=2",
+                   cache_dir=tmp_path / "cache")
     assert result.exit_code == 0, result.output
-    summary = result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1]
-    assert json.loads(summary)["test_groups"] == 4
-    tasks_file = tmp_path / "built" / "test" / "arc_test_tasks.json"
+    assert "test: 4 groups" in result.stderr
+    built = Path(result.stdout.strip())
+    assert json.loads((built / "arc_build_summary.json").read_text())["test_groups"] == 4
+    tasks_file = built / "test" / "arc_test_tasks.json"
     tasks = json.loads(tasks_file.read_text())
     good = {t: [{"attempt_1": p["input"], "attempt_2": [[0]]} for p in task["test"]] for t, task in tasks.items()}
     (tmp_path / "good.json").write_text(json.dumps(good))
@@ -38,8 +49,7 @@ def _one_error_line(result) -> str:
 
 
 def test_build_names_a_missing_subset_and_the_subsets_that_are_there(arc_dir, tmp_path):
-    out = tmp_path / "built"
-    result = CliRunner().invoke(arc, ["build", "--path", str(arc_dir), "--out", str(out)])
+    result = build(f"path={str(arc_dir)!r}", cache_dir=tmp_path / "cache")
     message = _one_error_line(result)   # the default subsets include concept, absent here
     found = "(subsets found there: evaluation, training)"
     assert f"{arc_dir}: subset 'concept' not found {found}" in message
@@ -51,8 +61,8 @@ def test_build_with_a_wrong_path_says_what_the_folder_should_hold(tmp_path):
     a_file.write_text("{}")
     cases = ((tmp_path / "nowhere", "no such folder"), (a_file, "is a file, not a folder"))
     for wrong, problem in cases:
-        message = _one_error_line(CliRunner().invoke(arc, ["build", "--path", str(wrong)]))
-        assert message.startswith(f"rr: error: --path {wrong}: {problem}; "
+        message = _one_error_line(build(f"path={str(wrong)!r}", cache_dir=tmp_path / "cache"))
+        assert message.startswith(f"rr: error: [data] path {wrong}: {problem}; "
                                   "it should hold the ARC subsets")
 
 

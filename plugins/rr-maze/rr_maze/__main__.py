@@ -1,5 +1,5 @@
-"""``python -m rr_maze build|bench``: the ``rr maze`` commands without the rr CLI."""
+"""``python -m rr_maze bench``: the ``rr maze`` commands without the rr CLI."""
 
-from rr_maze.plugin import maze_group
+from rr_maze.cli import maze_group
 
 maze_group(prog_name="python -m rr_maze")

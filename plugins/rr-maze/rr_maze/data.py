@@ -28,12 +28,12 @@ from rr_maze.maze import (
     shape_preserving_transforms,
     shortest_path_lengths,
 )
-from rrcore.data import DatasetMetadata, SplitWriter, cached_build, write_split
+from rrcore.data import DataSourceError, SplitWriter, cached_build
 
 BUILDER_VERSION = 1
 
 
-class MazeDataError(ValueError):
+class MazeDataError(DataSourceError):
     """Maze input rejected; the message names the file and row."""
 
 
@@ -126,17 +126,13 @@ class MazeDataConfig:
 def _write(folder: Path, inputs: np.ndarray, labels: np.ndarray, ratings: np.ndarray, augment: bool) -> None:
     count, height, width = inputs.shape
     transforms = shape_preserving_transforms(height, width) if augment else [0]
-    writer = SplitWriter(height * width, dtype=np.uint8)
     versions = [(dihedral(inputs, t).reshape(count, -1), dihedral(labels, t).reshape(count, -1)) for t in transforms]
-    for row in range(count):
-        for version_inputs, version_labels in versions:
-            writer.add_puzzle(0, version_inputs[row], version_labels[row])
-        writer.end_group()
-    metadata = DatasetMetadata(
-        pad_id=PAD, ignore_label_id=PAD, blank_identifier_id=0, vocab_size=VOCAB_SIZE, seq_len=height * width,
-        num_puzzle_identifiers=1, total_groups=count, mean_puzzle_examples=1.0, sets=["all"],
-        extra={"task": "maze", "grid_height": height, "grid_width": width, "charset": CHARSET})
-    write_split(folder, metadata, {"all": writer.arrays()})
+    with SplitWriter(folder, height * width, dtype=np.uint8) as writer:
+        for row in range(count):  # each maze's versions form one group
+            writer.add_group(np.zeros(len(versions), dtype=np.int32), [v[0][row] for v in versions],
+                             [v[1][row] for v in versions])
+        writer.finish(pad_id=PAD, ignore_label_id=PAD, vocab_size=VOCAB_SIZE, num_puzzle_identifiers=1,
+                      extra={"task": "maze", "grid_height": height, "grid_width": width, "charset": CHARSET})
     np.save(folder / "all__ratings.npy", np.repeat(ratings, len(transforms)).astype(np.float32))
 
 
@@ -144,13 +140,22 @@ def _subsample(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(count, size=size, replace=False)) if 0 < size < count else np.arange(count)
 
 
-def build(config: MazeDataConfig, cache_dir: Path) -> Path:
-    """Build (or find in the cache) the train/test splits; the dataset factory."""
+def build_dataset(config: MazeDataConfig, cache_dir: Path) -> Path:
+    """The ``maze`` data set factory: build (or find in the cache) the train/test splits."""
     key: dict = {"config": attrs.asdict(config), "version": BUILDER_VERSION}
+    least = 0 if config.source == "csv" else 1  # 0 takes a whole CSV file
+    for name in ("train_size", "test_size"):
+        if getattr(config, name) < least:
+            raise MazeDataError(f"[data] {name} must be at least {least} with source = {config.source!r}, "
+                                f"got {getattr(config, name)}")
     if config.source == "csv":
         if not config.csv_dir:
             raise MazeDataError('source = "csv" needs csv_dir, the folder holding train.csv and test.csv')
-        files = {split: Path(config.csv_dir).expanduser() / f"{split}.csv" for split in ("train", "test")}
+        csv_dir = Path(config.csv_dir).expanduser()
+        if not csv_dir.is_dir():
+            problem = "is a file, not a maze CSV folder" if csv_dir.exists() else "no such maze CSV folder"
+            raise MazeDataError(f"{csv_dir}: {problem} (csv_dir must hold train.csv and test.csv)")
+        files = {split: csv_dir / f"{split}.csv" for split in ("train", "test")}
         for path in files.values():
             if not path.is_file():
                 problem = "is a folder" if path.is_dir() else "missing"
@@ -167,7 +172,10 @@ def build(config: MazeDataConfig, cache_dir: Path) -> Path:
             else:
                 settings = MazeSettings(width=config.width, height=config.height,
                                         hard_threshold=config.hard_threshold, loop_fraction=config.loop_fraction)
-                inputs, labels = generate_mazes(size, settings, rng)
+                try:
+                    inputs, labels = generate_mazes(size, settings, rng)
+                except ValueError as error:
+                    raise MazeDataError(f"[data] {error}") from None
                 ratings = shortest_path_lengths(inputs)
             _write(folder / split, inputs, labels, ratings, augment=config.dihedral_augmentation and split == "train")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from rr_maze import plugin
-from rr_maze.data import MazeDataConfig, build
+from rr_maze.data import MazeDataConfig, build_dataset
 from rr_maze.evaluator import MazeEvalConfig, MazeEvaluator, valid_optimal_paths
 from rr_maze.maze import (
     CHARSET,
@@ -133,7 +133,7 @@ def test_a_path_through_a_wall_is_rejected():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     config = MazeDataConfig(train_size=12, test_size=40, seed=5)
-    return build(config, tmp_path_factory.mktemp("maze-cache"))
+    return build_dataset(config, tmp_path_factory.mktemp("maze-cache"))
 
 
 def test_registered_through_the_hooks():
@@ -166,7 +166,7 @@ def test_builder_reads_csv_files(tmp_path, built):
     for split, rows in (("train", range(0, 10)), ("test", range(10, 15))):
         lines = ["source,question,answer,rating"] + [f"s,{to_text(inputs[i])},{to_text(labels[i])},1" for i in rows]
         (tmp_path / f"{split}.csv").write_text("\n".join(lines) + "\n")
-    folder = build(MazeDataConfig(source="csv", csv_dir=str(tmp_path), train_size=0, test_size=0),
+    folder = build_dataset(MazeDataConfig(source="csv", csv_dir=str(tmp_path), train_size=0, test_size=0),
                    tmp_path / "cache")
     _, test = validate_split(folder / "test")
     assert np.array_equal(np.asarray(test["all"].inputs), inputs[10:15].reshape(5, -1))

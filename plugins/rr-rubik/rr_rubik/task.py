@@ -33,7 +33,8 @@ import attrs
 import numpy as np
 
 from rr_rubik import cube
-from rrcore.data import DatasetMetadata, SplitWriter, cached_build, write_split
+from rrcore.data import DataSourceError, SplitWriter, cached_build
+from rrcore.validators import at_least
 
 PAD, BLANK, END = 0, 1, 2
 MOVE_BASE = 3
@@ -55,8 +56,8 @@ class RubikDataConfig:
     ``cache_dir`` ("" = the run's cache) also holds the 3.7 MB distance table.
     """
 
-    train_size: int = 100_000
-    test_size: int = 1_100
+    train_size: int = attrs.field(default=100_000, validator=at_least(1))
+    test_size: int = attrs.field(default=1_100, validator=at_least(1))
     distances: list[int] = attrs.field(factory=lambda: list(range(1, cube.GODS_NUMBER + 1)))
     sampling: Literal["uniform_distance", "uniform_state"] = "uniform_distance"
     seed: int = 0
@@ -121,15 +122,11 @@ def sample_states(table: np.ndarray, counts: list[int], distances: list[int], sa
 
 def _write(folder: Path, states: np.ndarray, table: np.ndarray) -> None:
     inputs, labels = examples(states, table)
-    writer = SplitWriter(SEQ_LEN)
-    for row in range(len(states)):  # one puzzle per example, one group per puzzle
-        writer.add_puzzle(0, inputs[row], labels[row])
-        writer.end_group()
-    metadata = DatasetMetadata(
-        pad_id=PAD, ignore_label_id=PAD, blank_identifier_id=0, vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN,
-        num_puzzle_identifiers=1, total_groups=len(states), mean_puzzle_examples=1.0, sets=["all"],
-        extra={"task": "rubik2x2", "state_len": STATE_LEN, "answer_len": ANSWER_LEN})
-    write_split(folder, metadata, {"all": writer.arrays()})
+    with SplitWriter(folder, SEQ_LEN) as writer:
+        for row in range(len(states)):  # one puzzle per example, one group per puzzle
+            writer.add_group([0], inputs[row], labels[row])
+        writer.finish(pad_id=PAD, ignore_label_id=PAD, vocab_size=VOCAB_SIZE, num_puzzle_identifiers=1,
+                      extra={"task": "rubik2x2", "state_len": STATE_LEN, "answer_len": ANSWER_LEN})
     # Beside the arrays for the evaluator: each row's optimal length (from the table,
     # not from the label), and the histogram for people reading the folder.
     np.save(folder / "all__distances.npy", table[states].astype(np.int32))
@@ -137,8 +134,8 @@ def _write(folder: Path, states: np.ndarray, table: np.ndarray) -> None:
     (folder / "distances.json").write_text(json.dumps({"count_by_distance": histogram}))
 
 
-def build(config: RubikDataConfig, cache_dir: Path) -> Path:
-    """Build (or find in the cache) the train/test splits; the dataset factory."""
+def build_dataset(config: RubikDataConfig, cache_dir: Path) -> Path:
+    """The ``rubik`` data set factory: build (or find in the cache) the train/test splits."""
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else Path(cache_dir)
     settings = attrs.asdict(config)
     settings.pop("cache_dir")  # where the cache lives does not change what is built
@@ -147,8 +144,11 @@ def build(config: RubikDataConfig, cache_dir: Path) -> Path:
     def write(folder: Path) -> None:
         table = cube.distance_table(cache_dir)
         rng = np.random.default_rng(config.seed)
-        train, test = sample_states(table, [config.train_size, config.test_size], config.distances,
-                                    config.sampling, rng)
+        try:
+            train, test = sample_states(table, [config.train_size, config.test_size], config.distances,
+                                        config.sampling, rng)
+        except ValueError as error:
+            raise DataSourceError(f"[data] {error}") from None
         _write(folder / "train", train, table)
         _write(folder / "test", test, table)
 

@@ -13,7 +13,7 @@ from rr_rubik.task import (
     MOVE_BASE,
     STATE_LEN,
     RubikDataConfig,
-    build,
+    build_dataset,
     decode_states,
     encode_states,
 )
@@ -27,7 +27,7 @@ from rrcore.registry import load_registry
 def rubik_dataset(tmp_path_factory):
     cache = tmp_path_factory.mktemp("rubik-cache")
     config = RubikDataConfig(train_size=2000, test_size=330, seed=3)
-    return build(config, cache), cube.distance_table(cache)
+    return build_dataset(config, cache), cube.distance_table(cache)
 
 
 def test_registered_through_the_hooks():

@@ -13,7 +13,7 @@ guess count, or the CSV ``rating`` column) for the evaluator's buckets.
 
 from __future__ import annotations
 
-import logging
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 from rr_sudoku.augment import augment
-from rr_sudoku.generator import DifficultyTarget, generate_many
+from rr_sudoku.generator import DifficultyTarget, GenerationError, generate_many
 from rr_sudoku.grid import BLANK_TOKEN, PAD_TOKEN, geometry, to_tokens
 from rr_sudoku.readers import (
     NO_SOLUTION,
@@ -32,14 +32,13 @@ from rr_sudoku.readers import (
     read_puzzles,
 )
 from rr_sudoku.solver import label_many
-from rrcore.data import DatasetMetadata, PuzzleArrays, cached_build, write_split
+from rrcore.data import SplitWriter, cached_build
+from rrcore.progress import progress
 
 BUILDER_VERSION = 2
 """Bump when the output for a given config changes (it is part of the cache key)."""
 
 RATINGS_FILE = "all__ratings.npy"
-
-log = logging.getLogger(__name__)
 
 
 @attrs.define
@@ -75,23 +74,6 @@ class SudokuDataConfig:
     jobs: int = 0
 
 
-class Progress:
-    """Progress reporting for long builds; the default reports nothing.
-
-    The CLI passes one that draws a bar: ``stage(label, total)`` starts a stage,
-    ``advance(n)`` moves it on, ``done()`` ends it.
-    """
-
-    def stage(self, label: str, total: int) -> None:
-        pass
-
-    def advance(self, count: int) -> None:
-        pass
-
-    def done(self) -> None:
-        pass
-
-
 @attrs.define
 class Puzzles:
     """Labelled puzzles: digits (N, cells), solutions (N, cells), ratings (N,)."""
@@ -121,9 +103,13 @@ def _check(config: SudokuDataConfig) -> None:
 
 def _source_stamp(path: str) -> dict[str, object]:
     resolved = Path(path).expanduser().resolve()
-    if not resolved.is_file():
+    if not resolved.exists():
         raise SudokuDataError(f"{path}: no such puzzle file")
+    if not resolved.is_file():
+        raise SudokuDataError(f"{path}: is a folder, not a puzzle file")
     stat = resolved.stat()
+    if not stat.st_size:
+        raise SudokuDataError(f"{path}: the puzzle file is empty")
     return {"path": str(resolved), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
@@ -139,7 +125,7 @@ def cache_key(config: SudokuDataConfig) -> dict[str, object]:
 # -- collecting puzzles ------------------------------------------------------------------
 
 def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: ProblemLog,
-                   config: SudokuDataConfig, progress: Progress, name: str) -> tuple[Puzzles, int]:
+                   config: SudokuDataConfig, name: str) -> tuple[Puzzles, int]:
     """The first ``wanted`` well-formed puzzles of ``file`` in ``order`` (0 = all), labelled.
 
     Returns the puzzles (in file order) and how far into ``order`` it went, so a
@@ -150,16 +136,16 @@ def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: P
     chosen: list[int] = []
     solutions, ratings = [], []
     position = 0
-    progress.stage(f"labelling {name}", min(wanted, len(order)))
+    bar = progress(min(wanted, len(order)), f"sudoku: labelling {name}", unit="puzzles")
     while len(chosen) < wanted and position < len(order):
         batch = order[position: position + (wanted - len(chosen))]
         position += len(batch)
         if file.solutions is not None:  # CSV: the file carries answers and ratings
             good = np.ones(len(batch), dtype=bool)
             grids, rates = file.solutions[batch], file.ratings[batch]
-            progress.advance(len(batch))
+            bar.update(len(batch))
         else:
-            labels = label_many(file.puzzles[batch], jobs=config.jobs, progress=progress.advance)
+            labels = label_many(file.puzzles[batch], jobs=config.jobs, progress=bar.update)
             good = labels.solutions == 1
             grids, rates = labels.grids, labels.guesses
             for row in np.flatnonzero(~good):
@@ -170,7 +156,7 @@ def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: P
         chosen.extend(batch[good].tolist())
         solutions.append(grids[good])
         ratings.append(rates[good])
-    progress.done()
+    bar.close()
     if not chosen or len(chosen) < asked:
         raise SudokuDataError(f"{file.path}: only {len(chosen)} usable puzzles for the {name} split, "
                               f"{asked or 'all'} asked for; {_rejections(file.path, problems)}")
@@ -206,7 +192,7 @@ def _read(path: str, config: SudokuDataConfig, problems: ProblemLog) -> PuzzleFi
     return file
 
 
-def collect_from_files(config: SudokuDataConfig, progress: Progress, problems: ProblemLog) -> tuple[Puzzles, Puzzles]:
+def collect_from_files(config: SudokuDataConfig, problems: ProblemLog) -> tuple[Puzzles, Puzzles]:
     """Train and test puzzles from the configured files (see :class:`SudokuDataConfig`)."""
     rng = np.random.default_rng([config.seed, 0])
     train_file = _read(config.train_path, config, problems)
@@ -215,18 +201,18 @@ def collect_from_files(config: SudokuDataConfig, progress: Progress, problems: P
         test_order = np.arange(len(test_file))
         if config.test_size:
             test_order = np.random.default_rng([config.seed, 1]).permutation(len(test_file))
-        test, _ = _take_labelled(test_file, test_order, config.test_size, problems, config, progress, "test")
+        test, _ = _take_labelled(test_file, test_order, config.test_size, problems, config, "test")
         train_order = rng.permutation(len(train_file)) if config.train_size else np.arange(len(train_file))
-        train, _ = _take_labelled(train_file, train_order, config.train_size, problems, config, progress, "train")
+        train, _ = _take_labelled(train_file, train_order, config.train_size, problems, config, "train")
     else:
         order = rng.permutation(len(train_file))
-        test, used = _take_labelled(train_file, order, config.test_size, problems, config, progress, "test")
+        test, used = _take_labelled(train_file, order, config.test_size, problems, config, "test")
         rest = order[used:] if config.train_size else np.sort(order[used:])
-        train, _ = _take_labelled(train_file, rest, config.train_size, problems, config, progress, "train")
+        train, _ = _take_labelled(train_file, rest, config.train_size, problems, config, "train")
     return train, test
 
 
-def collect_generated(config: SudokuDataConfig, progress: Progress) -> tuple[Puzzles, Puzzles]:
+def collect_generated(config: SudokuDataConfig) -> tuple[Puzzles, Puzzles]:
     """Generated train and test puzzles; test puzzles that repeat a training puzzle
     (or each other) are replaced, so the test set is held out."""
     target = DifficultyTarget(givens=config.givens, min_guesses=config.min_guesses,
@@ -235,7 +221,7 @@ def collect_generated(config: SudokuDataConfig, progress: Progress) -> tuple[Puz
     seen: set[bytes] = set()
     for stream, count in (("train", config.train_size), ("test", config.test_size)):
         kept: list[tuple[np.ndarray, np.ndarray, int]] = []
-        progress.stage(f"generating {stream}", count)
+        bar = progress(count, f"sudoku: generating {stream}", unit="puzzles")
         start = 0
         for _ in range(50):  # rounds; each draws only as many as are still missing
             missing = count - len(kept)
@@ -249,8 +235,8 @@ def collect_generated(config: SudokuDataConfig, progress: Progress) -> tuple[Puz
                 if key not in seen:
                     seen.add(key)
                     kept.append((puzzle, solution, int(rating)))
-                    progress.advance(1)
-        progress.done()
+                    bar.update(1)
+        bar.close()
         if len(kept) < count:
             raise SudokuDataError(f"could only generate {len(kept)} distinct {config.size}x{config.size} "
                                   f"{stream} puzzles of {count}; ask for fewer or more givens")
@@ -261,72 +247,65 @@ def collect_generated(config: SudokuDataConfig, progress: Progress) -> tuple[Puz
 
 # -- writing -----------------------------------------------------------------------------
 
-def _metadata(config: SudokuDataConfig, groups: int, examples: int, extra: dict[str, object]) -> DatasetMetadata:
-    geo = geometry(config.size)
-    return DatasetMetadata(pad_id=PAD_TOKEN, ignore_label_id=PAD_TOKEN, blank_identifier_id=0,
-                           vocab_size=geo.vocab_size, seq_len=geo.cells, num_puzzle_identifiers=1,
-                           total_groups=groups, mean_puzzle_examples=1.0, sets=["all"],
-                           extra={"sudoku": {**extra, "size": config.size, "examples": examples,
-                                             "blank_token": BLANK_TOKEN}})
-
-
 def write_puzzles(directory: Path, config: SudokuDataConfig, puzzles: Puzzles, num_aug: int,
-                  progress: Progress, extra: dict[str, object]) -> None:
+                  extra: dict[str, object]) -> None:
     """Write one split: each puzzle and ``num_aug`` augmentations as one group."""
     per_group = 1 + num_aug
-    count = len(puzzles) * per_group
-    cells = geometry(config.size).cells
-    inputs = np.empty((count, cells), dtype=np.uint8)
-    labels = np.empty((count, cells), dtype=np.uint8)
-    progress.stage(f"writing {directory.name}", len(puzzles))
-    for index, (puzzle, solution) in enumerate(zip(puzzles.puzzles, puzzles.solutions, strict=True)):
-        rows = slice(index * per_group, (index + 1) * per_group)
-        grids, answers = [puzzle[None]], [solution[None]]
-        if num_aug:
-            rng = np.random.default_rng([config.seed, 2, index])
-            more_grids, more_answers = augment(puzzle, solution, num_aug, rng)
-            grids.append(more_grids)
-            answers.append(more_answers)
-        inputs[rows] = to_tokens(np.concatenate(grids))
-        labels[rows] = to_tokens(np.concatenate(answers))
-        progress.advance(1)
-    progress.done()
-    arrays = PuzzleArrays(
-        inputs=inputs, labels=labels,
-        puzzle_identifiers=np.zeros(count, dtype=np.int32),
-        puzzle_indices=np.arange(count + 1, dtype=np.int32),
-        group_indices=np.arange(0, count + 1, per_group, dtype=np.int32),
-    )
-    write_split(directory, _metadata(config, len(puzzles), count, extra), {"all": arrays})
+    geo = geometry(config.size)
+    with SplitWriter(directory, geo.cells, dtype=np.uint8) as writer, \
+            progress(len(puzzles), f"sudoku: writing {directory.name}", unit="puzzles") as bar:
+        for index, (puzzle, solution) in enumerate(zip(puzzles.puzzles, puzzles.solutions, strict=True)):
+            grids, answers = [puzzle[None]], [solution[None]]
+            if num_aug:
+                rng = np.random.default_rng([config.seed, 2, index])
+                more_grids, more_answers = augment(puzzle, solution, num_aug, rng)
+                grids.append(more_grids)
+                answers.append(more_answers)
+            writer.add_group(np.zeros(per_group, dtype=np.int32), to_tokens(np.concatenate(grids)),
+                             to_tokens(np.concatenate(answers)))
+            bar.update(1)
+        writer.finish(pad_id=PAD_TOKEN, ignore_label_id=PAD_TOKEN, vocab_size=geo.vocab_size,
+                      num_puzzle_identifiers=1,  # Sudoku uses no per-puzzle embedding
+                      extra={"sudoku": {**extra, "size": config.size, "examples": writer.num_examples,
+                                        "blank_token": BLANK_TOKEN}})
     np.save(directory / RATINGS_FILE, np.repeat(puzzles.ratings, per_group))
 
 
-def build_dataset(config: SudokuDataConfig, cache_dir: Path, progress: Progress | None = None) -> Path:
-    """Build (or reuse from ``cache_dir``) the data set ``config`` describes; returns its folder."""
+def _report_skipped(problems: ProblemLog) -> None:
+    """Say on stderr which puzzles were skipped and why (the first ten)."""
+    skipped = problems.sorted()
+    if not skipped:
+        return
+    reasons = ", ".join(f"{count} {reason}" for reason, count in problems.counts().items())
+    lines = [f"sudoku: skipped {len(skipped)} puzzles ({reasons}):"] + [f"  {p}" for p in skipped[:10]]
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+def build_dataset(config: SudokuDataConfig, cache_dir: Path) -> Path:
+    """The ``sudoku`` data set factory: build (or reuse from ``cache_dir``) the data set
+    ``config`` describes and return its folder."""
     _check(config)
-    progress = progress or Progress()
 
     def build(folder: Path) -> None:
         problems = ProblemLog(config.on_error)
         if config.source == "generate":
-            train, test = collect_generated(config, progress)
+            try:
+                train, test = collect_generated(config)
+            except SudokuDataError:
+                raise
+            except (GenerationError, ValueError) as error:
+                raise SudokuDataError(f"[data] {error}") from None
             rating = "guesses"
         else:
-            train, test = collect_from_files(config, progress, problems)
+            train, test = collect_from_files(config, problems)
             rating = "csv rating" if config.format == "csv" or config.train_path.lower().endswith(".csv") else "guesses"
         problems.finish()
+        _report_skipped(problems)
         skipped = problems.sorted()
-        if skipped:
-            log.warning("skipped %d unusable puzzles, first: %s", len(skipped), skipped[0])
         extra = {"rating": rating, "skipped": len(skipped), "rejected": problems.counts(),
                  "problems": [str(p) for p in skipped[:20]]}
-        write_puzzles(folder / "train", config, train, config.num_aug, progress, extra)
-        write_puzzles(folder / "test", config, test, 0, progress, extra)
+        write_puzzles(folder / "train", config, train, config.num_aug, extra)
+        write_puzzles(folder / "test", config, test, 0, extra)
 
     name = f"sudoku{config.size}x{config.size}"
     return cached_build(cache_dir, name, cache_key(config), build)
-
-
-def dataset_factory(config: SudokuDataConfig, cache_dir: Path) -> Path:
-    """The registered factory: ``build_dataset`` without progress output."""
-    return build_dataset(config, cache_dir)

@@ -1,133 +1,22 @@
-"""``rr sudoku``: build data sets, label puzzle files and generate puzzles.
+"""``rr sudoku``: label puzzle files and generate puzzles (``rr data build sudoku`` builds data sets).
 
 Also runs without the core CLI: ``python -m rr_sudoku.cli label FILE --jobs 2``.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 import typing
 from pathlib import Path
 
-import attrs
 import click
 
-from rr_sudoku.builder import Progress, SudokuDataConfig
-from rrcore.cli_input import InputError, input_file, output_folder
-
-
-class BarProgress(Progress):
-    """Draws each build stage as a click progress bar on stderr."""
-
-    def __init__(self) -> None:
-        self._bar = None
-
-    def stage(self, label: str, total: int) -> None:
-        self.done()
-        self._bar = click.progressbar(length=max(total, 1), label=label.ljust(18), file=sys.stderr,
-                                      show_pos=True, show_eta=True)
-        self._bar.__enter__()
-
-    def advance(self, count: int) -> None:
-        if self._bar is not None:
-            self._bar.update(count)
-
-    def done(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-
-
-def _config_options(function: typing.Callable) -> typing.Callable:
-    """One ``--option`` per field of :class:`SudokuDataConfig` (unset ones keep the defaults)."""
-    hints = typing.get_type_hints(SudokuDataConfig)
-    for field in reversed(attrs.fields(SudokuDataConfig)):
-        hint = hints[field.name]
-        if typing.get_origin(hint) is typing.Literal:
-            kind: typing.Any = click.Choice(typing.get_args(hint))
-        else:
-            kind = hint
-        option = "--" + field.name.replace("_", "-")
-        function = click.option(option, field.name, type=kind, default=None,
-                                help=f"[data] {field.name} (default {field.default!r})")(function)
-    return function
+from rrcore.cli_input import InputError, input_file
 
 
 @click.group()
 def sudoku() -> None:
-    """Sudoku data sets: build, label and generate puzzles."""
-
-
-@sudoku.command()
-@click.argument("experiment", required=False)
-@_config_options
-@click.option("--cache-dir", help="Cache folder (default: rr's cache).")
-def build(experiment: str | None, cache_dir: str | None, **values: typing.Any) -> None:
-    """Build (or find in the cache) a Sudoku data set and print its folder.
-
-    Starts from EXPERIMENT's [data] section when given, else from the defaults;
-    options override single keys, e.g.
-
-    rr sudoku build --train-path puzzles.txt --test-size 1000 --train-size 1000 --num-aug 1000
-    """
-    from rr_sudoku.builder import build_dataset
-    from rr_sudoku.generator import GenerationError
-    from rr_sudoku.readers import SudokuDataError
-    from rrcore.config import ConfigError, structure
-    from rrcore.data import default_cache_dir
-
-    raw = _data_section(experiment) if experiment else {}
-    raw.update({key: value for key, value in values.items() if value is not None})
-    try:  # the core's strict structuring: unknown keys and wrong types are named
-        config = structure(raw, SudokuDataConfig, experiment or "rr sudoku build", "data")
-    except ConfigError as error:
-        raise InputError(str(error)) from None
-    if config.source == "files":
-        for path in (config.train_path, config.test_path):
-            if path:
-                input_file(path, "puzzle file")
-    cache = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
-    started = time.perf_counter()
-    try:
-        folder = build_dataset(config, cache, BarProgress())
-    except (SudokuDataError, GenerationError) as error:
-        raise InputError(str(error)) from None
-    _summarise(folder, time.perf_counter() - started)
-    click.echo(str(folder))
-
-
-def _data_section(experiment: str) -> dict[str, typing.Any]:
-    """The ``[data]`` table of the TOML file ``experiment``, checked to be a Sudoku one."""
-    from rrcore.config import tomllib  # tomllib on Python >= 3.11, tomli before
-
-    path = input_file(experiment, "experiment file")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a valid TOML file ({error})") from None
-    data = dict(raw.get("data", {}))
-    if data.pop("plugin", "sudoku") != "sudoku":
-        raise InputError(f"{path}: [data] plugin is not 'sudoku'")
-    return data
-
-
-def _summarise(folder: Path, seconds: float) -> None:
-    import json
-
-    total = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-    for split in ("train", "test"):
-        meta = json.loads((folder / split / "dataset.json").read_text())
-        info = meta.get("sudoku", {})
-        click.echo(f"{split}: {meta['total_groups']} puzzles, {info.get('examples')} examples "
-                   f"({info.get('size')}x{info.get('size')})", err=True)
-    if info.get("skipped"):
-        rejected = info.get("rejected", {})
-        reasons = ", ".join(f"{count} {reason}" for reason, count in rejected.items())
-        click.echo(f"skipped {info['skipped']} puzzles ({reasons}):", err=True)
-        for problem in info.get("problems", [])[:10]:
-            click.echo(f"  {problem}", err=True)
-    click.echo(f"{total / 1e6:.1f} MB on disk, {seconds:.1f} s", err=True)
+    """Sudoku puzzles: label and generate them (build data sets with rr data build sudoku)."""
 
 
 def _report(message: str, shown: int, total: int, limit: int = 10) -> None:
@@ -144,7 +33,7 @@ def _report(message: str, shown: int, total: int, limit: int = 10) -> None:
 @click.option("--limit", type=int, default=0, help="Label only the first LIMIT puzzles (0: all).")
 @click.option("--size", type=click.Choice(["4", "9"]), default=None, help="Grid size (default: from the file).")
 @click.option("--output", help="Write the puzzles with a unique solution here as CSV "
-                               "(source,question,answer,rating: what 'build' reads).")
+                               "(source,question,answer,rating: what rr data build sudoku reads).")
 def label(path: str, jobs: int, limit: int, size: str | None, output: str | None) -> None:
     """Solve every puzzle of PATH, prove uniqueness and rate difficulty (solver guesses);
     prints the time taken (a benchmark of the solver).
@@ -155,6 +44,7 @@ def label(path: str, jobs: int, limit: int, size: str | None, output: str | None
 
     from rr_sudoku.readers import NO_SOLUTION, SEVERAL_SOLUTIONS, SudokuDataError, read_puzzles
     from rr_sudoku.solver import default_jobs, label_many
+    from rrcore.progress import progress
 
     source = input_file(path, "puzzle file")
     target = _output_file(output) if output else None
@@ -170,7 +60,7 @@ def label(path: str, jobs: int, limit: int, size: str | None, output: str | None
     selected = puzzles.select(np.arange(min(limit, len(puzzles)) if limit else len(puzzles)))
     read_seconds = time.perf_counter() - started
     jobs = jobs or default_jobs()
-    with click.progressbar(length=len(selected), label="labelling", file=sys.stderr) as bar:
+    with progress(len(selected), "sudoku: labelling", unit="puzzles") as bar:
         labels = label_many(selected.puzzles, jobs=jobs, progress=bar.update)
     seconds = time.perf_counter() - started - read_seconds
     unique = labels.solutions == 1
@@ -225,7 +115,7 @@ def _write_labels(target: Path, source: Path, puzzles: typing.Any, labels: typin
 @click.option("--jobs", type=int, default=0)
 def generate(size: str, count: int, seed: int, givens: int, min_guesses: int, max_guesses: int, jobs: int) -> None:
     """Print COUNT new puzzles with unique solutions, one per line ('.' blank), each
-    followed by '  # guesses N' (its difficulty; 'label' and 'build' read these lines)."""
+    followed by '  # guesses N' (its difficulty; 'label' and rr data build sudoku read these lines)."""
     from rr_sudoku.generator import DifficultyTarget, GenerationError, generate_many
 
     if count < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rr_sudoku.builder import SudokuDataConfig, dataset_factory
+from rr_sudoku.builder import SudokuDataConfig, build_dataset
 from rr_sudoku.evaluator import SudokuEvalConfig, SudokuEvaluator
 from rrcore import hookimpl
 from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
     """The ``sudoku`` builder: puzzle files, CSV or generated 4x4/9x9 puzzles, augmented."""
-    return [DatasetSpec(name="sudoku", factory=dataset_factory, config_class=SudokuDataConfig,
+    return [DatasetSpec(name="sudoku", factory=build_dataset, config_class=SudokuDataConfig,
                         description="Sudoku 4x4/9x9 from puzzle files, CSV or the generator, with augmentation")]
 
 
@@ -42,7 +42,7 @@ def rr_puzzle_view(dataset: str, metadata: DatasetMetadata) -> SudokuView | None
 
 @hookimpl
 def rr_cli_commands(group: click.Group) -> None:
-    """Add ``rr sudoku build|label|generate``."""
+    """Add ``rr sudoku label|generate``."""
     from rr_sudoku.cli import sudoku
 
     group.add_command(sudoku)

@@ -27,11 +27,12 @@ import attrs
 import numpy as np
 
 from rr_sudoku.grid import BOX_OF_SIZE, geometry, givens_conflict, size_of_length, valid_solutions
+from rrcore.data import DataSourceError
 
 OnError = Literal["skip", "reject"]
 
 
-class SudokuDataError(ValueError):
+class SudokuDataError(DataSourceError):
     """Puzzle input rejected; the message names the file and line."""
 
 

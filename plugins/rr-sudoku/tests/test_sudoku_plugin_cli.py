@@ -1,4 +1,4 @@
-"""Registration and the ``rr sudoku`` commands."""
+"""Registration, ``rr data build sudoku`` and the ``rr sudoku`` commands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from rr_sudoku.builder import SudokuDataConfig
 from rr_sudoku.cli import sudoku
 
+from rrcore.cli import main
 from rrcore.registry import load_registry
 
 
@@ -18,12 +19,13 @@ def test_registers_dataset_and_evaluator():
 
 def test_build_label_and_generate_commands(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(sudoku, ["build", "--source", "generate", "--size", "4", "--train-size", "12",
-                                    "--test-size", "4", "--num-aug", "2", "--jobs", "1",
-                                    "--cache-dir", str(tmp_path)])
+    settings = ["source=generate", "size=4", "train_size=12", "test_size=4", "num_aug=2", "jobs=1"]
+    result = runner.invoke(main, ["data", "build", "sudoku", "--cache-dir", str(tmp_path),
+                                  *[arg for setting in settings for arg in ("--set", setting)]])
     assert result.exit_code == 0, result.output
     folder = result.stdout.strip().splitlines()[-1]
-    assert folder.startswith(str(tmp_path)) and "train: 12 puzzles, 36 examples" in result.output
+    assert folder.startswith(str(tmp_path)) and "train: 12 groups, 36 puzzles, 36 examples" in result.stderr
+    assert "sudoku: writing train: 12/12 puzzles (100%)" in result.stderr  # plain progress, not a bar
 
     result = runner.invoke(sudoku, ["generate", "--size", "4", "--count", "3", "--jobs", "1"])
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
@@ -33,5 +35,6 @@ def test_build_label_and_generate_commands(tmp_path):
     assert result.exit_code == 0 and "3 puzzles (1 malformed lines skipped)" in result.stdout
     assert "unique 3" in result.stdout
 
-    result = runner.invoke(sudoku, ["build", "--train-path", str(puzzles), "--cache-dir", str(tmp_path)])
-    assert result.exit_code != 0 and "test_size" in result.output
+    result = runner.invoke(main, ["data", "build", "sudoku", "--set", f"train_path={str(puzzles)!r}",
+                                  "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "test_size" in result.output

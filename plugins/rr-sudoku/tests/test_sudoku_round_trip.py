@@ -1,4 +1,4 @@
-"""Every file rr writes, rr reads: generate -> label -> build through the ``rr`` CLI,
+"""Every file rr writes, rr reads: generate -> label -> ``rr data build`` through the ``rr`` CLI,
 and readers that take the files people hand them (BOM, CRLF, trailing comments)."""
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ def rr(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
+def build(*settings: str, cache_dir):
+    """``rr data build sudoku --set KEY=VALUE ...``; string values quoted as TOML."""
+    args = ["data", "build", "sudoku", "--cache-dir", str(cache_dir)]
+    for setting in settings:
+        args += ["--set", setting]
+    return rr(*args)
+
+
 @pytest.mark.parametrize("size, count", [(4, 12), (9, 4)])
 def test_generate_label_build_round_trip(tmp_path, size, count):
     generated = rr("sudoku", "generate", "--size", str(size), "--count", str(count), "--jobs", "1")
@@ -43,10 +51,10 @@ def test_generate_label_build_round_trip(tmp_path, size, count):
         assert is_valid_solution(parse_grid(row["question"]), parse_grid(row["answer"]))
 
     for source in ("generated.txt", "labels.csv"):
-        built = rr("sudoku", "build", "--train-path", str(tmp_path / source), "--size", str(size),
-                   "--test-size", "1", "--jobs", "1", "--cache-dir", str(tmp_path / "cache"))
+        built = build(f"train_path={str(tmp_path / source)!r}", f"size={size}", "test_size=1", "jobs=1",
+                      cache_dir=tmp_path / "cache")
         assert built.exit_code == 0, built.output
-        assert f"train: {count - 1} puzzles" in built.stderr and "test: 1 puzzles" in built.stderr
+        assert f"train: {count - 1} groups" in built.stderr and "test: 1 groups" in built.stderr
         assert "skipped" not in built.stderr
         folder = tmp_path / "cache" / built.stdout.strip()
         meta = json.loads((folder / "test" / "dataset.json").read_text())
@@ -89,8 +97,7 @@ def test_label_reports_puzzles_without_one_solution_and_never_writes_them(tmp_pa
 def test_build_with_too_few_puzzles_says_why_each_was_rejected(tmp_path):
     puzzles = tmp_path / "ambiguous.txt"
     puzzles.write_text(f"{AMBIGUOUS_4X4}\n" * 5 + f"{UNSOLVABLE_4X4}\nnot a puzzle\n")
-    result = rr("sudoku", "build", "--train-path", str(puzzles), "--size", "4", "--test-size", "2",
-                "--jobs", "1", "--cache-dir", str(tmp_path / "cache"))
+    result = build(f"train_path={str(puzzles)!r}", "size=4", "test_size=2", "jobs=1", cache_dir=tmp_path / "cache")
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     message = result.stderr.strip().splitlines()[-1]
@@ -105,8 +112,7 @@ def test_build_summary_counts_skipped_puzzles_by_reason(tmp_path):
     generated = rr("sudoku", "generate", "--size", "4", "--count", "6", "--jobs", "1")
     puzzles = tmp_path / "mixed.txt"
     puzzles.write_text(generated.stdout + f"{AMBIGUOUS_4X4}\n{AMBIGUOUS_4X4}\n{UNSOLVABLE_4X4}\n")
-    result = rr("sudoku", "build", "--train-path", str(puzzles), "--size", "4", "--test-size", "1",
-                "--jobs", "1", "--cache-dir", str(tmp_path / "cache"))
+    result = build(f"train_path={str(puzzles)!r}", "size=4", "test_size=1", "jobs=1", cache_dir=tmp_path / "cache")
     assert result.exit_code == 0, result.output
     assert "skipped 3 puzzles (2 several solutions, 1 no solution)" in result.stderr
     assert f"{puzzles}:7: several solutions" in result.stderr

@@ -33,7 +33,14 @@ import torch
 from torch import Tensor, nn
 
 from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.nn import InjectedStack, PostNormBlock, ReasoningHeads, SwiGLU, repeated_region, rms_norm
+from rrcore.nn import (
+    InjectedStack,
+    PostNormBlock,
+    ReasoningHeads,
+    SwiGLU,
+    repeated_region,
+    rms_norm,
+)
 from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
 from rrcore.states import StateRecord, StateRecorder, record_state
 from rrcore.validators import at_least, non_negative
