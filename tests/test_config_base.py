@@ -11,7 +11,7 @@ from test_examples import missing_plugins
 from toy_helpers import toy_experiment
 
 from rrcore.cli import main
-from rrcore.config import ConfigError, load_experiment, load_raw, merge
+from rrcore.config import load_experiment, load_raw, merge
 from rrcore.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent

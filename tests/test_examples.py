@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from rrcore.config import LIST_SECTIONS, PLUGIN_SECTIONS, dumps_toml, load_experiment, load_raw, resolve
+from rrcore.config import (
+    LIST_SECTIONS,
+    PLUGIN_SECTIONS,
+    dumps_toml,
+    load_experiment,
+    load_raw,
+    resolve,
+)
 from rrcore.registry import Registry, load_registry
 
 if sys.version_info >= (3, 11):
