@@ -34,7 +34,7 @@ from rrcore.config import ConfigError, Experiment, dump_experiment, tomllib
 from rrcore.data import PuzzleDataset, StreamPosition, default_cache_dir
 from rrcore.ema import EMA
 from rrcore.evaluation import EvalContext
-from rrcore.logging import JsonlLogger, JsonlLoggerConfig, ProgressLine
+from rrcore.logging import ProgressLine
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
 from rrcore.protocols import ModelContext
 from rrcore.registry import Registry, Spec, get_registry
@@ -514,12 +514,18 @@ class Trainer:
                                 f"(resume with --resume latest and a lower train.lr or train.grad_clip)")
 
     def _make_loggers(self) -> list[Any]:
-        loggers = [JsonlLogger(JsonlLoggerConfig(), self.context)]
-        for section in self.experiment.loggers:
-            if section.plugin == "jsonl":
-                continue
-            spec = self.registry.get("logger", section.plugin)
-            loggers.append(build(spec, section.config, self.context))
+        """The ``[[loggers]]``, built through the registry; ``jsonl`` first, always."""
+        sections = [(s.plugin, s.config) for s in self.experiment.loggers]
+        if "jsonl" not in [name for name, _ in sections]:
+            sections.insert(0, ("jsonl", None))
+        loggers = []
+        try:
+            for name, config in sections:
+                loggers.append(build(self.registry.get("logger", name), config, self.context))
+        except BaseException:
+            for logger in loggers:  # e.g. jsonl's open file when wandb is missing
+                logger.close()
+            raise
         return loggers
 
     # -- evaluation --------------------------------------------------------------------
