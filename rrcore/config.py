@@ -265,9 +265,11 @@ def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
     node: Any = raw
     for i, key in enumerate(keys[:-1]):
         if isinstance(node, list):
+            if key.isdigit() and int(key) == len(node) and all(isinstance(e, dict) for e in node):
+                node.append({})  # the next entry of an array of tables: --set loggers.0.plugin=wandb
             if not key.isdigit() or int(key) >= len(node):
                 raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i])} has {len(node)} entries; "
-                                  f"{key!r} is not an index among them")
+                                  f"{key!r} is not an index among them (nor {len(node)}, which adds one)")
             node = node[int(key)]
         else:
             if i == 0 and key not in node and key in LIST_SECTIONS:

@@ -137,3 +137,11 @@ def test_wandb_offline_run_folder_holds_the_metrics(toy_env, tmp_path) -> None:
     for step, metrics in expected.items():
         for key, value in metrics.items():
             assert math.isclose(logged[step][key], value, rel_tol=1e-9), (step, key)
+
+
+def test_set_adds_a_logger_to_a_file_without_one(toy_registry, tmp_path) -> None:
+    experiment = load_experiment(toy_experiment(tmp_path / "exp.toml"),
+                                 ["loggers.0.plugin=tensorboard", "loggers.0.log_dir=tb"])
+    assert [(s.plugin, s.config.log_dir) for s in experiment.loggers] == [("tensorboard", "tb")]
+    with pytest.raises(ConfigError, match=r"loggers has 0 entries; '1' is not an index"):
+        load_experiment(toy_experiment(tmp_path / "exp.toml"), ["loggers.1.plugin=tensorboard"])
