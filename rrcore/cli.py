@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,14 @@ def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
         _fail(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError, DataFormatError) as error:
         _fail(str(error))
+
+
+@contextlib.contextmanager
+def _interrupted_before(what: str) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail(f"interrupted before {what}; nothing was saved", EXIT_SIGNAL + signal.SIGINT)
 
 
 def _registry():
@@ -170,15 +179,13 @@ def sweep(experiment: str, grid: tuple[str, ...], overrides: tuple[str, ...], sw
     """
     from rrcore import sweep as sweeps
 
-    with _exit_codes():
+    with _exit_codes(), _interrupted_before("any run started"):
         axes = [sweeps.parse_axis(text) for text in grid]
         resolved = _load(experiment, overrides)
         folder = Path(sweep_dir) if sweep_dir else sweeps.sweep_folder(resolved)
         runs = sweeps.plan(axes, list(overrides), folder, resolved.run.name)
         sweeps.check(experiment, runs, _registry())
         if print_commands:
-            import shlex
-
             for run in runs:
                 click.echo(shlex.join(["rr", *sweeps.run_command(experiment, run, overwrite)]))
             return

@@ -514,10 +514,9 @@ class Trainer:
                                 f"(resume with --resume latest and a lower train.lr or train.grad_clip)")
 
     def _make_loggers(self) -> list[Any]:
-        """The ``[[loggers]]``, built through the registry; ``jsonl`` first, always."""
-        sections = [(s.plugin, s.config) for s in self.experiment.loggers]
-        if "jsonl" not in [name for name, _ in sections]:
-            sections.insert(0, ("jsonl", None))
+        """The ``[[loggers]]``, built through the registry; ``jsonl`` first, always, once."""
+        sections = [("jsonl", None)] + [(s.plugin, s.config) for s in self.experiment.loggers
+                                        if s.plugin != "jsonl"]
         loggers = []
         try:
             for name, config in sections:
