@@ -146,12 +146,19 @@ def rr_register_evaluators() -> list[EvaluatorSpec]:
 
 @hookimpl
 def rr_register_loggers() -> list[LoggerSpec]:
-    from rrcore.logging import JsonlLogger, JsonlLoggerConfig, WandbLogger, WandbLoggerConfig
+    from rrcore.loggers import (
+        JsonlLogger,
+        TensorBoardLogger,
+        TensorBoardLoggerConfig,
+        WandbLogger,
+        WandbLoggerConfig,
+    )
 
     return [
-        LoggerSpec(name="jsonl", factory=JsonlLogger, config_class=JsonlLoggerConfig,
+        LoggerSpec(name="jsonl", factory=JsonlLogger, config_class=None,
                    description="metrics.jsonl in the run folder (always on)"),
         LoggerSpec(name="wandb", factory=WandbLogger, config_class=WandbLoggerConfig,
-                   description="Weights & Biases (optional extra; offline when no API key)"),
+                   description="Weights & Biases (extra rrcore[wandb]; offline when no API key)"),
+        LoggerSpec(name="tensorboard", factory=TensorBoardLogger, config_class=TensorBoardLoggerConfig,
+                   description="TensorBoard event files in the run folder (extra rrcore[tensorboard])"),
     ]
-

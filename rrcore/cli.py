@@ -1,6 +1,6 @@
 """The ``rr`` command line.
 
-``rr run``, ``rr validate``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
+``rr run``, ``rr validate``, ``rr sweep``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
 ``rr report``, ``rr analyze`` and ``rr data build`` are the core's; plugins add their own sub-commands through
 ``rr_cli_commands``.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,14 @@ def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
         _fail(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError, DataFormatError) as error:
         _fail(str(error))
+
+
+@contextlib.contextmanager
+def _interrupted_before(what: str) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail(f"interrupted before {what}; nothing was saved", EXIT_SIGNAL + signal.SIGINT)
 
 
 def _registry():
@@ -131,6 +140,62 @@ def validate(experiment: str, overrides: tuple[str, ...]) -> None:
     from rrcore.config import dump_experiment
 
     click.echo(dump_experiment(_load(experiment, overrides)), nl=False)
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="A key and the values to try, e.g. --grid train.lr=1e-4,3e-4 (repeatable: "
+                   "every combination runs).")
+@set_option
+@click.option("--sweep-dir", type=click.Path(file_okay=False),
+              help="Folder holding a run folder per grid point, sweep.json and sweep.md "
+                   "(default: run.out_dir/<run.name>-sweep).")
+@click.option("--metric", "metrics", multiple=True, metavar="KEY",
+              help="Evaluation metric shown in the table, e.g. sudoku/exact_accuracy (repeatable; "
+                   "default: each evaluator's overall metrics). sweep.json keeps them all.")
+@click.option("--print-commands", is_flag=True,
+              help="Print the rr run command of each grid point (for a scheduler) and run nothing.")
+@click.option("--overwrite", is_flag=True,
+              help="Run in run folders that hold runs, moving each aside to FOLDER.old-N first.")
+def sweep(experiment: str, grid: tuple[str, ...], overrides: tuple[str, ...], sweep_dir: str | None,
+          metrics: tuple[str, ...], print_commands: bool, overwrite: bool) -> None:
+    """Train EXPERIMENT once for every combination of the --grid values, one run after another.
+
+    Each run is `rr run EXPERIMENT --set ... --run-dir SWEEP_DIR/<values>` (named from its
+    values, e.g. lr=3e-4,H_cycles=2, with run.name <run.name>-<values>). Every grid point is
+    validated before the first run starts. A failed run is marked in the table and the
+    sweep goes on. At the end the table of values, status, steps, time (of the whole
+    run process) and final evaluation metrics is printed and written to SWEEP_DIR/sweep.md
+    and sweep.json (also after each run). Ctrl-C or SIGTERM stops the run in progress as
+    rr run does (a checkpoint and its resume command) and starts no further run.
+
+    \b
+    Exit codes:
+      0    every run finished
+      1    some run failed (the table says which)
+      2    bad input: a --grid or --set, the experiment, a run folder in use
+      130  stopped by SIGINT (143: SIGTERM)
+    """
+    from rrcore import sweep as sweeps
+
+    with _exit_codes(), _interrupted_before("any run started"):
+        axes = [sweeps.parse_axis(text) for text in grid]
+        resolved = _load(experiment, overrides)
+        folder = Path(sweep_dir) if sweep_dir else sweeps.sweep_folder(resolved)
+        runs = sweeps.plan(axes, list(overrides), folder, resolved.run.name)
+        sweeps.check(experiment, runs, _registry())
+        if print_commands:
+            for run in runs:
+                click.echo(shlex.join(["rr", *sweeps.run_command(experiment, run, overwrite)]))
+            return
+        if not overwrite:
+            sweeps.check_unused(runs)
+    code = sweeps.run_sweep(experiment, axes, list(overrides), runs, folder, list(metrics) or None, overwrite,
+                            say=lambda line: click.echo(line, err=True))
+    click.echo(sweeps.format_table(sweeps.table_rows(axes, runs, list(metrics) or None)))
+    click.echo(f"rr: sweep table in {folder / 'sweep.md'} and {folder / 'sweep.json'}", err=True)
+    sys.exit(code)
 
 
 @main.command(name="eval")

@@ -5,6 +5,9 @@ sections (``[data]``, ``[model]``, ``[loss]``, ``[optimizer]``, ``[[evaluators]]
 ``[[loggers]]``) whose ``plugin`` key names a registered component; the rest of a
 plugin section is structured by cattrs into that component's own config class.
 Every error names the file, the key path and what would be right.
+
+A file may start from another: ``base = "other.toml"`` (top level, relative to the file)
+reads that file first and lays this one's keys over it, table by table (:func:`merge`).
 """
 
 from __future__ import annotations
@@ -279,9 +282,11 @@ def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
     node: Any = raw
     for i, key in enumerate(keys[:-1]):
         if isinstance(node, list):
+            if key.isdigit() and int(key) == len(node) and all(isinstance(e, dict) for e in node):
+                node.append({})  # the next entry of an array of tables: --set loggers.0.plugin=wandb
             if not key.isdigit() or int(key) >= len(node):
                 raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i])} has {len(node)} entries; "
-                                  f"{key!r} is not an index among them")
+                                  f"{key!r} is not an index among them (nor {len(node)}, which adds one)")
             node = node[int(key)]
         else:
             if i == 0 and key not in node and key in LIST_SECTIONS:
@@ -384,19 +389,74 @@ def _match_q_continue(act: ACTConfig, raw_act: dict[str, Any], model: ModelSpec,
                           f"{does}; leave the key out or set it to {str(declared).lower()}")
 
 
-def load_experiment(path: str | Path, overrides: list[str] = (), registry: Registry | None = None) -> Experiment:
-    """Read, override and validate an experiment file."""
-    from rrcore.registry import get_registry
 
-    path = Path(path)
+BASE_KEY = "base"
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base``, table by table (neither is changed).
+
+    A table merges key by key, recursively; any other value — a number, a string, a list,
+    an array of tables such as ``[[evaluators]]`` — replaces the base's value whole. A
+    table that names another ``plugin`` than its base's (``[model] plugin = "hrm"`` over
+    a base's ``"trm"``) replaces the base's table whole too: those keys belong to the other
+    component's config. A base table without ``plugin`` (shared sizes) always merges.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            changes_plugin = "plugin" in value and below.get("plugin", value["plugin"]) != value["plugin"]
+            merged[key] = dict(value) if changes_plugin else merge(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such experiment file") from None
+        raise ConfigError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not {what}") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The experiment file at ``path`` as a dict, its ``base = "other.toml"`` chain merged in.
+
+    ``base`` names another experiment file, relative to the file that names it; that file
+    is read first (and may have a base of its own) and this file's keys are merged over it
+    (see :func:`merge`). A missing base file or a cycle is a :class:`ConfigError` naming it.
+    """
+    path = Path(path)
+    raw = _read_toml(path, "experiment file" if not _chain else "base experiment file")
+    if BASE_KEY not in raw:
+        return raw
+    base = raw.pop(BASE_KEY)
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: expected the path of another experiment file (relative to this "
+                          f"one), e.g. base = \"sudoku4x4.toml\", got {base!r}")
+    base_path = path.parent / base
+    chain = (*_chain, path)
+    if base_path.resolve() in {p.resolve() for p in chain}:
+        loop = " -> ".join(str(p) for p in (*chain, base_path))
+        raise ConfigError(f"{path}: base = {base!r} makes a cycle ({loop}); one file of it must not name a base")
+    if not base_path.exists():
+        raise ConfigError(f"{path}: base = {base!r}: no such file {base_path} (the path is relative to {path})")
+    return merge(load_raw(base_path, chain), raw)
+
+
+def load_experiment(path: str | Path, overrides: list[str] = (), registry: Registry | None = None) -> Experiment:
+    """Read (with its ``base`` files), override and validate an experiment file."""
+    from rrcore.registry import get_registry
+
+    path = Path(path)
+    raw = load_raw(path)
     for override in overrides:
         keys, value = parse_override(override)
         apply_override(raw, keys, value)

@@ -106,8 +106,10 @@ def rr_register_optimizers() -> list[OptimizerSpec]:
 def rr_register_loggers() -> list[LoggerSpec]:
     """Return metric loggers: ``factory(config, context: RunContext) -> Logger``.
 
-    Loggers run on rank 0 only. The core registers ``jsonl`` (always on) and
-    ``wandb`` (needs the optional ``wandb`` package).
+    Loggers run on rank 0 only; ``log(step, metrics)`` gets the training metrics every
+    ``train.log_interval`` steps and each evaluation's results; ``close()`` comes once at
+    the end, however training ends. The core registers ``jsonl`` (always on), ``wandb``
+    and ``tensorboard`` (optional packages: ``rrcore[wandb]``, ``rrcore[tensorboard]``).
     """
 
 

@@ -33,7 +33,6 @@ from rrcore.checkpoint import (
 )
 from rrcore.config import Experiment, dump_experiment
 from rrcore.data import StreamPosition
-from rrcore.logging import JsonlLogger, JsonlLoggerConfig
 from rrcore.metrics import reduce_metrics
 from rrcore.progress import TrainingProgress
 from rrcore.protocols import RunContext
@@ -355,12 +354,17 @@ class Trainer:
                                 f"(resume with --resume latest and a lower train.lr or train.grad_clip)")
 
     def _make_loggers(self) -> list[Any]:
-        loggers = [JsonlLogger(JsonlLoggerConfig(), self.context)]
-        for section in self.experiment.loggers:
-            if section.plugin == "jsonl":
-                continue
-            spec = self.registry.get("logger", section.plugin)
-            loggers.append(build(spec, section.config, self.context))
+        """The ``[[loggers]]``, built through the registry; ``jsonl`` first, always, once."""
+        sections = [("jsonl", None)] + [(s.plugin, s.config) for s in self.experiment.loggers
+                                        if s.plugin != "jsonl"]
+        loggers = []
+        try:
+            for name, config in sections:
+                loggers.append(build(self.registry.get("logger", name), config, self.context))
+        except BaseException:
+            for logger in loggers:  # e.g. jsonl's open file when wandb is missing
+                logger.close()
+            raise
         return loggers
 
     # -- evaluation --------------------------------------------------------------------

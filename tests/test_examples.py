@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from rrcore.config import LIST_SECTIONS, PLUGIN_SECTIONS, dumps_toml, load_experiment, resolve
+from rrcore.config import (
+    LIST_SECTIONS,
+    PLUGIN_SECTIONS,
+    dumps_toml,
+    load_experiment,
+    load_raw,
+    resolve,
+)
 from rrcore.registry import Registry, load_registry
 
 if sys.version_info >= (3, 11):
@@ -51,7 +58,7 @@ def test_examples_are_found() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_resolves_and_round_trips(path: Path, registry: Registry) -> None:
-    raw = tomllib.loads(path.read_text())
+    raw = load_raw(path)  # with its base files
     missing = missing_plugins(raw, registry)
     if missing:
         pytest.skip(f"{path.name} needs plugins that are not installed: {', '.join(missing)} "
@@ -72,5 +79,5 @@ def test_example_header_matches_its_file(path: Path) -> None:
     # name would send two experiments into the same runs/<name>/ folder, and a stale
     # command in the header would run the wrong file.
     text = path.read_text()
-    assert tomllib.loads(text)["run"]["name"] == path.stem
+    assert load_raw(path)["run"]["name"] == path.stem
     assert f"rr run examples/{path.name}" in text

@@ -36,7 +36,7 @@ def site(tmp_path, monkeypatch):
 def test_core_builtins_register_through_hooks():
     registry = load_registry(entry_point_group=None)
     assert {s.name for s in registry.all_components() if s.distribution == "rrcore"} >= {
-        "act", "adam_atan2", "adamw", "jsonl", "wandb", "exact", "built"}
+        "act", "adam_atan2", "adamw", "jsonl", "wandb", "tensorboard", "exact", "built"}
     assert registry.plugins[0].distribution == "rrcore"
     assert "rr_register_loss_heads" in registry.plugins[0].hooks
 

@@ -1,0 +1,304 @@
+"""``rr sweep``: train every point of a grid of settings, one run after another.
+
+Each grid point is an ordinary ``rr run`` of the same experiment with a few more ``--set``
+overrides, in a run folder of its own named from its values (``lr=3e-4,H_cycles=2``)
+inside the sweep folder. Each run is a child process: a failed run cannot take the sweep
+down with it, and the command that ran is exactly the one ``--print-commands`` shows for
+a scheduler. After every run the sweep writes ``sweep.json`` and ``sweep.md`` (the table
+of values, status, steps, time and final evaluation metrics), so an interrupted sweep
+still leaves its table.
+
+Signals: SIGINT (Ctrl-C) or SIGTERM stops the sweep. The run in progress gets the signal
+once (it runs in a process group of its own, so a terminal's Ctrl-C is not delivered
+twice), saves a checkpoint and prints its own resume command; the sweep then stops
+without starting the next run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from rrcore.config import ConfigError, Experiment, load_experiment, parse_override
+from rrcore.registry import Registry
+from rrcore.rundir import previous_run
+
+EXIT_SIGNAL = 128
+
+
+@attrs.define
+class Axis:
+    """One ``--grid KEY=V1,V2`` option: the key and each value as written."""
+
+    key: str
+    values: list[str]
+
+
+@attrs.define
+class SweepRun:
+    """One grid point: its values, where it runs, and (once run) how it ended."""
+
+    name: str
+    values: dict[str, str]
+    overrides: list[str]
+    run_dir: Path
+    status: str = "not run"  # finished | failed | interrupted | not run
+    exit_code: int | None = None
+    steps: int | None = None
+    seconds: float | None = None
+    metrics: dict[str, float] = attrs.field(factory=dict)
+
+
+def _split_values(text: str) -> list[str]:
+    """``1e-4,3e-4`` or ``[1,2],[3,4]`` → the values, split at commas outside brackets and quotes."""
+    values, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    values.append(text[start:].strip())
+    return values
+
+
+def parse_axis(text: str) -> Axis:
+    """``"train.lr=1e-4,3e-4"`` → :class:`Axis`; values are TOML, as ``--set`` takes them."""
+    example = "e.g. --grid train.lr=1e-4,3e-4"
+    if "=" not in text:
+        raise ConfigError(f"--grid {text!r}: expected KEY=VALUE,VALUE..., {example}")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    values = _split_values(raw)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--grid {text!r}: empty key, {example}")
+    if any(not value for value in values):
+        raise ConfigError(f"--grid {text!r}: an empty value; separate values by single commas, {example}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"--grid {text!r}: a value is repeated")
+    for value in values:
+        parse_override(f"{key}={value}")
+    return Axis(key, values)
+
+
+def _short_keys(axes: list[Axis]) -> list[str]:
+    """The last part of each key (``lr`` for ``train.lr``), the whole key where two would clash."""
+    last = [axis.key.rsplit(".", 1)[-1] for axis in axes]
+    return [short if last.count(short) == 1 else axis.key for short, axis in zip(last, axes)]
+
+
+def _folder_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+=-]+", "_", text).strip("_") or "_"
+
+
+def plan(axes: list[Axis], settings: list[str], sweep_dir: Path, run_name: str) -> list[SweepRun]:
+    """Every grid point (the first axis varies slowest) as a :class:`SweepRun`."""
+    seen = {axis.key for axis in axes}
+    if len(seen) != len(axes):
+        raise ConfigError("--grid: a key is given twice; put all its values in one --grid KEY=V1,V2")
+    short = _short_keys(axes)
+    runs, names = [], set()
+    for point in itertools.product(*(axis.values for axis in axes)):
+        name = ",".join(f"{key}={_folder_safe(value)}" for key, value in zip(short, point))
+        unique, n = name, 2
+        while unique in names:  # values that differ only in characters a folder name drops
+            unique, n = f"{name}-{n}", n + 1
+        names.add(unique)
+        overrides = [*settings, *(f"{axis.key}={value}" for axis, value in zip(axes, point)),
+                     f"run.name={run_name}-{unique}"]
+        runs.append(SweepRun(unique, {axis.key: value for axis, value in zip(axes, point)}, overrides,
+                             sweep_dir / unique))
+    return runs
+
+
+def check(experiment_path: str, runs: list[SweepRun], registry: Registry | None) -> None:
+    """Validate every grid point before the first run starts: a mistake is found in
+    seconds, not after the first runs' hours."""
+    for run in runs:
+        try:
+            load_experiment(experiment_path, run.overrides, registry)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (sweep run {run.name})") from None
+
+
+def check_unused(runs: list[SweepRun]) -> None:
+    """Refuse run folders that hold runs (before any run starts, not at the third run)."""
+    for run in runs:
+        found = previous_run(run.run_dir)
+        if found is not None:
+            raise ConfigError(f"{run.run_dir} already holds a run ({found}); choose another --sweep-dir, or "
+                              f"add --overwrite to move each old run aside (nothing is deleted)")
+
+
+def run_command(experiment_path: str, run: SweepRun, overwrite: bool = False) -> list[str]:
+    """The ``rr run`` arguments (after ``rr``) of one grid point."""
+    words = ["run", experiment_path]
+    for override in run.overrides:
+        words += ["--set", override]
+    words += ["--run-dir", str(run.run_dir)]
+    return words + ["--overwrite"] * overwrite
+
+
+def read_outcome(run: SweepRun) -> None:
+    """The last step and the last evaluation's metrics, from the run's ``metrics.jsonl``."""
+    path = run.run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+        run.steps = row.get("step", run.steps)
+        values = {k: v for k, v in row.items() if k not in ("step", "time")}
+        if values and not all(k.startswith("train/") for k in values):
+            run.metrics = values
+
+
+def _default_columns(runs: list[SweepRun]) -> list[str]:
+    """Each evaluator's overall metrics (``sudoku/exact_accuracy``), not per-bucket or counts."""
+    keys: dict[str, None] = {}
+    for run in runs:
+        for key in run.metrics:
+            if key.count("/") <= 1 and not key.endswith("/count"):
+                keys[key] = None
+    return list(keys)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def table_rows(axes: list[Axis], runs: list[SweepRun], metrics: list[str] | None = None) -> list[list[str]]:
+    """Header and one row per run: values, status, steps, time and the chosen metrics."""
+    columns = metrics or _default_columns(runs)
+    header = [axis.key for axis in axes] + ["status", "steps", "time"] + columns
+    rows = [header]
+    for run in runs:
+        status = run.status if run.exit_code in (0, None) else f"{run.status} (exit {run.exit_code})"
+        seconds = f"{run.seconds:.1f}s" if run.seconds is not None else "-"
+        rows.append([run.values[axis.key] for axis in axes] + [status, _cell(run.steps), seconds]
+                    + [_cell(run.metrics.get(key)) for key in columns])
+    return rows
+
+
+def format_table(rows: list[list[str]]) -> str:
+    """Plain text, columns aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def format_markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
+
+
+def write_summary(sweep_dir: Path, experiment_path: str, axes: list[Axis], settings: list[str],
+                  runs: list[SweepRun], metrics: list[str] | None) -> None:
+    """``sweep.json`` (everything, every metric) and ``sweep.md`` (the table) in the sweep folder."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "experiment": experiment_path, "settings": settings,
+        "grid": {axis.key: axis.values for axis in axes},
+        "runs": [{"name": run.name, "run_dir": str(run.run_dir), "values": run.values,
+                  "command": shlex.join(["rr", *run_command(experiment_path, run)]), "status": run.status,
+                  "exit_code": run.exit_code, "steps": run.steps, "seconds": run.seconds,
+                  "metrics": run.metrics} for run in runs],
+    }
+    (sweep_dir / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
+    (sweep_dir / "sweep.md").write_text(f"# Sweep of {experiment_path}\n\n"
+                                        + format_markdown(table_rows(axes, runs, metrics)) + "\n")
+
+
+class _Forwarder:
+    """Stops the sweep on SIGINT/SIGTERM and hands the signal, once, to the run in progress."""
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Forwarder:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+
+def _own_process_group() -> dict[str, Any]:
+    # The child gets a terminal's Ctrl-C through the sweep only, never twice.
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}  # pragma: no cover - Python 3.10
+
+
+def run_sweep(experiment_path: str, axes: list[Axis], settings: list[str], runs: list[SweepRun],
+              sweep_dir: Path, metrics: list[str] | None = None, overwrite: bool = False,
+              say: Callable[[str], None] = print) -> int:
+    """Run each grid point in turn; return the sweep's exit code (0 all finished, 1 some
+    failed, 128 + N when signal N stopped it). The table goes to ``sweep.json``/``sweep.md``
+    after every run."""
+    with _Forwarder() as forwarder:
+        for number, run in enumerate(runs, start=1):
+            if forwarder.signal is not None:
+                break
+            say(f"rr: sweep run {number}/{len(runs)}: {run.name} in {run.run_dir}")
+            command = [sys.executable, "-m", "rrcore", *run_command(experiment_path, run, overwrite)]
+            started = time.perf_counter()
+            forwarder.child = subprocess.Popen(command, **_own_process_group())
+            if forwarder.signal is not None:  # it came while the child was being started
+                forwarder.child.send_signal(forwarder.signal)
+            code = forwarder.child.wait()
+            forwarder.child = None
+            run.seconds = time.perf_counter() - started
+            run.exit_code = code
+            interrupted = code in (EXIT_SIGNAL + signal.SIGINT, EXIT_SIGNAL + signal.SIGTERM)
+            run.status = "finished" if code == 0 else "interrupted" if interrupted else "failed"
+            if interrupted and forwarder.signal is None:
+                forwarder.signal = code - EXIT_SIGNAL
+            read_outcome(run)
+            write_summary(sweep_dir, experiment_path, axes, settings, runs, metrics)
+    write_summary(sweep_dir, experiment_path, axes, settings, runs, metrics)
+    if forwarder.signal is not None:
+        left = [run for run in runs if run.status == "not run"]
+        name = signal.Signals(forwarder.signal).name
+        say(f"rr: sweep stopped by {name}; {len(left)} of {len(runs)} runs not started"
+            + ("; their commands:\n" + "\n".join(shlex.join(["rr", *run_command(experiment_path, r)])
+                                                for r in left) if left else ""))
+        return EXIT_SIGNAL + forwarder.signal
+    return 1 if any(run.status != "finished" for run in runs) else 0
+
+
+def sweep_folder(experiment: Experiment) -> Path:
+    """``run.out_dir/<run.name>-sweep``: the sweep folder when ``--sweep-dir`` is not given."""
+    return Path(experiment.run.out_dir) / f"{experiment.run.name}-sweep"
