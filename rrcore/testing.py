@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from torch import Tensor, nn
 
