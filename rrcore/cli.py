@@ -1,7 +1,7 @@
 """The ``rr`` command line.
 
 ``rr run``, ``rr validate``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
-``rr report`` and ``rr analyze`` are the core's; plugins add their own sub-commands through
+``rr report``, ``rr analyze`` and ``rr new-plugin`` are the core's; plugins add their own sub-commands through
 ``rr_cli_commands``.
 """
 
@@ -376,6 +376,41 @@ def analyze(run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: 
         click.echo(f"rr: no plots: matplotlib is not installed ({plots.INSTALL_HINT})", err=True)
     click.echo(analysis.summary(result))
     click.echo(f"rr: analysis in {folder}", err=True)
+
+
+@main.command(name="new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["model", "task"]), required=True,
+              help="model: an architecture; task: a data set and its evaluator.")
+@click.option("--output", type=click.Path(), help="Folder to write (new or empty; default: ./rr-NAME).")
+def new_plugin(name: str, kind: str, output: str | None) -> None:
+    """Write a pip-installable plugin package NAME: pyproject.toml with the rr entry point,
+    plugin.py, a config class, a small working model or task, a README with its keys and an
+    example experiment, and tests that run rr's conformance kit (rrcore.testing).
+
+    NAME (lowercase letters, digits, '_') is the entry point and the name the components are
+    registered under; the package is rr_NAME, the distribution rr-NAME.
+    """
+    from rrcore.scaffold import REGISTERS, PluginNames, ScaffoldError, check_output, render
+
+    try:
+        names = PluginNames.of(name)
+        folder = Path(output) if output else Path(names.dist)
+        check_output(folder)
+    except ScaffoldError as error:
+        _fail(str(error), EXIT_CONFIG)
+    registry = _registry()
+    for component in REGISTERS[kind]:
+        taken = registry.components[component].get(name)
+        if taken is not None:
+            _fail(f"NAME {name!r}: a {component} plugin of that name is installed ({taken.distribution} "
+                  f"{taken.version}); choose another name", EXIT_CONFIG)
+    written = render(kind, names, folder)
+    click.echo(f"rr: wrote {kind} plugin {name!r} to {folder} ({len(written)} files); next:")
+    example = folder / "examples" / ("sudoku4x4.toml" if kind == "model" else f"{name}-trm.toml")
+    for line in (f"pip install -e {folder}", f"python -m pytest {folder / 'tests'}", "rr list-plugins",
+                 f"rr run {example}"):
+        click.echo(f"  {line}")
 
 
 def _add_plugin_commands() -> None:
