@@ -71,7 +71,8 @@ def test_generated_plugins_install_list_pass_their_tests_and_train(tmp_path):
                               "kittask/tests"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     quick = ["--set", "train.max_steps=3", "--set", "train.eval_interval=0", "--set", "run.device='cpu'",
-             "--set", "train.compile='off'", "--set", f"run.out_dir={str(tmp_path / 'runs')!r}"]
+             "--set", "train.compile='off'", "--set", "run.cpu_threads=1",
+             "--set", f"run.out_dir={str(tmp_path / 'runs')!r}"]
     trained = _run([*rr, "run", "kitmodel/examples/sudoku4x4.toml", *quick, "--set", "data.train_size=100",
                     "--set", "data.test_size=10", "--set", "data.jobs=1"], env, tmp_path)
     assert "rr: finished sudoku4x4-kitmodel at step 3" in trained.stderr
