@@ -19,8 +19,10 @@ Model checks (:func:`check_model`): output keys and shapes, carry reset only whe
 no gradient through the cycles that should run without it, determinism under a seed, a
 state-dict round trip, and the whole ACT step under ``torch.compile(fullgraph=True)``
 without graph breaks or recompilation. Task checks (:func:`check_task`): the data set
-builds deterministically and reads back through :class:`rrcore.data.PuzzleDataset`, and
-each evaluator scores an oracle 100% and a wrong answer lower.
+builds deterministically and reads back through :class:`rrcore.data.PuzzleDataset`, each
+evaluator scores an oracle 100% and a wrong answer lower, and the data set's
+:class:`~rrcore.protocols.PuzzleTask` (when one is registered) parses what it decodes, accepts
+the labels, rejects a wrong answer and inverts its augmentations.
 
 :func:`train_briefly` trains a real experiment for a few steps (learning tests).
 """
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -387,6 +390,8 @@ def check_task(plugin: str, config: Mapping[str, Any] | Any, tmp_path: Path, *,
     for entry in evaluators:
         name, values = (entry, {}) if isinstance(entry, str) else entry
         check_evaluator(name, values, folder / "test", tmp_path / "eval" / name, registry=registry)
+    if plugin in registry.components["task"]:
+        check_puzzle_task(plugin, config, folder / "test", registry=registry)
     return folder
 
 
@@ -513,6 +518,47 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
     return best
 
 
+def check_puzzle_task(plugin: str, data_config: Any, split: Path, *, registry: Registry | None = None,
+                      count: int = 8) -> None:
+    """The :class:`~rrcore.protocols.PuzzleTask` registered for the data set ``plugin``, on the
+    first ``count`` examples of ``split``: ``parse`` reads back what ``decode`` writes, ``render``
+    gives text, ``check`` passes each label and fails a wrong answer, and ``invert`` undoes
+    ``augment`` (copy 0 the puzzle itself)."""
+    from rrcore.data import load_set
+
+    def fail(problem: str, expected: str) -> AssertionError:
+        return AssertionError(f"task {plugin!r} (PuzzleTask): {problem}; the core expects {expected}")
+
+    spec = (registry or get_registry()).get("task", plugin)
+    data = PuzzleDataset(split, global_batch_size=1)
+    metadata = data.metadata
+    task = spec.factory(data_config, metadata)
+    arrays = load_set(split, metadata.sets[0])
+    inputs, labels = np.asarray(arrays.inputs[:count]), np.asarray(arrays.labels[:count])
+    wrong = np.where(labels == metadata.ignore_label_id, labels, (labels + 1) % metadata.vocab_size)
+    for row in range(len(inputs)):
+        line, shown = task.decode(inputs[row]), task.render(inputs[row])
+        if not (isinstance(line, str) and "\n" not in line and isinstance(shown, str)):
+            raise fail(f"decode gave {line!r}, render {type(shown).__name__}", "decode: one line; render: text")
+        parsed = task.parse(line)
+        if not np.array_equal(np.asarray(parsed), inputs[row]):
+            raise fail(f"parse(decode(inputs)) of test example {row} is not its inputs",
+                       "rr solve to read back the puzzle lines predictions.jsonl writes")
+        if not task.check(inputs[row], labels[row]).ok:
+            raise fail(f"check rejects the label of test example {row}: {task.check(inputs[row], labels[row]).message}",
+                       "check to accept a right answer")
+        if task.check(inputs[row], wrong[row]).ok:
+            raise fail(f"check accepts a wrong answer to test example {row}", "check to reject it")
+    if task.augmentations:
+        copies, state = task.augment(inputs, 3, np.random.default_rng(0))
+        if np.shape(copies) != (len(inputs), 3, metadata.seq_len) or not np.array_equal(copies[:, 0], inputs):
+            raise fail(f"augment(inputs, 3, rng) gave shape {np.shape(copies)} or a first copy that is not the input",
+                       f"({len(inputs)}, 3, {metadata.seq_len}) with copy 0 the puzzle itself")
+        if not np.array_equal(task.invert(copies, state), np.repeat(inputs[:, None], 3, axis=1)):
+            raise fail("invert(augment(inputs)) does not give the inputs back",
+                       "invert to map each copy back to the original puzzle's frame")
+
+
 # ---------------------------------------------------------------------------------------
 # Learning
 # ---------------------------------------------------------------------------------------
@@ -531,5 +577,5 @@ def train_briefly(experiment: str | Path, tmp_path: Path, overrides: list[str] =
 
 
 __all__ = ["ModelCase", "check_carry_reset", "check_compiles", "check_dataset", "check_determinism",
-           "check_evaluator", "check_model", "check_no_grad_cycles", "check_outputs",
+           "check_evaluator", "check_model", "check_no_grad_cycles", "check_outputs", "check_puzzle_task",
            "check_state_dict_round_trip", "check_task", "model_case", "train_briefly"]

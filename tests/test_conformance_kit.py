@@ -74,6 +74,12 @@ def test_a_builder_that_is_not_seeded_fails(registry, tmp_path):
         check_task("unseeded", {}, tmp_path, registry=registry)
 
 
+def test_a_puzzle_task_whose_check_accepts_anything_fails(registry, tmp_path):
+    with pytest.raises(AssertionError, match=r"^task 'digits' \(PuzzleTask\): check accepts a wrong answer to test "
+                                             r"example 0; the core expects check to reject it"):
+        check_task("digits", {}, tmp_path, evaluators=["exact"], registry=registry)
+
+
 @pytest.mark.parametrize(("evaluator", "message"), [
     ("counts_padding", r"the labels themselves score \{'exact_accuracy': 0\.\d+\} \(padding rows hold noise\); "
                        r"the core expects 1\.0 for a perfect answer, with rows where batch\['valid'\] is False ignored"),

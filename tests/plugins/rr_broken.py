@@ -2,8 +2,9 @@
 
 ``sound`` is a small correct recurrent model (two cycles, the first without gradient);
 every other model is ``sound`` with one mistake a plugin author could make, named after
-it. The ``unseeded`` data set builds differently each time; the evaluators
-``counts_padding`` and ``always_perfect`` score what they should not.
+it. The ``unseeded`` data set builds differently each time; the ``digits`` task's check
+accepts any answer; the evaluators ``counts_padding`` and ``always_perfect`` score what they
+should not.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from rrcore import hookimpl
 from rrcore.act import reset_rows
 from rrcore.data import DatasetMetadata, SplitWriter, write_split
 from rrcore.nn import PostNormBlock, PuzzleInput, ReasoningHeads, trunc_normal_
-from rrcore.registry import DatasetSpec, EvaluatorSpec, ModelSpec
+from rrcore.protocols import Check
+from rrcore.registry import DatasetSpec, EvaluatorSpec, ModelSpec, TaskSpec
 
 
 @attrs.define
@@ -114,14 +116,15 @@ def rr_register_models():
 
 
 @attrs.define
-class UnseededConfig:
+class DigitsConfig:
     size: int = 12
+    seed: int | None = 0
 
 
-def build_unseeded(config: UnseededConfig, cache_dir: Path) -> Path:
-    """Next-digit examples drawn from an unseeded generator, so two builds differ."""
-    rng = np.random.default_rng()
-    folder = Path(cache_dir) / "unseeded"
+def build_digits(config: DigitsConfig, cache_dir: Path) -> Path:
+    """Next-digit examples; with ``seed = None`` (the ``unseeded`` data set) two builds differ."""
+    rng = np.random.default_rng(config.seed)
+    folder = Path(cache_dir) / "digits"
     for split in ("train", "test"):
         writer = SplitWriter(4)
         for identifier in range(1, config.size + 1):
@@ -133,6 +136,32 @@ def build_unseeded(config: UnseededConfig, cache_dir: Path) -> Path:
                                    mean_puzzle_examples=1.0, sets=["all"])
         write_split(folder / split, metadata, {"all": writer.arrays()})
     return folder
+
+
+@attrs.define
+class UnseededConfig(DigitsConfig):
+    seed: int | None = None
+
+
+class LenientTask:
+    """The ``digits`` PuzzleTask, whose check accepts any answer."""
+
+    augmentations = 0
+
+    def __init__(self, data_config, metadata) -> None:
+        pass
+
+    def parse(self, text):
+        return np.array([int(c) + 1 for c in text])
+
+    def decode(self, tokens):
+        return "".join(str(int(t) - 1) for t in tokens)
+
+    def render(self, tokens):
+        return self.decode(tokens)
+
+    def check(self, inputs, prediction):
+        return Check(True, "looks fine")
 
 
 @attrs.define
@@ -168,7 +197,13 @@ class AlwaysPerfect(CountsPadding):
 
 @hookimpl
 def rr_register_datasets():
-    return [DatasetSpec(name="unseeded", factory=build_unseeded, config_class=UnseededConfig)]
+    return [DatasetSpec(name="digits", factory=build_digits, config_class=DigitsConfig),
+            DatasetSpec(name="unseeded", factory=build_digits, config_class=UnseededConfig)]
+
+
+@hookimpl
+def rr_register_tasks():
+    return [TaskSpec(name="digits", factory=LenientTask)]
 
 
 @hookimpl
