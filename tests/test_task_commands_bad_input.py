@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from rrcore.cli import main
 
-CORE_COMMANDS = {"run", "validate", "eval", "bench", "list-plugins", "solve", "report", "analyze"}
+CORE_COMMANDS = {"run", "validate", "eval", "bench", "list-plugins", "solve", "report", "analyze",
+                 "new-plugin"}
 TASK_GROUPS = {"sudoku", "arc", "maze", "rubik"}
 
 # (command, arguments, what the one error line must contain); {names} are paths made below.
