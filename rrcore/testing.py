@@ -32,7 +32,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -40,11 +40,13 @@ import torch
 from torch import Tensor, nn
 
 from rrcore.data import DatasetMetadata, PuzzleDataset
+from rrcore.nn import IGNORE_LABEL
 from rrcore.protocols import ModelContext
 from rrcore.registry import Registry, Spec, get_registry
-from rrcore.trainer import TrainResult, train
 
-IGNORE = -100  # labels the loss and the evaluators skip (rrcore.nn.IGNORE_LABEL)
+if TYPE_CHECKING:
+    from rrcore.trainer import TrainResult
+
 
 # ---------------------------------------------------------------------------------------
 # Models
@@ -80,7 +82,7 @@ class ModelCase:
         rows, length = self.context.batch_size, metadata.seq_len
         generator = torch.Generator().manual_seed(seed)
         labels = torch.randint(0, metadata.vocab_size, (rows, length), generator=generator)
-        labels[:, -1] = IGNORE  # as padding positions are
+        labels[:, -1] = IGNORE_LABEL  # as padding positions are
         batch = {
             "inputs": torch.randint(0, metadata.vocab_size, (rows, length), generator=generator, dtype=torch.int32),
             "labels": labels,
@@ -434,7 +436,7 @@ def check_dataset(plugin: str, spec: Spec, config: Any, cache_dir: Path) -> Path
             if (batch["puzzle_identifiers"] >= train_meta.num_puzzle_identifiers).any():
                 raise fail(f"{split}/ has puzzle identifiers >= train's num_puzzle_identifiers "
                            f"({train_meta.num_puzzle_identifiers})", "identifiers the model's embedding has")
-            if not (batch["labels"] != IGNORE).any():
+            if not (batch["labels"] != IGNORE_LABEL).any():
                 raise fail(f"a batch of {split}/ has no scored label (all equal ignore_label_id)",
                            "labels to learn from in every split")
     return folder
@@ -492,11 +494,11 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
     blank = metadata.ignore_label_id if metadata.ignore_label_id is not None else metadata.pad_id
 
     def oracle(batch: dict[str, Tensor]) -> Tensor:
-        return torch.where(batch["labels"] == IGNORE, blank, batch["labels"])
+        return torch.where(batch["labels"] == IGNORE_LABEL, blank, batch["labels"])
 
     def wrong(batch: dict[str, Tensor]) -> Tensor:
         labels = batch["labels"]
-        return torch.where(labels == IGNORE, blank, (labels + 1) % metadata.vocab_size)
+        return torch.where(labels == IGNORE_LABEL, blank, (labels + 1) % metadata.vocab_size)
 
     best = _score(evaluator, data, oracle)
     if not isinstance(best, dict) or not all(isinstance(v, (int, float)) for v in best.values()):
@@ -570,6 +572,7 @@ def train_briefly(experiment: str | Path, tmp_path: Path, overrides: list[str] =
     cache both there) on CPU and return the result; ``result.eval_results`` holds the
     evaluators' final scores keyed ``"<evaluator>/<metric>"``."""
     from rrcore.config import load_experiment
+    from rrcore.trainer import train
 
     settings = [f"run.out_dir={str(tmp_path / 'runs')!r}", f"run.cache_dir={str(tmp_path / 'cache')!r}",
                 "run.device='cpu'", "train.compile='off'", *overrides]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -53,8 +54,10 @@ def test_generated_plugins_install_list_pass_their_tests_and_train(tmp_path):
         result = CliRunner().invoke(main, ["new-plugin", name, "--kind", kind, "--output", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
     site = tmp_path / "site"
-    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
-          str(site), str(tmp_path / "kitmodel"), str(tmp_path / "kittask")], dict(os.environ), tmp_path)
+    # Without build isolation when setuptools is here (no download); a fresh venv may lack it.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(site),
+          str(tmp_path / "kitmodel"), str(tmp_path / "kittask")], dict(os.environ), tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
            "RR_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("RR_LOAD_PLUGINS", None)
