@@ -17,14 +17,18 @@ PLUGINS = Path(__file__).parent / "plugins"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, PLUGINS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # torch.compile imports the module of the code it traces
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_registry(entry_point_group=None, extra_modules=[_load("rr_toy"), _load("rr_broken")])
+    modules = {name: _load(name) for name in ("rr_toy", "rr_faulty")}
+    added = [name for name in modules if name not in sys.modules]
+    sys.modules.update({name: modules[name] for name in added})  # torch.compile imports the traced code's module
+    yield load_registry(entry_point_group=None, extra_modules=list(modules.values()))
+    for name in added:
+        del sys.modules[name]
 
 
 def test_a_sound_model_passes_every_check(registry):
