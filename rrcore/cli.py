@@ -384,9 +384,11 @@ def analyze(run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: 
               help="model: an architecture; task: a data set and its evaluator.")
 @click.option("--output", type=click.Path(), help="Folder to write (new or empty; default: ./rr-NAME).")
 def new_plugin(name: str, kind: str, output: str | None) -> None:
-    """Write a pip-installable plugin package NAME: pyproject.toml with the rr entry point,
-    plugin.py, a config class, a small working model or task, a README with its keys and an
-    example experiment, and tests that run rr's conformance kit (rrcore.testing).
+    """Write a plugin package NAME to start from.
+
+    The package is pip-installable: pyproject.toml with the rr entry point, plugin.py, a
+    config class, a small working model or task, a README with its keys and an example
+    experiment, and tests that run rr's conformance kit (rrcore.testing).
 
     NAME (lowercase letters, digits, '_') is the entry point and the name the components are
     registered under; the package is rr_NAME, the distribution rr-NAME.
