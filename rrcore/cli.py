@@ -1,7 +1,7 @@
 """The ``rr`` command line.
 
 ``rr run``, ``rr validate``, ``rr sweep``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
-``rr report``, ``rr analyze`` and ``rr data build`` are the core's; plugins add their own sub-commands through
+``rr report``, ``rr analyze``, ``rr data build`` and ``rr new-plugin`` are the core's; plugins add their own sub-commands through
 ``rr_cli_commands``.
 """
 
@@ -489,6 +489,43 @@ def data_build(source: str, settings: tuple[str, ...], cache_dir: str | None) ->
     for line in summary(folder, started, before):
         click.echo(line, err=True)
     click.echo(str(folder))
+
+
+@main.command(name="new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["model", "task"]), required=True,
+              help="model: an architecture; task: a data set and its evaluator.")
+@click.option("--output", type=click.Path(), help="Folder to write (new or empty; default: ./rr-NAME).")
+def new_plugin(name: str, kind: str, output: str | None) -> None:
+    """Write a plugin package NAME to start from.
+
+    The package is pip-installable: pyproject.toml with the rr entry point, plugin.py, a
+    config class, a small working model or task, a README with its keys and an example
+    experiment, and tests that run rr's conformance kit (rrcore.testing).
+
+    NAME (lowercase letters, digits, '_') is the entry point and the name the components are
+    registered under; the package is rr_NAME, the distribution rr-NAME.
+    """
+    from rrcore.scaffold import REGISTERS, PluginNames, ScaffoldError, check_output, render
+
+    try:
+        names = PluginNames.of(name)
+        folder = Path(output) if output else Path(names.dist)
+        check_output(folder)
+    except ScaffoldError as error:
+        _fail(str(error), EXIT_CONFIG)
+    registry = _registry()
+    for component in REGISTERS[kind]:
+        taken = registry.components[component].get(name)
+        if taken is not None:
+            _fail(f"NAME {name!r}: a {component} plugin of that name is installed ({taken.distribution} "
+                  f"{taken.version}); choose another name", EXIT_CONFIG)
+    written = render(kind, names, folder)
+    click.echo(f"rr: wrote {kind} plugin {name!r} to {folder} ({len(written)} files); next:")
+    example = folder / "examples" / ("sudoku4x4.toml" if kind == "model" else f"{name}-trm.toml")
+    for line in (f"pip install -e {folder}", f"python -m pytest {folder / 'tests'}", "rr list-plugins",
+                 f"rr run {example}"):
+        click.echo(f"  {line}")
 
 
 def _add_plugin_commands() -> None:

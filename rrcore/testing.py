@@ -1,25 +1,570 @@
-"""Helpers for plugin test suites."""
+"""The conformance kit: what the core relies on from a model or task plugin, as checks for pytest.
+
+A plugin's own test suite calls one function per component::
+
+    from rrcore.testing import check_model, check_task
+
+    def test_mymodel_meets_the_core_contract():
+        check_model("mymodel", {"hidden_size": 16, "H_cycles": 2})
+
+    def test_mytask_meets_the_core_contract(tmp_path):
+        check_task("mytask", {"train_size": 40, "test_size": 10}, tmp_path, evaluators=["mytask"])
+
+Every failed check raises :class:`AssertionError` naming the plugin, what is wrong and
+what the core expects, so pytest shows one clear line. The checks use only the public
+behaviour: the registry's factories, the protocols of :mod:`rrcore.protocols`, the core's
+reader and the ``act`` loss head. They run on CPU in seconds (CUDA when ``device`` says so).
+
+Model checks (:func:`check_model`): output keys and shapes, carry reset only where halted,
+no gradient through the cycles that should run without it, determinism under a seed, a
+state-dict round trip, and the whole ACT step under ``torch.compile(fullgraph=True)``
+without graph breaks or recompilation. Task checks (:func:`check_task`): the data set
+builds deterministically and reads back through :class:`rrcore.data.PuzzleDataset`, each
+evaluator scores an oracle 100% and a wrong answer lower, and the data set's
+:class:`~rrcore.protocols.PuzzleTask` (when one is registered) parses what it decodes, accepts
+the labels, rejects a wrong answer and inverts its augmentations.
+
+:func:`train_briefly` trains a real experiment for a few steps (learning tests).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import numpy as np
+import torch
+from torch import Tensor, nn
 
-from rrcore.config import load_experiment
-from rrcore.registry import Registry
-from rrcore.trainer import TrainResult, train
+from rrcore.data import DatasetMetadata, PuzzleDataset
+from rrcore.nn import IGNORE_LABEL
+from rrcore.protocols import ModelContext
+from rrcore.registry import Registry, Spec, get_registry
+
+if TYPE_CHECKING:
+    from rrcore.trainer import TrainResult
 
 
-def train_briefly(experiment: str | Path, tmp_path: Path, overrides: list[str] = (),
-                  registry: Registry | None = None) -> TrainResult:
-    """Train an experiment file with ``overrides`` into ``tmp_path`` (run folder and data
-    cache both there) on CPU and return the result; ``result.eval_results`` holds the
-    evaluators' final scores keyed ``"<evaluator>/<metric>"``."""
-    settings = [f"run.out_dir={str(tmp_path / 'runs')!r}", f"run.cache_dir={str(tmp_path / 'cache')!r}",
-                "run.device='cpu'", "train.compile='off'", *overrides]
-    return train(load_experiment(experiment, settings, registry))
+# ---------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------
+
+
+@attrs.define
+class ModelCase:
+    """A model plugin under test: how to build it and a batch for it.
+
+    ``build(seed)`` makes a fresh model with ``torch.manual_seed(seed)`` on ``device``;
+    ``batch(seed)`` a random training batch of ``batch_size`` rows shaped as the core's
+    reader gives them.
+    """
+
+    name: str
+    spec: Spec
+    config: Any
+    context: ModelContext
+    device: torch.device
+    registry: Registry
+
+    def build(self, seed: int = 0, config: Any = None) -> nn.Module:
+        torch.manual_seed(seed)
+        model = self.spec.factory(self.config if config is None else config, self.context)
+        if not isinstance(model, nn.Module):
+            raise AssertionError(f"model {self.name!r}: the factory returned {type(model).__name__}; "
+                                 f"the core expects a torch.nn.Module (rrcore.protocols.Model)")
+        return model.to(self.device)
+
+    def batch(self, seed: int = 0) -> dict[str, Tensor]:
+        metadata = self.context.metadata
+        rows, length = self.context.batch_size, metadata.seq_len
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.randint(0, metadata.vocab_size, (rows, length), generator=generator)
+        labels[:, -1] = IGNORE_LABEL  # as padding positions are
+        batch = {
+            "inputs": torch.randint(0, metadata.vocab_size, (rows, length), generator=generator, dtype=torch.int32),
+            "labels": labels,
+            "puzzle_identifiers": torch.randint(0, metadata.num_puzzle_identifiers, (rows,), generator=generator,
+                                                dtype=torch.int32),
+        }
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def fail(self, problem: str, expected: str) -> AssertionError:
+        return AssertionError(f"model {self.name!r}: {problem}; the core expects {expected}")
+
+
+def model_case(plugin: str, config: Mapping[str, Any] | Any = None, *, registry: Registry | None = None,
+               vocab_size: int = 7, seq_len: int = 6, num_puzzle_identifiers: int = 3, batch_size: int = 4,
+               device: str | torch.device | None = None) -> ModelCase:
+    """The model ``plugin`` with ``config`` (a dict of ``[model]`` keys, or a config instance) for
+    a synthetic data set of this shape. ``device``: default CUDA when present, else CPU."""
+    registry = registry or get_registry()
+    spec = registry.get("model", plugin)
+    if config is None or isinstance(config, Mapping):
+        config = spec.make_config(**dict(config or {}))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=vocab_size,
+                               seq_len=seq_len, num_puzzle_identifiers=num_puzzle_identifiers, total_groups=1,
+                               mean_puzzle_examples=1.0, sets=["all"])
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # as the trainer chooses
+    return ModelCase(plugin, spec, config, ModelContext(metadata, batch_size, dtype), device, registry)
+
+
+def check_model(plugin: str, config: Mapping[str, Any] | Any = None, *, registry: Registry | None = None,
+                no_grad_cycles: Sequence[str] | None = None, compile: bool = True,
+                compile_backend: str = "eager", device: str | torch.device | None = None) -> None:
+    """Run every model check on ``plugin`` with ``config``; raise AssertionError on the first failure.
+
+    ``no_grad_cycles``: config keys counting cycles of which all but the last must run
+    without gradient (default: ``H_cycles`` when the config has it; ``()`` for a model
+    without such cycles). ``compile_backend``: the ``torch.compile`` backend of the
+    compile check (``"eager"`` traces with Dynamo only, seconds on CPU; ``"inductor"``
+    also generates kernels, as training on CUDA does).
+    """
+    case = model_case(plugin, config, registry=registry, device=device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny shapes gain nothing from threads, and lose much on a busy machine
+    try:
+        _run_model_checks(case, no_grad_cycles, compile, compile_backend)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_model_checks(case: ModelCase, no_grad_cycles: Sequence[str] | None, compile: bool,
+                      compile_backend: str) -> None:
+    check_outputs(case)
+    check_carry_reset(case)
+    keys = no_grad_cycles
+    if keys is None:
+        keys = [key for key in ("H_cycles",) if hasattr(case.config, key)]
+    for key in keys:
+        check_no_grad_cycles(case, key)
+    check_determinism(case)
+    check_state_dict_round_trip(case)
+    if compile:
+        check_compiles(case, backend=compile_backend)
+
+
+def _fresh_step(model: nn.Module, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """One step from rows just reset, as the core's first ACT step of a batch."""
+    rows = batch["inputs"].shape[0]
+    reset = torch.ones(rows, dtype=torch.bool, device=batch["inputs"].device)
+    return model(model.reset_carry(reset, model.initial_carry(batch)), batch)
+
+
+def _first_difference(first: Mapping[str, Tensor], second: Mapping[str, Tensor]) -> str | None:
+    """The name of the first tensor that differs between two dicts (or the key sets), else None."""
+    if set(first) != set(second):
+        return f"keys {sorted(set(first) ^ set(second))}"
+    for name in first:
+        a, b = first[name], second[name]
+        if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
+            return repr(name)
+    return None
+
+
+def check_outputs(case: ModelCase) -> None:
+    """``forward(carry, batch)`` returns ``(carry, outputs)``: the carry with the initial
+    carry's keys, shapes and dtypes, detached; ``logits`` (B, L, V), ``q_halt_logits`` (B,)
+    and, when predicted, ``q_continue_logits`` (B,), all finite; in training and eval mode."""
+    model, batch = case.build(), case.batch()
+    metadata, rows = case.context.metadata, case.context.batch_size
+    expected = {"logits": (rows, metadata.seq_len, metadata.vocab_size), "q_halt_logits": (rows,),
+                "q_continue_logits": (rows,)}
+    initial = model.initial_carry(batch)
+    for name, state in initial.items():
+        if not isinstance(state, Tensor) or state.ndim == 0 or state.shape[0] != rows:
+            raise case.fail(f"initial_carry gives {name!r} that is not a tensor of {rows} rows",
+                            "a dict of tensors with the batch size as first dimension")
+    for mode in ("train", "eval"):
+        model.train(mode == "train")
+        result = _fresh_step(model, batch)
+        if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(r, dict) for r in result)):
+            raise case.fail(f"forward returned {type(result).__name__}", "a pair (carry, outputs) of dicts")
+        carry, outputs = result
+        for name, shape in expected.items():
+            if name not in outputs and name != "q_continue_logits":
+                raise case.fail(f"outputs lack {name!r} (has {sorted(outputs)})", f"{name!r} of shape {shape}")
+            if name in outputs and tuple(outputs[name].shape) != shape:
+                raise case.fail(f"{name!r} has shape {tuple(outputs[name].shape)} in {mode} mode",
+                                f"{shape} (batch, seq_len, vocab_size: the puzzle prefix removed)")
+            if name in outputs and not torch.isfinite(outputs[name].float()).all():
+                raise case.fail(f"{name!r} is not finite in {mode} mode", "finite outputs from a fresh model")
+        difference = _first_difference({k: v[:0] for k, v in initial.items()}, {k: v[:0] for k, v in carry.items()})
+        if difference:
+            raise case.fail(f"the carry forward returns differs from initial_carry's in {difference}",
+                            "the same keys, shapes and dtypes at every ACT step (fixed shapes for compilation)")
+        if any(state.requires_grad for state in carry.values()):
+            raise case.fail("the carry forward returns still requires grad",
+                            "it detached: gradients never cross ACT steps")
+
+
+def check_carry_reset(case: ModelCase) -> None:
+    """``reset_carry(reset, carry)`` replaces exactly the rows where ``reset`` is True by the
+    initial state and keeps every other row bit for bit."""
+    model, batch = case.build(), case.batch()
+    model.eval()
+    rows = case.context.batch_size
+    device = batch["inputs"].device
+    everything = torch.ones(rows, dtype=torch.bool, device=device)
+    fresh = model.reset_carry(everything, model.initial_carry(batch))
+    with torch.no_grad():
+        state, _ = model(fresh, batch)  # a carry that is no longer the initial state
+    halted = torch.arange(rows, device=device) % 2 == 0
+    mixed = model.reset_carry(halted, state)
+    for name in state:
+        if not torch.equal(mixed[name][~halted], state[name][~halted]):
+            raise case.fail(f"reset_carry changed {name!r} in rows that did not halt",
+                            "rows not halted to keep their state exactly (reset only where halted, "
+                            "e.g. torch.where(reset[:, None, None], initial, carry))")
+        if not torch.equal(mixed[name][halted], fresh[name][halted]):
+            raise case.fail(f"reset_carry left {name!r} of halted rows different from a fresh reset",
+                            "halted rows to start again from the initial state, whatever they held")
+    kept = model.reset_carry(~everything, state)
+    if _first_difference(kept, state):
+        raise case.fail("reset_carry with no row halted changed the carry", "the carry returned unchanged")
+
+
+def _tensors_saved_for_backward(model: nn.Module, batch: dict[str, Tensor]) -> int:
+    """How many tensors one training step keeps for the backward pass."""
+    saved = 0
+
+    def pack(tensor: Tensor) -> Tensor:
+        nonlocal saved
+        saved += 1
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        _fresh_step(model, batch)
+    return saved
+
+
+def check_no_grad_cycles(case: ModelCase, key: str = "H_cycles") -> None:
+    """All but the last of the ``key`` cycles run without gradient: a training step keeps
+    as many tensors for backward with ``key = n + 1`` as with ``key = n``."""
+    if not hasattr(case.config, key):
+        raise case.fail(f"its config has no key {key!r} to count cycles",
+                        "no_grad_cycles to name config keys of the model")
+    cycles = getattr(case.config, key)
+    batch = case.batch()
+    counts = [_tensors_saved_for_backward(case.build(config=attrs.evolve(case.config, **{key: n})), batch)
+              for n in (cycles, cycles + 1)]
+    if counts[1] != counts[0]:
+        raise case.fail(
+            f"a training step keeps {counts[0]} tensors for backward with {key} = {cycles} and {counts[1]} "
+            f"with {key} = {cycles + 1}, so gradients flow through every cycle",
+            f"every {key} cycle but the last under torch.no_grad() (one-step gradient: memory does not "
+            f"grow with {key}); pass no_grad_cycles=() for a model without such cycles")
+
+
+def check_determinism(case: ModelCase) -> None:
+    """The same seed builds the same weights, and the same batch gives the same outputs."""
+    batch = case.batch()
+    first, second = case.build(seed=5), case.build(seed=5)
+    difference = _first_difference(first.state_dict(), second.state_dict())
+    if difference:
+        raise case.fail(f"two builds under torch.manual_seed(5) differ in {difference}",
+                        "initialisation drawn from torch's global generator only")
+    results = []
+    for model in (first, second):
+        model.train()
+        torch.manual_seed(6)
+        carry, outputs = _fresh_step(model, batch)
+        results.append({**{f"carry {k}": v for k, v in carry.items()}, **outputs})
+    difference = _first_difference(*[{k: v.detach() for k, v in r.items()} for r in results])
+    if difference:
+        raise case.fail(f"two identical models gave different {difference} on the same batch and seed",
+                        "a deterministic forward under a seed")
+
+
+def check_state_dict_round_trip(case: ModelCase) -> None:
+    """A model loaded from another's state dict (saved and read back without pickle) gives
+    that model's outputs: nothing that matters lives outside the state dict."""
+    batch = case.batch()
+    source, target = case.build(seed=1), case.build(seed=2)
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    try:
+        state = torch.load(buffer, weights_only=True)
+        target.load_state_dict(state)
+    except Exception as error:
+        raise case.fail(f"its state dict does not round-trip ({type(error).__name__}: {error})",
+                        "a state dict of tensors that load_state_dict(strict=True) accepts") from None
+    source.eval()
+    target.eval()
+    with torch.no_grad():
+        expected, loaded = ({**c, **o} for c, o in (_fresh_step(source, batch), _fresh_step(target, batch)))
+    difference = _first_difference(expected, loaded)
+    if difference:
+        raise case.fail(f"a copy loaded from its state dict gives different {difference}",
+                        "every tensor that affects the output (weights, initial states) registered as a "
+                        "parameter or buffer, so checkpoints restore the model")
+
+
+def _counting_backend(name: str, graphs: list[Any]) -> Callable[..., Any]:
+    """A ``torch.compile`` backend that records each graph Dynamo hands it, then compiles it
+    with backend ``name``."""
+
+    def backend(graph_module: Any, example_inputs: list[Any]) -> Callable[..., Any]:
+        graphs.append(graph_module)
+        if name == "eager":
+            return graph_module.forward
+        from torch._dynamo import lookup_backend
+
+        return lookup_backend(name)(graph_module, example_inputs)
+
+    return backend
+
+
+def _act_step(case: ModelCase, model: nn.Module, q_continue: bool) -> tuple[nn.Module, Any]:
+    """The core's ACT step around ``model``: the ``act`` loss head over :class:`rrcore.act.ACTModel`
+    (halting, exploration, Q targets); also returns the ACT model (it draws exploration)."""
+    from rrcore.act import ACTConfig, ACTModel
+
+    act = ACTModel(model, ACTConfig(halt_max_steps=3, halt_exploration_prob=0.5, q_continue=q_continue))
+    loss_spec = case.registry.get("loss_head", "act")
+    return loss_spec.factory(loss_spec.make_config(), act).to(case.device), act
+
+
+def check_compiles(case: ModelCase, backend: str = "eager", steps: int = 3) -> None:
+    """``steps`` training ACT steps (carry reset, the model, halting, Q targets, loss) compile
+    as one graph with ``torch.compile(fullgraph=True)``, with no recompilation, and backward runs."""
+    import torch._dynamo
+
+    model, batch = case.build(), case.batch()
+    model.train()
+    with torch.no_grad():
+        q_continue = "q_continue_logits" in _fresh_step(model, batch)[1]
+    loss_head, act = _act_step(case, model, q_continue)
+    graphs: list[Any] = []
+    torch._dynamo.reset()  # fresh caches: earlier models would count against the recompile limit
+    step = torch.compile(loss_head, backend=_counting_backend(backend, graphs), fullgraph=True, dynamic=False)
+    carry = loss_head.initial_carry(batch)
+    try:
+        for _ in range(steps):
+            exploration = act.exploration(batch["inputs"].shape[0], case.device)
+            carry, loss, _, _, _ = step(carry, batch, exploration)
+            loss.backward()
+            carry = carry.detach()
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise case.fail(f"the ACT step does not compile as one graph ({type(error).__name__}: {reason})",
+                        "a forward torch.compile traces whole: no .item(), no Python branch on a "
+                        "tensor's value, no data-dependent shapes, no imports inside forward") from None
+    finally:
+        torch._dynamo.reset()
+    if len(graphs) != 1:
+        raise case.fail(f"the ACT step compiled {len(graphs)} times in {steps} steps",
+                        "one compilation: fixed shapes and dtypes, no Python state that changes between steps")
+
+
+# ---------------------------------------------------------------------------------------
+# Tasks: data sets and evaluators
+# ---------------------------------------------------------------------------------------
+
+
+def check_task(plugin: str, config: Mapping[str, Any] | Any, tmp_path: Path, *,
+               evaluators: Sequence[str | tuple[str, Mapping[str, Any]]] = (),
+               registry: Registry | None = None, deterministic: bool = True) -> Path:
+    """Run every task check on the data set ``plugin`` with ``config`` (a dict of ``[data]``
+    keys or a config instance), building into ``tmp_path``; returns the built folder.
+
+    ``evaluators``: names (or ``(name, config dict)`` pairs) of evaluators to score an
+    oracle and a wrong answer on the test split. ``deterministic``: also build a second
+    time and compare (builders must be deterministic).
+    """
+    registry = registry or get_registry()
+    spec = registry.get("dataset", plugin)
+    if config is None or isinstance(config, Mapping):
+        config = spec.make_config(**dict(config or {}))
+    folder = check_dataset(plugin, spec, config, tmp_path / "cache")
+    if deterministic:
+        again = Path(spec.factory(config, tmp_path / "cache-again"))
+        for split in ("train", "test"):
+            difference = _folder_difference(folder / split, again / split)
+            if difference:
+                raise AssertionError(f"task {plugin!r}: two builds with the same config differ in {split}/"
+                                     f"{difference}; the core expects a deterministic builder (seeded)")
+    for entry in evaluators:
+        name, values = (entry, {}) if isinstance(entry, str) else entry
+        check_evaluator(name, values, folder / "test", tmp_path / "eval" / name, registry=registry)
+    if plugin in registry.components["task"]:
+        check_puzzle_task(plugin, config, folder / "test", registry=registry)
+    return folder
+
+
+def _folder_difference(first: Path, second: Path) -> str | None:
+    """The first file whose bytes differ between two split folders (or a missing one)."""
+    names = sorted({p.name for p in first.iterdir()} | {p.name for p in second.iterdir()})
+    for name in names:
+        a, b = first / name, second / name
+        if not (a.is_file() and b.is_file()) or a.read_bytes() != b.read_bytes():
+            return name
+    return None
+
+
+def check_dataset(plugin: str, spec: Spec, config: Any, cache_dir: Path) -> Path:
+    """The builder returns a folder whose ``train/`` and ``test/`` splits the core's reader
+    loads, with tokens, labels and puzzle identifiers in range and something to learn."""
+    def fail(problem: str, expected: str) -> AssertionError:
+        return AssertionError(f"task {plugin!r}: {problem}; the core expects {expected}")
+
+    folder = spec.factory(config, cache_dir)
+    if not isinstance(folder, (str, Path)) or not Path(folder).is_dir():
+        raise fail(f"the builder returned {folder!r}", "the Path of the built folder")
+    folder = Path(folder)
+    splits = {}
+    for split in ("train", "test"):
+        try:
+            splits[split] = PuzzleDataset(folder / split, global_batch_size=4)
+        except Exception as error:  # the reader's message names the file
+            raise fail(f"the core's reader cannot load {split}/ ({type(error).__name__}: {error})",
+                       "the format of rrcore.data (write it with SplitWriter and write_split)") from None
+    train_meta, test_meta = splits["train"].metadata, splits["test"].metadata
+    for key in ("vocab_size", "seq_len", "pad_id", "ignore_label_id"):
+        if getattr(train_meta, key) != getattr(test_meta, key):
+            raise fail(f"{key} is {getattr(train_meta, key)} in train/ but {getattr(test_meta, key)} in test/",
+                       "one value: the model is sized from train/ and evaluated on test/")
+    for split, data in splits.items():
+        if data.num_examples == 0:
+            raise fail(f"{split}/ has no examples", "examples in both splits")
+        for batch in _first_batches(data, split):
+            if (batch["puzzle_identifiers"] >= train_meta.num_puzzle_identifiers).any():
+                raise fail(f"{split}/ has puzzle identifiers >= train's num_puzzle_identifiers "
+                           f"({train_meta.num_puzzle_identifiers})", "identifiers the model's embedding has")
+            if not (batch["labels"] != IGNORE_LABEL).any():
+                raise fail(f"a batch of {split}/ has no scored label (all equal ignore_label_id)",
+                           "labels to learn from in every split")
+    return folder
+
+
+def _first_batches(data: PuzzleDataset, split: str, count: int = 2) -> Iterator[dict[str, Tensor]]:
+    stream = (batch for _, batch in data.train_batches()) if split == "train" else data.eval_batches()
+    for _, batch in zip(range(count), stream):
+        yield batch
+
+
+def _padded_batch_size(examples: int) -> int:
+    """A batch size that leaves the last evaluation batch padded."""
+    return next(size for size in (7, 5, 3, 11, 13, 17, 19, 23, examples + 1) if examples % size)
+
+
+def _score(evaluator: Any, data: PuzzleDataset, answer: Callable[[dict[str, Tensor]], Tensor]) -> Any:
+    """One evaluation pass where the model's predictions are ``answer(batch)``; padding rows get noise."""
+    metadata = data.metadata
+    generator = torch.Generator().manual_seed(0)
+    evaluator.begin_eval()
+    for batch in data.eval_batches():
+        preds = answer(batch)
+        noise = torch.randint(0, metadata.vocab_size, preds.shape, generator=generator)
+        preds = torch.where(batch["valid"][:, None], preds, noise)
+        logits = torch.nn.functional.one_hot(preds, metadata.vocab_size).float()
+        rows = preds.shape[0]
+        evaluator.update_batch(batch, {"preds": preds, "logits": logits,
+                                       "q_halt_logits": torch.full((rows,), 5.0),
+                                       "q_continue_logits": torch.full((rows,), -5.0)})
+    return evaluator.result()
+
+
+def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, output_dir: Path, *,
+                    registry: Registry | None = None) -> dict[str, float]:
+    """The evaluator ``name`` scores the labels themselves (the oracle) 1.0 on each headline
+    metric, ignoring padding rows, and a wrong answer (every scored token changed) lower on
+    each; one instance serves both passes (``begin_eval`` resets it). Returns the oracle's metrics."""
+    from rrcore.evaluation import EvalContext
+
+    def fail(problem: str, expected: str) -> AssertionError:
+        return AssertionError(f"evaluator {name!r}: {problem}; the core expects {expected}")
+
+    spec = (registry or get_registry()).get("evaluator", name)
+    if config is None or isinstance(config, Mapping):
+        config = spec.make_config(**dict(config or {}))
+    probe = PuzzleDataset(split, global_batch_size=1)
+    data = PuzzleDataset(split, global_batch_size=_padded_batch_size(probe.num_examples))
+    metadata = data.metadata
+    evaluator = spec.factory(config, EvalContext(metadata=metadata, data_dir=split, output_dir=output_dir))
+    missing = set(getattr(evaluator, "required_outputs", set())) - {"preds", "logits", "q_halt_logits",
+                                                                      "q_continue_logits"}
+    if missing:
+        raise fail(f"it requires outputs {sorted(missing)}", "only preds, logits, q_halt_logits, q_continue_logits")
+    blank = metadata.ignore_label_id if metadata.ignore_label_id is not None else metadata.pad_id
+
+    def oracle(batch: dict[str, Tensor]) -> Tensor:
+        return torch.where(batch["labels"] == IGNORE_LABEL, blank, batch["labels"])
+
+    def wrong(batch: dict[str, Tensor]) -> Tensor:
+        labels = batch["labels"]
+        return torch.where(labels == IGNORE_LABEL, blank, (labels + 1) % metadata.vocab_size)
+
+    best = _score(evaluator, data, oracle)
+    if not isinstance(best, dict) or not all(isinstance(v, (int, float)) for v in best.values()):
+        raise fail(f"result() returned {best!r} on rank 0", "a dict of float metrics")
+    headline = list(getattr(evaluator, "headline_metrics", ()) or [k for k in best if k.endswith("accuracy")])
+    absent = [metric for metric in headline if metric not in best]
+    if not headline or absent:
+        raise fail(f"headline metrics {absent or headline} are not among its results {sorted(best)}",
+                   "headline_metrics naming metrics result() returns")
+    short = {metric: best[metric] for metric in headline if abs(best[metric] - 1.0) > 1e-9}
+    if short:
+        raise fail(f"the labels themselves score {short} (padding rows hold noise)",
+                   "1.0 for a perfect answer, with rows where batch['valid'] is False ignored")
+    worse = _score(evaluator, data, wrong)
+    not_lower = {metric: worse[metric] for metric in headline if not worse[metric] < best[metric]}
+    if not_lower:
+        raise fail(f"an answer with every scored token wrong still scores {not_lower}",
+                   "a wrong answer to score below a perfect one (and begin_eval to reset the sums)")
+    return best
+
+
+def check_puzzle_task(plugin: str, data_config: Any, split: Path, *, registry: Registry | None = None,
+                      count: int = 8) -> None:
+    """The :class:`~rrcore.protocols.PuzzleTask` registered for the data set ``plugin``, on the
+    first ``count`` examples of ``split``: ``parse`` reads back what ``decode`` writes, ``render``
+    gives text, ``check`` passes each label and fails a wrong answer, and ``invert`` undoes
+    ``augment`` (copy 0 the puzzle itself)."""
+    from rrcore.data import load_set
+
+    def fail(problem: str, expected: str) -> AssertionError:
+        return AssertionError(f"task {plugin!r} (PuzzleTask): {problem}; the core expects {expected}")
+
+    spec = (registry or get_registry()).get("task", plugin)
+    data = PuzzleDataset(split, global_batch_size=1)
+    metadata = data.metadata
+    task = spec.factory(data_config, metadata)
+    arrays = load_set(split, metadata.sets[0])
+    inputs, labels = np.asarray(arrays.inputs[:count]), np.asarray(arrays.labels[:count])
+    wrong = np.where(labels == metadata.ignore_label_id, labels, (labels + 1) % metadata.vocab_size)
+    for row in range(len(inputs)):
+        line, shown = task.decode(inputs[row]), task.render(inputs[row])
+        if not (isinstance(line, str) and "\n" not in line and isinstance(shown, str)):
+            raise fail(f"decode gave {line!r}, render {type(shown).__name__}", "decode: one line; render: text")
+        parsed = task.parse(line)
+        if not np.array_equal(np.asarray(parsed), inputs[row]):
+            raise fail(f"parse(decode(inputs)) of test example {row} is not its inputs",
+                       "rr solve to read back the puzzle lines predictions.jsonl writes")
+        if not task.check(inputs[row], labels[row]).ok:
+            raise fail(f"check rejects the label of test example {row}: {task.check(inputs[row], labels[row]).message}",
+                       "check to accept a right answer")
+        if task.check(inputs[row], wrong[row]).ok:
+            raise fail(f"check accepts a wrong answer to test example {row}", "check to reject it")
+    if task.augmentations:
+        copies, state = task.augment(inputs, 3, np.random.default_rng(0))
+        if np.shape(copies) != (len(inputs), 3, metadata.seq_len) or not np.array_equal(copies[:, 0], inputs):
+            raise fail(f"augment(inputs, 3, rng) gave shape {np.shape(copies)} or a first copy that is not the input",
+                       f"({len(inputs)}, 3, {metadata.seq_len}) with copy 0 the puzzle itself")
+        if not np.array_equal(task.invert(copies, state), np.repeat(inputs[:, None], 3, axis=1)):
+            raise fail("invert(augment(inputs)) does not give the inputs back",
+                       "invert to map each copy back to the original puzzle's frame")
+
+
+# ---------------------------------------------------------------------------------------
+# Data sets
+# ---------------------------------------------------------------------------------------
 
 
 def dataset_digest(folder: str | Path) -> str:
@@ -41,3 +586,26 @@ def dataset_digest(folder: str | Path) -> str:
         else:
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# Learning
+# ---------------------------------------------------------------------------------------
+
+
+def train_briefly(experiment: str | Path, tmp_path: Path, overrides: list[str] = (),
+                  registry: Registry | None = None) -> TrainResult:
+    """Train an experiment file with ``overrides`` into ``tmp_path`` (run folder and data
+    cache both there) on CPU and return the result; ``result.eval_results`` holds the
+    evaluators' final scores keyed ``"<evaluator>/<metric>"``."""
+    from rrcore.config import load_experiment
+    from rrcore.trainer import train
+
+    settings = [f"run.out_dir={str(tmp_path / 'runs')!r}", f"run.cache_dir={str(tmp_path / 'cache')!r}",
+                "run.device='cpu'", "train.compile='off'", *overrides]
+    return train(load_experiment(experiment, settings, registry))
+
+
+__all__ = ["ModelCase", "check_carry_reset", "check_compiles", "check_dataset", "check_determinism",
+           "check_evaluator", "check_model", "check_no_grad_cycles", "check_outputs", "check_puzzle_task",
+           "check_state_dict_round_trip", "check_task", "model_case", "train_briefly"]

@@ -1,0 +1,78 @@
+"""``rr new-plugin``: write a pip-installable plugin package from the templates in ``rrcore/templates``.
+
+A template tree per kind (``model``, ``task``) holds ``*.tmpl`` files; a path part
+``__module__`` becomes the package's module (``rr_<name>``) and ``__name__`` the plugin's
+name; in the text ``{{name}}``, ``{{module}}``, ``{{dist}}``, ``{{Class}}`` and
+``{{rrcore_range}}`` are replaced. The package registers its components under ``name``
+through the ``rr`` entry point, and its tests call the conformance kit (:mod:`rrcore.testing`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import attrs
+
+from rrcore import __version__
+
+TEMPLATES = Path(__file__).parent / "templates"
+KINDS = ("model", "task")
+REGISTERS = {"model": ("model",), "task": ("dataset", "evaluator")}
+"""The registry kinds each template's plugin registers under its name."""
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+class ScaffoldError(ValueError):
+    """A name or folder ``rr new-plugin`` cannot use; the message says what would be right."""
+
+
+@attrs.frozen
+class PluginNames:
+    """The names a new plugin goes by: ``name`` (entry point and registered components),
+    ``module`` (``rr_<name>``), ``dist`` (``rr-<name>``, dashes) and ``Class`` (CamelCase)."""
+
+    name: str
+    module: str
+    dist: str
+    Class: str
+
+    @classmethod
+    def of(cls, name: str) -> PluginNames:
+        if not _NAME.fullmatch(name):
+            raise ScaffoldError(f"NAME {name!r} is not a plugin name: use 1-40 lowercase letters, digits and "
+                                f"'_', starting with a letter (e.g. 'mymodel')")
+        camel = "".join(part.capitalize() for part in name.split("_"))
+        return cls(name, f"rr_{name}", f"rr-{name.replace('_', '-')}", camel)
+
+
+def _rrcore_range() -> str:
+    """The rrcore versions the new package declares: this minor release and later in the same major."""
+    major, minor = (__version__.split(".") + ["0"])[:2]
+    return f">={major}.{minor},<{int(major) + 1}" if major.isdigit() else ""
+
+
+def check_output(output: Path) -> None:
+    """``output`` must be a new or empty folder."""
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ScaffoldError(f"--output {output}: exists and is not an empty folder; choose a new folder")
+
+
+def render(kind: str, names: PluginNames, output: Path) -> list[Path]:
+    """Write the ``kind`` template for ``names`` into ``output``; return the files written."""
+    check_output(output)
+    root = TEMPLATES / kind
+    values = {**attrs.asdict(names), "rrcore_range": _rrcore_range()}
+    written = []
+    for template in sorted(root.rglob("*.tmpl")):
+        relative = str(template.relative_to(root).with_suffix(""))
+        relative = relative.replace("__module__", names.module).replace("__name__", names.name)
+        text = template.read_text(encoding="utf-8")
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", value)
+        target = output / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+    return written
