@@ -31,7 +31,7 @@ from rrcore.checkpoint import (
     save_checkpoint,
 )
 from rrcore.config import ConfigError, Experiment, dump_experiment, tomllib
-from rrcore.data import PuzzleDataset, StreamPosition, default_cache_dir
+from rrcore.data import PuzzleDataset, StreamPosition, default_cache_dir, save_run_metadata
 from rrcore.ema import EMA
 from rrcore.evaluation import EvalContext
 from rrcore.logging import JsonlLogger, JsonlLoggerConfig, ProgressLine
@@ -426,6 +426,7 @@ class Trainer:
         if is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(dump_experiment(self.experiment))
+            save_run_metadata(self.run_dir, self.metadata)
             command = command or resume_command(str(self.run_dir / "config.toml"), [], self.run_dir,
                                                 self.world_size)
             write_resume_script(self.run_dir, command)
