@@ -1,4 +1,4 @@
-"""rr-rubik's hook implementations: the ``rubik`` data set and evaluator, ``rr rubik``."""
+"""rr-rubik's hook implementations: the ``rubik`` data set, evaluator and task, ``rr rubik``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rr_rubik.evaluator import RubikEvalConfig, RubikEvaluator
 from rr_rubik.task import RubikDataConfig, build
 from rrcore import hookimpl
 from rrcore.cli_input import InputError, output_folder
-from rrcore.registry import DatasetSpec, EvaluatorSpec
+from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
 
 
 @hookimpl
@@ -71,6 +71,16 @@ def build_command(cache_dir: str | None, train_size: int, test_size: int, seed: 
     cache = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
     config = RubikDataConfig(train_size=train_size, test_size=test_size, seed=seed)
     click.echo(str(build(config, cache)))
+
+
+@hookimpl
+def rr_register_tasks() -> list[TaskSpec]:
+    """Single scrambles for ``rr solve`` and readable predictions (rr_rubik.puzzle)."""
+    from rr_rubik.puzzle import RubikPuzzleTask
+
+    return [TaskSpec(name="rubik", factory=RubikPuzzleTask,
+                     description="a 2x2x2 scramble (U R F half-turn moves) in, solving moves out; checks the "
+                                 "cube is solved; no augmentations")]
 
 
 @hookimpl
