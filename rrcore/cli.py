@@ -333,12 +333,15 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
 
     PUZZLE is the puzzle itself, a file holding it, or - for stdin, written as the task
     reads it (Sudoku: 81 or 16 characters with . for a blank, or a grid over 9 or 4
-    lines; a maze: its text grid). Prints the answer, the steps used, the Q-head's
-    confidence sigmoid(q_halt) and the task's own check of the answer.
+    lines; a maze: its text grid; ARC: a task JSON, whose first test input is solved;
+    Rubik 2x2x2: a scramble such as "R U2 F'"). Prints the answer, the steps used, the
+    Q-head's confidence sigmoid(q_halt) and the task's own check of the answer. The
+    data set is not needed: the run folder keeps its metadata.
 
     \b
     Exit codes:
-      0    the answer passes the task's check
+      0    the answer passes the task's check, or there is nothing to check it
+           against (an ARC task without its test output)
       1    it does not, or solving failed
       2    bad input: a puzzle the task cannot read, a missing checkpoint
     """
@@ -361,18 +364,22 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
                   "max_steps": solution.max_steps, "q_halt": round(solution.q_halt, 4),
                   "confidence": round(solution.confidence, 4),
                   "check": {"ok": solution.check.ok, "message": solution.check.message}}
+        if solution.note:
+            record["note"] = solution.note
         if trace:
             record["trace"] = [task.decode(row) for row in solution.trace]
         click.echo(json.dumps(record, indent=2))
     else:
+        if solution.note:
+            click.echo(f"note: {solution.note}")
         if trace:
             for number, row in enumerate(solution.trace, start=1):
                 click.echo(f"step {number}: {task.decode(row)}")
         click.echo(task.render(solution.prediction))
-        verdict = "ok" if solution.check.ok else "FAILED"
+        verdict = {True: "ok", False: "FAILED", None: "-"}[solution.check.ok]
         click.echo(f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
                    f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}")
-    sys.exit(0 if solution.check.ok else EXIT_FAILED)
+    sys.exit(EXIT_FAILED if solution.check.ok is False else 0)
 
 
 run_argument = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))

@@ -82,6 +82,16 @@ class DatasetMetadata:
         return {**values, **extra}
 
 
+RUN_METADATA_FILE = "dataset.json"
+"""The training split's ``dataset.json``, copied into the run folder when training starts,
+so that ``rr solve`` can rebuild the model without the data set."""
+
+
+def save_run_metadata(run_dir: Path, metadata: DatasetMetadata) -> None:
+    """Write ``metadata`` to the run folder's :data:`RUN_METADATA_FILE`."""
+    (Path(run_dir) / RUN_METADATA_FILE).write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
+
+
 @attrs.define
 class PuzzleArrays:
     """The five arrays of one set of a split."""

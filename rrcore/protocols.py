@@ -257,10 +257,25 @@ class PuzzleError(ValueError):
 
 @attrs.frozen
 class Check:
-    """A task's verdict on an answer: ``ok`` and one line saying why."""
+    """A task's verdict on an answer: ``ok`` and one line saying why. ``ok`` is None
+    when there is nothing to check against (e.g. an ARC task given without its test
+    output)."""
 
-    ok: bool
+    ok: bool | None
     message: str
+
+
+@attrs.frozen
+class Puzzle:
+    """A puzzle as :meth:`PuzzleTask.parse` read it, for tasks that need more than its
+    tokens: ``inputs`` (seq_len,) tokens, ``answer`` the expected answer the user gave
+    with the puzzle (task-defined, e.g. an ARC test output grid; None when none), passed
+    back to ``check``, and ``note``, one line ``rr solve`` prints about how the puzzle
+    was posed to the model (e.g. which puzzle embedding it used)."""
+
+    inputs: Any
+    answer: Any = None
+    note: str = ""
 
 
 @runtime_checkable
@@ -274,12 +289,16 @@ class PuzzleTask(Protocol):
     set's vocabulary, as the model reads (``inputs``) and predicts them.
 
     * ``parse(text)`` reads a puzzle as a user writes it (the task decides: a line,
-      a grid, a JSON document) and returns its input tokens (seq_len,); raise
-      :class:`PuzzleError` naming what is wrong.
+      a grid, a JSON document) and returns its input tokens (seq_len,), or a
+      :class:`Puzzle` when it also read an expected answer or has a note for the
+      user; raise :class:`PuzzleError` naming what is wrong. The model sees the
+      puzzle with the data set's blank puzzle identifier.
     * ``decode(tokens)`` is one line of text for a token row (predictions files).
     * ``render(tokens)`` is the row as a person reads it, e.g. a grid over lines.
     * ``check(inputs, prediction)`` is the task's own verdict on an answer
-      (Sudoku rules, a shortest path...), independent of any label.
+      (Sudoku rules, a shortest path, a simulated cube...), independent of any
+      label. Tasks whose puzzles can carry their answer (:class:`Puzzle`'s
+      ``answer``) also take ``check(inputs, prediction, answer=...)``.
     * ``augmentations`` (int attribute, 0 if none): how many distinct answer-preserving
       transforms ``augment`` can draw; test-time selection needs at least 1.
     * ``augment(inputs, count, rng)`` maps (N, seq_len) inputs to (N, count, seq_len)

@@ -2,8 +2,10 @@
 
 The checkpoint's experiment names the data set; that data set's task plugin
 (``rr_register_tasks``) reads the puzzle the user typed, shows the answer and checks
-it by the task's own rules. The model runs :func:`rrcore.inference.run_pool` on a
-pool of one puzzle with one slot, recording the prediction after every step.
+it by the task's own rules. The data set itself is not needed: the run folder keeps
+a copy of its metadata (vocabulary, sequence length, puzzle identifiers). The model
+runs :func:`rrcore.inference.run_pool` on a pool of one puzzle with one slot,
+recording the prediction after every step.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import torch
 
 from rrcore.checkpoint import resolve_checkpoint
 from rrcore.config import ConfigError, Experiment, load_experiment
+from rrcore.data import RUN_METADATA_FILE, DatasetMetadata
+from rrcore.distributed import pick_device
 from rrcore.inference import run_pool, task_for
 from rrcore.nn import IGNORE_LABEL
-from rrcore.protocols import Check, PuzzleTask
+from rrcore.protocols import Check, Puzzle, PuzzleTask
 
 
 @attrs.define
 class Solution:
     """What the model made of one puzzle: ``inputs`` and ``prediction`` token rows,
     ``steps`` used of at most ``max_steps``, ``q_halt`` (logit) at the last step,
-    ``trace`` (steps, L) the prediction after every step, and the task's ``check``."""
+    ``trace`` (steps, L) the prediction after every step, the task's ``check`` and its
+    ``note`` on how the puzzle was posed (:class:`~rrcore.protocols.Puzzle`)."""
 
     inputs: np.ndarray
     prediction: np.ndarray
@@ -35,6 +40,7 @@ class Solution:
     q_halt: float
     trace: np.ndarray
     check: Check
+    note: str = ""
 
     @property
     def confidence(self) -> float:
@@ -45,27 +51,31 @@ class Solution:
 class Solver:
     """A checkpoint loaded for solving single puzzles (EMA weights when the run kept them).
 
-    ``overrides`` are ``--set`` strings applied to the checkpoint's experiment. Loading
-    builds (or finds in the cache) the experiment's data set: the model's vocabulary
-    and sequence length come from it.
+    ``overrides`` are ``--set`` strings applied to the checkpoint's experiment. The
+    model's vocabulary and sequence length come from the run folder's copy of the data
+    set's metadata (:data:`rrcore.data.RUN_METADATA_FILE`, written when training
+    starts); runs made before that file existed build (or find in the cache) their data
+    set instead. ``metadata_source`` says which.
     """
 
     def __init__(self, reference: str | Path, overrides: list[str] = ()) -> None:
-        from rrcore.run import build_run
+        from rrcore.registry import get_registry
 
         self.checkpoint = resolve_checkpoint(reference)
         self.experiment: Experiment = load_experiment(self.checkpoint / "config.toml", list(overrides))
-        self.run = build_run(self.experiment, optimizers=False, evaluators=False)
-        self.run.restore(self.checkpoint)
-        task = task_for(self.run.registry, self.experiment.data, self.run.metadata)
+        self.registry = get_registry()
+        self.metadata, self.metadata_source = run_metadata(self.checkpoint.parent.parent, self.experiment,
+                                                           self.registry)
+        self.device = pick_device(self.experiment.run.device)
+        if self.device.type == "cpu" and self.experiment.run.cpu_threads:
+            torch.set_num_threads(self.experiment.run.cpu_threads)
+        self.loss_head = load_for_inference(self.checkpoint, self.experiment, self.metadata, self.registry,
+                                            self.device)
+        task = task_for(self.registry, self.experiment.data, self.metadata)
         if task is None:
             raise ConfigError(f"data set plugin {self.experiment.data.plugin!r} registers no task "
                               f"(rr_register_tasks), so rr cannot read its puzzles")
         self.task: PuzzleTask = task
-
-    @property
-    def metadata(self) -> Any:
-        return self.run.metadata
 
     def solve(self, text: str, *, max_steps: int = 0, adaptive: bool = True) -> Solution:
         """Parse ``text`` with the task, run the model and check its answer.
@@ -73,25 +83,70 @@ class Solver:
         ``max_steps``: the step cap (0: the experiment's ``[eval]`` cap);
         :class:`~rrcore.protocols.PuzzleError` when the task cannot read the puzzle.
         """
-        inputs = np.asarray(self.task.parse(text))
+        parsed = self.task.parse(text)
+        puzzle = parsed if isinstance(parsed, Puzzle) else Puzzle(parsed)
+        inputs = np.asarray(puzzle.inputs)
         metadata = self.metadata
         if inputs.shape != (metadata.seq_len,):
             raise ConfigError(f"task plugin {self.experiment.data.plugin!r} parsed {inputs.shape[-1]} tokens; "
                               f"the model reads {metadata.seq_len}")
-        device = self.run.device
+        device = self.device
         tokens = torch.as_tensor(inputs.astype(np.int64), device=device)[None].to(torch.int32)
         pool = {"inputs": tokens, "labels": torch.full_like(tokens, IGNORE_LABEL, dtype=torch.long),
                 "puzzle_identifiers": torch.full((1,), metadata.blank_identifier_id, dtype=torch.int32,
                                                  device=device)}
         cap = max_steps or self.experiment.eval.step_cap(self.experiment.act.halt_max_steps)
-        head = self.run.loss_head
-        with self.run.evaluation_weights():
-            result = run_pool(head, head.eval(), pool, batch_size=1, max_steps=cap, adaptive=adaptive,
-                              q_continue=self.experiment.act.q_continue, sync_every=1, trace=True)
+        head = self.loss_head
+        result = run_pool(head, head, pool, batch_size=1, max_steps=cap, adaptive=adaptive,
+                          q_continue=self.experiment.act.q_continue, sync_every=1, trace=True)
         steps = int(result.steps[0])
         prediction = result.preds[0].cpu().numpy()
+        if puzzle.answer is None:
+            check = self.task.check(inputs, prediction)
+        else:
+            check = self.task.check(inputs, prediction, answer=puzzle.answer)
         return Solution(inputs, prediction, steps, cap, float(result.q_halt[0]),
-                        result.trace[0, :steps].cpu().numpy(), self.task.check(inputs, prediction))
+                        result.trace[0, :steps].cpu().numpy(), check, puzzle.note)
+
+
+def run_metadata(run_dir: Path, experiment: Experiment, registry: Any) -> tuple[DatasetMetadata, str]:
+    """The run's :class:`~rrcore.data.DatasetMetadata` and where it came from: the run
+    folder's copy, else (runs made before it was written) the data set, built or cached."""
+    saved = Path(run_dir) / RUN_METADATA_FILE
+    if saved.exists():
+        return DatasetMetadata.from_json(saved), str(saved)
+    from rrcore.data import data_cache_dir
+    from rrcore.run import build
+
+    section = experiment.data
+    cache_dir = data_cache_dir(experiment.run.cache_dir)
+    data_dir = Path(build(registry.get("dataset", section.plugin), section.config, cache_dir))
+    return DatasetMetadata.from_json(data_dir / "train" / "dataset.json"), str(data_dir / "train")
+
+
+def load_for_inference(checkpoint: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any,
+                       device: torch.device) -> torch.nn.Module:
+    """The experiment's loss head around its model, in eval mode, holding the checkpoint's
+    evaluation weights (the EMA's when the run kept one). Built for batches of one row,
+    which only sizes the training buffers of the sparse puzzle embedding."""
+    from rrcore.act import ACTModel
+    from rrcore.checkpoint import load_checkpoint
+    from rrcore.protocols import ModelContext
+    from rrcore.run import build
+
+    forward_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = build(registry.get("model", experiment.model.plugin), experiment.model.config,
+                  ModelContext(metadata, 1, forward_dtype)).to(device)
+    shared, _, _ = load_checkpoint(checkpoint)
+    weights = {**shared["model"], **(shared.get("ema") or {})}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ConfigError(f"{checkpoint} does not fit the model its config.toml describes ({first})") from None
+    loss_head = build(registry.get("loss_head", experiment.loss.plugin), experiment.loss.config,
+                      ACTModel(model, experiment.act)).to(device)
+    return loss_head.eval()
 
 
 def read_puzzle(argument: str, stdin: Any) -> str:

@@ -32,7 +32,7 @@ from rrcore.checkpoint import (
     state_of,
 )
 from rrcore.config import Experiment, dump_experiment
-from rrcore.data import StreamPosition
+from rrcore.data import StreamPosition, save_run_metadata
 from rrcore.metrics import reduce_metrics
 from rrcore.progress import TrainingProgress
 from rrcore.protocols import RunContext
@@ -305,6 +305,7 @@ class Trainer:
             return command
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.toml").write_text(dump_experiment(self.experiment))
+        save_run_metadata(self.run_dir, self.metadata)  # rr solve reads it instead of the data set
         command = command or resume_command(str(self.run_dir / "config.toml"), [], self.run_dir, self.world_size)
         write_resume_script(self.run_dir, command)
         return command

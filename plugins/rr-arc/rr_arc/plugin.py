@@ -1,4 +1,4 @@
-"""rr-arc's hook implementations: the ``arc`` data set, the ``arc`` evaluator and ``rr arc``."""
+"""rr-arc's hook implementations: the ``arc`` data set, evaluator and task, and ``rr arc``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rr_arc.build import ArcDataConfig, build_dataset
 from rr_arc.evaluator import ArcEvaluator, ArcEvaluatorConfig
 from rrcore import hookimpl
-from rrcore.registry import DatasetSpec, EvaluatorSpec
+from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
 
 if TYPE_CHECKING:
     import click
@@ -40,3 +40,13 @@ def rr_cli_commands(group: click.Group) -> None:
     from rr_arc.cli import arc
 
     group.add_command(arc)
+
+
+@hookimpl
+def rr_register_tasks() -> list[TaskSpec]:
+    """Single ARC tasks for ``rr solve``, predictions and test-time selection (rr_arc.task)."""
+    from rr_arc.task import ArcPuzzleTask
+
+    return [TaskSpec(name="arc", factory=ArcPuzzleTask,
+                     description="an ARC task JSON (first test input; blank puzzle embedding); checks against "
+                                 "its test output; dihedral and colour augmentations")]

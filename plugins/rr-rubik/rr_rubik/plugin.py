@@ -1,4 +1,4 @@
-"""rr-rubik's hook implementations: the ``rubik`` data set and evaluator, ``rr rubik``."""
+"""rr-rubik's hook implementations: the ``rubik`` data set, evaluator and task, ``rr rubik``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rr_rubik.evaluator import RubikEvalConfig, RubikEvaluator
 from rr_rubik.task import RubikDataConfig, build_dataset
 from rrcore import hookimpl
-from rrcore.registry import DatasetSpec, EvaluatorSpec
+from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
 
 if TYPE_CHECKING:
     import click
@@ -23,6 +23,16 @@ def rr_register_datasets() -> list[DatasetSpec]:
 def rr_register_evaluators() -> list[EvaluatorSpec]:
     return [EvaluatorSpec(name="rubik", factory=RubikEvaluator, config_class=RubikEvalConfig,
                           description="2x2x2 solve and optimal rates, checked by simulating the predicted moves")]
+
+
+@hookimpl
+def rr_register_tasks() -> list[TaskSpec]:
+    """Single scrambles for ``rr solve`` and readable predictions (rr_rubik.puzzle)."""
+    from rr_rubik.puzzle import RubikPuzzleTask
+
+    return [TaskSpec(name="rubik", factory=RubikPuzzleTask,
+                     description="a 2x2x2 scramble (U R F half-turn moves) in, solving moves out; checks the "
+                                 "cube is solved; no augmentations")]
 
 
 @hookimpl

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from rr_sudoku.solver import solve
 from rr_sudoku.task import SudokuTask
 
 from rrcore.cli import main
@@ -18,6 +20,7 @@ from rrcore.testing import train_briefly
 from rrcore.trainer import evaluate_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sudoku4x4-trm.toml"
+EXAMPLE_9X9 = EXAMPLE.with_name("sudoku9x9-easy-trm.toml")
 SOLVED = "1234341221434321"
 PUZZLE = "12.43.1221.34.21"  # SOLVED with five cells blanked
 
@@ -100,6 +103,44 @@ def test_rr_eval_writes_predictions_and_scores_test_time_selection(checkpoint, t
     assert len(first["input"]) == len(first["prediction"]) == 16 and len(first["trace"]) == first["steps"]
     assert first["trace"][-1] == first["prediction"]
     assert sum(row["correct"] for row in rows) / 64 == pytest.approx(results["sudoku/exact_accuracy"])
+
+
+def test_rr_solve_needs_no_data_set_and_falls_back_to_it_for_older_runs(checkpoint, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint.parent.parent, run)
+    no_data = tmp_path / "no-data"
+    arguments = ["solve", str(run), PUZZLE, "--set", f"run.cache_dir={str(no_data)!r}"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0 and "check ok" in result.stdout, result.output
+    assert (run / "dataset.json").exists() and not no_data.exists()
+    (run / "dataset.json").unlink()  # a run made before rr kept the metadata: the data set is rebuilt
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0 and "check ok" in result.stdout, result.output
+    assert any(no_data.glob("sudoku4x4-*/train/dataset.json"))
+
+
+def test_rr_solve_on_9x9_checks_the_answer_by_the_rules(tmp_path):
+    """A tiny 9x9 model trained for seconds on puzzles with two blanks: whatever it answers for a
+    held-out puzzle, the verdict rr solve prints must be right (ok exactly when the answer is the
+    solution, which is unique), and the answer is drawn as a 9x9 grid with its boxes."""
+    if not EXAMPLE_9X9.exists():
+        pytest.skip("runs from a source checkout (examples/)")
+    result = train_briefly(EXAMPLE_9X9, tmp_path, [
+        "data.train_size=256", "data.test_size=16", "data.givens=79", "data.num_aug=0",
+        "model.hidden_size=32", "model.L_layers=1", "model.L_cycles=1", "act.halt_max_steps=2",
+        "train.max_steps=60", "train.eval_interval=0", "run.cpu_threads=1"])
+    grid = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
+    puzzle = grid[:3] + "." + grid[4:40] + "." + grid[41:]
+    solutions, _ = solve([int(c) if c != "." else 0 for c in puzzle])
+    assert len(solutions) == 1
+    solution = "".join(str(d) for d in solutions[0])
+    out = CliRunner().invoke(main, ["solve", str(result.run_dir), puzzle, "--json"])
+    assert out.exit_code in (0, 1), out.output
+    record = json.loads(out.stdout)
+    assert record["puzzle"] == puzzle and len(record["grid"].splitlines()) == 11  # 9 rows, 2 box rules
+    assert record["check"]["ok"] == (record["solution"] == solution), record
+    if not record["check"]["ok"]:
+        assert out.exit_code == 1 and record["check"]["message"]
 
 
 def test_9x9_puzzles_parse_as_a_line_or_a_grid_and_augmentations_invert():
