@@ -177,7 +177,7 @@ class CountsPadding:
     def __init__(self, config, context) -> None:
         pass
 
-    def begin_eval(self) -> None:
+    def begin_eval(self, output_dir) -> None:
         self.right = self.rows = 0
 
     def update_batch(self, batch, outputs) -> None:
