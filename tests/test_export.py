@@ -99,3 +99,45 @@ def test_fine_tuning_starts_from_the_exported_weights(trained, tmp_path):
     assert tuned.run.optimizers.state_dict()["model"]["state"] == {}
     fresh = Trainer(load_experiment(tmp_path / "exp.toml"), run_dir=tmp_path / "fresh")
     assert not torch.equal(fresh.model.state_dict()["block.mlp.down_proj.weight"], weights["block.mlp.down_proj.weight"])
+
+
+def test_export_into_a_folder_that_holds_files_is_refused_in_one_line(trained, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    result = _run("export", str(trained), str(tmp_path / "taken"))
+    assert result.exit_code == 2
+    assert result.output == f"rr: error: {tmp_path / 'taken'}: not empty; rr export writes into a new or empty folder\n"
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    result = _run("export", str(tmp_path / "nothing"), str(tmp_path / "out"))
+    assert result.exit_code == 2 and "not a checkpoint (no state.pt)" in result.output
+    (tmp_path / "empty").mkdir()
+    assert _run("export", str(trained), str(tmp_path / "empty")).exit_code == 0
+
+
+def test_init_from_must_name_an_export_or_a_checkpoint(trained, tmp_path):
+    for value, problem in ((tmp_path / "missing", "no such file or folder"),
+                           (tmp_path, "neither an export (no export.json and model.safetensors) nor a checkpoint")):
+        result = _run("run", str(tmp_path / "exp.toml"), "--set", f"train.init_from={value}",
+                      "--run-dir", str(tmp_path / "tuned"))
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"rr: error: {tmp_path / 'exp.toml'}: train.init_from = '{value}': {problem}")
+        assert len(result.output.splitlines()) == 1
+        assert not (tmp_path / "tuned").exists()
+        assert _run("validate", str(tmp_path / "exp.toml"), "--set", f"train.init_from={value}").exit_code == 2
+    # A checkpoint works as well as an export.
+    result = _run("validate", str(tmp_path / "exp.toml"), "--set", f"train.init_from={trained}")
+    assert result.exit_code == 0 and f'init_from = "{trained}"' in result.output
+
+
+def test_a_model_of_another_shape_is_refused_naming_the_parameter(trained, tmp_path):
+    assert _run("export", str(trained), str(tmp_path / "export")).exit_code == 0
+    result = _run("run", str(tmp_path / "exp.toml"), "--set", f"train.init_from={tmp_path / 'export'}",
+                  "--set", "model.hidden_size=32", "--run-dir", str(tmp_path / "tuned"))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"rr: error: {tmp_path / 'exp.toml'}: train.init_from = '{tmp_path / 'export'}': "
+                                    "parameter 'z_init' has shape (16,) there, (32,) in this model")
+    assert len(result.output.splitlines()) == 1
+    # rr eval of the export with a different [model] says the same of the file.
+    result = _run("eval", str(tmp_path / "export"), "--set", "model.hidden_size=32")
+    assert result.exit_code == 2
+    assert f"rr: error: {tmp_path / 'export' / 'model.safetensors'}: parameter 'z_init'" in result.output
