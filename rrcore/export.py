@@ -88,7 +88,8 @@ def fit(model: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
     a tensor ``weights`` holds once for several names of the model (tied) fills them all."""
     expected = model.state_dict()
     aliases = _alias_groups(expected)
-    advice = "the model its config.toml describes ([model], and the data set's vocabulary and sizes) must match"
+    advice = ("weights fit only a model of the same [model] sizes, on a data set of the same vocabulary, "
+              "sequence length and number of puzzle identifiers")
     for name in weights:
         if name not in expected:
             raise ConfigError(f"{where}: holds tensor {name!r}, which this model does not have; {advice}")
