@@ -115,14 +115,16 @@ def model_case(plugin: str, config: Mapping[str, Any] | Any = None, *, registry:
 
 def check_model(plugin: str, config: Mapping[str, Any] | Any = None, *, registry: Registry | None = None,
                 no_grad_cycles: Sequence[str] | None = None, compile: bool = True,
-                compile_backend: str = "eager", device: str | torch.device | None = None) -> None:
+                compile_backend: str = "aot_eager", device: str | torch.device | None = None) -> None:
     """Run every model check on ``plugin`` with ``config``; raise AssertionError on the first failure.
 
     ``no_grad_cycles``: config keys counting cycles of which all but the last must run
     without gradient (default: ``H_cycles`` when the config has it; ``()`` for a model
     without such cycles). ``compile_backend``: the ``torch.compile`` backend of the
-    compile check (``"eager"`` traces with Dynamo only, seconds on CPU; ``"inductor"``
-    also generates kernels, as training on CUDA does).
+    compile check (``"aot_eager"``, the default, traces forward and backward as inductor
+    does and runs nested compile regions, without generating kernels; plain ``"eager"``
+    cannot run :func:`rrcore.nn.repeated_region`'s regions; ``"inductor"`` also generates
+    kernels, as training on CUDA does).
     """
     case = model_case(plugin, config, registry=registry, device=device)
     threads = torch.get_num_threads()
@@ -312,8 +314,6 @@ def _counting_backend(name: str, graphs: list[Any]) -> Callable[..., Any]:
 
     def backend(graph_module: Any, example_inputs: list[Any]) -> Callable[..., Any]:
         graphs.append(graph_module)
-        if name == "eager":
-            return graph_module.forward
         from torch._dynamo import lookup_backend
 
         return lookup_backend(name)(graph_module, example_inputs)
@@ -331,7 +331,7 @@ def _act_step(case: ModelCase, model: nn.Module, q_continue: bool) -> tuple[nn.M
     return loss_spec.factory(loss_spec.make_config(), act).to(case.device), act
 
 
-def check_compiles(case: ModelCase, backend: str = "eager", steps: int = 3) -> None:
+def check_compiles(case: ModelCase, backend: str = "aot_eager", steps: int = 3) -> None:
     """``steps`` training ACT steps (carry reset, the model, halting, Q targets, loss) compile
     as one graph with ``torch.compile(fullgraph=True)``, with no recompilation, and backward runs."""
     import torch._dynamo
