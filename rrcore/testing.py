@@ -454,11 +454,12 @@ def _padded_batch_size(examples: int) -> int:
     return next(size for size in (7, 5, 3, 11, 13, 17, 19, 23, examples + 1) if examples % size)
 
 
-def _score(evaluator: Any, data: PuzzleDataset, answer: Callable[[dict[str, Tensor]], Tensor]) -> Any:
+def _score(evaluator: Any, data: PuzzleDataset, answer: Callable[[dict[str, Tensor]], Tensor],
+           output_dir: Path) -> Any:
     """One evaluation pass where the model's predictions are ``answer(batch)``; padding rows get noise."""
     metadata = data.metadata
     generator = torch.Generator().manual_seed(0)
-    evaluator.begin_eval()
+    evaluator.begin_eval(output_dir)
     for batch in data.eval_batches():
         preds = answer(batch)
         noise = torch.randint(0, metadata.vocab_size, preds.shape, generator=generator)
@@ -487,7 +488,7 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
     probe = PuzzleDataset(split, global_batch_size=1)
     data = PuzzleDataset(split, global_batch_size=_padded_batch_size(probe.num_examples))
     metadata = data.metadata
-    evaluator = spec.factory(config, EvalContext(metadata=metadata, data_dir=split, output_dir=output_dir))
+    evaluator = spec.factory(config, EvalContext(metadata=metadata, data_dir=split))
     missing = set(getattr(evaluator, "required_outputs", set())) - {"preds", "logits", "q_halt_logits",
                                                                       "q_continue_logits"}
     if missing:
@@ -501,7 +502,7 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
         labels = batch["labels"]
         return torch.where(labels == IGNORE_LABEL, blank, (labels + 1) % metadata.vocab_size)
 
-    best = _score(evaluator, data, oracle)
+    best = _score(evaluator, data, oracle, output_dir)
     if not isinstance(best, dict) or not all(isinstance(v, (int, float)) for v in best.values()):
         raise fail(f"result() returned {best!r} on rank 0", "a dict of float metrics")
     headline = list(getattr(evaluator, "headline_metrics", ()) or [k for k in best if k.endswith("accuracy")])
@@ -513,7 +514,7 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
     if short:
         raise fail(f"the labels themselves score {short} (padding rows hold noise)",
                    "1.0 for a perfect answer, with rows where batch['valid'] is False ignored")
-    worse = _score(evaluator, data, wrong)
+    worse = _score(evaluator, data, wrong, output_dir)
     not_lower = {metric: worse[metric] for metric in headline if not worse[metric] < best[metric]}
     if not_lower:
         raise fail(f"an answer with every scored token wrong still scores {not_lower}",
