@@ -63,7 +63,6 @@ from rrcore.nn import (
 from rrcore.progress import progress
 from rrcore.protocols import (
     Batch,
-    CarryState,
     Check,
     EvalContext,
     Evaluator,
@@ -104,7 +103,6 @@ __all__ = [
     "TaskSpec",
     # The contracts a component implements and the contexts its factory receives.
     "Batch",
-    "CarryState",
     "Check",
     "EvalContext",
     "Evaluator",
