@@ -47,7 +47,7 @@ class ACTConfig:
 
 
 class Carry(NamedTuple):
-    """The core's :class:`~rrcore.protocols.CarryState`: latent state, step counts,
+    """The carry between ACT steps (``carry`` in :mod:`rrcore.protocols`): latent state, step counts,
     halted mask and the examples each row is working on.
 
     A named tuple, so ``torch.compile`` and CUDA graphs see a plain tree of tensors.

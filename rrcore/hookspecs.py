@@ -46,7 +46,9 @@ def rr_register_models() -> list[ModelSpec]:
     Called once when the registry loads. Each :class:`~rrcore.registry.ModelSpec`
     names a factory ``factory(config, context: ModelContext) -> torch.nn.Module``
     that builds the inner recurrence (see :class:`rrcore.protocols.Model`) for the
-    data set, batch size and dtype in :class:`~rrcore.protocols.ModelContext`.
+    data set, ACT-step batch size and dtype in :class:`~rrcore.protocols.ModelContext`.
+    A factory (usually the model class) may declare ``predicts_q_continue``, read before
+    the model is built to check ``[act] q_continue``.
     Implemented by architecture plugins (rr-trm, rr-hrm, rr-urm).
     """
 
@@ -158,18 +160,20 @@ def rr_on_train_start(context: RunContext) -> None:
 
 @hookspec
 def rr_on_step_end(context: RunContext, step: int, metrics: dict[str, float] | None) -> None:
-    """Called on every rank after each optimizer step.
+    """Called on every rank after each optimizer step; ``step`` (also
+    ``context.step``) counts the steps taken.
 
-    ``metrics`` holds the reduced training metrics on logging steps (rank 0's
-    view) and is ``None`` on the others, so implementations never force a host
-    synchronisation.
+    ``metrics`` holds the training metrics reduced over ranks on logging steps
+    (``train.log_interval``, and the last step) and is ``None`` on the others, so
+    implementations never force a host synchronisation.
     """
 
 
 @hookspec
 def rr_on_eval_end(context: RunContext, step: int, results: dict[str, Any]) -> None:
-    """Called on every rank after an evaluation with the evaluators' results,
-    keyed ``"<evaluator>/<metric>"``."""
+    """Called on every rank after an evaluation with the evaluators' results, keyed
+    ``"<evaluator>/<metric>"``: complete on rank 0; other ranks may get none of them
+    (an evaluator returns its metrics on rank 0 only)."""
 
 
 @hookspec

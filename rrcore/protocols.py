@@ -10,7 +10,8 @@ scheme throughout rr:
     ``puzzle_identifiers`` (B,) int32. Evaluation batches add ``index`` (B,) int64,
     the example's row in its split, and ``valid`` (B,) bool (False on padding rows).
 ``carry``
-    the state kept between ACT steps (:class:`CarryState`).
+    the state kept between ACT steps: the core's :class:`rrcore.act.Carry` (a model's own
+    part of it is ``carry.inner``, an :data:`InnerCarry`).
 ``outputs``
     ``dict[str, Tensor]`` with at least ``logits`` (B, L, V) and
     ``q_halt_logits`` (B,); ``q_continue_logits`` (B,) when the model predicts it.
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from rrcore.act import Carry
     from rrcore.config import Experiment
     from rrcore.registry import Registry
 
@@ -39,8 +41,9 @@ class ModelContext:
     """What a model factory receives besides its config.
 
     ``metadata`` describes the data set (vocab size, sequence length, number of
-    puzzle identifiers); ``batch_size`` is the fixed per-rank batch size (the sparse
-    puzzle embedding is sized by it); ``forward_dtype`` is the activation dtype
+    puzzle identifiers); ``batch_size`` is the rows of one ACT step on this rank
+    (``train.global_batch_size`` / ranks / ``train.grad_accum_steps``; 1 in ``rr solve``),
+    which sizes the sparse puzzle embedding's training buffers; ``forward_dtype`` is the activation dtype
     (bfloat16 on CUDA, float32 on CPU) that embeddings should produce.
     """
 
@@ -80,30 +83,6 @@ class RunContext:
     metadata: Any = None  # rrcore.data.DatasetMetadata
     total_steps: int = 0
     step: int = 0
-
-
-@runtime_checkable
-class CarryState(Protocol):
-    """The recurrent state between ACT steps, owned by the core (:class:`rrcore.act.Carry`).
-
-    ``inner`` is the architecture's latent state (e.g. ``z_H``, ``z_L``), one row
-    per example; ``steps`` (B,) int32 counts ACT steps since the row was last
-    reset; ``halted`` (B,) bool marks rows that finished and take a new example at
-    the next step; ``current_data`` is the batch each row is working on.
-    """
-
-    inner: InnerCarry
-    steps: Tensor
-    halted: Tensor
-    current_data: Batch
-
-    def detach(self) -> CarryState:
-        """The same state cut from the autograd graph (called between ACT steps)."""
-        ...
-
-    def to(self, device: torch.device) -> CarryState:
-        """The same state on ``device``."""
-        ...
 
 
 @runtime_checkable
@@ -166,7 +145,9 @@ class LossHead(Protocol):
     ``forward(carry, batch, exploration=None)`` runs one ACT step of the wrapped model
     (``exploration``: the ACT model's per-row minimum steps for this training step,
     drawn by the trainer outside the compiled step; pass it on) and returns
-    ``(carry, loss, metrics, outputs, all_halted)``: ``loss`` is a 0-dim tensor
+    ``(carry, loss, metrics, outputs, all_halted)``. The carry is the core's
+    :class:`rrcore.act.Carry`, as the wrapped :class:`~rrcore.act.ACTModel` returns it
+    (the trainer detaches it between steps and checkpoints its fields). ``loss`` is a 0-dim tensor
     already summed over the rank's rows (the trainer scales by 1/global batch),
     ``metrics`` a dict of 0-dim tensors that are *sums* over rows, with ``count`` the
     rows that halted at this step, and ``all_halted`` a 0-dim bool tensor. Nothing here
@@ -179,31 +160,10 @@ class LossHead(Protocol):
 
     metric_reductions: dict[str, str]
 
-    def initial_carry(self, batch: Batch) -> CarryState: ...
+    def initial_carry(self, batch: Batch) -> Carry: ...
 
-    def forward(self, carry: CarryState, batch: Batch, exploration: Tensor | None = None) -> tuple[
-        CarryState, Tensor, dict[str, Tensor], Outputs, Tensor]: ...
-
-
-@runtime_checkable
-class Dataset(Protocol):
-    """A built data set split: metadata plus per-rank batches.
-
-    The core's :class:`rrcore.data.PuzzleDataset` implements it for the on-disk
-    format; task plugins normally only write that format.
-    """
-
-    metadata: Any  # rrcore.data.DatasetMetadata
-
-    def train_batches(self, start: Any) -> Any:
-        """Endless ``(position_after, batch)`` pairs of this rank's rows from stream
-        position ``start`` (a :class:`rrcore.data.StreamPosition`; resume from
-        ``position_after``)."""
-        ...
-
-    def eval_batches(self) -> Any:
-        """The split once, in order, per-rank, padded to a fixed batch size."""
-        ...
+    def forward(self, carry: Carry, batch: Batch, exploration: Tensor | None = None) -> tuple[
+        Carry, Tensor, dict[str, Tensor], Outputs, Tensor]: ...
 
 
 @runtime_checkable
@@ -215,24 +175,28 @@ class Evaluator(Protocol):
     folder, rank and world size, device): do expensive preparation (reading labels,
     solving the test split) there, not in ``begin_eval``.
 
-    * ``required_outputs``: names of model outputs the evaluator needs besides
-      ``logits``-derived ``preds`` (e.g. ``{"q_halt_logits"}``).
+    * ``required_outputs`` (optional, default none): names of outputs the evaluator
+      reads besides ``preds`` and ``q_halt_logits`` (e.g. ``{"q_continue_logits"}``).
+      Evaluation through the inference loop (``rr eval``, or ``rr run`` with an
+      ``[eval]`` section) keeps only those; plain evaluation during ``rr run`` passes
+      every output of the final ACT step.
     * ``begin_eval(output_dir)`` resets state before a pass; files of that pass
       (predictions, submissions) go under ``output_dir`` (a :class:`~pathlib.Path`).
     * ``update_batch(batch, outputs)`` receives each evaluation batch after the
-      final ACT step; ``outputs`` holds ``preds`` (B, L) argmax tokens and the
-      required outputs. Ignore rows where ``batch["valid"]`` is False. Keep
+      final ACT step; ``outputs`` holds ``preds`` (B, L) argmax tokens,
+      ``q_halt_logits`` (B,) and the required outputs. Ignore rows where ``batch["valid"]`` is False. Keep
       tensors on the device; avoid host synchronisation per batch where you can.
     * ``result()`` is called on every rank after the pass; gather across ranks
       (``torch.distributed`` when initialised) and return a dict of metrics
       (floats) on rank 0, ``None`` elsewhere.
     * ``headline_metrics`` (optional): names of the metrics a user looks at first,
-      printed in the summary line at the end of ``rr run``.
-    """
+      printed in the summary line at the end of ``rr run`` (without it: ``accuracy``
+      and ``exact_accuracy``); the conformance kit checks a perfect answer scores 1.0 on
+      each.
 
-    required_outputs: set[str]
-    headline_metrics: tuple[str, ...]
-    """Optional: the metrics shown in the run's summary line (default: those ending in ``accuracy``)."""
+    The optional attributes are read with a default, so they are not members of this
+    protocol.
+    """
 
     def begin_eval(self, output_dir: Path) -> None: ...
 
@@ -321,5 +285,3 @@ class PuzzleTask(Protocol):
 
     def invert(self, predictions: Any, state: Any) -> Any: ...
 
-
-PathLike = str | Path

@@ -18,7 +18,7 @@ from torch import nn
 
 from rrcore import hookimpl
 from rrcore.act import reset_rows
-from rrcore.data import DatasetMetadata, SplitWriter, write_split
+from rrcore.data import SplitWriter
 from rrcore.nn import PostNormBlock, PuzzleInput, ReasoningHeads, trunc_normal_
 from rrcore.protocols import Check
 from rrcore.registry import DatasetSpec, EvaluatorSpec, ModelSpec, TaskSpec
@@ -126,15 +126,12 @@ def build_digits(config: DigitsConfig, cache_dir: Path) -> Path:
     rng = np.random.default_rng(config.seed)
     folder = Path(cache_dir) / "digits"
     for split in ("train", "test"):
-        writer = SplitWriter(4)
-        for identifier in range(1, config.size + 1):
-            digits = rng.integers(0, 10, size=(1, 4))
-            writer.add_puzzle(identifier, digits + 1, (digits + 1) % 10 + 1)
-            writer.end_group()
-        metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=11, seq_len=4,
-                                   num_puzzle_identifiers=config.size + 1, total_groups=config.size,
-                                   mean_puzzle_examples=1.0, sets=["all"])
-        write_split(folder / split, metadata, {"all": writer.arrays()})
+        with SplitWriter(folder / split, seq_len=4) as writer:
+            for identifier in range(1, config.size + 1):
+                digits = rng.integers(0, 10, size=(1, 4))
+                writer.add_puzzle(identifier, digits + 1, (digits + 1) % 10 + 1)
+                writer.end_group()
+            writer.finish(pad_id=0, ignore_label_id=0, vocab_size=11, num_puzzle_identifiers=config.size + 1)
     return folder
 
 
@@ -177,7 +174,7 @@ class CountsPadding:
     def __init__(self, config, context) -> None:
         pass
 
-    def begin_eval(self, output_dir) -> None:
+    def begin_eval(self, output_dir: Path) -> None:
         self.right = self.rows = 0
 
     def update_batch(self, batch, outputs) -> None:

@@ -46,8 +46,7 @@ from rr_arc.grids import (
     translate,
 )
 from rr_arc.reader import ArcFormatError, ArcTask, grid_key, input_files, read_subset
-from rrcore.data import DataSourceError, SplitWriter, cached_build
-from rrcore.progress import progress
+from rrcore.api import DataSourceError, SplitWriter, cached_build, progress
 
 BUILDER_VERSION = 1
 AUGMENT_RETRIES_FACTOR = 5  # draws per wanted augmentation before giving up on duplicates

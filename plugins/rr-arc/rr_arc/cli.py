@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from rrcore.cli_input import InputError, input_file
+from rrcore.api import InputError, input_file
 
 
 @click.group()

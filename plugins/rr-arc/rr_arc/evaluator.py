@@ -259,7 +259,7 @@ class ArcEvaluator:
                 "preds": preds[valid].cpu().numpy(), "q": q[valid].cpu().numpy()}
 
     def result(self) -> dict[str, float] | None:
-        from rrcore.evaluation import gather_to_rank0
+        from rrcore.api import gather_to_rank0
 
         gathered = gather_to_rank0(self._local_arrays())
         self._chunks = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rrcore.grids import (  # noqa: F401 - re-exported for the builder and evaluator
+from rrcore.api import (  # noqa: F401 - re-exported for the builder and evaluator
     DIHEDRAL_INVERSE,
     DIHEDRAL_NAMES,
     NUM_DIHEDRAL,

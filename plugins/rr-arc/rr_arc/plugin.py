@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from rr_arc.build import ArcDataConfig, build_dataset
 from rr_arc.evaluator import ArcEvaluator, ArcEvaluatorConfig
-from rrcore import hookimpl
-from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
+from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
 if TYPE_CHECKING:
     import click

@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 
 from rr_arc.grids import MAX_GRID_SIZE, NUM_COLOURS
-from rrcore.data import DataSourceError
+from rrcore.api import DataSourceError
 
 Layout = Literal["auto", "combined", "per_task"]
 

@@ -42,7 +42,7 @@ from rr_arc.grids import (
     token_lut,
 )
 from rr_arc.reader import ArcFormatError, parse_task
-from rrcore.protocols import Check, Puzzle, PuzzleError
+from rrcore.api import Check, Puzzle, PuzzleError
 
 _SOURCE = "task JSON"
 

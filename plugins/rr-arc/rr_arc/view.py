@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from rr_arc.grids import COLOUR_OFFSET, EOS_TOKEN, MAX_GRID_SIZE, NUM_COLOURS, PAD_TOKEN
-from rrcore.views import Cell, Panel
+from rrcore.api import Cell, Panel
 
 ARC_COLOURS = ("#000000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00",
                "#aaaaaa", "#f012be", "#ff851b", "#7fdbff", "#870c25")

@@ -19,11 +19,21 @@ from __future__ import annotations
 import attrs
 import torch
 
-from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.nn import InjectedStack, PostNormBlock, ReasoningHeads
-from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
-from rrcore.states import StateRecorder, record_state
-from rrcore.validators import at_least, non_negative
+from rrcore.api import (
+    Batch,
+    InjectedStack,
+    InnerCarry,
+    ModelContext,
+    Outputs,
+    PostNormBlock,
+    ReasoningHeads,
+    ReasoningModel,
+    ReasoningModelConfig,
+    StateRecorder,
+    at_least,
+    non_negative,
+    record_state,
+)
 
 
 @attrs.define

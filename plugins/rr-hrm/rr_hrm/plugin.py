@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from rr_hrm.hrm import HRM, HRMConfig
-from rrcore import hookimpl
-from rrcore.registry import ModelSpec
+from rrcore.api import ModelSpec, hookimpl
 
 
 @hookimpl

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rrcore.cli_input import InputError
+from rrcore.api import InputError
 
 
 @click.group("maze")

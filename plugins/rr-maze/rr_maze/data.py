@@ -28,7 +28,7 @@ from rr_maze.maze import (
     shape_preserving_transforms,
     shortest_path_lengths,
 )
-from rrcore.data import DataSourceError, SplitWriter, cached_build
+from rrcore.api import DataSourceError, SplitWriter, cached_build
 
 BUILDER_VERSION = 1
 

@@ -25,9 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from rr_maze.maze import GOAL, OPEN, PATH, START, shortest_path_lengths
-from rrcore.data import load_set
-from rrcore.evaluation import EvalContext, all_reduce_sum
-from rrcore.nn import IGNORE_LABEL
+from rrcore.api import IGNORE_LABEL, EvalContext, all_reduce_sum, load_set
 
 
 @attrs.define

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 from rr_maze.data import MazeDataConfig, build_dataset
 from rr_maze.evaluator import MazeEvalConfig, MazeEvaluator
-from rrcore import hookimpl
-from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
+from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
 if TYPE_CHECKING:
     import click

@@ -16,8 +16,7 @@ import torch
 
 from rr_maze.evaluator import grid_shape, valid_optimal_paths
 from rr_maze.maze import CHARSET, GOAL, PATH, START, render, shortest_path_lengths, to_text
-from rrcore.grids import dihedral, inverse_dihedral, shape_preserving_transforms
-from rrcore.protocols import Check, PuzzleError
+from rrcore.api import Check, PuzzleError, dihedral, inverse_dihedral, shape_preserving_transforms
 
 _TOKENS = {char: index + 1 for index, char in enumerate(CHARSET) if char != "o"}
 

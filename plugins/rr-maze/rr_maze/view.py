@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from rr_maze.maze import GOAL, OPEN, PAD, PATH, START, WALL
-from rrcore.views import Panel, token_panel
+from rrcore.api import Panel, token_panel
 
 COLOURS = {PAD: "#eeeeee", WALL: "#2b2b2b", OPEN: "#ffffff", START: "#2ca02c", GOAL: "#d62728", PATH: "#ffb000"}
 """Background of each token."""

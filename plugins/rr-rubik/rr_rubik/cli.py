@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rrcore.cli_input import output_folder
+from rrcore.api import output_folder
 
 
 @click.group("rubik")
@@ -22,7 +22,7 @@ def table_command(cache_dir: str | None) -> None:
     import numpy as np
 
     from rr_rubik import cube
-    from rrcore.data import default_cache_dir
+    from rrcore.api import default_cache_dir
 
     folder = output_folder(cache_dir, "cache folder") if cache_dir else default_cache_dir()
     start = time.perf_counter()

@@ -19,9 +19,7 @@ import torch
 
 from rr_rubik import cube
 from rr_rubik.task import ANSWER_LEN, CORNER_BASE, MOVE_BASE, STATE_LEN
-from rrcore.data import default_cache_dir
-from rrcore.evaluation import EvalContext, all_reduce_sum
-from rrcore.nn import IGNORE_LABEL
+from rrcore.api import IGNORE_LABEL, EvalContext, all_reduce_sum, default_cache_dir
 
 
 @attrs.define
@@ -64,7 +62,7 @@ class RubikEvaluator:
         if all(path.exists() for path in files):
             return np.concatenate([np.load(path) for path in files]).astype(np.int64)
         from rr_rubik.task import decode_states
-        from rrcore.data import load_set
+        from rrcore.api import load_set
 
         table = cube.distance_table(Path(self.config.cache_dir).expanduser() if self.config.cache_dir
                                     else default_cache_dir())

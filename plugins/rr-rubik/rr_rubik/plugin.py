@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 from rr_rubik.evaluator import RubikEvalConfig, RubikEvaluator
 from rr_rubik.task import RubikDataConfig, build_dataset
-from rrcore import hookimpl
-from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
+from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
 if TYPE_CHECKING:
     import click

@@ -22,7 +22,7 @@ import numpy as np
 
 from rr_rubik import cube
 from rr_rubik.task import ANSWER_LEN, BLANK, CORNER_BASE, MOVE_BASE, SEQ_LEN, STATE_LEN
-from rrcore.protocols import Check, PuzzleError
+from rrcore.api import Check, PuzzleError
 
 CORNER_NAMES = ("URF", "UFL", "ULB", "UBR", "DFR", "DLF", "DRB")
 

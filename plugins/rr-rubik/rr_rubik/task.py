@@ -33,8 +33,7 @@ import attrs
 import numpy as np
 
 from rr_rubik import cube
-from rrcore.data import DataSourceError, SplitWriter, cached_build
-from rrcore.validators import at_least
+from rrcore.api import DataSourceError, SplitWriter, at_least, cached_build
 
 PAD, BLANK, END = 0, 1, 2
 MOVE_BASE = 3

@@ -14,7 +14,7 @@ import numpy as np
 
 from rr_rubik import cube
 from rr_rubik.task import BLANK, CORNER_BASE, END, MOVE_BASE, STATE_LEN
-from rrcore.views import Cell, Panel
+from rrcore.api import Cell, Panel
 
 FACE_COLOURS = {"U": "#ffffff", "R": "#d62728", "F": "#2ca02c", "D": "#ffd700", "L": "#ff7f0e", "B": "#1f77b4"}
 NET_ORIGIN = {"U": (0, 2), "L": (2, 0), "F": (2, 2), "R": (2, 4), "B": (2, 6), "D": (4, 2)}

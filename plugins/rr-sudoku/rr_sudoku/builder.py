@@ -32,8 +32,7 @@ from rr_sudoku.readers import (
     read_puzzles,
 )
 from rr_sudoku.solver import label_many
-from rrcore.data import SplitWriter, cached_build
-from rrcore.progress import progress
+from rrcore.api import SplitWriter, cached_build, progress
 
 BUILDER_VERSION = 2
 """Bump when the output for a given config changes (it is part of the cache key)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from rrcore.cli_input import InputError, input_file
+from rrcore.api import InputError, input_file
 
 
 @click.group()
@@ -44,7 +44,7 @@ def label(path: str, jobs: int, limit: int, size: str | None, output: str | None
 
     from rr_sudoku.readers import NO_SOLUTION, SEVERAL_SOLUTIONS, SudokuDataError, read_puzzles
     from rr_sudoku.solver import default_jobs, label_many
-    from rrcore.progress import progress
+    from rrcore.api import progress
 
     source = input_file(path, "puzzle file")
     target = _output_file(output) if output else None

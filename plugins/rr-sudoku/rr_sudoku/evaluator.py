@@ -36,8 +36,7 @@ import torch.nn.functional as F
 
 from rr_sudoku.builder import RATINGS_FILE
 from rr_sudoku.grid import BLANK_TOKEN, DIGIT_OFFSET, geometry, size_of_length
-from rrcore.evaluation import EvalContext, all_reduce_sum, gather_to_rank0
-from rrcore.nn import IGNORE_LABEL
+from rrcore.api import IGNORE_LABEL, EvalContext, all_reduce_sum, gather_to_rank0
 
 _SUMS = ("count", "blank_correct", "blank_cells", "cell_correct", "cells", "exact", "valid")
 

@@ -6,14 +6,13 @@ from typing import TYPE_CHECKING
 
 from rr_sudoku.builder import SudokuDataConfig, build_dataset
 from rr_sudoku.evaluator import SudokuEvalConfig, SudokuEvaluator
-from rrcore import hookimpl
-from rrcore.registry import DatasetSpec, EvaluatorSpec, TaskSpec
+from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
 if TYPE_CHECKING:
     import click
 
     from rr_sudoku.view import SudokuView
-    from rrcore.data import DatasetMetadata
+    from rrcore.api import DatasetMetadata
 
 
 @hookimpl

@@ -27,7 +27,7 @@ import attrs
 import numpy as np
 
 from rr_sudoku.grid import BOX_OF_SIZE, geometry, givens_conflict, size_of_length, valid_solutions
-from rrcore.data import DataSourceError
+from rrcore.api import DataSourceError
 
 OnError = Literal["skip", "reject"]
 

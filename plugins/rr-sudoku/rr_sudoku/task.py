@@ -17,7 +17,7 @@ import numpy as np
 from rr_sudoku.augment import random_transforms
 from rr_sudoku.grid import from_tokens, geometry, givens_conflict, size_of_length, to_tokens
 from rr_sudoku.readers import parse_grid
-from rrcore.protocols import Check, PuzzleError
+from rrcore.api import Check, PuzzleError
 
 _BORDERS = str.maketrans("", "", " \t|+-")
 _SHOWN = ".123456789"

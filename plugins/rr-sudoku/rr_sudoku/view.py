@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rr_sudoku.grid import BLANK_TOKEN, DIGIT_OFFSET, geometry, size_of_length
-from rrcore.views import Panel, token_panel
+from rrcore.api import Panel, token_panel
 
 
 class SudokuView:

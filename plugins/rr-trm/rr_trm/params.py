@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from rr_trm.trm import TRM, TRMConfig
-from rrcore.data import DatasetMetadata
-from rrcore.protocols import ModelContext
+from rrcore.api import DatasetMetadata, ModelContext
 
 
 def model_context(vocab_size: int, seq_len: int, *, num_puzzle_identifiers: int = 1,

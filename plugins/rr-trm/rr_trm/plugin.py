@@ -5,8 +5,7 @@ from __future__ import annotations
 from rr_trm.totrm import ToTRM, ToTRMConfig
 from rr_trm.transformer import Transformer, TransformerConfig
 from rr_trm.trm import TRM, TRMConfig
-from rrcore import hookimpl
-from rrcore.registry import ModelSpec
+from rrcore.api import ModelSpec, hookimpl
 
 
 @hookimpl

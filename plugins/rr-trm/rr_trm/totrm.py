@@ -32,10 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from rr_trm.trm import TRM, TRMConfig
-from rrcore.nn import trunc_normal_
-from rrcore.protocols import ModelContext
-from rrcore.states import StateRecord, record_state
-from rrcore.validators import non_negative
+from rrcore.api import ModelContext, StateRecord, non_negative, record_state, trunc_normal_
 
 TreeMerge = Literal["mean", "max", "learned_weighted"]
 

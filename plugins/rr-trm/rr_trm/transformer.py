@@ -15,10 +15,17 @@ import attrs
 from torch import nn
 
 from rr_trm.trm import make_block
-from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.nn import ReasoningHeads
-from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
-from rrcore.validators import at_least, non_negative
+from rrcore.api import (
+    Batch,
+    InnerCarry,
+    ModelContext,
+    Outputs,
+    ReasoningHeads,
+    ReasoningModel,
+    ReasoningModelConfig,
+    at_least,
+    non_negative,
+)
 
 
 @attrs.define

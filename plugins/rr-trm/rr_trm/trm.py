@@ -32,18 +32,25 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.nn import (
+from rrcore.api import (
+    Batch,
     InjectedStack,
+    InnerCarry,
+    ModelContext,
+    Outputs,
     PostNormBlock,
     ReasoningHeads,
+    ReasoningModel,
+    ReasoningModelConfig,
+    StateRecord,
+    StateRecorder,
     SwiGLU,
+    at_least,
+    non_negative,
+    record_state,
     repeated_region,
     rms_norm,
 )
-from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
-from rrcore.states import StateRecord, StateRecorder, record_state
-from rrcore.validators import at_least, non_negative
 
 
 @attrs.define

@@ -23,7 +23,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from rrcore.validators import at_least, in_range, positive
+from rrcore.api import at_least, in_range, positive
 
 _SPLIT_KEYS = ("params", "param_names")
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from rr_urm.muon import MuonConfig, make_muon
 from rr_urm.urm import URM, URMConfig
-from rrcore import hookimpl
-from rrcore.registry import ModelSpec, OptimizerSpec
+from rrcore.api import ModelSpec, OptimizerSpec, hookimpl
 
 
 @hookimpl

@@ -43,11 +43,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.nn import CastedLinear, PostNormBlock, ReasoningHeads, swiglu_width
-from rrcore.protocols import Batch, InnerCarry, ModelContext, Outputs
-from rrcore.states import StateRecord, StateRecorder, record_state
-from rrcore.validators import at_least, non_negative
+from rrcore.api import (
+    Batch,
+    CastedLinear,
+    InnerCarry,
+    ModelContext,
+    Outputs,
+    PostNormBlock,
+    ReasoningHeads,
+    ReasoningModel,
+    ReasoningModelConfig,
+    StateRecord,
+    StateRecorder,
+    at_least,
+    non_negative,
+    record_state,
+    swiglu_width,
+)
 
 
 @attrs.define

@@ -1,0 +1,185 @@
+"""Everything a plugin imports from rr, in one module: ``from rrcore.api import ...``.
+
+The bundled plugins import nothing else from ``rrcore`` (``tests/test_plugin_imports.py``
+fails when one does), so what is listed here is the surface a plugin may rely on; the
+other modules of ``rrcore`` are the core's own and may change shape. Tests of a plugin
+use the conformance kit, :mod:`rrcore.testing`, besides.
+
+Why a module of its own and not the package root: ``rrcore/__init__.py`` runs before
+every ``rrcore.*`` import, including the light ones ``rr --help`` and the registry make
+(``hookspecs``, ``registry`` import ``PROJECT_NAME`` from it). Re-exporting torch layers
+and the data writer there would make each of those import torch and would close import
+loops (``rrcore`` -> ``rrcore.registry`` -> ``rrcore``). This module is imported only by
+plugins, after the core's modules exist, and defines nothing itself.
+"""
+
+from __future__ import annotations
+
+from rrcore import hookimpl
+from rrcore.act import ACTModel, reset_rows
+from rrcore.cli_input import InputError, input_file, input_folder, output_folder
+from rrcore.data import (
+    DatasetMetadata,
+    DataSourceError,
+    PuzzleArrays,
+    SplitWriter,
+    cached_build,
+    default_cache_dir,
+    load_set,
+    write_split,
+)
+from rrcore.evaluation import all_reduce_sum, gather_to_rank0
+from rrcore.grids import (
+    DIHEDRAL_INVERSE,
+    DIHEDRAL_NAMES,
+    NUM_DIHEDRAL,
+    dihedral,
+    inverse_dihedral,
+    shape_preserving_transforms,
+)
+from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
+from rrcore.nn import (
+    IGNORE_LABEL,
+    Attention,
+    CastedEmbedding,
+    CastedLinear,
+    InjectedStack,
+    PostNormBlock,
+    PuzzleInput,
+    ReasoningHeads,
+    RMSNorm,
+    RotaryEmbedding,
+    SparsePuzzleEmbedding,
+    SwiGLU,
+    apply_rotary,
+    attention,
+    repeated_region,
+    rms_norm,
+    softmax_cross_entropy,
+    stablemax_cross_entropy,
+    swiglu_width,
+    trunc_normal_,
+)
+from rrcore.progress import progress
+from rrcore.protocols import (
+    Batch,
+    Check,
+    EvalContext,
+    Evaluator,
+    InnerCarry,
+    Logger,
+    LossHead,
+    Model,
+    ModelContext,
+    Outputs,
+    Puzzle,
+    PuzzleError,
+    PuzzleTask,
+    RecordsStates,
+    RunContext,
+)
+from rrcore.registry import (
+    DatasetSpec,
+    EvaluatorSpec,
+    LoggerSpec,
+    LossHeadSpec,
+    ModelSpec,
+    OptimizerSpec,
+    TaskSpec,
+)
+from rrcore.states import StateRecord, StateRecorder, record_state
+from rrcore.validators import OutOfRange, at_least, fraction, in_range, non_negative, positive
+from rrcore.views import Cell, Panel, PuzzleView, token_panel
+
+__all__ = [
+    # Hooks and what the registration hooks return (rrcore.hookspecs says when each is called).
+    "hookimpl",
+    "DatasetSpec",
+    "EvaluatorSpec",
+    "LoggerSpec",
+    "LossHeadSpec",
+    "ModelSpec",
+    "OptimizerSpec",
+    "TaskSpec",
+    # The contracts a component implements and the contexts its factory receives.
+    "Batch",
+    "Check",
+    "EvalContext",
+    "Evaluator",
+    "InnerCarry",
+    "Logger",
+    "LossHead",
+    "Model",
+    "ModelContext",
+    "Outputs",
+    "Puzzle",
+    "PuzzleError",
+    "PuzzleTask",
+    "RecordsStates",
+    "RunContext",
+    # Config classes: range validators, checked when an experiment loads.
+    "OutOfRange",
+    "at_least",
+    "fraction",
+    "in_range",
+    "non_negative",
+    "positive",
+    # Models: the model kit, shared layers and losses, ACT, recorded states.
+    "ReasoningModel",
+    "ReasoningModelConfig",
+    "IGNORE_LABEL",
+    "Attention",
+    "CastedEmbedding",
+    "CastedLinear",
+    "InjectedStack",
+    "PostNormBlock",
+    "PuzzleInput",
+    "ReasoningHeads",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "SparsePuzzleEmbedding",
+    "SwiGLU",
+    "apply_rotary",
+    "attention",
+    "repeated_region",
+    "rms_norm",
+    "softmax_cross_entropy",
+    "stablemax_cross_entropy",
+    "swiglu_width",
+    "trunc_normal_",
+    "ACTModel",
+    "reset_rows",
+    "StateRecord",
+    "StateRecorder",
+    "record_state",
+    # Data: the on-disk format, its streaming writer, the build cache, progress.
+    "DataSourceError",
+    "DatasetMetadata",
+    "PuzzleArrays",
+    "SplitWriter",
+    "cached_build",
+    "default_cache_dir",
+    "load_set",
+    "write_split",
+    "progress",
+    # Evaluators across ranks.
+    "all_reduce_sum",
+    "gather_to_rank0",
+    # Grid tasks: the 8 dihedral transforms.
+    "DIHEDRAL_INVERSE",
+    "DIHEDRAL_NAMES",
+    "NUM_DIHEDRAL",
+    "dihedral",
+    "inverse_dihedral",
+    "shape_preserving_transforms",
+    # Pictures in rr report.
+    "Cell",
+    "Panel",
+    "PuzzleView",
+    "token_panel",
+    # Commands of a plugin's cli.py: bad input is one line and exit 2.
+    "InputError",
+    "input_file",
+    "input_folder",
+    "output_folder",
+]
