@@ -2,8 +2,9 @@
 
 ``sound`` is a small correct recurrent model (two cycles, the first without gradient);
 every other model is ``sound`` with one mistake a plugin author could make, named after
-it. The ``unseeded`` data set builds differently each time; the ``digits`` task's check
-accepts any answer; the evaluators ``counts_padding`` and ``always_perfect`` score what they
+it (``claims_q_continue`` declares ``predicts_q_continue`` but outputs no Q-continue).
+The ``unseeded`` data set builds differently each time; the ``digits`` task's check
+accepts any answer that is not empty; the evaluators ``counts_padding`` and ``always_perfect`` score what they
 should not.
 """
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from rrcore import hookimpl
 from rrcore.act import reset_rows
-from rrcore.data import DatasetMetadata, SplitWriter, write_split
+from rrcore.data import SplitWriter
 from rrcore.nn import PostNormBlock, PuzzleInput, ReasoningHeads, trunc_normal_
 from rrcore.protocols import Check
 from rrcore.registry import DatasetSpec, EvaluatorSpec, ModelSpec, TaskSpec
@@ -101,6 +102,17 @@ class KeepsPrefix(Sound):
         return carry, outputs
 
 
+class ClaimsQContinue(Sound):
+    """Declares that it predicts Q-continue (so ``[act] q_continue`` follows) but outputs none."""
+
+    predicts_q_continue = True
+
+    def forward(self, carry, batch):
+        carry, outputs = super().forward(carry, batch)
+        del outputs["q_continue_logits"]
+        return carry, outputs
+
+
 def _model(name: str, model_class: type) -> ModelSpec:
     return ModelSpec(name=name, factory=model_class, config_class=SoundConfig, description=model_class.__doc__ or "")
 
@@ -109,7 +121,8 @@ def _model(name: str, model_class: type) -> ModelSpec:
 def rr_register_models():
     return [_model("sound", Sound), _model("resets_every_row", ResetsEveryRow),
             _model("keeps_gradients", KeepsGradients), _model("state_outside_state_dict", StateOutsideStateDict),
-            _model("reads_on_host", ReadsOnHost), _model("keeps_prefix", KeepsPrefix)]
+            _model("reads_on_host", ReadsOnHost), _model("keeps_prefix", KeepsPrefix),
+            _model("claims_q_continue", ClaimsQContinue)]
 
 
 # -- data and evaluators -----------------------------------------------------------------
@@ -126,15 +139,12 @@ def build_digits(config: DigitsConfig, cache_dir: Path) -> Path:
     rng = np.random.default_rng(config.seed)
     folder = Path(cache_dir) / "digits"
     for split in ("train", "test"):
-        writer = SplitWriter(4)
-        for identifier in range(1, config.size + 1):
-            digits = rng.integers(0, 10, size=(1, 4))
-            writer.add_puzzle(identifier, digits + 1, (digits + 1) % 10 + 1)
-            writer.end_group()
-        metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=11, seq_len=4,
-                                   num_puzzle_identifiers=config.size + 1, total_groups=config.size,
-                                   mean_puzzle_examples=1.0, sets=["all"])
-        write_split(folder / split, metadata, {"all": writer.arrays()})
+        with SplitWriter(folder / split, 4) as writer:
+            for identifier in range(1, config.size + 1):
+                digits = rng.integers(0, 10, size=(1, 4))
+                writer.add_puzzle(identifier, digits + 1, (digits + 1) % 10 + 1)
+                writer.end_group()
+            writer.finish(pad_id=0, ignore_label_id=0, vocab_size=11, num_puzzle_identifiers=config.size + 1)
     return folder
 
 
@@ -144,7 +154,7 @@ class UnseededConfig(DigitsConfig):
 
 
 class LenientTask:
-    """The ``digits`` PuzzleTask, whose check accepts any answer."""
+    """The ``digits`` PuzzleTask, whose check accepts any answer that writes something."""
 
     augmentations = 0
 
@@ -161,7 +171,7 @@ class LenientTask:
         return self.decode(tokens)
 
     def check(self, inputs, prediction):
-        return Check(True, "looks fine")
+        return Check(bool((prediction != 0).any()), "something was written")
 
 
 @attrs.define
@@ -177,7 +187,7 @@ class CountsPadding:
     def __init__(self, config, context) -> None:
         pass
 
-    def begin_eval(self) -> None:
+    def begin_eval(self, output_dir) -> None:
         self.right = self.rows = 0
 
     def update_batch(self, batch, outputs) -> None:
