@@ -17,6 +17,9 @@ the checkpoint lacks. Files::
     trainer.json    step, data stream position, world size, accumulation steps, total steps
     config.toml     the resolved experiment
 
+``rr export`` turns a checkpoint into a folder to share (:mod:`rrcore.export`): the
+evaluation weights as safetensors, loaded without unpickling.
+
 A checkpoint resumes with another number of ranks (or accumulation steps): each rank
 then takes its rows of every saved rank's ACT carries (:func:`rank_state_for_layout`).
 """

@@ -1,6 +1,6 @@
 """The ``rr`` command line.
 
-``rr run``, ``rr validate``, ``rr sweep``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
+``rr run``, ``rr validate``, ``rr export``, ``rr sweep``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
 ``rr report``, ``rr analyze``, ``rr data build`` and ``rr new-plugin`` are the core's; plugins add their own sub-commands through
 ``rr_cli_commands``.
 """
@@ -138,8 +138,36 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
 def validate(experiment: str, overrides: tuple[str, ...]) -> None:
     """Check EXPERIMENT and print the resolved config (every default filled in)."""
     from rrcore.config import dump_experiment
+    from rrcore.export import check_init_from
 
-    click.echo(dump_experiment(_load(experiment, overrides)), nl=False)
+    resolved = _load(experiment, overrides)
+    with _exit_codes():
+        check_init_from(resolved)
+    click.echo(dump_experiment(resolved), nl=False)
+
+
+@main.command(name="export")
+@click.argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+@click.argument("directory", metavar="DIR", type=click.Path())
+def export_command(checkpoint: str, directory: str) -> None:
+    """Write the model of RUN_OR_CHECKPOINT to DIR (new or empty) for others to load.
+
+    DIR gets model.safetensors (the weights evaluation uses: the EMA's when the run kept
+    one; buffers such as the puzzle-embedding table included), config.toml (the resolved
+    experiment), dataset.json (the data set's metadata), export.json and README.md
+    (model plugin, parameters, step, source). rr eval, rr solve and [train] init_from
+    accept the folder; loading it unpickles nothing. Exit codes: 0 written, 1 a plugin
+    failed, 2 bad input (DIR not empty, no or an unreadable checkpoint, weights that do
+    not fit their config).
+    """
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.export import export
+
+    with _exit_codes(CheckpointError):
+        info = export(checkpoint, Path(directory), _registry())
+    click.echo(f"rr: exported {info['model']!r} ({info['parameters']:,} parameters, step {info['step']}, "
+               f"{info['weights']} weights) from {info['source']}", err=True)
+    click.echo(directory)
 
 
 @main.command()
@@ -214,24 +242,25 @@ def sweep(experiment: str, grid: tuple[str, ...], overrides: tuple[str, ...], sw
                    "(eval.augmentations; needs a task plugin that augments).")
 def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None, halting: str | None,
                  max_steps: int | None, trace: bool, augmentations: int | None) -> None:
-    """Evaluate a saved CHECKPOINT (a run folder or checkpoint folder) on its test split.
+    """Evaluate a saved CHECKPOINT (a run folder, checkpoint folder or rr export folder) on its test split.
 
     Use --set data.... to evaluate on another data set, --set evaluators.0.plugin=... for other metrics.
     Each evaluator writes its outputs (at least results.json) to OUTPUT/<evaluator>/, by default
-    to eval/<checkpoint>-rr-eval/ in the run folder. OUTPUT/predictions.jsonl holds one row per
+    to eval/<checkpoint>-rr-eval/ in the run folder (runs/<export>-rr-eval/ for an export, whose
+    test split is built from its config.toml's [data]). OUTPUT/predictions.jsonl holds one row per
     puzzle (input, prediction, label, correct, steps, q_halt) and OUTPUT/steps.json the accuracy
     at every step up to the cap (fixed halting) or the steps puzzles used (adaptive), also
     printed as a table on stderr. Exit codes as rr run.
     """
-    from rrcore.checkpoint import resolve_checkpoint
-    from rrcore.trainer import evaluate_checkpoint
+    from rrcore.export import resolve_source
+    from rrcore.trainer import default_eval_dir, evaluate_checkpoint
 
     with _exit_codes():
-        path = resolve_checkpoint(checkpoint)
+        path = resolve_source(checkpoint)
         settings = ([f"eval.halting={halting}"] * bool(halting) + [f"eval.max_steps={max_steps}"] * bool(max_steps)
                     + [f"eval.augmentations={augmentations}"] * bool(augmentations))
         resolved = _load(str(path / "config.toml"), (*overrides, *settings))
-        output_dir = Path(output) if output else path.parent.parent / "eval" / f"{path.name}-rr-eval"
+        output_dir = Path(output) if output else default_eval_dir(path)
         results = evaluate_checkpoint(resolved, path, output_dir, predictions=True, trace=trace)
     if results is not None:
         from rrcore.inference import format_step_table, format_votes
@@ -329,14 +358,14 @@ def list_plugins(as_json: bool) -> None:
 @click.option("--trace", is_flag=True, help="Also show the answer after every step.")
 def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str, max_steps: int | None,
           as_json: bool, trace: bool) -> None:
-    """Solve PUZZLE with the model of CHECKPOINT (a run folder or checkpoint folder).
+    """Solve PUZZLE with the model of CHECKPOINT (a run folder, checkpoint folder or rr export folder).
 
     PUZZLE is the puzzle itself, a file holding it, or - for stdin, written as the task
     reads it (Sudoku: 81 or 16 characters with . for a blank, or a grid over 9 or 4
     lines; a maze: its text grid; ARC: a task JSON, whose first test input is solved;
     Rubik 2x2x2: a scramble such as "R U2 F'"). Prints the answer, the steps used, the
     Q-head's confidence sigmoid(q_halt) and the task's own check of the answer. The
-    data set is not needed: the run folder keeps its metadata.
+    data set is not needed: the run (or export) folder keeps its metadata.
 
     \b
     Exit codes:

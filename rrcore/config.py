@@ -77,6 +77,9 @@ class TrainConfig:
     (``total_groups * mean_puzzle_examples / global_batch_size`` steps). ``lr``,
     ``weight_decay`` and ``betas`` are the ``[optimizer]`` plugin's; the puzzle
     embedding's sign-SGD has its own in ``[optimizer.puzzle_emb]``.
+    ``init_from``: an export folder (``rr export``) or a checkpoint whose evaluation
+    weights a new run starts from (fine-tuning: fresh optimizer state, step 0; checked
+    when the run starts, by :func:`rrcore.export.check_init_from`; a resumed run ignores it).
     """
 
     global_batch_size: int = attrs.field(default=768, validator=at_least(1))
@@ -101,6 +104,7 @@ class TrainConfig:
     compile: Literal["auto", "on", "off"] = "auto"
     cuda_graphs: bool = True  # with compile on CUDA: replay the step as CUDA graphs
     data_on_device: Literal["auto", "on", "off"] = "auto"
+    init_from: str = ""  # empty: the model's own initialisation
 
     def __attrs_post_init__(self) -> None:
         if len(self.betas) != 2:

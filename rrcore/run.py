@@ -140,6 +140,17 @@ class Run:
         self.check_fits(path, saved)
         load_parts(self.checkpoint_parts(), saved, path / "state.pt")
 
+    def start_from(self, source: Path, where: str | None = None) -> None:
+        """Load the evaluation weights of ``source`` (an export folder or a checkpoint, see
+        :func:`rrcore.export.load_weights`) into the model as this run's starting point: the
+        EMA, when kept, restarts from them; optimizers keep their fresh state. ``where``
+        prefixes a mismatch error (the ``init_from`` key, say)."""
+        from rrcore.export import load_weights
+
+        load_weights(self.model, source, where)
+        if self.ema is not None:
+            self.ema = EMA(self.model, self.experiment.train.ema_rate)
+
     def check_fits(self, path: Path, saved: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` saying what differs when a checkpoint's model or
         optimizer is not this experiment's (loading would fail later, deep in torch)."""

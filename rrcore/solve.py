@@ -17,10 +17,10 @@ import attrs
 import numpy as np
 import torch
 
-from rrcore.checkpoint import resolve_checkpoint
 from rrcore.config import ConfigError, Experiment, load_experiment
 from rrcore.data import RUN_METADATA_FILE, DatasetMetadata
 from rrcore.distributed import pick_device
+from rrcore.export import is_export, load_weights, resolve_source
 from rrcore.inference import run_pool, task_for
 from rrcore.nn import IGNORE_LABEL
 from rrcore.protocols import Check, Puzzle, PuzzleTask
@@ -49,23 +49,24 @@ class Solution:
 
 
 class Solver:
-    """A checkpoint loaded for solving single puzzles (EMA weights when the run kept them).
+    """A checkpoint or export folder loaded for solving single puzzles (EMA weights when
+    the run kept them; an export holds only those).
 
-    ``overrides`` are ``--set`` strings applied to the checkpoint's experiment. The
-    model's vocabulary and sequence length come from the run folder's copy of the data
-    set's metadata (:data:`rrcore.data.RUN_METADATA_FILE`, written when training
-    starts); runs made before that file existed build (or find in the cache) their data
-    set instead. ``metadata_source`` says which.
+    ``overrides`` are ``--set`` strings applied to its experiment. The model's vocabulary
+    and sequence length come from the copy of the data set's metadata in the run (or
+    export) folder (:data:`rrcore.data.RUN_METADATA_FILE`, written when training starts);
+    runs made before that file existed build (or find in the cache) their data set
+    instead. ``metadata_source`` says which.
     """
 
     def __init__(self, reference: str | Path, overrides: list[str] = ()) -> None:
         from rrcore.registry import get_registry
 
-        self.checkpoint = resolve_checkpoint(reference)
+        self.checkpoint = resolve_source(reference)
         self.experiment: Experiment = load_experiment(self.checkpoint / "config.toml", list(overrides))
         self.registry = get_registry()
-        self.metadata, self.metadata_source = run_metadata(self.checkpoint.parent.parent, self.experiment,
-                                                           self.registry)
+        folder = self.checkpoint if is_export(self.checkpoint) else self.checkpoint.parent.parent
+        self.metadata, self.metadata_source = run_metadata(folder, self.experiment, self.registry)
         self.device = pick_device(self.experiment.run.device)
         if self.device.type == "cpu" and self.experiment.run.cpu_threads:
             torch.set_num_threads(self.experiment.run.cpu_threads)
@@ -110,8 +111,8 @@ class Solver:
 
 
 def run_metadata(run_dir: Path, experiment: Experiment, registry: Any) -> tuple[DatasetMetadata, str]:
-    """The run's :class:`~rrcore.data.DatasetMetadata` and where it came from: the run
-    folder's copy, else (runs made before it was written) the data set, built or cached."""
+    """The run's :class:`~rrcore.data.DatasetMetadata` and where it came from: the run (or
+    export) folder's copy, else (runs made before it was written) the data set, built or cached."""
     saved = Path(run_dir) / RUN_METADATA_FILE
     if saved.exists():
         return DatasetMetadata.from_json(saved), str(saved)
@@ -124,26 +125,29 @@ def run_metadata(run_dir: Path, experiment: Experiment, registry: Any) -> tuple[
     return DatasetMetadata.from_json(data_dir / "train" / "dataset.json"), str(data_dir / "train")
 
 
-def load_for_inference(checkpoint: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any,
-                       device: torch.device) -> torch.nn.Module:
-    """The experiment's loss head around its model, in eval mode, holding the checkpoint's
-    evaluation weights (the EMA's when the run kept one). Built for batches of one row,
-    which only sizes the training buffers of the sparse puzzle embedding."""
-    from rrcore.act import ACTModel
-    from rrcore.checkpoint import load_checkpoint
+def load_model(source: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any,
+               device: torch.device) -> torch.nn.Module:
+    """The experiment's model holding the evaluation weights of ``source``, a checkpoint
+    (the EMA's when the run kept one) or an export folder (:func:`rrcore.export.load_weights`).
+    Built for batches of one row, which only sizes the training buffers of the sparse
+    puzzle embedding."""
     from rrcore.protocols import ModelContext
     from rrcore.run import build
 
     forward_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = build(registry.get("model", experiment.model.plugin), experiment.model.config,
                   ModelContext(metadata, 1, forward_dtype)).to(device)
-    shared, _, _ = load_checkpoint(checkpoint)
-    weights = {**shared["model"], **(shared.get("ema") or {})}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise ConfigError(f"{checkpoint} does not fit the model its config.toml describes ({first})") from None
+    load_weights(model, source)
+    return model
+
+
+def load_for_inference(source: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any,
+                       device: torch.device) -> torch.nn.Module:
+    """The experiment's loss head around :func:`load_model`'s model, in eval mode."""
+    from rrcore.act import ACTModel
+    from rrcore.run import build
+
+    model = load_model(source, experiment, metadata, registry, device)
     loss_head = build(registry.get("loss_head", experiment.loss.plugin), experiment.loss.config,
                       ACTModel(model, experiment.act)).to(device)
     return loss_head.eval()

@@ -31,8 +31,9 @@ from rrcore.checkpoint import (
     save_checkpoint,
     state_of,
 )
-from rrcore.config import Experiment, dump_experiment
+from rrcore.config import Experiment, RunConfig, dump_experiment
 from rrcore.data import StreamPosition, save_run_metadata
+from rrcore.export import check_init_from, is_export
 from rrcore.metrics import reduce_metrics
 from rrcore.progress import TrainingProgress
 from rrcore.protocols import RunContext
@@ -136,9 +137,12 @@ class Trainer:
         self.rank, self.world_size = info.rank, info.world_size
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(experiment)
         self.checkpoint_dir = self.run_dir / "checkpoints"
+        init_from = None if resume else check_init_from(experiment)
         if not resume:
             self._claim_run_dir(overwrite)
         self.run = run = build_run(experiment, registry)
+        if init_from is not None:
+            run.start_from(init_from, f"{experiment.source}: train.init_from = {experiment.train.init_from!r}")
         self.experiment, self.registry, self.device = experiment, run.registry, run.device
         self.train_data, self.eval_data, self.metadata = run.train_data, run.eval_data, run.metadata
         self.model, self.act_model, self.loss_head, self.ema = run.model, run.act_model, run.loss_head, run.ema
@@ -406,19 +410,29 @@ def train(experiment: Experiment, *, registry: Registry | None = None, resume: s
         distributed.teardown()
 
 
+def default_eval_dir(source: Path) -> Path:
+    """Where ``rr eval`` writes by default: ``eval/<checkpoint>-rr-eval`` in the run folder,
+    or ``runs/<export folder>-rr-eval`` for an export (which may be shared or read-only)."""
+    if is_export(source):
+        return Path(RunConfig().out_dir) / f"{Path(source).resolve().name}-rr-eval"
+    return Path(source).parent.parent / "eval" / f"{Path(source).name}-rr-eval"
+
+
 def evaluate_checkpoint(experiment: Experiment, checkpoint: Path, output_dir: Path | None = None,
                         registry: Registry | None = None, *, predictions: bool = False,
                         trace: bool = False) -> dict[str, float] | None:
-    """Evaluate a saved checkpoint (the body of ``rr eval``); results on rank 0, else None.
-    Builds no optimizers. ``predictions`` and ``trace``: see :meth:`rrcore.run.Run.evaluate`."""
+    """Evaluate a saved checkpoint or an export folder (the body of ``rr eval``); results on
+    rank 0, else None. Builds no optimizers. ``predictions`` and ``trace``: see
+    :meth:`rrcore.run.Run.evaluate`."""
     checkpoint = Path(checkpoint)
     run_dir = checkpoint.parent.parent
     try:
-        path = resolve_checkpoint(str(checkpoint), run_dir / "checkpoints")
         run = build_run(experiment, registry, optimizers=False)
-        run.restore(path)
-        results = run.evaluate(output_dir or run_dir / "eval" / f"{checkpoint.name}-rr-eval",
-                               predictions=predictions, trace=trace)
+        if is_export(checkpoint):
+            run.start_from(checkpoint)
+        else:
+            run.restore(resolve_checkpoint(str(checkpoint), run_dir / "checkpoints"))
+        results = run.evaluate(output_dir or default_eval_dir(checkpoint), predictions=predictions, trace=trace)
         return results if run.layout.rank == 0 else None
     finally:
         distributed.teardown()

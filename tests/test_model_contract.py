@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import attrs
@@ -13,16 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from rrcore.cli import main
-from rrcore.config import ConfigError, load_experiment, resolve
+from rrcore.config import ConfigError, load_experiment, load_raw, resolve
 from rrcore.data import DatasetMetadata
 from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
 from rrcore.protocols import ModelContext
 from rrcore.registry import Registry, load_registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 RECORDED_EXAMPLES = Path(__file__).parent / "data" / "example_models.json"
@@ -67,7 +61,7 @@ def test_example_resolves_to_the_recorded_model(name: str, registry: Registry) -
 @pytest.mark.parametrize("name", sorted(RECORDED))
 def test_example_without_q_continue_follows_its_model(name: str, registry: Registry) -> None:
     needs_models(registry, RECORDED[name]["model"]["plugin"])
-    raw = tomllib.loads((EXAMPLES_DIR / name).read_text())
+    raw = load_raw(EXAMPLES_DIR / name)  # with its base files
     raw["act"].pop("q_continue")
     experiment = resolve(raw, registry, name)
     assert experiment.act.q_continue == RECORDED[name]["act"]["q_continue"]

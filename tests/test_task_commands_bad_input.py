@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from rrcore.cli import main
 
 CORE_COMMANDS = {"run", "validate", "eval", "bench", "list-plugins", "solve", "report", "analyze", "data",
-                 "new-plugin", "sweep"}
+                 "new-plugin", "sweep", "export"}
 TASK_GROUPS = {"sudoku", "arc", "maze", "rubik"}
 
 # (command, arguments, what the one error line must contain); {names} are paths made below.

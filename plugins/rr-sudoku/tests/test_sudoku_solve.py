@@ -119,6 +119,35 @@ def test_rr_solve_needs_no_data_set_and_falls_back_to_it_for_older_runs(checkpoi
     assert any(no_data.glob("sudoku4x4-*/train/dataset.json"))
 
 
+def test_an_export_solves_and_evaluates_as_its_checkpoint_without_the_run_or_unpickling(checkpoint, tmp_path,
+                                                                                       monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint.parent.parent, run)
+    assert CliRunner().invoke(main, ["export", str(run), str(tmp_path / "export")]).exit_code == 0
+    solved = CliRunner().invoke(main, ["solve", str(run), PUZZLE, "--json", "--trace"])
+    evaluated = CliRunner().invoke(main, ["eval", str(run), "--output", str(tmp_path / "a")])
+    shutil.rmtree(run)  # the export stands alone
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load called while loading an export")
+
+    monkeypatch.setattr("torch.load", refuse)
+    no_data = tmp_path / "no-data"
+    result = CliRunner().invoke(main, ["solve", str(tmp_path / "export"), PUZZLE, "--json", "--trace",
+                                       "--set", f"run.cache_dir={str(no_data)!r}"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(solved.stdout) and not no_data.exists()
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "export"), "--output", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    def metrics(output: str) -> dict[str, float]:  # all but the timings
+        return {k: v for k, v in json.loads(output).items() if "second" not in k}
+
+    assert metrics(result.stdout) == metrics(evaluated.stdout)
+    assert metrics(result.stdout)["eval/act_steps"] > 0
+    # Every puzzle's answer, step count and Q-halt logit, not only the totals.
+    assert ((tmp_path / "a" / "predictions.jsonl").read_text() == (tmp_path / "b" / "predictions.jsonl").read_text())
+
+
 def test_rr_solve_on_9x9_checks_the_answer_by_the_rules(tmp_path):
     """A tiny 9x9 model trained for seconds on puzzles with two blanks: whatever it answers for a
     held-out puzzle, the verdict rr solve prints must be right (ok exactly when the answer is the
