@@ -47,10 +47,16 @@ class PluginNames:
         return cls(name, f"rr_{name}", f"rr-{name.replace('_', '-')}", camel)
 
 
-def _rrcore_range() -> str:
-    """The rrcore versions the new package declares: this minor release and later in the same major."""
-    major, minor = (__version__.split(".") + ["0"])[:2]
-    return f">={major}.{minor},<{int(major) + 1}" if major.isdigit() else ""
+def rrcore_range(version: str = __version__) -> str:
+    """The rrcore versions a plugin built against ``version`` declares: from this minor release
+    up to the next major one (``>=1.2,<2``), or, before 1.0, where a minor release may change
+    the plugin contract, up to the next minor one (``>=0.1,<0.2``); the bundled plugins
+    declare the same."""
+    major, minor = (version.split(".") + ["0"])[:2]
+    if not (major.isdigit() and minor.isdigit()):
+        return ""
+    upper = f"0.{int(minor) + 1}" if major == "0" else str(int(major) + 1)
+    return f">={major}.{minor},<{upper}"
 
 
 def check_output(output: Path) -> None:
@@ -63,7 +69,7 @@ def render(kind: str, names: PluginNames, output: Path) -> list[Path]:
     """Write the ``kind`` template for ``names`` into ``output``; return the files written."""
     check_output(output)
     root = TEMPLATES / kind
-    values = {**attrs.asdict(names), "rrcore_range": _rrcore_range()}
+    values = {**attrs.asdict(names), "rrcore_range": rrcore_range()}
     written = []
     for template in sorted(root.rglob("*.tmpl")):
         relative = str(template.relative_to(root).with_suffix(""))

@@ -24,13 +24,17 @@ evaluator scores an oracle 100% and a wrong answer lower, and the data set's
 :class:`~rrcore.protocols.PuzzleTask` (when one is registered) parses what it decodes, accepts
 the labels, rejects a wrong answer and inverts its augmentations.
 
-:func:`train_briefly` trains a real experiment for a few steps (learning tests).
+:func:`check_documented_keys` holds a plugin's README to its config classes (every key in
+a table, with its default). :func:`train_briefly` trains a real experiment for a few steps
+(learning tests).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +99,13 @@ class ModelCase:
     def fail(self, problem: str, expected: str) -> AssertionError:
         return AssertionError(f"model {self.name!r}: {problem}; the core expects {expected}")
 
+    @property
+    def predicts_q_continue(self) -> bool:
+        """The model's declaration (``predicts_q_continue``, read as experiment validation
+        reads it: from the registered factory), False when it declares nothing, as
+        ``[act] q_continue`` then defaults to false."""
+        return bool(self.spec.predicts_q_continue)
+
 
 def model_case(plugin: str, config: Mapping[str, Any] | Any = None, *, registry: Registry | None = None,
                vocab_size: int = 7, seq_len: int = 6, num_puzzle_identifiers: int = 3, batch_size: int = 4,
@@ -121,10 +132,10 @@ def check_model(plugin: str, config: Mapping[str, Any] | Any = None, *, registry
     ``no_grad_cycles``: config keys counting cycles of which all but the last must run
     without gradient (default: ``H_cycles`` when the config has it; ``()`` for a model
     without such cycles). ``compile_backend``: the ``torch.compile`` backend of the
-    compile check (``"aot_eager"``, the default, traces forward and backward as inductor
-    does and runs nested compile regions, without generating kernels; plain ``"eager"``
-    cannot run :func:`rrcore.nn.repeated_region`'s regions; ``"inductor"`` also generates
-    kernels, as training on CUDA does).
+    compile check (``"aot_eager"`` traces with Dynamo and AOTAutograd as training does,
+    nested compile regions included, without generating code: seconds on CPU;
+    ``"inductor"`` also generates kernels, as training on CUDA does; ``"eager"`` traces
+    with Dynamo only and cannot run the nested compile regions of :func:`rrcore.nn.repeated_region`).
     """
     case = model_case(plugin, config, registry=registry, device=device)
     threads = torch.get_num_threads()
@@ -171,11 +182,13 @@ def _first_difference(first: Mapping[str, Tensor], second: Mapping[str, Tensor])
 def check_outputs(case: ModelCase) -> None:
     """``forward(carry, batch)`` returns ``(carry, outputs)``: the carry with the initial
     carry's keys, shapes and dtypes, detached; ``logits`` (B, L, V), ``q_halt_logits`` (B,)
-    and, when predicted, ``q_continue_logits`` (B,), all finite; in training and eval mode."""
+    and, when the model declares ``predicts_q_continue``, ``q_continue_logits`` (B,), all
+    finite; in training and eval mode."""
     model, batch = case.build(), case.batch()
     metadata, rows = case.context.metadata, case.context.batch_size
     expected = {"logits": (rows, metadata.seq_len, metadata.vocab_size), "q_halt_logits": (rows,),
                 "q_continue_logits": (rows,)}
+    required = {"logits", "q_halt_logits"} | ({"q_continue_logits"} if case.predicts_q_continue else set())
     initial = model.initial_carry(batch)
     for name, state in initial.items():
         if not isinstance(state, Tensor) or state.ndim == 0 or state.shape[0] != rows:
@@ -188,8 +201,10 @@ def check_outputs(case: ModelCase) -> None:
             raise case.fail(f"forward returned {type(result).__name__}", "a pair (carry, outputs) of dicts")
         carry, outputs = result
         for name, shape in expected.items():
-            if name not in outputs and name != "q_continue_logits":
-                raise case.fail(f"outputs lack {name!r} (has {sorted(outputs)})", f"{name!r} of shape {shape}")
+            if name not in outputs and name in required:
+                because = " (the model declares predicts_q_continue = True)" if name == "q_continue_logits" else ""
+                raise case.fail(f"outputs lack {name!r}{because} (has {sorted(outputs)})",
+                                f"{name!r} of shape {shape}")
             if name in outputs and tuple(outputs[name].shape) != shape:
                 raise case.fail(f"{name!r} has shape {tuple(outputs[name].shape)} in {mode} mode",
                                 f"{shape} (batch, seq_len, vocab_size: the puzzle prefix removed)")
@@ -321,12 +336,16 @@ def _counting_backend(name: str, graphs: list[Any]) -> Callable[..., Any]:
     return backend
 
 
-def _act_step(case: ModelCase, model: nn.Module, q_continue: bool) -> tuple[nn.Module, Any]:
-    """The core's ACT step around ``model``: the ``act`` loss head over :class:`rrcore.act.ACTModel`
-    (halting, exploration, Q targets); also returns the ACT model (it draws exploration)."""
+def _act_step(case: ModelCase, model: nn.Module) -> tuple[nn.Module, Any]:
+    """The core's ACT step around ``model``, as :func:`rrcore.run.build_run` makes it: the ``act``
+    loss head over :class:`rrcore.act.ACTModel` (halting, exploration, Q targets), Q-continue
+    as the model declares, exploration drawn from a seeded generator for a global batch twice
+    this one (this rank's rows the second half); also returns the ACT model (it draws exploration)."""
     from rrcore.act import ACTConfig, ACTModel
 
-    act = ACTModel(model, ACTConfig(halt_max_steps=3, halt_exploration_prob=0.5, q_continue=q_continue))
+    generator = torch.Generator(device=case.device).manual_seed(0)
+    config = ACTConfig(halt_max_steps=3, halt_exploration_prob=0.5, q_continue=case.predicts_q_continue)
+    act = ACTModel(model, config, generator=generator, global_batch_size=2 * case.context.batch_size)
     loss_spec = case.registry.get("loss_head", "act")
     return loss_spec.factory(loss_spec.make_config(), act).to(case.device), act
 
@@ -338,16 +357,15 @@ def check_compiles(case: ModelCase, backend: str = "aot_eager", steps: int = 3) 
 
     model, batch = case.build(), case.batch()
     model.train()
-    with torch.no_grad():
-        q_continue = "q_continue_logits" in _fresh_step(model, batch)[1]
-    loss_head, act = _act_step(case, model, q_continue)
+    loss_head, act = _act_step(case, model)
     graphs: list[Any] = []
     torch._dynamo.reset()  # fresh caches: earlier models would count against the recompile limit
     step = torch.compile(loss_head, backend=_counting_backend(backend, graphs), fullgraph=True, dynamic=False)
     carry = loss_head.initial_carry(batch)
     try:
         for _ in range(steps):
-            exploration = act.exploration(batch["inputs"].shape[0], case.device)
+            rows = batch["inputs"].shape[0]
+            exploration = act.exploration(rows, case.device, row_offset=rows)
             carry, loss, _, _, _ = step(carry, batch, exploration)
             loss.backward()
             carry = carry.detach()
@@ -370,13 +388,15 @@ def check_compiles(case: ModelCase, backend: str = "aot_eager", steps: int = 3) 
 
 def check_task(plugin: str, config: Mapping[str, Any] | Any, tmp_path: Path, *,
                evaluators: Sequence[str | tuple[str, Mapping[str, Any]]] = (),
-               registry: Registry | None = None, deterministic: bool = True) -> Path:
+               registry: Registry | None = None, deterministic: bool = True,
+               puzzles: Sequence[str] | None = None) -> Path:
     """Run every task check on the data set ``plugin`` with ``config`` (a dict of ``[data]``
     keys or a config instance), building into ``tmp_path``; returns the built folder.
 
     ``evaluators``: names (or ``(name, config dict)`` pairs) of evaluators to score an
     oracle and a wrong answer on the test split. ``deterministic``: also build a second
-    time and compare (builders must be deterministic).
+    time and compare (builders must be deterministic). ``puzzles`` goes to
+    :func:`check_puzzle_task` when a PuzzleTask is registered under ``plugin``.
     """
     registry = registry or get_registry()
     spec = registry.get("dataset", plugin)
@@ -394,7 +414,7 @@ def check_task(plugin: str, config: Mapping[str, Any] | Any, tmp_path: Path, *,
         name, values = (entry, {}) if isinstance(entry, str) else entry
         check_evaluator(name, values, folder / "test", tmp_path / "eval" / name, registry=registry)
     if plugin in registry.components["task"]:
-        check_puzzle_task(plugin, config, folder / "test", registry=registry)
+        check_puzzle_task(plugin, config, folder / "test", registry=registry, puzzles=puzzles)
     return folder
 
 
@@ -456,7 +476,8 @@ def _padded_batch_size(examples: int) -> int:
 
 def _score(evaluator: Any, data: PuzzleDataset, answer: Callable[[dict[str, Tensor]], Tensor],
            output_dir: Path) -> Any:
-    """One evaluation pass where the model's predictions are ``answer(batch)``; padding rows get noise."""
+    """One evaluation pass, writing under ``output_dir``, where the model's predictions are
+    ``answer(batch)``; padding rows get noise."""
     metadata = data.metadata
     generator = torch.Generator().manual_seed(0)
     evaluator.begin_eval(output_dir)
@@ -523,15 +544,27 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
 
 
 def check_puzzle_task(plugin: str, data_config: Any, split: Path, *, registry: Registry | None = None,
-                      count: int = 8) -> None:
+                      count: int = 8, puzzles: Sequence[str] | None = None) -> None:
     """The :class:`~rrcore.protocols.PuzzleTask` registered for the data set ``plugin``, on the
-    first ``count`` examples of ``split``: ``parse`` reads back what ``decode`` writes, ``render``
-    gives text, ``check`` passes each label and fails a wrong answer, and ``invert`` undoes
-    ``augment`` (copy 0 the puzzle itself)."""
+    first ``count`` examples of ``split``: ``decode`` gives one line and ``render`` text for
+    inputs and labels; ``check`` rejects an empty answer (every scored token the blank one),
+    does not reject the label and does not accept a wrong answer (every scored token
+    changed), where ``ok`` None says it cannot tell (an ARC task without its test output);
+    ``invert`` undoes ``augment`` (copy 0 the puzzle itself).
+
+    ``parse``: by default it must read back what ``decode`` writes of an input row (tasks
+    whose puzzle and answer lines look alike, as Sudoku's); ``puzzles``, texts as a user
+    writes them, for a task whose ``parse`` reads another form (a scramble, a task JSON):
+    each must parse to ``seq_len`` tokens in the vocabulary."""
     from rrcore.data import load_set
+    from rrcore.protocols import Puzzle
 
     def fail(problem: str, expected: str) -> AssertionError:
         return AssertionError(f"task {plugin!r} (PuzzleTask): {problem}; the core expects {expected}")
+
+    def parsed_tokens(text: str) -> np.ndarray:
+        parsed = task.parse(text)
+        return np.asarray(parsed.inputs if isinstance(parsed, Puzzle) else parsed)
 
     spec = (registry or get_registry()).get("task", plugin)
     data = PuzzleDataset(split, global_batch_size=1)
@@ -539,20 +572,36 @@ def check_puzzle_task(plugin: str, data_config: Any, split: Path, *, registry: R
     task = spec.factory(data_config, metadata)
     arrays = load_set(split, metadata.sets[0])
     inputs, labels = np.asarray(arrays.inputs[:count]), np.asarray(arrays.labels[:count])
-    wrong = np.where(labels == metadata.ignore_label_id, labels, (labels + 1) % metadata.vocab_size)
+    ignore = metadata.ignore_label_id
+    blank = np.where(labels == ignore, labels, metadata.pad_id if ignore is None else ignore)
+    wrong = np.where(labels == ignore, labels, (labels + 1) % metadata.vocab_size)
+    for text in puzzles or ():
+        tokens = parsed_tokens(text)
+        if tokens.shape != (metadata.seq_len,) or not ((tokens >= 0) & (tokens < metadata.vocab_size)).all():
+            raise fail(f"parse({text!r}) gave tokens of shape {tokens.shape} (range {tokens.min()}.."
+                       f"{tokens.max()})", f"({metadata.seq_len},) tokens below vocab_size {metadata.vocab_size}")
     for row in range(len(inputs)):
-        line, shown = task.decode(inputs[row]), task.render(inputs[row])
-        if not (isinstance(line, str) and "\n" not in line and isinstance(shown, str)):
-            raise fail(f"decode gave {line!r}, render {type(shown).__name__}", "decode: one line; render: text")
-        parsed = task.parse(line)
-        if not np.array_equal(np.asarray(parsed), inputs[row]):
+        for name, tokens in (("inputs", inputs[row]), ("labels", labels[row])):
+            line, shown = task.decode(tokens), task.render(tokens)
+            if not (isinstance(line, str) and "\n" not in line and isinstance(shown, str)):
+                raise fail(f"decode of test {name} {row} gave {line!r}, render {type(shown).__name__}",
+                           "decode: one line (predictions.jsonl); render: text")
+        if puzzles is None and not np.array_equal(parsed_tokens(task.decode(inputs[row])), inputs[row]):
             raise fail(f"parse(decode(inputs)) of test example {row} is not its inputs",
-                       "rr solve to read back the puzzle lines predictions.jsonl writes")
-        if not task.check(inputs[row], labels[row]).ok:
-            raise fail(f"check rejects the label of test example {row}: {task.check(inputs[row], labels[row]).message}",
-                       "check to accept a right answer")
-        if task.check(inputs[row], wrong[row]).ok:
-            raise fail(f"check accepts a wrong answer to test example {row}", "check to reject it")
+                       "parse to read back the puzzle line decode writes (or puzzles= to give texts "
+                       "in the form parse reads)")
+        verdict = task.check(inputs[row], labels[row])
+        if verdict.ok is False:
+            raise fail(f"check rejects the label of test example {row}: {verdict.message}",
+                       "check to accept a right answer (or say None: cannot tell)")
+        verdict = task.check(inputs[row], blank[row])
+        if verdict.ok is not False:
+            raise fail(f"check does not reject an empty answer to test example {row} ({verdict.message})",
+                       "check to reject it")
+        verdict = task.check(inputs[row], wrong[row])
+        if verdict.ok:
+            raise fail(f"check accepts a wrong answer to test example {row} ({verdict.message})",
+                       "check to reject it (or say None: cannot tell)")
     if task.augmentations:
         copies, state = task.augment(inputs, 3, np.random.default_rng(0))
         if np.shape(copies) != (len(inputs), 3, metadata.seq_len) or not np.array_equal(copies[:, 0], inputs):
@@ -590,6 +639,74 @@ def dataset_digest(folder: str | Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------
+# Documentation
+# ---------------------------------------------------------------------------------------
+
+
+def documented_default(value: Any) -> str:
+    """A config default as a README's key table writes it: as in TOML (``4.0``, ``1e-05``,
+    ``"rope"``, ``true``, ``[1, 2]``), ``required`` for a key without default, ``unset`` for None."""
+    if value is attrs.NOTHING:
+        return "required"
+    if isinstance(value, attrs.Factory):  # type: ignore[arg-type]
+        value = value.factory()
+    if value is None:
+        return "unset"
+    return json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
+
+
+def _table_rows(text: str) -> dict[str, list[dict[str, str]]]:
+    """The rows of every Markdown table in ``text`` whose first cell is a `key`, by key, each
+    row a dict from its table's lower-case column names to its cells (backticks removed)."""
+    rows: dict[str, list[dict[str, str]]] = {}
+    header: list[str] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip("|"))]
+        if header is None:
+            header = [cell.lower() for cell in cells]
+        elif not set("".join(cells)) <= set("-: "):  # not the separator line
+            key = re.fullmatch(r"`([^`]+)`", cells[0])
+            if key:
+                row = {name: cell.replace("`", "").strip() for name, cell in zip(header, cells)}
+                rows.setdefault(key.group(1), []).append(row)
+    return rows
+
+
+def check_documented_keys(readme: str | Path, distribution: str, *, registry: Registry | None = None) -> None:
+    """Every key of every config class that the plugins of ``distribution`` register (model,
+    data set, evaluator, loss head, optimizer, logger) has a row in a Markdown table of
+    ``readme`` whose first cell is the key in backticks, ``| `hidden_size` | int | 512 | ... |``;
+    where that table has a ``default`` column, one of the key's rows shows the default as
+    :func:`documented_default` writes it. So a README cannot drift from the code: a key added,
+    renamed or given another default fails the plugin's tests until the README follows."""
+    readme = Path(readme)
+    registry = registry or get_registry()
+    specs = [spec for kind in registry.components.values() for spec in kind.values()
+             if spec.distribution == distribution]
+    if not specs:
+        raise AssertionError(f"distribution {distribution!r} registers no rr component; the kit expects "
+                             f"the distribution name of an installed plugin (as rr list-plugins shows it)")
+    rows = _table_rows(readme.read_text(encoding="utf-8"))
+    for spec in specs:
+        if spec.config_class is None or not attrs.has(spec.config_class):
+            continue
+        where = f"{spec.kind.replace('_', ' ')} {spec.name!r} ({spec.config_class.__name__})"
+        for field in attrs.fields(spec.config_class):
+            if field.name not in rows:
+                raise AssertionError(f"{readme}: the key {field.name!r} of {where} has no table row; the kit "
+                                     f"expects a row | `{field.name}` | type | default | meaning |")
+            default = documented_default(field.default)
+            shown = [row["default"] for row in rows[field.name] if "default" in row]
+            if shown and default not in shown:
+                raise AssertionError(f"{readme}: the key {field.name!r} of {where} shows default "
+                                     f"{' or '.join(shown)}; the kit expects {default}, the config class's")
+
+
+# ---------------------------------------------------------------------------------------
 # Learning
 # ---------------------------------------------------------------------------------------
 
@@ -608,5 +725,5 @@ def train_briefly(experiment: str | Path, tmp_path: Path, overrides: list[str] =
 
 
 __all__ = ["ModelCase", "check_carry_reset", "check_compiles", "check_dataset", "check_determinism",
-           "check_evaluator", "check_model", "check_no_grad_cycles", "check_outputs", "check_puzzle_task",
-           "check_state_dict_round_trip", "check_task", "model_case", "train_briefly"]
+           "check_documented_keys", "check_evaluator", "check_model", "check_no_grad_cycles", "check_outputs", "check_puzzle_task",
+           "check_state_dict_round_trip", "check_task", "documented_default", "model_case", "train_briefly"]

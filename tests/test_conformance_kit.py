@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from rrcore.registry import load_registry
-from rrcore.testing import check_evaluator, check_model, check_task, model_case
+from rrcore.testing import (
+    check_documented_keys,
+    check_evaluator,
+    check_model,
+    check_puzzle_task,
+    check_task,
+    documented_default,
+    model_case,
+)
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -46,6 +54,9 @@ def test_a_sound_model_passes_every_check(registry):
     ("reads_on_host", r"the ACT step does not compile as one graph \(.*\); the core expects a forward "
                       r"torch.compile traces whole: no .item\(\)"),
     ("keeps_prefix", r"'logits' has shape \(4, 7, 7\) in train mode; the core expects \(4, 6, 7\)"),
+    ("claims_q_continue", r"outputs lack 'q_continue_logits' \(the model declares predicts_q_continue = True\) "
+                          r"\(has \['logits', 'q_halt_logits'\]\); the core expects 'q_continue_logits' of "
+                          r"shape \(4,\)"),
 ])
 def test_a_broken_model_fails_with_a_message_that_says_what_is_wrong(registry, plugin, message):
     with pytest.raises(AssertionError, match=f"^model '{plugin}': {message}"):
@@ -80,8 +91,16 @@ def test_a_builder_that_is_not_seeded_fails(registry, tmp_path):
 
 def test_a_puzzle_task_whose_check_accepts_anything_fails(registry, tmp_path):
     with pytest.raises(AssertionError, match=r"^task 'digits' \(PuzzleTask\): check accepts a wrong answer to test "
-                                             r"example 0; the core expects check to reject it"):
+                                             r"example 0 \(something was written\); the core expects check to "
+                                             r"reject it"):
         check_task("digits", {}, tmp_path, evaluators=["exact"], registry=registry)
+
+
+def test_puzzle_texts_that_parse_to_the_wrong_length_fail(registry, tmp_path):
+    folder = check_task("toy", {"num_train": 20, "num_test": 10}, tmp_path, registry=registry)
+    with pytest.raises(AssertionError, match=r"^task 'digits' \(PuzzleTask\): parse\('12'\) gave tokens of shape "
+                                             r"\(2,\) .*; the core expects \(8,\) tokens below vocab_size 11"):
+        check_puzzle_task("digits", None, folder / "test", registry=registry, puzzles=["12345678", "12"])
 
 
 @pytest.mark.parametrize(("evaluator", "message"), [
@@ -94,3 +113,60 @@ def test_a_broken_evaluator_fails_with_a_message_that_says_what_is_wrong(registr
     folder = check_task("toy", {"num_train": 20, "num_test": 10}, tmp_path, registry=registry)
     with pytest.raises(AssertionError, match=f"^evaluator '{evaluator}': {message}"):
         check_evaluator(evaluator, {}, folder / "test", tmp_path / "eval", registry=registry)
+
+
+TOY_README = """# rr-toy
+
+| key | type | default | meaning |
+|---|---|---|---|
+| `hidden_size` | int | 16 | width |
+| `num_heads` | int | 2 | heads |
+| `cycles` | int | `2` | block applications per step |
+| `puzzle_emb_ndim` | int | 16 | per-puzzle floats |
+
+Data (`[data] plugin = "toy"`):
+
+| key | default | meaning |
+|:--|--:|---|
+| `num_train` | 64 | training puzzles |
+| `num_test` | 16 | test puzzles |
+| `seq_len` | 8 | digits |
+| `seed` | 0 | seed |
+"""
+
+
+@pytest.fixture(scope="module")
+def toy_only():
+    return load_registry(entry_point_group=None, extra_modules=[_load("rr_toy")])
+
+
+def test_a_readme_with_every_key_and_default_passes(toy_only, tmp_path):
+    (tmp_path / "README.md").write_text(TOY_README)
+    check_documented_keys(tmp_path / "README.md", "local", registry=toy_only)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("| `seq_len` | 8 | digits |\n", ""),
+     "the key 'seq_len' of dataset 'toy' (ToyDataConfig) has no table row; the kit expects a row "
+     "| `seq_len` | type | default | meaning |"),
+    (("| `cycles` | int | `2` |", "| `cycles` | int | 3 |"),
+     "the key 'cycles' of model 'toy' (ToyModelConfig) shows default 3; the kit expects 2, the config class's"),
+    (("| `num_heads` |", "| num_heads |"),  # a key outside backticks is prose, not a row
+     "the key 'num_heads' of model 'toy' (ToyModelConfig) has no table row"),
+])
+def test_a_readme_that_drifted_from_the_config_fails(toy_only, tmp_path, edit, message):
+    (tmp_path / "README.md").write_text(TOY_README.replace(*edit))
+    with pytest.raises(AssertionError) as failure:
+        check_documented_keys(tmp_path / "README.md", "local", registry=toy_only)
+    assert str(failure.value).startswith(f"{tmp_path / 'README.md'}: {message}")
+
+
+def test_an_unknown_distribution_is_not_passed_silently(toy_only, tmp_path):
+    (tmp_path / "README.md").write_text(TOY_README)
+    with pytest.raises(AssertionError, match="^distribution 'rr-tyop' registers no rr component"):
+        check_documented_keys(tmp_path / "README.md", "rr-tyop", registry=toy_only)
+
+
+def test_defaults_are_written_as_toml_writes_them():
+    assert [documented_default(v) for v in (4.0, 1e-5, "rope", True, [1, 2], ("a",), None)] == \
+        ["4.0", "1e-05", '"rope"', "true", "[1, 2]", '["a"]', "unset"]

@@ -69,6 +69,12 @@ def test_generated_plugins_install_list_pass_their_tests_and_train(tmp_path):
     assert rows[("dataset", "kittask")] == rows[("evaluator", "kittask")] == "rr-kittask"
     assert listing["failures"] == []
 
+    # The model declares predicts_q_continue; its example leaves [act] q_continue to follow it.
+    example = tmp_path / "kitmodel" / "examples" / "sudoku4x4.toml"
+    assert "q_continue =" not in example.read_text()
+    resolved = _run([*rr, "validate", str(example)], env, tmp_path).stdout
+    assert "q_continue = false" in resolved.split("[act]")[1].split("\n[")[0]
+
     # Their own tests, from their own folders, run the conformance kit on the installed plugins.
     tests = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "kitmodel/tests",
                               "kittask/tests"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
@@ -87,4 +93,4 @@ def test_generated_plugins_install_list_pass_their_tests_and_train(tmp_path):
 
     output, _ = tests.communicate(timeout=600)
     assert tests.returncode == 0, output
-    assert "2 passed" in output
+    assert "4 passed" in output  # the conformance kit and the README check, per plugin

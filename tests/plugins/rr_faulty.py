@@ -2,8 +2,9 @@
 
 ``sound`` is a small correct recurrent model (two cycles, the first without gradient);
 every other model is ``sound`` with one mistake a plugin author could make, named after
-it. The ``unseeded`` data set builds differently each time; the ``digits`` task's check
-accepts any answer; the evaluators ``counts_padding`` and ``always_perfect`` score what they
+it (``claims_q_continue`` declares ``predicts_q_continue`` but outputs no Q-continue).
+The ``unseeded`` data set builds differently each time; the ``digits`` task's check
+accepts any answer that is not empty; the evaluators ``counts_padding`` and ``always_perfect`` score what they
 should not.
 """
 
@@ -101,6 +102,17 @@ class KeepsPrefix(Sound):
         return carry, outputs
 
 
+class ClaimsQContinue(Sound):
+    """Declares that it predicts Q-continue (so ``[act] q_continue`` follows) but outputs none."""
+
+    predicts_q_continue = True
+
+    def forward(self, carry, batch):
+        carry, outputs = super().forward(carry, batch)
+        del outputs["q_continue_logits"]
+        return carry, outputs
+
+
 def _model(name: str, model_class: type) -> ModelSpec:
     return ModelSpec(name=name, factory=model_class, config_class=SoundConfig, description=model_class.__doc__ or "")
 
@@ -109,7 +121,8 @@ def _model(name: str, model_class: type) -> ModelSpec:
 def rr_register_models():
     return [_model("sound", Sound), _model("resets_every_row", ResetsEveryRow),
             _model("keeps_gradients", KeepsGradients), _model("state_outside_state_dict", StateOutsideStateDict),
-            _model("reads_on_host", ReadsOnHost), _model("keeps_prefix", KeepsPrefix)]
+            _model("reads_on_host", ReadsOnHost), _model("keeps_prefix", KeepsPrefix),
+            _model("claims_q_continue", ClaimsQContinue)]
 
 
 # -- data and evaluators -----------------------------------------------------------------
@@ -141,7 +154,7 @@ class UnseededConfig(DigitsConfig):
 
 
 class LenientTask:
-    """The ``digits`` PuzzleTask, whose check accepts any answer."""
+    """The ``digits`` PuzzleTask, whose check accepts any answer that writes something."""
 
     augmentations = 0
 
@@ -158,7 +171,7 @@ class LenientTask:
         return self.decode(tokens)
 
     def check(self, inputs, prediction):
-        return Check(True, "looks fine")
+        return Check(bool((prediction != 0).any()), "something was written")
 
 
 @attrs.define
