@@ -111,67 +111,121 @@ def run_pool(step: StepFn, loss_head: torch.nn.Module, pool: Batch, *, batch_siz
     ``step(carry, batch)`` runs one ACT step like the loss head (pass the compiled
     :class:`~rrcore.act.CompiledStep`); ``loss_head`` supplies the initial carry.
     """
-    count = pool["inputs"].shape[0]
-    device = pool["inputs"].device
-    # Row ``count`` is what idle slots (the pool ran out) work on; its results are dropped.
-    source = {k: torch.cat([v, v[:1]]) for k, v in pool.items()}
-    source["labels"][count] = IGNORE_LABEL
-    slots = torch.arange(batch_size, device=device)
-
-    def batch_for(index: Tensor) -> Batch:
-        rows = index.clamp(max=count)
-        return {**{k: v[rows] for k, v in source.items()}, "index": index}
-
-    carry = loss_head.initial_carry(batch_for(slots))  # every row halted: the first step loads
-    cursor = torch.zeros((), dtype=torch.long, device=device)
-    finished = torch.zeros((), dtype=torch.long, device=device)
-    seq_len = pool["inputs"].shape[1]
-    preds = torch.zeros(count + 1, seq_len, dtype=torch.long, device=device)
-    q_halt = torch.zeros(count + 1, dtype=torch.float32, device=device)
-    steps_used = torch.zeros(count + 1, dtype=torch.int32, device=device)
-    correct_at = torch.zeros(count + 1, max_steps, dtype=torch.bool, device=device)
-    halts_at = torch.zeros(count + 1, max_steps, dtype=torch.bool, device=device)
-    traced = torch.zeros(count + 1, max_steps, seq_len, dtype=torch.long, device=device) if trace else None
-    kept: dict[str, Tensor] = {}
+    work = _PoolWork.start(pool, max_steps=max_steps, adaptive=adaptive, q_continue=q_continue, trace=trace,
+                           keep_outputs=tuple(keep_outputs))
+    slots = torch.arange(batch_size, device=work.device)
+    carry = loss_head.initial_carry(work.batch_for(slots))  # every row halted: the first step loads
+    cursor = torch.zeros((), dtype=torch.long, device=work.device)
+    finished = torch.zeros((), dtype=torch.long, device=work.device)
     act_steps = 0
     while True:
         for _ in range(sync_every):
-            # Halted rows take the next puzzles of the pool, in slot order.
-            halted = carry.halted
-            index = torch.where(halted, cursor + torch.cumsum(halted, 0) - 1, carry.current_data["index"])
-            cursor = cursor + halted.sum()
-            carry, _, _, outputs, _ = step(carry, batch_for(index))
+            index, cursor = _refill(carry, cursor)
+            carry, _, _, outputs, _ = step(carry, work.batch_for(index))
             act_steps += 1
-            index = carry.current_data["index"]
-            live = index < count
-            row = index.clamp(max=count)
-            labels = carry.current_data["labels"]
-            prediction = outputs["preds"] if "preds" in outputs else outputs["logits"].argmax(-1)
-            says_halt = q_says_halt(outputs, q_continue)
-            at_step = (carry.steps - 1).clamp(max=max_steps - 1).long()
-            correct_at[row, at_step] = ((prediction == labels) | (labels == IGNORE_LABEL)).all(-1)
-            halts_at[row, at_step] = says_halt
-            if traced is not None:
-                traced[row, at_step] = prediction.long()
-            halted = (carry.steps >= max_steps) | ~live
-            if adaptive:
-                halted = halted | says_halt
-            carry = carry._replace(halted=halted)
-            done = torch.where(halted & live, index, count)  # the others write to the dropped row
-            preds.index_copy_(0, done, prediction.long())
-            q_halt.index_copy_(0, done, outputs["q_halt_logits"].float())
-            steps_used.index_copy_(0, done, carry.steps.to(torch.int32))
-            for key in keep_outputs:
-                if key not in kept:
-                    kept[key] = torch.zeros(count + 1, *outputs[key].shape[1:], dtype=outputs[key].dtype,
-                                            device=device)
-                kept[key].index_copy_(0, done, outputs[key])
-            finished = finished + (halted & live).sum()
-        if int(finished) >= count:
+            carry, newly_finished = work.record(carry, outputs)
+            finished = finished + newly_finished
+        if int(finished) >= work.count:  # the only host look at the device, every sync_every steps
             break
-    return PoolResult(preds[:count], q_halt[:count], steps_used[:count], {k: v[:count] for k, v in kept.items()},
-                      correct_at[:count], halts_at[:count], traced[:count] if traced is not None else None,
-                      act_steps)
+    return work.result(act_steps)
+
+
+def _refill(carry: Any, cursor: Tensor) -> tuple[Tensor, Tensor]:
+    """Halted rows take the next puzzles of the pool, in slot order: each slot's puzzle
+    index and the cursor past the puzzles handed out."""
+    halted = carry.halted
+    index = torch.where(halted, cursor + torch.cumsum(halted, 0) - 1, carry.current_data["index"])
+    return index, cursor + halted.sum()
+
+
+@attrs.define
+class _PoolWork:
+    """One pool in :func:`run_pool`: its rows, the halting rule and what was found so far.
+
+    Every per-puzzle buffer has one row past the pool's ``count``: idle slots (the pool ran
+    out) work on it and rows that are not done write to it; it is dropped at the end.
+    """
+
+    source: Batch
+    count: int
+    max_steps: int
+    adaptive: bool
+    q_continue: bool
+    keep_outputs: tuple[str, ...]
+    preds: Tensor
+    q_halt: Tensor
+    steps: Tensor
+    correct_at: Tensor
+    halts_at: Tensor
+    trace: Tensor | None
+    kept: dict[str, Tensor] = attrs.Factory(dict)
+
+    @classmethod
+    def start(cls, pool: Batch, *, max_steps: int, adaptive: bool, q_continue: bool, trace: bool,
+              keep_outputs: tuple[str, ...]) -> _PoolWork:
+        """Empty buffers for ``pool``, with the dropped row's labels ignored."""
+        count, seq_len = pool["inputs"].shape[0], pool["inputs"].shape[1]
+        device = pool["inputs"].device
+        source = {k: torch.cat([v, v[:1]]) for k, v in pool.items()}
+        source["labels"][count] = IGNORE_LABEL
+        rows = count + 1
+        return cls(source, count, max_steps, adaptive, q_continue, keep_outputs,
+                   preds=torch.zeros(rows, seq_len, dtype=torch.long, device=device),
+                   q_halt=torch.zeros(rows, dtype=torch.float32, device=device),
+                   steps=torch.zeros(rows, dtype=torch.int32, device=device),
+                   correct_at=torch.zeros(rows, max_steps, dtype=torch.bool, device=device),
+                   halts_at=torch.zeros(rows, max_steps, dtype=torch.bool, device=device),
+                   trace=torch.zeros(rows, max_steps, seq_len, dtype=torch.long, device=device) if trace else None)
+
+    @property
+    def device(self) -> torch.device:
+        return self.preds.device
+
+    def batch_for(self, index: Tensor) -> Batch:
+        """The batch whose slots work on puzzles ``index`` (past the pool: the dropped row)."""
+        rows = index.clamp(max=self.count)
+        return {**{k: v[rows] for k, v in self.source.items()}, "index": index}
+
+    def record(self, carry: Any, outputs: dict[str, Tensor]) -> tuple[Any, Tensor]:
+        """Score the step just run, decide which rows halt, keep the answers of those that
+        did; returns the carry with that decision and how many puzzles finished (on the device)."""
+        index = carry.current_data["index"]
+        live = index < self.count
+        prediction = outputs["preds"] if "preds" in outputs else outputs["logits"].argmax(-1)
+        says_halt = q_says_halt(outputs, self.q_continue)
+        self._score_step(carry, index.clamp(max=self.count), prediction, says_halt)
+        halted = (carry.steps >= self.max_steps) | ~live
+        if self.adaptive:
+            halted = halted | says_halt
+        carry = carry._replace(halted=halted)
+        done = torch.where(halted & live, index, self.count)  # the others write to the dropped row
+        self._keep_answers(done, prediction, outputs, carry.steps)
+        return carry, (halted & live).sum()
+
+    def _score_step(self, carry: Any, row: Tensor, prediction: Tensor, says_halt: Tensor) -> None:
+        labels = carry.current_data["labels"]
+        at_step = (carry.steps - 1).clamp(max=self.max_steps - 1).long()
+        self.correct_at[row, at_step] = ((prediction == labels) | (labels == IGNORE_LABEL)).all(-1)
+        self.halts_at[row, at_step] = says_halt
+        if self.trace is not None:
+            self.trace[row, at_step] = prediction.long()
+
+    def _keep_answers(self, done: Tensor, prediction: Tensor, outputs: dict[str, Tensor], steps: Tensor) -> None:
+        self.preds.index_copy_(0, done, prediction.long())
+        self.q_halt.index_copy_(0, done, outputs["q_halt_logits"].float())
+        self.steps.index_copy_(0, done, steps.to(torch.int32))
+        for key in self.keep_outputs:
+            if key not in self.kept:
+                self.kept[key] = torch.zeros(self.count + 1, *outputs[key].shape[1:], dtype=outputs[key].dtype,
+                                             device=self.device)
+            self.kept[key].index_copy_(0, done, outputs[key])
+
+    def result(self, act_steps: int) -> PoolResult:
+        """What was found, without the dropped row."""
+        count = self.count
+        return PoolResult(self.preds[:count], self.q_halt[:count], self.steps[:count],
+                          {k: v[:count] for k, v in self.kept.items()}, self.correct_at[:count],
+                          self.halts_at[:count], self.trace[:count] if self.trace is not None else None, act_steps)
 
 
 def pools(batches: Iterable[Batch], seq_len: int, max_steps: int, trace: bool,
