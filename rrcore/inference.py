@@ -361,11 +361,7 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
     (``index``, ``input``, ``prediction``, ``label``, ``correct``, ``steps``, ``q_halt``,
     and ``trace`` with ``trace``), decoded by ``task`` when given, else token lists.
     """
-    if settings.augmentations and not getattr(task, "augmentations", 0):
-        from rrcore.config import ConfigError
-
-        raise ConfigError("eval.augmentations asks for test-time selection, but this data set's task "
-                          "plugin provides no augmentations (PuzzleTask.augment)")
+    _require_augmentations(settings, task)
     step = step or loss_head
     cap = settings.step_cap(halt_max_steps)
     adaptive = settings.halting == "adaptive"
@@ -373,79 +369,131 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
     loss_head.eval()
     for name, evaluator in evaluators:
         evaluator.begin_eval(Path(output_dir) / name)
-    keep = sorted(set().union(*(getattr(e, "required_outputs", set()) for _, e in evaluators)) - {"preds"})
-    seq_len = data.metadata.seq_len
-    device = next(iter(loss_head.parameters())).device
-    seconds, act_steps = 0.0, 0
-    totals = torch.zeros(3, dtype=torch.float64, device=device)   # puzzles, exact, steps
-    table: dict[str, Tensor] = {}
-    rows: list[dict[str, np.ndarray]] = []
     try:
-        for group in pools(data.eval_batches(), seq_len, cap, trace):
-            pool = {k: torch.cat([b[k] for b in group]) for k in ("inputs", "labels", "puzzle_identifiers")}
-            _sync(device)
-            started = time.perf_counter()
-            result = run_pool(step, loss_head, pool, batch_size=group[0]["inputs"].shape[0], max_steps=cap,
-                              adaptive=adaptive, q_continue=q_continue, sync_every=settings.sync_every,
-                              trace=trace, keep_outputs=keep)
-            _sync(device)
-            seconds += time.perf_counter() - started
-            act_steps += result.act_steps
-            offset = 0
-            for batch in group:
-                size = batch["inputs"].shape[0]
-                outputs = {"preds": result.preds[offset: offset + size],
-                           "q_halt_logits": result.q_halt[offset: offset + size],
-                           **{k: v[offset: offset + size] for k, v in result.outputs.items()}}
-                for _, evaluator in evaluators:
-                    evaluator.update_batch(batch, outputs)
-                offset += size
-            valid = torch.cat([b["valid"] for b in group])
-            labels = pool["labels"]
-            correct = ((result.preds == labels) | (labels == IGNORE_LABEL)).all(-1)
-            totals += torch.stack([valid.sum(), (correct & valid).sum(), (result.steps * valid).sum()]).double()
-            for key, value in step_table(result.correct_at, result.halts_at, result.steps, correct, valid,
-                                         adaptive).items():
-                table[key] = table[key] + value if key in table else value
-            if predictions:
-                rows.append(_prediction_rows(torch.cat([b["index"] for b in group]), valid, pool, result, correct))
+        sums = _solve_split(step, loss_head, data, evaluators, settings, cap=cap, adaptive=adaptive,
+                            q_continue=q_continue, predictions=predictions, trace=trace)
         if settings.augmentations:
             votes = vote_over_augmentations(step, loss_head, data, task, settings, max_steps=cap, adaptive=adaptive,
                                             q_continue=q_continue)
-        results: dict[str, float] = {}
-        for name, evaluator in evaluators:
-            values = evaluator.result()
-            if values:
-                results.update({f"{name}/{k}": float(v) for k, v in values.items()})
-        totals = all_reduce_sum(totals)
+        results = _evaluator_results(evaluators)
+        # Every rank joins the same collectives in the same order before rank 0 goes on alone.
+        totals = all_reduce_sum(sums.totals)
         if settings.augmentations:
             votes = all_reduce_sum(votes)
-        table = {k: all_reduce_sum(v) for k, v in table.items()}
-        gathered = gather_to_rank0(_concat(rows)) if predictions else None
+        table = {k: all_reduce_sum(v) for k, v in sums.table.items()}
+        gathered = gather_to_rank0(_concat(sums.rows)) if predictions else None
         if rank != 0:
             return results
-        puzzles, exact, steps = totals.tolist()
-        results.update({
-            "eval/exact_accuracy": exact / max(puzzles, 1.0),
-            "eval/mean_steps": steps / max(puzzles, 1.0),
-            "eval/puzzles_per_second": puzzles / seconds if seconds else 0.0,
-            "eval/seconds": seconds,
-            "eval/max_steps": float(cap),
-            "eval/act_steps": float(act_steps),
-        })
+        results.update(_split_figures(totals, sums.seconds, sums.act_steps, cap))
         if settings.augmentations:
             results.update(finish_votes(votes, settings.augmentations))
         if output_dir is not None:
-            output_dir = Path(output_dir)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            summary = finish_table(table, adaptive, halt_max_steps)
-            summary["results"] = {k: v for k, v in results.items() if k.startswith("eval/")}
-            (output_dir / "steps.json").write_text(json.dumps(summary, indent=2) + "\n")
-            if gathered is not None:
-                write_predictions(output_dir / "predictions.jsonl", gathered, task, data.metadata.pad_id)
+            _write_split_files(Path(output_dir), finish_table(table, adaptive, halt_max_steps), results, gathered,
+                               task, data.metadata.pad_id)
         return results
     finally:
         loss_head.train(was_training)
+
+
+def _require_augmentations(settings: EvalConfig, task: PuzzleTask | None) -> None:
+    if settings.augmentations and not getattr(task, "augmentations", 0):
+        from rrcore.config import ConfigError
+
+        raise ConfigError("eval.augmentations asks for test-time selection, but this data set's task "
+                          "plugin provides no augmentations (PuzzleTask.augment)")
+
+
+@attrs.define
+class _SplitSums:
+    """What the pools of a split add up to on this rank: ``totals`` (puzzles, exact,
+    steps), :func:`step_table`'s sums, the ACT loop's seconds and batch steps, and the
+    rows for ``predictions.jsonl`` when asked for."""
+
+    totals: Tensor
+    table: dict[str, Tensor] = attrs.Factory(dict)
+    rows: list[dict[str, np.ndarray]] = attrs.Factory(list)
+    seconds: float = 0.0
+    act_steps: int = 0
+
+    def add(self, group: list[Batch], pool: Batch, result: PoolResult, adaptive: bool, predictions: bool) -> None:
+        """Count one solved pool (``group``: its evaluation batches)."""
+        valid = torch.cat([b["valid"] for b in group])
+        labels = pool["labels"]
+        correct = ((result.preds == labels) | (labels == IGNORE_LABEL)).all(-1)
+        self.totals += torch.stack([valid.sum(), (correct & valid).sum(), (result.steps * valid).sum()]).double()
+        for key, value in step_table(result.correct_at, result.halts_at, result.steps, correct, valid,
+                                     adaptive).items():
+            self.table[key] = self.table[key] + value if key in self.table else value
+        if predictions:
+            self.rows.append(_prediction_rows(torch.cat([b["index"] for b in group]), valid, pool, result, correct))
+
+
+def _solve_split(step: StepFn, loss_head: torch.nn.Module, data: Any, evaluators: list[tuple[str, Any]],
+                 settings: EvalConfig, *, cap: int, adaptive: bool, q_continue: bool, predictions: bool,
+                 trace: bool) -> _SplitSums:
+    """Run every pool of the split, timing the ACT loop alone, and feed the evaluators."""
+    keep = sorted(set().union(*(getattr(e, "required_outputs", set()) for _, e in evaluators)) - {"preds"})
+    device = next(iter(loss_head.parameters())).device
+    sums = _SplitSums(torch.zeros(3, dtype=torch.float64, device=device))
+    for group in pools(data.eval_batches(), data.metadata.seq_len, cap, trace):
+        pool = {k: torch.cat([b[k] for b in group]) for k in ("inputs", "labels", "puzzle_identifiers")}
+        _sync(device)
+        started = time.perf_counter()
+        result = run_pool(step, loss_head, pool, batch_size=group[0]["inputs"].shape[0], max_steps=cap,
+                          adaptive=adaptive, q_continue=q_continue, sync_every=settings.sync_every,
+                          trace=trace, keep_outputs=keep)
+        _sync(device)
+        sums.seconds += time.perf_counter() - started
+        sums.act_steps += result.act_steps
+        _update_evaluators(evaluators, group, result)
+        sums.add(group, pool, result, adaptive, predictions)
+    return sums
+
+
+def _update_evaluators(evaluators: list[tuple[str, Any]], group: list[Batch], result: PoolResult) -> None:
+    """Hand each evaluation batch of a pool its rows of the pool's answers."""
+    offset = 0
+    for batch in group:
+        size = batch["inputs"].shape[0]
+        outputs = {"preds": result.preds[offset: offset + size],
+                   "q_halt_logits": result.q_halt[offset: offset + size],
+                   **{k: v[offset: offset + size] for k, v in result.outputs.items()}}
+        for _, evaluator in evaluators:
+            evaluator.update_batch(batch, outputs)
+        offset += size
+
+
+def _evaluator_results(evaluators: list[tuple[str, Any]]) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for name, evaluator in evaluators:
+        values = evaluator.result()
+        if values:
+            results.update({f"{name}/{k}": float(v) for k, v in values.items()})
+    return results
+
+
+def _split_figures(totals: Tensor, seconds: float, act_steps: int, cap: int) -> dict[str, float]:
+    """The ``eval/...`` results from the totals summed over ranks."""
+    puzzles, exact, steps = totals.tolist()
+    return {
+        "eval/exact_accuracy": exact / max(puzzles, 1.0),
+        "eval/mean_steps": steps / max(puzzles, 1.0),
+        "eval/puzzles_per_second": puzzles / seconds if seconds else 0.0,
+        "eval/seconds": seconds,
+        "eval/max_steps": float(cap),
+        "eval/act_steps": float(act_steps),
+    }
+
+
+def _write_split_files(output_dir: Path, summary: dict[str, Any], results: dict[str, float],
+                       gathered: list[dict[str, np.ndarray]] | None, task: PuzzleTask | None, pad_id: int) -> None:
+    """``steps.json`` (the step table with the ``eval/...`` results) and, when gathered,
+    ``predictions.jsonl``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary["results"] = {k: v for k, v in results.items() if k.startswith("eval/")}
+    (output_dir / "steps.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if gathered is not None:
+        write_predictions(output_dir / "predictions.jsonl", gathered, task, pad_id)
 
 
 def _prediction_rows(index: Tensor, valid: Tensor, pool: Batch, result: PoolResult,
