@@ -557,14 +557,9 @@ def check_puzzle_task(plugin: str, data_config: Any, split: Path, *, registry: R
     writes them, for a task whose ``parse`` reads another form (a scramble, a task JSON):
     each must parse to ``seq_len`` tokens in the vocabulary."""
     from rrcore.data import load_set
-    from rrcore.protocols import Puzzle
 
     def fail(problem: str, expected: str) -> AssertionError:
         return AssertionError(f"task {plugin!r} (PuzzleTask): {problem}; the core expects {expected}")
-
-    def parsed_tokens(text: str) -> np.ndarray:
-        parsed = task.parse(text)
-        return np.asarray(parsed.inputs if isinstance(parsed, Puzzle) else parsed)
 
     spec = (registry or get_registry()).get("task", plugin)
     data = PuzzleDataset(split, global_batch_size=1)
@@ -572,44 +567,78 @@ def check_puzzle_task(plugin: str, data_config: Any, split: Path, *, registry: R
     task = spec.factory(data_config, metadata)
     arrays = load_set(split, metadata.sets[0])
     inputs, labels = np.asarray(arrays.inputs[:count]), np.asarray(arrays.labels[:count])
+    for text in puzzles or ():
+        _check_parse(task, text, metadata, fail)
+    for row in range(len(inputs)):
+        _check_decode(task, row, inputs[row], labels[row], fail, read_back=puzzles is None)
+        _check_verdicts(task, row, inputs[row], labels[row], metadata, fail)
+    if task.augmentations:
+        _check_augment(task, inputs, metadata.seq_len, fail)
+
+
+_Failure = Callable[[str, str], AssertionError]
+
+
+def _parsed_tokens(task: Any, text: str) -> np.ndarray:
+    from rrcore.protocols import Puzzle
+
+    parsed = task.parse(text)
+    return np.asarray(parsed.inputs if isinstance(parsed, Puzzle) else parsed)
+
+
+def _check_parse(task: Any, text: str, metadata: DatasetMetadata, fail: _Failure) -> None:
+    """``text``, as a user writes a puzzle, parses to ``seq_len`` tokens in the vocabulary."""
+    tokens = _parsed_tokens(task, text)
+    if tokens.shape != (metadata.seq_len,) or not ((tokens >= 0) & (tokens < metadata.vocab_size)).all():
+        raise fail(f"parse({text!r}) gave tokens of shape {tokens.shape} (range {tokens.min()}.."
+                   f"{tokens.max()})", f"({metadata.seq_len},) tokens below vocab_size {metadata.vocab_size}")
+
+
+def _check_decode(task: Any, row: int, inputs: np.ndarray, labels: np.ndarray, fail: _Failure, *,
+                  read_back: bool) -> None:
+    """``decode`` gives one line and ``render`` text; with ``read_back``, ``parse`` reads the
+    decoded input line back to the same tokens."""
+    for name, tokens in (("inputs", inputs), ("labels", labels)):
+        line, shown = task.decode(tokens), task.render(tokens)
+        if not (isinstance(line, str) and "\n" not in line and isinstance(shown, str)):
+            raise fail(f"decode of test {name} {row} gave {line!r}, render {type(shown).__name__}",
+                       "decode: one line (predictions.jsonl); render: text")
+    if read_back and not np.array_equal(_parsed_tokens(task, task.decode(inputs)), inputs):
+        raise fail(f"parse(decode(inputs)) of test example {row} is not its inputs",
+                   "parse to read back the puzzle line decode writes (or puzzles= to give texts "
+                   "in the form parse reads)")
+
+
+def _check_verdicts(task: Any, row: int, inputs: np.ndarray, labels: np.ndarray, metadata: DatasetMetadata,
+                    fail: _Failure) -> None:
+    """``check`` does not reject the label, rejects an empty answer (every scored token the
+    blank one) and does not accept a wrong one (every scored token changed)."""
     ignore = metadata.ignore_label_id
     blank = np.where(labels == ignore, labels, metadata.pad_id if ignore is None else ignore)
     wrong = np.where(labels == ignore, labels, (labels + 1) % metadata.vocab_size)
-    for text in puzzles or ():
-        tokens = parsed_tokens(text)
-        if tokens.shape != (metadata.seq_len,) or not ((tokens >= 0) & (tokens < metadata.vocab_size)).all():
-            raise fail(f"parse({text!r}) gave tokens of shape {tokens.shape} (range {tokens.min()}.."
-                       f"{tokens.max()})", f"({metadata.seq_len},) tokens below vocab_size {metadata.vocab_size}")
-    for row in range(len(inputs)):
-        for name, tokens in (("inputs", inputs[row]), ("labels", labels[row])):
-            line, shown = task.decode(tokens), task.render(tokens)
-            if not (isinstance(line, str) and "\n" not in line and isinstance(shown, str)):
-                raise fail(f"decode of test {name} {row} gave {line!r}, render {type(shown).__name__}",
-                           "decode: one line (predictions.jsonl); render: text")
-        if puzzles is None and not np.array_equal(parsed_tokens(task.decode(inputs[row])), inputs[row]):
-            raise fail(f"parse(decode(inputs)) of test example {row} is not its inputs",
-                       "parse to read back the puzzle line decode writes (or puzzles= to give texts "
-                       "in the form parse reads)")
-        verdict = task.check(inputs[row], labels[row])
-        if verdict.ok is False:
-            raise fail(f"check rejects the label of test example {row}: {verdict.message}",
-                       "check to accept a right answer (or say None: cannot tell)")
-        verdict = task.check(inputs[row], blank[row])
-        if verdict.ok is not False:
-            raise fail(f"check does not reject an empty answer to test example {row} ({verdict.message})",
-                       "check to reject it")
-        verdict = task.check(inputs[row], wrong[row])
-        if verdict.ok:
-            raise fail(f"check accepts a wrong answer to test example {row} ({verdict.message})",
-                       "check to reject it (or say None: cannot tell)")
-    if task.augmentations:
-        copies, state = task.augment(inputs, 3, np.random.default_rng(0))
-        if np.shape(copies) != (len(inputs), 3, metadata.seq_len) or not np.array_equal(copies[:, 0], inputs):
-            raise fail(f"augment(inputs, 3, rng) gave shape {np.shape(copies)} or a first copy that is not the input",
-                       f"({len(inputs)}, 3, {metadata.seq_len}) with copy 0 the puzzle itself")
-        if not np.array_equal(task.invert(copies, state), np.repeat(inputs[:, None], 3, axis=1)):
-            raise fail("invert(augment(inputs)) does not give the inputs back",
-                       "invert to map each copy back to the original puzzle's frame")
+    verdict = task.check(inputs, labels)
+    if verdict.ok is False:
+        raise fail(f"check rejects the label of test example {row}: {verdict.message}",
+                   "check to accept a right answer (or say None: cannot tell)")
+    verdict = task.check(inputs, blank)
+    if verdict.ok is not False:
+        raise fail(f"check does not reject an empty answer to test example {row} ({verdict.message})",
+                   "check to reject it")
+    verdict = task.check(inputs, wrong)
+    if verdict.ok:
+        raise fail(f"check accepts a wrong answer to test example {row} ({verdict.message})",
+                   "check to reject it (or say None: cannot tell)")
+
+
+def _check_augment(task: Any, inputs: np.ndarray, seq_len: int, fail: _Failure) -> None:
+    """``augment`` keeps the puzzle as copy 0 and ``invert`` maps every copy back."""
+    copies, state = task.augment(inputs, 3, np.random.default_rng(0))
+    if np.shape(copies) != (len(inputs), 3, seq_len) or not np.array_equal(copies[:, 0], inputs):
+        raise fail(f"augment(inputs, 3, rng) gave shape {np.shape(copies)} or a first copy that is not the input",
+                   f"({len(inputs)}, 3, {seq_len}) with copy 0 the puzzle itself")
+    if not np.array_equal(task.invert(copies, state), np.repeat(inputs[:, None], 3, axis=1)):
+        raise fail("invert(augment(inputs)) does not give the inputs back",
+                   "invert to map each copy back to the original puzzle's frame")
 
 
 # ---------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def test_a_long_function_is_named_with_its_file_and_length(tmp_path):
     package = tmp_path / "pkg"
     (package / "templates").mkdir(parents=True)
     body = "\n".join(f"    x{i} = {i}" for i in range(60))
-    (package / "mod.py").write_text(f"def short():\n    return 1\n\n\nclass C:\n    def long(self):\n{body}\n")
+    method_body = "\n".join(f"        x{i} = {i}" for i in range(60))
+    (package / "mod.py").write_text(f"def short():\n    return 1\n\n\nclass C:\n    def long(self):\n{method_body}\n")
     (package / "templates" / "model.py.tmpl").write_text(f"def long():\n{body}\n")
     assert long_functions(package) == ["pkg/mod.py:long (61 lines)"]
