@@ -6,6 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+
+try:
+    # torch's inductor imports setuptools at its first CPU compile, and setuptools' distutils
+    # shim asserts if the standard library's distutils was imported before it. One CI dry run
+    # failed so in tests/test_nn.py (not reproduced since); importing setuptools first lets the
+    # shim take its place before anything else can.
+    import setuptools  # noqa: F401
+except ImportError:  # a bare environment without setuptools: inductor then needs none either
+    pass
 from toy_helpers import make_distribution
 
 from rrcore.registry import load_registry, set_registry
