@@ -60,8 +60,12 @@ class Carry(NamedTuple):
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Carry:
         """The carry with ``fn`` applied to every tensor."""
-        return Carry({k: fn(v) for k, v in self.inner.items()}, fn(self.steps), fn(self.halted),
-                     {k: fn(v) for k, v in self.current_data.items()})
+        return Carry(
+            {k: fn(v) for k, v in self.inner.items()},
+            fn(self.steps),
+            fn(self.halted),
+            {k: fn(v) for k, v in self.current_data.items()},
+        )
 
     def detach(self) -> Carry:
         return self.map(Tensor.detach)
@@ -78,8 +82,10 @@ def reset_rows(reset: Tensor, carry: InnerCarry, initial: dict[str, Tensor | flo
     The body of :meth:`rrcore.model_kit.ReasoningModel.reset_carry`; ``torch.where``, so no
     host synchronisation.
     """
-    return {name: torch.where(_rows(reset, state), _cast(initial[name], state.dtype), state)
-            for name, state in carry.items()}
+    return {
+        name: torch.where(_rows(reset, state), _cast(initial[name], state.dtype), state)
+        for name, state in carry.items()
+    }
 
 
 def _cast(value: Tensor | float, dtype: torch.dtype) -> Tensor | float:
@@ -101,8 +107,14 @@ class ACTModel(nn.Module):
     just the rows asked for; without a ``generator`` it comes from torch's global one.
     """
 
-    def __init__(self, inner: Model, config: ACTConfig, *, generator: torch.Generator | None = None,
-                 global_batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        inner: Model,
+        config: ACTConfig,
+        *,
+        generator: torch.Generator | None = None,
+        global_batch_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.config = config
@@ -135,8 +147,9 @@ class ACTModel(nn.Module):
         """
         total = self.global_batch_size or batch_size
         draw = torch.rand(total, generator=self.exploration_generator, device=device)
-        steps = torch.randint(2, self.config.halt_max_steps + 1, (total,),
-                              generator=self.exploration_generator, device=device)
+        steps = torch.randint(
+            2, self.config.halt_max_steps + 1, (total,), generator=self.exploration_generator, device=device
+        )
         rows = slice(row_offset, row_offset + batch_size)
         return torch.where(draw[rows] < self.config.halt_exploration_prob, steps[rows], 0)
 
@@ -171,7 +184,8 @@ class ACTModel(nn.Module):
                     next_halt = next_outputs["q_halt_logits"]
                     next_continue = next_outputs["q_continue_logits"]
                     outputs["target_q_continue"] = torch.sigmoid(
-                        torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
+                        torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
+                    )
 
         return Carry(inner, steps, halted, current), outputs
 
@@ -196,9 +210,15 @@ class ACTLossHead(nn.Module):
     accuracy metrics count only rows that halted at this step, ``count`` of them.
     """
 
-    metric_reductions = {"lm_loss": PER_EXAMPLE, "q_halt_loss": PER_EXAMPLE, "q_continue_loss": PER_EXAMPLE,
-                         "accuracy": PER_HALTED, "exact_accuracy": PER_HALTED, "q_halt_accuracy": PER_HALTED,
-                         "steps": PER_HALTED}
+    metric_reductions = {
+        "lm_loss": PER_EXAMPLE,
+        "q_halt_loss": PER_EXAMPLE,
+        "q_continue_loss": PER_EXAMPLE,
+        "accuracy": PER_HALTED,
+        "exact_accuracy": PER_HALTED,
+        "q_halt_accuracy": PER_HALTED,
+        "steps": PER_HALTED,
+    }
 
     def __init__(self, model: ACTModel, config: ACTLossConfig | None = None) -> None:
         super().__init__()
@@ -209,8 +229,12 @@ class ACTLossHead(nn.Module):
     def initial_carry(self, batch: Batch) -> Carry:
         return self.model.initial_carry(batch)
 
-    def forward(self, carry: Carry, batch: Batch, exploration: Tensor | None = None,
-                ) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
+    def forward(
+        self,
+        carry: Carry,
+        batch: Batch,
+        exploration: Tensor | None = None,
+    ) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
         carry, outputs = self.model(carry, batch, exploration)
         labels = carry.current_data["labels"]
         logits = outputs["logits"]
@@ -234,14 +258,17 @@ class ACTLossHead(nn.Module):
 
         lm_loss = (self.loss_fn(logits, labels) / divisor.unsqueeze(-1)).sum().to(torch.float32)
         q_halt_loss = F.binary_cross_entropy_with_logits(
-            outputs["q_halt_logits"].to(torch.float32), seq_correct.to(torch.float32), reduction="sum")
+            outputs["q_halt_logits"].to(torch.float32), seq_correct.to(torch.float32), reduction="sum"
+        )
         loss = lm_loss + self.config.q_loss_weight * q_halt_loss
         metrics["lm_loss"] = lm_loss.detach()
         metrics["q_halt_loss"] = q_halt_loss.detach()
         if "target_q_continue" in outputs:
             q_continue_loss = F.binary_cross_entropy_with_logits(
-                outputs["q_continue_logits"].to(torch.float32), outputs["target_q_continue"].to(torch.float32),
-                reduction="sum")
+                outputs["q_continue_logits"].to(torch.float32),
+                outputs["target_q_continue"].to(torch.float32),
+                reduction="sum",
+            )
             loss = loss + self.config.q_loss_weight * q_continue_loss
             metrics["q_continue_loss"] = q_continue_loss.detach()
 
@@ -264,15 +291,23 @@ class CompiledStep:
         self.loss_head = loss_head
         self.compiled = compile
         self.cuda_graphs = compile and cuda_graphs
-        self.fn = (torch.compile(loss_head, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None)
-                   if compile else loss_head)
+        self.fn = (
+            torch.compile(loss_head, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None)
+            if compile
+            else loss_head
+        )
 
-    def __call__(self, carry: Carry, batch: Batch, exploration: Tensor | None = None,
-                 ) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
+    def __call__(
+        self,
+        carry: Carry,
+        batch: Batch,
+        exploration: Tensor | None = None,
+    ) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]:
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         carry, loss, metrics, outputs, all_halted = self.fn(carry, batch, exploration)
         if self.cuda_graphs:
             carry, metrics, outputs, all_halted = tree_map(
-                lambda t: t.detach().clone() if isinstance(t, Tensor) else t, (carry, metrics, outputs, all_halted))
+                lambda t: t.detach().clone() if isinstance(t, Tensor) else t, (carry, metrics, outputs, all_halted)
+            )
         return carry.detach(), loss, metrics, outputs, all_halted

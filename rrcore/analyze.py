@@ -48,14 +48,14 @@ def covariance_eigenvalues(samples: np.ndarray) -> np.ndarray:
     samples = np.asarray(samples, dtype=np.float64)
     centred = samples - samples.mean(axis=0, keepdims=True)
     singular = np.linalg.svd(centred, compute_uv=False)
-    return singular ** 2 / max(samples.shape[0] - 1, 1)
+    return singular**2 / max(samples.shape[0] - 1, 1)
 
 
 def participation_ratio(eigenvalues: np.ndarray) -> float:
     """``(sum lambda)^2 / sum lambda^2``: 1 when one direction holds all variance, d when
     d directions hold equal shares; 0 for no variance at all."""
     eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
-    squares = float((eigenvalues ** 2).sum())
+    squares = float((eigenvalues**2).sum())
     return float(eigenvalues.sum() ** 2 / squares) if squares > 0 else 0.0
 
 
@@ -79,8 +79,10 @@ def analyse(trace: StepTrace) -> dict[str, Any]:
             "dimensions": int(samples.shape[1]),
             "top_eigenvalues": eigenvalues[:10].tolist(),
         }
-    ratios = {f"{high}/{low}": _ratio(states[high]["participation_ratio"], states[low]["participation_ratio"])
-              for high, low in state_pairs(list(states))}
+    ratios = {
+        f"{high}/{low}": _ratio(states[high]["participation_ratio"], states[low]["participation_ratio"])
+        for high, low in state_pairs(list(states))
+    }
     return {
         "puzzles": trace.count,
         "act_steps": trace.steps,
@@ -108,10 +110,12 @@ def summary(result: dict[str, Any]) -> str:
         groups, start = [], 0
         for step in range(result["act_steps"]):
             size = per_step - 1 if step == 0 else per_step
-            groups.append(" ".join(f"{v:.3g}" for v in residuals[start:start + size]))
+            groups.append(" ".join(f"{v:.3g}" for v in residuals[start : start + size]))
             start += size
-        lines.append(f"{name}: PR {state['participation_ratio']:.2f} ({state['samples']} states of "
-                     f"{state['dimensions']} dims); forward residuals per update, by ACT step: " + " | ".join(groups))
+        lines.append(
+            f"{name}: PR {state['participation_ratio']:.2f} ({state['samples']} states of "
+            f"{state['dimensions']} dims); forward residuals per update, by ACT step: " + " | ".join(groups)
+        )
     for pair, value in result["participation_ratio_ratios"].items():
         high, low = pair.split("/")
         shown = f"{value:.2f}" if value is not None else "undefined (no variance in the low state)"
@@ -156,8 +160,14 @@ def write_plots(result: dict[str, Any], folder: Path) -> list[Path]:
         names = list(states)
         axes.bar(names, [states[n]["participation_ratio"] for n in names], color="#4c72b0")
         for i, name in enumerate(names):
-            axes.text(i, states[name]["participation_ratio"], f"{states[name]['participation_ratio']:.2f}",
-                      ha="center", va="bottom", fontsize=8)
+            axes.text(
+                i,
+                states[name]["participation_ratio"],
+                f"{states[name]['participation_ratio']:.2f}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         axes.set_ylabel("participation ratio")
         axes.set_title(f"Participation ratio ({result['source']})", fontsize=9)
         save(figure, "participation_ratio.png")

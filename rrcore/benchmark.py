@@ -143,10 +143,12 @@ def _eval_figures(run: Run, eval_batches: int) -> dict[str, Any]:
     _sync(device)
     seconds = time.perf_counter() - start
     puzzles = min(limited.count * data.global_batch_size, data.num_examples)
-    return {"eval_global_batch_size": data.global_batch_size,
-            "eval_puzzles_per_second": round(puzzles / seconds, 1),
-            "eval_halt_max_steps": halt_max_steps,
-            "eval_recompiles_after_warmup": _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"]}
+    return {
+        "eval_global_batch_size": data.global_batch_size,
+        "eval_puzzles_per_second": round(puzzles / seconds, 1),
+        "eval_halt_max_steps": halt_max_steps,
+        "eval_recompiles_after_warmup": _compile_counters()["graphs_compiled"] - eval_warm["graphs_compiled"],
+    }
 
 
 def scaling(figures: dict[str, Any], single: dict[str, Any]) -> dict[str, Any]:
@@ -159,12 +161,17 @@ def scaling(figures: dict[str, Any], single: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"the one-process figures have world_size {single.get('world_size')}, not 1")
     for key in ("device", "model", "global_batch_size", "dtype", "compile", "cuda_graphs"):
         if single.get(key) != figures[key]:
-            raise ValueError(f"{key} is {single.get(key)!r} in the one-process figures and "
-                             f"{figures[key]!r} here; compare runs of the same experiment and device")
+            raise ValueError(
+                f"{key} is {single.get(key)!r} in the one-process figures and "
+                f"{figures[key]!r} here; compare runs of the same experiment and device"
+            )
     ranks = figures["world_size"]
     single_rate = single["train_examples_per_second"]
-    return {**figures, "single_train_examples_per_second": single_rate,
-            "scaling_efficiency": round(figures["train_examples_per_second"] / (ranks * single_rate), 3)}
+    return {
+        **figures,
+        "single_train_examples_per_second": single_rate,
+        "scaling_efficiency": round(figures["train_examples_per_second"] / (ranks * single_rate), 3),
+    }
 
 
 class _Limited:

@@ -21,9 +21,14 @@ from rrcore.validators import positive
 
 @hookimpl
 def rr_register_loss_heads() -> list[LossHeadSpec]:
-    return [LossHeadSpec(
-        name="act", factory=lambda config, model: ACTLossHead(model, config), config_class=ACTLossConfig,
-        description="LM loss + Q-halt BCE (+ bootstrapped Q-continue) over ACT steps")]
+    return [
+        LossHeadSpec(
+            name="act",
+            factory=lambda config, model: ACTLossHead(model, config),
+            config_class=ACTLossConfig,
+            description="LM loss + Q-halt BCE (+ bootstrapped Q-continue) over ACT steps",
+        )
+    ]
 
 
 # -- optimizers --------------------------------------------------------------------------
@@ -62,10 +67,18 @@ def _make_adamw(param_groups: list[dict[str, Any]], config: AdamWConfig) -> torc
 @hookimpl
 def rr_register_optimizers() -> list[OptimizerSpec]:
     return [
-        OptimizerSpec(name="adam_atan2", factory=_make_adam_atan2, config_class=AdamAtan2Config,
-                      description="Adam with atan2 instead of epsilon, the papers' optimizer (fused on CUDA)"),
-        OptimizerSpec(name="adamw", factory=_make_adamw, config_class=AdamWConfig,
-                      description="torch.optim.AdamW with decoupled weight decay"),
+        OptimizerSpec(
+            name="adam_atan2",
+            factory=_make_adam_atan2,
+            config_class=AdamAtan2Config,
+            description="Adam with atan2 instead of epsilon, the papers' optimizer (fused on CUDA)",
+        ),
+        OptimizerSpec(
+            name="adamw",
+            factory=_make_adamw,
+            config_class=AdamWConfig,
+            description="torch.optim.AdamW with decoupled weight decay",
+        ),
     ]
 
 
@@ -86,8 +99,14 @@ def _use_built(config: BuiltDatasetConfig, cache_dir: Path) -> Path:
 
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
-    return [DatasetSpec(name="built", factory=_use_built, config_class=BuiltDatasetConfig,
-                        description="a data set folder already built (rr or reference layout)")]
+    return [
+        DatasetSpec(
+            name="built",
+            factory=_use_built,
+            config_class=BuiltDatasetConfig,
+            description="a data set folder already built (rr or reference layout)",
+        )
+    ]
 
 
 # -- evaluators --------------------------------------------------------------------------
@@ -117,11 +136,13 @@ class ExactEvaluator:
         correct = (outputs["preds"] == labels) & mask
         counts = mask.sum(-1).clamp_min(1)
         valid = batch["valid"]
-        self._sums += torch.stack([
-            valid.sum(),
-            torch.where(valid, correct.sum(-1) / counts, 0).sum(),
-            (valid & (correct.sum(-1) == mask.sum(-1))).sum(),
-        ]).to(torch.float64)
+        self._sums += torch.stack(
+            [
+                valid.sum(),
+                torch.where(valid, correct.sum(-1) / counts, 0).sum(),
+                (valid & (correct.sum(-1) == mask.sum(-1))).sum(),
+            ]
+        ).to(torch.float64)
 
     def result(self) -> dict[str, float] | None:
         """The metrics (rank 0), also written to ``results.json`` in the output folder."""
@@ -137,8 +158,14 @@ class ExactEvaluator:
 
 @hookimpl
 def rr_register_evaluators() -> list[EvaluatorSpec]:
-    return [EvaluatorSpec(name="exact", factory=ExactEvaluator, config_class=ExactConfig,
-                          description="token and exact-sequence accuracy for any task")]
+    return [
+        EvaluatorSpec(
+            name="exact",
+            factory=ExactEvaluator,
+            config_class=ExactConfig,
+            description="token and exact-sequence accuracy for any task",
+        )
+    ]
 
 
 # -- loggers -----------------------------------------------------------------------------
@@ -155,10 +182,22 @@ def rr_register_loggers() -> list[LoggerSpec]:
     )
 
     return [
-        LoggerSpec(name="jsonl", factory=JsonlLogger, config_class=None,
-                   description="metrics.jsonl in the run folder (always on)"),
-        LoggerSpec(name="wandb", factory=WandbLogger, config_class=WandbLoggerConfig,
-                   description="Weights & Biases (extra rrcore[wandb]; offline when no API key)"),
-        LoggerSpec(name="tensorboard", factory=TensorBoardLogger, config_class=TensorBoardLoggerConfig,
-                   description="TensorBoard event files in the run folder (extra rrcore[tensorboard])"),
+        LoggerSpec(
+            name="jsonl",
+            factory=JsonlLogger,
+            config_class=None,
+            description="metrics.jsonl in the run folder (always on)",
+        ),
+        LoggerSpec(
+            name="wandb",
+            factory=WandbLogger,
+            config_class=WandbLoggerConfig,
+            description="Weights & Biases (extra rrcore[wandb]; offline when no API key)",
+        ),
+        LoggerSpec(
+            name="tensorboard",
+            factory=TensorBoardLogger,
+            config_class=TensorBoardLoggerConfig,
+            description="TensorBoard event files in the run folder (extra rrcore[tensorboard])",
+        ),
     ]

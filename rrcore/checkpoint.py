@@ -64,7 +64,7 @@ def load_parts(parts: Mapping[str, Stateful], saved: Mapping[str, Any], where: P
     missing = [name for name in parts if saved.get(name) is None]
     if missing:
         held = ", ".join(name for name, state in saved.items() if state is not None) or "nothing"
-        hint = (" (its run kept no EMA: resume with train.ema = false)" if missing[0] == "ema" else "")
+        hint = " (its run kept no EMA: resume with train.ema = false)" if missing[0] == "ema" else ""
         raise CheckpointError(f"{where}: no {missing[0]!r} state to restore; the file holds {held}{hint}")
     for name, part in parts.items():
         part.load_state_dict(saved[name])
@@ -75,9 +75,10 @@ def upgrade_rank_state(state: dict[str, Any]) -> dict[str, Any]:
     named parts held ``torch_rng``, ``cuda_rng``, ``exploration_rng`` and ``carries``."""
     if "torch_rng" not in state:
         return state
-    return {"rng": {"torch": state["torch_rng"], "cuda": state.get("cuda_rng"),
-                    "exploration": state["exploration_rng"]},
-            "carries": state.get("carries") or []}
+    return {
+        "rng": {"torch": state["torch_rng"], "cuda": state.get("cuda_rng"), "exploration": state["exploration_rng"]},
+        "carries": state.get("carries") or [],
+    }
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -94,8 +95,17 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(directory: Path, step: int, shared: dict[str, Any], per_rank: dict[str, Any],
-                    trainer_state: dict[str, Any], config_toml: str, *, rank: int = 0, keep: int = 3) -> Path:
+def save_checkpoint(
+    directory: Path,
+    step: int,
+    shared: dict[str, Any],
+    per_rank: dict[str, Any],
+    trainer_state: dict[str, Any],
+    config_toml: str,
+    *,
+    rank: int = 0,
+    keep: int = 3,
+) -> Path:
     """Write a checkpoint for ``step`` (called on every rank) and return its folder."""
     directory = Path(directory)
     final = directory / f"step_{step}"
@@ -126,7 +136,7 @@ def _rotate(directory: Path, newest: Path, keep: int) -> None:
     highest-step others. Steps alone would not do: a folder may hold higher steps than the
     one just written (resumed from an earlier checkpoint), and those must not push it out."""
     others = [p for p in list_checkpoints(directory) if p != newest]
-    for old in others[:max(0, len(others) - (keep - 1))]:
+    for old in others[: max(0, len(others) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -160,8 +170,10 @@ def load_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, bad pickle, wrong format
-        raise CheckpointError(f"{path}: cannot be read ({type(error).__name__}: {error}); the file is "
-                              f"corrupt or truncated — resume from an earlier checkpoint") from None
+        raise CheckpointError(
+            f"{path}: cannot be read ({type(error).__name__}: {error}); the file is "
+            f"corrupt or truncated — resume from an earlier checkpoint"
+        ) from None
 
 
 def load_checkpoint(path: Path, rank: int = 0) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
@@ -176,8 +188,9 @@ def load_checkpoint(path: Path, rank: int = 0) -> tuple[dict[str, Any], dict[str
     return shared, per_rank, trainer_state
 
 
-def rank_state_for_layout(path: Path, trainer_state: dict[str, Any], rank: int, world_size: int,
-                          grad_accum_steps: int, global_batch_size: int) -> dict[str, Any]:
+def rank_state_for_layout(
+    path: Path, trainer_state: dict[str, Any], rank: int, world_size: int, grad_accum_steps: int, global_batch_size: int
+) -> dict[str, Any]:
     """This rank's state from a checkpoint saved by another layout of ranks x accumulation steps.
 
     The ACT carries of every saved rank, in global row order, are cut anew for this
@@ -196,5 +209,5 @@ def rank_state_for_layout(path: Path, trainer_state: dict[str, Any], rank: int, 
         rows = sum(int(carry["steps"].shape[0]) for carry in carries)
         if rows == global_batch_size:
             parts = regroup_rows(carries, world_size * grad_accum_steps)
-            state["carries"] = parts[rank * grad_accum_steps: (rank + 1) * grad_accum_steps]
+            state["carries"] = parts[rank * grad_accum_steps : (rank + 1) * grad_accum_steps]
     return state

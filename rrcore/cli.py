@@ -73,8 +73,13 @@ def _load(experiment: str, overrides: tuple[str, ...]):
         _fail(str(error), EXIT_CONFIG)
 
 
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override a key of the experiment, e.g. --set train.lr=3e-4 (repeatable).")
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key of the experiment, e.g. --set train.lr=3e-4 (repeatable).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,14 +91,17 @@ def main() -> None:
 @main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--resume", metavar="CHECKPOINT",
-              help="Continue a run: 'latest', 'step_N', a run folder or a checkpoint folder.")
+@click.option(
+    "--resume", metavar="CHECKPOINT", help="Continue a run: 'latest', 'step_N', a run folder or a checkpoint folder."
+)
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default: run.out_dir/run.name).")
-@click.option("--overwrite", is_flag=True,
-              help="Start afresh in a run folder that holds another run, moving that run aside "
-                   "to FOLDER.old-N first (nothing is deleted).")
-def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir: str | None,
-        overwrite: bool) -> None:
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start afresh in a run folder that holds another run, moving that run aside "
+    "to FOLDER.old-N first (nothing is deleted).",
+)
+def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir: str | None, overwrite: bool) -> None:
     """Train EXPERIMENT (a TOML file); works alone or under torchrun.
 
     A run folder holds one run: config.toml, metrics.jsonl, checkpoints/, eval/ and
@@ -120,9 +128,14 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
         _fail("--overwrite starts a new run and --resume continues one; use one of them", EXIT_CONFIG)
     resolved = _load(experiment, overrides)
     folder = Path(run_dir) if run_dir else default_run_dir(resolved)
-    command = resume_command(experiment, list(overrides), folder, int(os.environ.get("WORLD_SIZE", "1")),
-                             nodes=int(os.environ.get("GROUP_WORLD_SIZE", "1")),  # set by torchrun
-                             rendezvous_id=os.environ.get("TORCHELASTIC_RUN_ID", "rr"))
+    command = resume_command(
+        experiment,
+        list(overrides),
+        folder,
+        int(os.environ.get("WORLD_SIZE", "1")),
+        nodes=int(os.environ.get("GROUP_WORLD_SIZE", "1")),  # set by torchrun
+        rendezvous_id=os.environ.get("TORCHELASTIC_RUN_ID", "rr"),
+    )
     try:
         with _exit_codes():
             result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
@@ -165,29 +178,55 @@ def export_command(checkpoint: str, directory: str) -> None:
 
     with _exit_codes(CheckpointError):
         info = export(checkpoint, Path(directory), _registry())
-    click.echo(f"rr: exported {info['model']!r} ({info['parameters']:,} parameters, step {info['step']}, "
-               f"{info['weights']} weights) from {info['source']}", err=True)
+    click.echo(
+        f"rr: exported {info['model']!r} ({info['parameters']:,} parameters, step {info['step']}, "
+        f"{info['weights']} weights) from {info['source']}",
+        err=True,
+    )
     click.echo(directory)
 
 
 @main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
-@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
-              help="A key and the values to try, e.g. --grid train.lr=1e-4,3e-4 (repeatable: "
-                   "every combination runs).")
+@click.option(
+    "--grid",
+    "grid",
+    multiple=True,
+    required=True,
+    metavar="KEY=V1,V2,...",
+    help="A key and the values to try, e.g. --grid train.lr=1e-4,3e-4 (repeatable: every combination runs).",
+)
 @set_option
-@click.option("--sweep-dir", type=click.Path(file_okay=False),
-              help="Folder holding a run folder per grid point, sweep.json and sweep.md "
-                   "(default: run.out_dir/<run.name>-sweep).")
-@click.option("--metric", "metrics", multiple=True, metavar="KEY",
-              help="Evaluation metric shown in the table, e.g. sudoku/exact_accuracy (repeatable; "
-                   "default: each evaluator's overall metrics). sweep.json keeps them all.")
-@click.option("--print-commands", is_flag=True,
-              help="Print the rr run command of each grid point (for a scheduler) and run nothing.")
-@click.option("--overwrite", is_flag=True,
-              help="Run in run folders that hold runs, moving each aside to FOLDER.old-N first.")
-def sweep(experiment: str, grid: tuple[str, ...], overrides: tuple[str, ...], sweep_dir: str | None,
-          metrics: tuple[str, ...], print_commands: bool, overwrite: bool) -> None:
+@click.option(
+    "--sweep-dir",
+    type=click.Path(file_okay=False),
+    help="Folder holding a run folder per grid point, sweep.json and sweep.md (default: run.out_dir/<run.name>-sweep).",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="KEY",
+    help="Evaluation metric shown in the table, e.g. sudoku/exact_accuracy (repeatable; "
+    "default: each evaluator's overall metrics). sweep.json keeps them all.",
+)
+@click.option(
+    "--print-commands",
+    is_flag=True,
+    help="Print the rr run command of each grid point (for a scheduler) and run nothing.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Run in run folders that hold runs, moving each aside to FOLDER.old-N first."
+)
+def sweep(
+    experiment: str,
+    grid: tuple[str, ...],
+    overrides: tuple[str, ...],
+    sweep_dir: str | None,
+    metrics: tuple[str, ...],
+    print_commands: bool,
+    overwrite: bool,
+) -> None:
     """Train EXPERIMENT once for every combination of the --grid values, one run after another.
 
     Each run is `rr run EXPERIMENT --set ... --run-dir SWEEP_DIR/<values>` (named from its
@@ -219,8 +258,16 @@ def sweep(experiment: str, grid: tuple[str, ...], overrides: tuple[str, ...], sw
             return
         if not overwrite:
             sweeps.check_unused(runs)
-    code = sweeps.run_sweep(experiment, axes, list(overrides), runs, folder, list(metrics) or None, overwrite,
-                            say=lambda line: click.echo(line, err=True))
+    code = sweeps.run_sweep(
+        experiment,
+        axes,
+        list(overrides),
+        runs,
+        folder,
+        list(metrics) or None,
+        overwrite,
+        say=lambda line: click.echo(line, err=True),
+    )
     click.echo(sweeps.format_table(sweeps.table_rows(axes, runs, list(metrics) or None)))
     click.echo(f"rr: sweep table in {folder / 'sweep.md'} and {folder / 'sweep.json'}", err=True)
     sys.exit(code)
@@ -230,18 +277,34 @@ def sweep(experiment: str, grid: tuple[str, ...], overrides: tuple[str, ...], sw
 @click.argument("checkpoint")
 @set_option
 @click.option("--output", type=click.Path(file_okay=False), help="Folder for evaluator outputs.")
-@click.option("--halting", type=click.Choice(["fixed", "adaptive"]),
-              help="fixed: every puzzle runs the step cap (the papers' protocol); adaptive: each stops "
-                   "when its Q-head says halt and its batch slot takes the next puzzle (eval.halting).")
-@click.option("--max-steps", type=click.IntRange(min=1),
-              help="Step cap (eval.max_steps; default act.halt_max_steps); above it: think longer.")
+@click.option(
+    "--halting",
+    type=click.Choice(["fixed", "adaptive"]),
+    help="fixed: every puzzle runs the step cap (the papers' protocol); adaptive: each stops "
+    "when its Q-head says halt and its batch slot takes the next puzzle (eval.halting).",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    help="Step cap (eval.max_steps; default act.halt_max_steps); above it: think longer.",
+)
 @click.option("--trace", is_flag=True, help="Add the prediction after every step to predictions.jsonl.")
-@click.option("--augmentations", type=click.IntRange(min=1),
-              help="Also solve N augmented copies of each puzzle (the first the puzzle itself), map the "
-                   "answers back and report accuracy@1, majority vote and best-Q selection "
-                   "(eval.augmentations; needs a task plugin that augments).")
-def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None, halting: str | None,
-                 max_steps: int | None, trace: bool, augmentations: int | None) -> None:
+@click.option(
+    "--augmentations",
+    type=click.IntRange(min=1),
+    help="Also solve N augmented copies of each puzzle (the first the puzzle itself), map the "
+    "answers back and report accuracy@1, majority vote and best-Q selection "
+    "(eval.augmentations; needs a task plugin that augments).",
+)
+def eval_command(
+    checkpoint: str,
+    overrides: tuple[str, ...],
+    output: str | None,
+    halting: str | None,
+    max_steps: int | None,
+    trace: bool,
+    augmentations: int | None,
+) -> None:
     """Evaluate a saved CHECKPOINT (a run folder, checkpoint folder or rr export folder) on its test split.
 
     Use --set data.... to evaluate on another data set, --set evaluators.0.plugin=... for other metrics.
@@ -257,8 +320,11 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
 
     with _exit_codes():
         path = resolve_source(checkpoint)
-        settings = ([f"eval.halting={halting}"] * bool(halting) + [f"eval.max_steps={max_steps}"] * bool(max_steps)
-                    + [f"eval.augmentations={augmentations}"] * bool(augmentations))
+        settings = (
+            [f"eval.halting={halting}"] * bool(halting)
+            + [f"eval.max_steps={max_steps}"] * bool(max_steps)
+            + [f"eval.augmentations={augmentations}"] * bool(augmentations)
+        )
         resolved = _load(str(path / "config.toml"), (*overrides, *settings))
         output_dir = Path(output) if output else default_eval_dir(path)
         results = evaluate_checkpoint(resolved, path, output_dir, predictions=True, trace=trace)
@@ -275,16 +341,27 @@ def eval_command(checkpoint: str, overrides: tuple[str, ...], output: str | None
 @main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--steps", default=30, show_default=True,
-              help="Timed training steps after warm-up (the median step is reported).")
+@click.option(
+    "--steps", default=30, show_default=True, help="Timed training steps after warm-up (the median step is reported)."
+)
 @click.option("--warmup", default=5, show_default=True, help="Untimed steps first (compilation happens here).")
 @click.option("--eval-batches", default=2, show_default=True, help="Timed evaluation batches (0: skip).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the figures as JSON here.")
-@click.option("--single-json", type=click.Path(exists=True, dir_okay=False),
-              help="Figures of a one-process rr bench of the same experiment (its --json-out): "
-                   "adds the scaling efficiency of this run (under torchrun).")
-def bench(experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, eval_batches: int,
-          json_out: str | None, single_json: str | None) -> None:
+@click.option(
+    "--single-json",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Figures of a one-process rr bench of the same experiment (its --json-out): "
+    "adds the scaling efficiency of this run (under torchrun).",
+)
+def bench(
+    experiment: str,
+    overrides: tuple[str, ...],
+    steps: int,
+    warmup: int,
+    eval_batches: int,
+    json_out: str | None,
+    single_json: str | None,
+) -> None:
     """Measure training steps/s, examples/s, peak memory and evaluation speed of EXPERIMENT.
 
     Under torchrun: examples/s of each rank too, and with --single-json the scaling
@@ -300,8 +377,7 @@ def bench(experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, 
         except json.JSONDecodeError as error:
             _fail(f"{single_json}: not JSON written by rr bench --json-out ({error})", EXIT_CONFIG)
     try:
-        figures = benchmark(_load(experiment, overrides), steps=steps, warmup=warmup,
-                            eval_batches=eval_batches)
+        figures = benchmark(_load(experiment, overrides), steps=steps, warmup=warmup, eval_batches=eval_batches)
     finally:
         distributed.teardown()
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -325,16 +401,39 @@ def bench(experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, 
 def list_plugins(as_json: bool) -> None:
     """List installed plugins and what they register (and plugins that failed to load)."""
     registry = _registry()
-    rows = [{"kind": spec.kind, "name": spec.name, "distribution": spec.distribution, "version": spec.version,
-             "description": spec.description} for spec in registry.all_components()]
+    rows = [
+        {
+            "kind": spec.kind,
+            "name": spec.name,
+            "distribution": spec.distribution,
+            "version": spec.version,
+            "description": spec.description,
+        }
+        for spec in registry.all_components()
+    ]
     if as_json:
-        click.echo(json.dumps({
-            "components": rows,
-            "plugins": [{"name": p.name, "module": p.module, "distribution": p.distribution,
-                         "version": p.version, "hooks": list(p.hooks)} for p in registry.plugins],
-            "failures": [{"name": f.name, "distribution": f.distribution, "version": f.version,
-                          "error": f.error} for f in registry.failures],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "components": rows,
+                    "plugins": [
+                        {
+                            "name": p.name,
+                            "module": p.module,
+                            "distribution": p.distribution,
+                            "version": p.version,
+                            "hooks": list(p.hooks),
+                        }
+                        for p in registry.plugins
+                    ],
+                    "failures": [
+                        {"name": f.name, "distribution": f.distribution, "version": f.version, "error": f.error}
+                        for f in registry.failures
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     headers = ("kind", "name", "distribution", "version", "description")
     table = [headers] + [tuple(r[h] for h in headers) for r in rows]
@@ -342,22 +441,39 @@ def list_plugins(as_json: bool) -> None:
     for row in table:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
     for failure in registry.failures:
-        click.echo(f"\nfailed to load plugin {failure.name!r} ({failure.distribution} {failure.version}): "
-                   f"{failure.error}", err=True)
+        click.echo(
+            f"\nfailed to load plugin {failure.name!r} ({failure.distribution} {failure.version}): {failure.error}",
+            err=True,
+        )
 
 
 @main.command()
 @click.argument("checkpoint")
 @click.argument("puzzle")
 @set_option
-@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default="adaptive", show_default=True,
-              help="adaptive: stop when the Q-head says halt; fixed: run the whole step cap.")
-@click.option("--max-steps", type=click.IntRange(min=1),
-              help="Step cap (default eval.max_steps, else act.halt_max_steps); higher: think longer.")
+@click.option(
+    "--halting",
+    type=click.Choice(["adaptive", "fixed"]),
+    default="adaptive",
+    show_default=True,
+    help="adaptive: stop when the Q-head says halt; fixed: run the whole step cap.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    help="Step cap (default eval.max_steps, else act.halt_max_steps); higher: think longer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--trace", is_flag=True, help="Also show the answer after every step.")
-def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str, max_steps: int | None,
-          as_json: bool, trace: bool) -> None:
+def solve(
+    checkpoint: str,
+    puzzle: str,
+    overrides: tuple[str, ...],
+    halting: str,
+    max_steps: int | None,
+    as_json: bool,
+    trace: bool,
+) -> None:
     """Solve PUZZLE with the model of CHECKPOINT (a run folder, checkpoint folder or rr export folder).
 
     PUZZLE is the puzzle itself, a file holding it, or - for stdin, written as the task
@@ -388,11 +504,16 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
             raise InputError(f"puzzle: {error}") from None
     task = solver.task
     if as_json:
-        record = {"puzzle": task.decode(solution.inputs), "solution": task.decode(solution.prediction),
-                  "grid": task.render(solution.prediction), "steps": solution.steps,
-                  "max_steps": solution.max_steps, "q_halt": round(solution.q_halt, 4),
-                  "confidence": round(solution.confidence, 4),
-                  "check": {"ok": solution.check.ok, "message": solution.check.message}}
+        record = {
+            "puzzle": task.decode(solution.inputs),
+            "solution": task.decode(solution.prediction),
+            "grid": task.render(solution.prediction),
+            "steps": solution.steps,
+            "max_steps": solution.max_steps,
+            "q_halt": round(solution.q_halt, 4),
+            "confidence": round(solution.confidence, 4),
+            "check": {"ok": solution.check.ok, "message": solution.check.message},
+        }
         if solution.note:
             record["note"] = solution.note
         if trace:
@@ -406,14 +527,20 @@ def solve(checkpoint: str, puzzle: str, overrides: tuple[str, ...], halting: str
                 click.echo(f"step {number}: {task.decode(row)}")
         click.echo(task.render(solution.prediction))
         verdict = {True: "ok", False: "FAILED", None: "-"}[solution.check.ok]
-        click.echo(f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
-                   f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}")
+        click.echo(
+            f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
+            f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}"
+        )
     sys.exit(EXIT_FAILED if solution.check.ok is False else 0)
 
 
 run_argument = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
-checkpoint_option = click.option("--checkpoint", default="latest", show_default=True,
-                                 help="Which checkpoint of the run: 'latest', 'step_N' or a checkpoint folder.")
+checkpoint_option = click.option(
+    "--checkpoint",
+    default="latest",
+    show_default=True,
+    help="Which checkpoint of the run: 'latest', 'step_N' or a checkpoint folder.",
+)
 
 
 @main.command()
@@ -421,12 +548,23 @@ checkpoint_option = click.option("--checkpoint", default="latest", show_default=
 @set_option
 @checkpoint_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="HTML file (default: RUN/report.html).")
-@click.option("--puzzles", default=4, show_default=True, type=click.IntRange(min=0),
-              help="Solved puzzles and failed puzzles shown (each).")
-@click.option("--scan", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Test examples run step by step to find them.")
-def report(run_dir: str, overrides: tuple[str, ...], checkpoint: str, output: str | None, puzzles: int,
-           scan: int) -> None:
+@click.option(
+    "--puzzles",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Solved puzzles and failed puzzles shown (each).",
+)
+@click.option(
+    "--scan",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Test examples run step by step to find them.",
+)
+def report(
+    run_dir: str, overrides: tuple[str, ...], checkpoint: str, output: str | None, puzzles: int, scan: int
+) -> None:
     """Write one self-contained HTML page about the run in RUN.
 
     The page holds the resolved config, the training curves, the logged evaluations
@@ -446,14 +584,24 @@ def report(run_dir: str, overrides: tuple[str, ...], checkpoint: str, output: st
 @run_argument
 @set_option
 @checkpoint_option
-@click.option("--puzzles", default=100, show_default=True, type=click.IntRange(min=2),
-              help="Test puzzles whose states are recorded.")
-@click.option("--untrained", is_flag=True,
-              help="Analyse freshly initialised weights (the run's config and seed) as a baseline.")
-@click.option("--output", type=click.Path(file_okay=False),
-              help="Folder for analysis.json and plots (default: RUN/analysis/<checkpoint or untrained>).")
-def analyze(run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: int, untrained: bool,
-            output: str | None) -> None:
+@click.option(
+    "--puzzles",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Test puzzles whose states are recorded.",
+)
+@click.option(
+    "--untrained", is_flag=True, help="Analyse freshly initialised weights (the run's config and seed) as a baseline."
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Folder for analysis.json and plots (default: RUN/analysis/<checkpoint or untrained>).",
+)
+def analyze(
+    run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: int, untrained: bool, output: str | None
+) -> None:
     """Record the recurrent states of the run in RUN on test puzzles and measure their dynamics.
 
     Prints and writes (analysis.json, residuals.png, participation_ratio.png,
@@ -467,8 +615,11 @@ def analyze(run_dir: str, overrides: tuple[str, ...], checkpoint: str, puzzles: 
 
     with _exit_codes(RunInputError), open_run(run_dir, overrides, checkpoint, untrained=untrained) as opened:
         trace = trace_steps(opened, puzzles, record_states=True)
-        result = {"source": f"{opened.experiment.run.name} ({opened.label})", "model": opened.experiment.model.plugin,
-                  **analysis.analyse(trace)}
+        result = {
+            "source": f"{opened.experiment.run.name} ({opened.label})",
+            "model": opened.experiment.model.plugin,
+            **analysis.analyse(trace),
+        }
         folder = Path(output) if output else Path(run_dir) / "analysis" / opened.label
     analysis.write_results(result, folder)
     if plots.have_matplotlib():
@@ -489,8 +640,9 @@ class _DataBuildCommand(click.Command):
         formatter.write_text("Data plugins and their keys:")
         with formatter.indentation():
             for block in describe_plugins(_registry()).split("\n\n"):
-                formatter.write("\n" + "\n".join(" " * formatter.current_indent + line
-                                                  for line in block.splitlines()) + "\n")
+                formatter.write(
+                    "\n" + "\n".join(" " * formatter.current_indent + line for line in block.splitlines()) + "\n"
+                )
 
 
 @main.group()
@@ -500,11 +652,19 @@ def data() -> None:
 
 @data.command(name="build", cls=_DataBuildCommand)
 @click.argument("source", metavar="EXP_OR_PLUGIN")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Set a key of the data plugin's config, e.g. --set num_aug=10 (repeatable; "
-                   "data.KEY works too). The keys are listed below.")
-@click.option("--cache-dir", type=click.Path(), help="Cache folder (default: the experiment's "
-                                                     "run.cache_dir, else $RR_CACHE_DIR or ~/.cache/rr).")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a key of the data plugin's config, e.g. --set num_aug=10 (repeatable; "
+    "data.KEY works too). The keys are listed below.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(),
+    help="Cache folder (default: the experiment's run.cache_dir, else $RR_CACHE_DIR or ~/.cache/rr).",
+)
 def data_build(source: str, settings: tuple[str, ...], cache_dir: str | None) -> None:
     """Build (or find in the cache) a data set and print its folder.
 
@@ -529,8 +689,12 @@ def data_build(source: str, settings: tuple[str, ...], cache_dir: str | None) ->
 
 @main.command(name="new-plugin")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["model", "task"]), required=True,
-              help="model: an architecture; task: a data set and its evaluator.")
+@click.option(
+    "--kind",
+    type=click.Choice(["model", "task"]),
+    required=True,
+    help="model: an architecture; task: a data set and its evaluator.",
+)
 @click.option("--output", type=click.Path(), help="Folder to write (new or empty; default: ./rr-NAME).")
 def new_plugin(name: str, kind: str, output: str | None) -> None:
     """Write a plugin package NAME to start from.
@@ -554,13 +718,20 @@ def new_plugin(name: str, kind: str, output: str | None) -> None:
     for component in REGISTERS[kind]:
         taken = registry.components[component].get(name)
         if taken is not None:
-            _fail(f"NAME {name!r}: a {component} plugin of that name is installed ({taken.distribution} "
-                  f"{taken.version}); choose another name", EXIT_CONFIG)
+            _fail(
+                f"NAME {name!r}: a {component} plugin of that name is installed ({taken.distribution} "
+                f"{taken.version}); choose another name",
+                EXIT_CONFIG,
+            )
     written = render(kind, names, folder)
     click.echo(f"rr: wrote {kind} plugin {name!r} to {folder} ({len(written)} files); next:")
     example = folder / "examples" / ("sudoku4x4.toml" if kind == "model" else f"{name}-trm.toml")
-    for line in (f"pip install -e {folder}", f"python -m pytest {folder / 'tests'}", "rr list-plugins",
-                 f"rr run {example}"):
+    for line in (
+        f"pip install -e {folder}",
+        f"python -m pytest {folder / 'tests'}",
+        "rr list-plugins",
+        f"rr run {example}",
+    ):
         click.echo(f"  {line}")
 
 

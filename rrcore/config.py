@@ -90,8 +90,7 @@ class TrainConfig:
     lr_min_ratio: float = attrs.field(default=1.0, validator=fraction)
     lr_warmup_steps: int = attrs.field(default=0, validator=non_negative)
     weight_decay: float = attrs.field(default=0.1, validator=non_negative)
-    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95],
-                                     validator=Each(in_range(0, 1, high_open=True)))
+    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95], validator=Each(in_range(0, 1, high_open=True)))
     grad_clip: float = attrs.field(default=0.0, validator=non_negative)  # 0 = off
     ema: bool = False
     ema_rate: float = attrs.field(default=0.999, validator=in_range(0, 1, high_open=True))
@@ -110,8 +109,10 @@ class TrainConfig:
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas}")
         if self.global_batch_size % self.grad_accum_steps:
-            raise ValueError(f"global_batch_size {self.global_batch_size} is not divisible by "
-                             f"grad_accum_steps {self.grad_accum_steps}")
+            raise ValueError(
+                f"global_batch_size {self.global_batch_size} is not divisible by "
+                f"grad_accum_steps {self.grad_accum_steps}"
+            )
 
 
 @attrs.define
@@ -155,32 +156,41 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (TOML-able) for the resolved config."""
+
         def section(s: PluginSection) -> dict[str, Any]:
             values = attrs.asdict(s.config) if s.config is not None else {}
             return {"plugin": s.plugin, **values}
 
         return {
-            "run": attrs.asdict(self.run), "data": section(self.data), "model": section(self.model),
-            "act": attrs.asdict(self.act), "loss": section(self.loss),
+            "run": attrs.asdict(self.run),
+            "data": section(self.data),
+            "model": section(self.model),
+            "act": attrs.asdict(self.act),
+            "loss": section(self.loss),
             "optimizer": {**section(self.optimizer), "puzzle_emb": attrs.asdict(self.optimizer.puzzle_emb)},
-            "train": attrs.asdict(self.train), "evaluators": [section(s) for s in self.evaluators],
-            "loggers": [section(s) for s in self.loggers], "eval": attrs.asdict(self.eval),
+            "train": attrs.asdict(self.train),
+            "evaluators": [section(s) for s in self.evaluators],
+            "loggers": [section(s) for s in self.loggers],
+            "eval": attrs.asdict(self.eval),
         }
 
 
-CORE_SECTIONS: dict[str, type] = {"run": RunConfig, "act": ACTConfig, "train": TrainConfig,
-                                  "eval": EvalConfig}
-PLUGIN_SECTIONS: dict[str, str] = {"data": "dataset", "model": "model", "loss": "loss_head",
-                                   "optimizer": "optimizer"}
+CORE_SECTIONS: dict[str, type] = {"run": RunConfig, "act": ACTConfig, "train": TrainConfig, "eval": EvalConfig}
+PLUGIN_SECTIONS: dict[str, str] = {"data": "dataset", "model": "model", "loss": "loss_head", "optimizer": "optimizer"}
 LIST_SECTIONS: dict[str, str] = {"evaluators": "evaluator", "loggers": "logger"}
-DEFAULTS: dict[str, Any] = {"loss": {"plugin": "act"}, "optimizer": {"plugin": "adam_atan2"},
-                            "evaluators": [{"plugin": "exact"}], "loggers": []}
+DEFAULTS: dict[str, Any] = {
+    "loss": {"plugin": "act"},
+    "optimizer": {"plugin": "adam_atan2"},
+    "evaluators": [{"plugin": "exact"}],
+    "loggers": [],
+}
 ALL_SECTIONS = (*CORE_SECTIONS, *PLUGIN_SECTIONS, *LIST_SECTIONS)
 
 
 # ---------------------------------------------------------------------------------------
 # Strict structuring (TOML has types: do not silently turn 3.7 into 3 or "1" into True)
 # ---------------------------------------------------------------------------------------
+
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -198,6 +208,7 @@ def _strict(expected: type, accept: tuple[type, ...], convert: Any = None) -> An
         if isinstance(value, bool) and expected is not bool or not isinstance(value, accept):
             raise TypeError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
         return convert(value) if convert else value
+
     return hook
 
 
@@ -267,6 +278,7 @@ def structure(values: dict[str, Any], cls: type, where: str, path: str) -> Any:
 # Loading
 # ---------------------------------------------------------------------------------------
 
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.lr=3e-4"`` → (["train", "lr"], 3e-4); values are TOML, bare words strings."""
     if "=" not in text:
@@ -289,8 +301,10 @@ def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
             if key.isdigit() and int(key) == len(node) and all(isinstance(e, dict) for e in node):
                 node.append({})  # the next entry of an array of tables: --set loggers.0.plugin=wandb
             if not key.isdigit() or int(key) >= len(node):
-                raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i])} has {len(node)} entries; "
-                                  f"{key!r} is not an index among them (nor {len(node)}, which adds one)")
+                raise ConfigError(
+                    f"--set {'.'.join(keys)}: {'.'.join(keys[:i])} has {len(node)} entries; "
+                    f"{key!r} is not an index among them (nor {len(node)}, which adds one)"
+                )
             node = node[int(key)]
         else:
             if i == 0 and key not in node and key in LIST_SECTIONS:
@@ -338,8 +352,10 @@ def _move_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
                 raise ConfigError(f"{where}: {name}: expected a table, got {table[name]!r}")
             table[name] = table = dict(table.get(name, DEFAULTS.get(name, {})))
         if new_key in table:
-            raise ConfigError(f"{where}: {section}.{key}: moved to {new_table}.{new_key}, which is also set; "
-                              f"keep only {new_table}.{new_key}")
+            raise ConfigError(
+                f"{where}: {section}.{key}: moved to {new_table}.{new_key}, which is also set; "
+                f"keep only {new_table}.{new_key}"
+            )
         table[new_key] = raw[section].pop(key)
         print(f"rr: note: {where}: {section}.{key} is now {new_table}.{new_key} (read as such)", file=sys.stderr)
     return raw
@@ -387,11 +403,15 @@ def _match_q_continue(act: ACTConfig, raw_act: dict[str, Any], model: ModelSpec,
     if "q_continue" not in raw_act:
         act.q_continue = declared
     elif act.q_continue != declared:
-        does = "predicts Q-continue (it halts on q_halt > q_continue)" if declared else \
-            "does not predict Q-continue (it halts on q_halt > 0)"
-        raise ConfigError(f"{where}: act.q_continue = {str(act.q_continue).lower()}: model {model.name!r} "
-                          f"{does}; leave the key out or set it to {str(declared).lower()}")
-
+        does = (
+            "predicts Q-continue (it halts on q_halt > q_continue)"
+            if declared
+            else "does not predict Q-continue (it halts on q_halt > 0)"
+        )
+        raise ConfigError(
+            f"{where}: act.q_continue = {str(act.q_continue).lower()}: model {model.name!r} "
+            f"{does}; leave the key out or set it to {str(declared).lower()}"
+        )
 
 
 BASE_KEY = "base"
@@ -443,8 +463,10 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     base = raw.pop(BASE_KEY)
     if not isinstance(base, str) or not base:
-        raise ConfigError(f"{path}: base: expected the path of another experiment file (relative to this "
-                          f"one), e.g. base = \"sudoku4x4.toml\", got {base!r}")
+        raise ConfigError(
+            f"{path}: base: expected the path of another experiment file (relative to this "
+            f'one), e.g. base = "sudoku4x4.toml", got {base!r}'
+        )
     base_path = path.parent / base
     chain = (*_chain, path)
     if base_path.resolve() in {p.resolve() for p in chain}:
@@ -470,6 +492,7 @@ def load_experiment(path: str | Path, overrides: list[str] = (), registry: Regis
 # ---------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------
+
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):

@@ -125,9 +125,10 @@ class _NpyStream:
         self._header_size = self._file.tell()
 
     def _header(self, rows: int) -> None:
-        np.lib.format.write_array_header_1_0(self._file, {
-            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-            "shape": (rows, self.width)})
+        np.lib.format.write_array_header_1_0(
+            self._file,
+            {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, self.width)},
+        )
 
     def append(self, chunk: np.ndarray) -> None:
         self._file.write(np.ascontiguousarray(chunk, dtype=self.dtype).tobytes())
@@ -153,8 +154,7 @@ class SplitWriter:
     (use the writer as a context manager). Every split holds one set, ``set_name``.
     """
 
-    def __init__(self, directory: Path, seq_len: int, dtype: np.dtype = np.int32,
-                 set_name: str = "all") -> None:
+    def __init__(self, directory: Path, seq_len: int, dtype: np.dtype = np.int32, set_name: str = "all") -> None:
         self.directory = Path(directory)
         self.seq_len, self.dtype, self.set_name = seq_len, np.dtype(dtype), set_name
         self.directory.parent.mkdir(parents=True, exist_ok=True)
@@ -172,8 +172,9 @@ class SplitWriter:
         inputs = np.asarray(inputs, dtype=self.dtype).reshape(-1, self.seq_len)
         self._add(np.asarray([identifier]), inputs, labels, np.asarray([inputs.shape[0]]))
 
-    def add_group(self, identifiers: np.ndarray, inputs: np.ndarray, labels: np.ndarray,
-                  sizes: np.ndarray | None = None) -> None:
+    def add_group(
+        self, identifiers: np.ndarray, inputs: np.ndarray, labels: np.ndarray, sizes: np.ndarray | None = None
+    ) -> None:
         """Puzzles ``identifiers`` (P,) with ``sizes`` (P,) examples each (default one),
         their rows of ``inputs``/``labels`` in order, as one group."""
         identifiers = np.asarray(identifiers).reshape(-1)
@@ -211,9 +212,17 @@ class SplitWriter:
     def num_groups(self) -> int:
         return len(self._group_indices) - 1
 
-    def finish(self, *, pad_id: int, ignore_label_id: int | None, vocab_size: int, num_puzzle_identifiers: int,
-               blank_identifier_id: int = 0, extra: dict[str, Any] | None = None,
-               check_tokens: bool = True) -> DatasetMetadata:
+    def finish(
+        self,
+        *,
+        pad_id: int,
+        ignore_label_id: int | None,
+        vocab_size: int,
+        num_puzzle_identifiers: int,
+        blank_identifier_id: int = 0,
+        extra: dict[str, Any] | None = None,
+        check_tokens: bool = True,
+    ) -> DatasetMetadata:
         """Write the rest of the split, validate it and move it into place; returns its metadata.
 
         ``check_tokens=False`` skips the scan of every token (builders whose tokens are in
@@ -231,10 +240,17 @@ class SplitWriter:
         for name, array in index_arrays.items():
             np.save(self._tmp / f"{self.set_name}__{name}.npy", array.astype(np.int32))
         metadata = DatasetMetadata(
-            pad_id=pad_id, ignore_label_id=ignore_label_id, blank_identifier_id=blank_identifier_id,
-            vocab_size=vocab_size, seq_len=self.seq_len, num_puzzle_identifiers=num_puzzle_identifiers,
-            total_groups=self.num_groups, mean_puzzle_examples=self.num_examples / max(self.num_puzzles, 1),
-            sets=[self.set_name], extra=dict(extra or {}))
+            pad_id=pad_id,
+            ignore_label_id=ignore_label_id,
+            blank_identifier_id=blank_identifier_id,
+            vocab_size=vocab_size,
+            seq_len=self.seq_len,
+            num_puzzle_identifiers=num_puzzle_identifiers,
+            total_groups=self.num_groups,
+            mean_puzzle_examples=self.num_examples / max(self.num_puzzles, 1),
+            sets=[self.set_name],
+            extra=dict(extra or {}),
+        )
         (self._tmp / "dataset.json").write_text(json.dumps(metadata.to_dict(), indent=2))
         validate_split(self._tmp, check_tokens=check_tokens)
         if self.directory.exists():
@@ -304,27 +320,37 @@ def validate_split(directory: Path, check_tokens: bool = True) -> tuple[DatasetM
             return directory / f"{set_name}__{name}.npy"
 
         if arrays.inputs.ndim != 2 or arrays.inputs.shape[1] != metadata.seq_len:
-            raise DataFormatError(f"{where('inputs')}: shape {arrays.inputs.shape}, expected (N, {metadata.seq_len}) "
-                                  f"(seq_len in dataset.json)")
+            raise DataFormatError(
+                f"{where('inputs')}: shape {arrays.inputs.shape}, expected (N, {metadata.seq_len}) "
+                f"(seq_len in dataset.json)"
+            )
         if arrays.labels.shape != arrays.inputs.shape:
-            raise DataFormatError(f"{where('labels')}: shape {arrays.labels.shape} differs from inputs "
-                                  f"{arrays.inputs.shape}")
+            raise DataFormatError(
+                f"{where('labels')}: shape {arrays.labels.shape} differs from inputs {arrays.inputs.shape}"
+            )
         num_puzzles = arrays.puzzle_identifiers.shape[0]
         if arrays.puzzle_indices.shape != (num_puzzles + 1,):
-            raise DataFormatError(f"{where('puzzle_indices')}: shape {arrays.puzzle_indices.shape}, expected "
-                                  f"({num_puzzles + 1},) (one more than puzzle_identifiers)")
+            raise DataFormatError(
+                f"{where('puzzle_indices')}: shape {arrays.puzzle_indices.shape}, expected "
+                f"({num_puzzles + 1},) (one more than puzzle_identifiers)"
+            )
         indices = np.asarray(arrays.puzzle_indices)
         if indices[0] != 0 or indices[-1] != arrays.inputs.shape[0] or np.any(np.diff(indices) < 0):
-            raise DataFormatError(f"{where('puzzle_indices')}: must rise from 0 to the number of examples "
-                                  f"({arrays.inputs.shape[0]})")
+            raise DataFormatError(
+                f"{where('puzzle_indices')}: must rise from 0 to the number of examples ({arrays.inputs.shape[0]})"
+            )
         groups = np.asarray(arrays.group_indices)
         if groups.ndim != 1 or groups[0] != 0 or groups[-1] != num_puzzles or np.any(np.diff(groups) <= 0):
-            raise DataFormatError(f"{where('group_indices')}: must rise strictly from 0 to the number of "
-                                  f"puzzles ({num_puzzles})")
-        if num_puzzles and (arrays.puzzle_identifiers.min() < 0
-                            or arrays.puzzle_identifiers.max() >= metadata.num_puzzle_identifiers):
-            raise DataFormatError(f"{where('puzzle_identifiers')}: identifiers must lie in "
-                                  f"[0, {metadata.num_puzzle_identifiers}) (num_puzzle_identifiers)")
+            raise DataFormatError(
+                f"{where('group_indices')}: must rise strictly from 0 to the number of puzzles ({num_puzzles})"
+            )
+        if num_puzzles and (
+            arrays.puzzle_identifiers.min() < 0 or arrays.puzzle_identifiers.max() >= metadata.num_puzzle_identifiers
+        ):
+            raise DataFormatError(
+                f"{where('puzzle_identifiers')}: identifiers must lie in "
+                f"[0, {metadata.num_puzzle_identifiers}) (num_puzzle_identifiers)"
+            )
         if check_tokens and arrays.inputs.size:
             _check_tokens(arrays, metadata, where)
         sets[set_name] = arrays
@@ -345,22 +371,24 @@ def _check_tokens(arrays: PuzzleArrays, metadata: DatasetMetadata, where: Any) -
     ignored = [IGNORE_LABEL] + ([metadata.ignore_label_id] if metadata.ignore_label_id is not None else [])
     rows = max(1, (1 << 22) // max(1, metadata.seq_len))
     for start in range(0, arrays.inputs.shape[0], rows):
-        inputs = np.asarray(arrays.inputs[start: start + rows])
+        inputs = np.asarray(arrays.inputs[start : start + rows])
         low, high = int(inputs.min()), int(inputs.max())
         if low < 0 or high >= metadata.vocab_size:
-            raise DataFormatError(f"{where('inputs')}: token {high if high >= metadata.vocab_size else low} "
-                                  f"outside the vocabulary [0, {metadata.vocab_size})")
-        labels = np.asarray(arrays.labels[start: start + rows]).astype(np.int64)
+            raise DataFormatError(
+                f"{where('inputs')}: token {high if high >= metadata.vocab_size else low} "
+                f"outside the vocabulary [0, {metadata.vocab_size})"
+            )
+        labels = np.asarray(arrays.labels[start : start + rows]).astype(np.int64)
         scored = labels[~np.isin(labels, ignored)]
         if scored.size and (scored.min() < 0 or scored.max() >= metadata.vocab_size):
             bad = int(scored.max() if scored.max() >= metadata.vocab_size else scored.min())
-            raise DataFormatError(f"{where('labels')}: label {bad} outside the vocabulary "
-                                  f"[0, {metadata.vocab_size})")
+            raise DataFormatError(f"{where('labels')}: label {bad} outside the vocabulary [0, {metadata.vocab_size})")
 
 
 # ---------------------------------------------------------------------------------------
 # Reader
 # ---------------------------------------------------------------------------------------
+
 
 @attrs.frozen
 class StreamPosition:
@@ -387,12 +415,20 @@ class PuzzleDataset:
     from the memory-mapped files.
     """
 
-    def __init__(self, directory: Path, *, global_batch_size: int, rank: int = 0, world_size: int = 1,
-                 seed: int = 0, device: torch.device | str = "cpu", on_device: bool | str = "auto") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        global_batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        on_device: bool | str = "auto",
+    ) -> None:
         self.directory = Path(directory)
         if global_batch_size % world_size:
-            raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
-                             f"{world_size} ranks")
+            raise ValueError(f"global batch size {global_batch_size} is not divisible by the {world_size} ranks")
         self.metadata, sets = validate_split(self.directory)
         self.global_batch_size = global_batch_size
         self.local_batch_size = global_batch_size // world_size
@@ -407,7 +443,13 @@ class PuzzleDataset:
             self._identifiers = torch.from_numpy(self._example_identifiers).to(self.device)
 
     def _merge_sets(self, sets: dict[str, PuzzleArrays]) -> None:
-        inputs, labels, identifiers, puzzle_indices, group_indices = [], [], [], [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
+        inputs, labels, identifiers, puzzle_indices, group_indices = (
+            [],
+            [],
+            [],
+            [np.zeros(1, np.int64)],
+            [np.zeros(1, np.int64)],
+        )
         examples = puzzles = 0
         for arrays in sets.values():
             inputs.append(arrays.inputs)
@@ -472,20 +514,28 @@ class PuzzleDataset:
             index = torch.from_numpy(indices)
             if self.device.type == "cuda":
                 index = index.pin_memory().to(self.device, non_blocking=True)
-            return {"inputs": self._inputs[index].to(torch.int32), "labels": self._convert_labels(self._labels[index]),
-                    "puzzle_identifiers": self._identifiers[index]}
+            return {
+                "inputs": self._inputs[index].to(torch.int32),
+                "labels": self._convert_labels(self._labels[index]),
+                "puzzle_identifiers": self._identifiers[index],
+            }
         order = np.argsort(indices, kind="stable")  # sorted reads are kinder to memory maps
         rows = np.empty_like(order)
         rows[order] = np.arange(len(order))
         inputs = np.asarray(self._host_inputs[indices[order]], dtype=np.int32)[rows]
         labels = np.asarray(self._host_labels[indices[order]], dtype=np.int64)[rows]
-        batch = {"inputs": torch.from_numpy(inputs), "labels": self._convert_labels(torch.from_numpy(labels)),
-                 "puzzle_identifiers": torch.from_numpy(self._example_identifiers[indices])}
+        batch = {
+            "inputs": torch.from_numpy(inputs),
+            "labels": self._convert_labels(torch.from_numpy(labels)),
+            "puzzle_identifiers": torch.from_numpy(self._example_identifiers[indices]),
+        }
         if self.device.type == "cuda":
             return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
         return batch
 
-    def train_batches(self, start: StreamPosition = StreamPosition()) -> Iterator[tuple[StreamPosition, dict[str, torch.Tensor]]]:
+    def train_batches(
+        self, start: StreamPosition = StreamPosition()
+    ) -> Iterator[tuple[StreamPosition, dict[str, torch.Tensor]]]:
         """Endless ``(position_after, batch)`` pairs from ``start``; resume from ``position_after``."""
         if self.num_examples == 0:
             raise DataFormatError(f"{self.directory}: no training examples")
@@ -495,7 +545,7 @@ class PuzzleDataset:
         while True:
             parts, needed = [], self.global_batch_size
             while needed:
-                part = stream[offset: offset + needed]
+                part = stream[offset : offset + needed]
                 parts.append(part)
                 needed -= len(part)
                 offset += len(part)
@@ -515,8 +565,9 @@ class PuzzleDataset:
             valid_t = torch.from_numpy(valid).to(self.device)
             batch["inputs"] = torch.where(valid_t[:, None], batch["inputs"], self.metadata.pad_id)
             batch["labels"] = torch.where(valid_t[:, None], batch["labels"], IGNORE_LABEL)
-            batch["puzzle_identifiers"] = torch.where(valid_t, batch["puzzle_identifiers"],
-                                                      self.metadata.blank_identifier_id)
+            batch["puzzle_identifiers"] = torch.where(
+                valid_t, batch["puzzle_identifiers"], self.metadata.blank_identifier_id
+            )
             batch["index"] = torch.from_numpy(indices).to(self.device)
             batch["valid"] = valid_t
             yield batch
@@ -528,6 +579,7 @@ class PuzzleDataset:
 # ---------------------------------------------------------------------------------------
 # Build cache
 # ---------------------------------------------------------------------------------------
+
 
 def default_cache_dir() -> Path:
     """``$RR_CACHE_DIR``, else ``$XDG_CACHE_HOME/rr``, else ``~/.cache/rr``."""
@@ -569,8 +621,14 @@ def cached_build(cache_dir: Path, name: str, key: Any, build: Any) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
-        (tmp / "build.json").write_text(json.dumps({"name": name, "key": key}, indent=2, sort_keys=True,
-                                                   default=lambda v: attrs.asdict(v) if attrs.has(type(v)) else str(v)))
+        (tmp / "build.json").write_text(
+            json.dumps(
+                {"name": name, "key": key},
+                indent=2,
+                sort_keys=True,
+                default=lambda v: attrs.asdict(v) if attrs.has(type(v)) else str(v),
+            )
+        )
         if target.exists():  # another process finished first
             shutil.rmtree(tmp)
         else:

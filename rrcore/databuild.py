@@ -53,8 +53,9 @@ def config_keys(config_class: type | None) -> list[tuple[str, str, Any]]:
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             default = default.factory()
-        rows.append((field.name, _type_name(hints.get(field.name, Any)),
-                     "required" if default is attrs.NOTHING else default))
+        rows.append(
+            (field.name, _type_name(hints.get(field.name, Any)), "required" if default is attrs.NOTHING else default)
+        )
     return rows
 
 
@@ -98,8 +99,7 @@ def _is_experiment(source: str, plugins: dict[str, Any]) -> bool:
     return source.endswith(".toml") or (source not in plugins and Path(source).expanduser().is_file())
 
 
-def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | None,
-                    registry: Registry) -> DataRequest:
+def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | None, registry: Registry) -> DataRequest:
     """The data set ``rr data build SOURCE --set ... [--cache-dir DIR]`` asks for."""
     cache = output_folder(cache_dir, "cache folder") if cache_dir else None
     datasets = registry.components["dataset"]
@@ -113,13 +113,13 @@ def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | Non
         if values:  # through the experiment's own override path, as `rr run --set data.KEY=...`
             overrides = [f"data.{text.strip().removeprefix('data.')}" for text in settings]
             experiment = load_experiment(path, overrides, registry)
-        return DataRequest(spec, experiment.data.config, cache or data_cache_dir(experiment.run.cache_dir),
-                           str(path))
+        return DataRequest(spec, experiment.data.config, cache or data_cache_dir(experiment.run.cache_dir), str(path))
     if source not in datasets:
         close = difflib.get_close_matches(source, datasets, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InputError(f"{source}: neither an experiment file nor a data plugin{hint}; data plugins: "
-                         f"{', '.join(sorted(datasets))}")
+        raise InputError(
+            f"{source}: neither an experiment file nor a data plugin{hint}; data plugins: {', '.join(sorted(datasets))}"
+        )
     spec = datasets[source]
     values = _settings(settings, spec)
     where = f"rr data build {source}"
@@ -136,8 +136,9 @@ def build(request: DataRequest) -> Path:
     except DataSourceError as error:
         raise InputError(str(error)) from None
     except Exception as error:
-        raise DataFormatError(f"data plugin {spec.name!r} ({spec.distribution} {spec.version}) failed: "
-                              f"{type(error).__name__}: {error}") from error
+        raise DataFormatError(
+            f"data plugin {spec.name!r} ({spec.distribution} {spec.version}) failed: {type(error).__name__}: {error}"
+        ) from error
     if not (folder / "train" / "dataset.json").exists():
         raise DataFormatError(f"data plugin {spec.name!r} returned {folder}, which has no train/dataset.json")
     return folder
@@ -161,8 +162,10 @@ def summary(folder: Path, started: float, before: set[Path]) -> list[str]:
             indices = np.load(folder / split / f"{set_name}__puzzle_indices.npy", mmap_mode="r")
             counts["puzzles"] += len(indices) - 1
             counts["examples"] += int(indices[-1])
-        lines.append(f"{split}: {meta['total_groups']} groups, {counts['puzzles']} puzzles, "
-                     f"{counts['examples']} examples of {meta['seq_len']} tokens")
+        lines.append(
+            f"{split}: {meta['total_groups']} groups, {counts['puzzles']} puzzles, "
+            f"{counts['examples']} examples of {meta['seq_len']} tokens"
+        )
     size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
     when = "already built" if folder in before else f"built in {time.time() - started:.1f} s"
     lines.append(f"{size / 1e6:.1f} MB on disk, {when}")

@@ -42,8 +42,7 @@ def setup(preference: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=rank, world_size=world_size)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
     return DistInfo(rank, world_size, local_rank, device)
 
 
@@ -83,7 +82,7 @@ def all_reduce_gradients(parameters: list[torch.nn.Parameter]) -> None:
     dist.all_reduce(flat)
     offset = 0
     for g in grads:
-        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 
@@ -104,5 +103,4 @@ def regroup_rows(parts: list[Any], count: int) -> list[Any]:
     if rows % count:
         raise ValueError(f"{rows} rows do not split into {count} equal parts")
     size = rows // count
-    return [tree_unflatten([column[i * size: (i + 1) * size] for column in columns], spec)
-            for i in range(count)]
+    return [tree_unflatten([column[i * size : (i + 1) * size] for column in columns], spec) for i in range(count)]

@@ -58,8 +58,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_safetensors(path / WEIGHTS_FILE, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: cannot be read ({error}); the file is corrupt or "
-                              f"truncated — export it again") from None
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE}: cannot be read ({error}); the file is corrupt or truncated — export it again"
+        ) from None
 
 
 def load_weights(model: nn.Module, source: Path, where: str | None = None) -> None:
@@ -88,8 +89,10 @@ def fit(model: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
     a tensor ``weights`` holds once for several names of the model (tied) fills them all."""
     expected = model.state_dict()
     aliases = _alias_groups(expected)
-    advice = ("weights fit only a model of the same [model] sizes, on a data set of the same vocabulary, "
-              "sequence length and number of puzzle identifiers")
+    advice = (
+        "weights fit only a model of the same [model] sizes, on a data set of the same vocabulary, "
+        "sequence length and number of puzzle identifiers"
+    )
     for name in weights:
         if name not in expected:
             raise ConfigError(f"{where}: holds tensor {name!r}, which this model does not have; {advice}")
@@ -100,8 +103,10 @@ def fit(model: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
             raise ConfigError(f"{where}: parameter {name!r} is missing; {advice}")
         saved = weights[present[0]]
         if saved.shape != tensor.shape:
-            raise ConfigError(f"{where}: parameter {name!r} has shape {tuple(saved.shape)} there, "
-                              f"{tuple(tensor.shape)} in this model; {advice}")
+            raise ConfigError(
+                f"{where}: parameter {name!r} has shape {tuple(saved.shape)} there, "
+                f"{tuple(tensor.shape)} in this model; {advice}"
+            )
         full[name] = saved
     model.load_state_dict(full)
 
@@ -110,8 +115,13 @@ def _sharing_key(tensor: torch.Tensor) -> tuple[Any, ...] | None:
     """Equal for two names of one tensor (same storage, offset, shape and strides)."""
     if tensor.numel() == 0:
         return None
-    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
-            tensor.dtype)
+    return (
+        tensor.untyped_storage().data_ptr(),
+        tensor.storage_offset(),
+        tuple(tensor.shape),
+        tensor.stride(),
+        tensor.dtype,
+    )
 
 
 def _alias_groups(state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
@@ -120,8 +130,7 @@ def _alias_groups(state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
     for name, tensor in state.items():
         key = _sharing_key(tensor)
         by_key.setdefault(key if key is not None else name, []).append(name)
-    return {name: [name, *(other for other in group if other != name)]
-            for group in by_key.values() for name in group}
+    return {name: [name, *(other for other in group if other != name)] for group in by_key.values() for name in group}
 
 
 def unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -138,9 +147,12 @@ def unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     storages = Counter(t.untyped_storage().data_ptr() for t in kept.values() if t.numel())
     # Only tensors that still share memory (views of one another) or are not contiguous are
     # copied: the puzzle-embedding table may be gigabytes.
-    return {name: t.clone(memory_format=torch.contiguous_format)
-            if t.numel() and (storages[t.untyped_storage().data_ptr()] > 1 or not t.is_contiguous()) else t
-            for name, t in kept.items()}
+    return {
+        name: t.clone(memory_format=torch.contiguous_format)
+        if t.numel() and (storages[t.untyped_storage().data_ptr()] > 1 or not t.is_contiguous())
+        else t
+        for name, t in kept.items()
+    }
 
 
 def check_destination(directory: Path) -> None:
@@ -174,11 +186,17 @@ def export(reference: str | Path, directory: str | Path, registry: Any = None) -
     state = model.state_dict()
     parameters = sum(p.numel() for p in model.parameters())
     info = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "name": experiment.run.name,
-        "model": experiment.model.plugin, "data": experiment.data.plugin, "parameters": parameters,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": experiment.run.name,
+        "model": experiment.model.plugin,
+        "data": experiment.data.plugin,
+        "parameters": parameters,
         "buffer_elements": sum(t.numel() for t in unique_tensors(state).values()) - parameters,
-        "weights": "ema" if experiment.train.ema else "trained", "step": step,
-        "source": str(checkpoint.resolve()), "rrcore_version": __version__,
+        "weights": "ema" if experiment.train.ema else "trained",
+        "step": step,
+        "source": str(checkpoint.resolve()),
+        "rrcore_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     from safetensors.torch import save_file
@@ -186,8 +204,11 @@ def export(reference: str | Path, directory: str | Path, registry: Any = None) -
     partial = directory.with_name(f".{directory.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    save_file(unique_tensors(state), str(partial / WEIGHTS_FILE),
-              metadata={"format": FORMAT, "model": experiment.model.plugin, "step": str(step)})
+    save_file(
+        unique_tensors(state),
+        str(partial / WEIGHTS_FILE),
+        metadata={"format": FORMAT, "model": experiment.model.plugin, "step": str(step)},
+    )
     (partial / "config.toml").write_text(dump_experiment(experiment))
     save_run_metadata(partial, metadata)
     (partial / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -200,13 +221,16 @@ def export(reference: str | Path, directory: str | Path, registry: Any = None) -
 
 def describe(info: dict[str, Any]) -> str:
     """The export's README.md: what the folder holds and how to use it."""
-    weights = ("the exponential moving average of the weights (train.ema)" if info["weights"] == "ema"
-               else "the trained weights")
-    return f"""# {info['name']}: an rr model export
+    weights = (
+        "the exponential moving average of the weights (train.ema)"
+        if info["weights"] == "ema"
+        else "the trained weights"
+    )
+    return f"""# {info["name"]}: an rr model export
 
-A {info['model']!r} model ({info['parameters']:,} parameters, {info['buffer_elements']:,} buffer elements such
-as the puzzle-embedding table) trained on the {info['data']!r} data set for {info['step']} steps, exported
-by rrcore {info['rrcore_version']} on {info['created']} from `{info['source']}`.
+A {info["model"]!r} model ({info["parameters"]:,} parameters, {info["buffer_elements"]:,} buffer elements such
+as the puzzle-embedding table) trained on the {info["data"]!r} data set for {info["step"]} steps, exported
+by rrcore {info["rrcore_version"]} on {info["created"]} from `{info["source"]}`.
 `model.safetensors` holds {weights}.
 
 | file | what it is |
@@ -239,5 +263,6 @@ def check_init_from(experiment: Any) -> Path | None:
     try:
         return resolve_source(value)
     except CheckpointError:
-        raise ConfigError(f"{where}: neither an export (no {INFO_FILE} and {WEIGHTS_FILE}) nor a checkpoint "
-                          f"(no state.pt); {expected}") from None
+        raise ConfigError(
+            f"{where}: neither an export (no {INFO_FILE} and {WEIGHTS_FILE}) nor a checkpoint (no state.pt); {expected}"
+        ) from None

@@ -102,17 +102,33 @@ def q_says_halt(outputs: dict[str, Tensor], q_continue: bool) -> Tensor:
 
 
 @torch.no_grad()
-def run_pool(step: StepFn, loss_head: torch.nn.Module, pool: Batch, *, batch_size: int, max_steps: int,
-             adaptive: bool, q_continue: bool = False, sync_every: int = 8, trace: bool = False,
-             keep_outputs: Iterable[str] = ()) -> PoolResult:
+def run_pool(
+    step: StepFn,
+    loss_head: torch.nn.Module,
+    pool: Batch,
+    *,
+    batch_size: int,
+    max_steps: int,
+    adaptive: bool,
+    q_continue: bool = False,
+    sync_every: int = 8,
+    trace: bool = False,
+    keep_outputs: Iterable[str] = (),
+) -> PoolResult:
     """Solve every puzzle of ``pool`` (``inputs``, ``labels``, ``puzzle_identifiers``,
     each with M rows) with ``batch_size`` slots; see the module doc.
 
     ``step(carry, batch)`` runs one ACT step like the loss head (pass the compiled
     :class:`~rrcore.act.CompiledStep`); ``loss_head`` supplies the initial carry.
     """
-    work = _PoolWork.start(pool, max_steps=max_steps, adaptive=adaptive, q_continue=q_continue, trace=trace,
-                           keep_outputs=tuple(keep_outputs))
+    work = _PoolWork.start(
+        pool,
+        max_steps=max_steps,
+        adaptive=adaptive,
+        q_continue=q_continue,
+        trace=trace,
+        keep_outputs=tuple(keep_outputs),
+    )
     slots = torch.arange(batch_size, device=work.device)
     carry = loss_head.initial_carry(work.batch_for(slots))  # every row halted: the first step loads
     cursor = torch.zeros((), dtype=torch.long, device=work.device)
@@ -161,21 +177,36 @@ class _PoolWork:
     kept: dict[str, Tensor] = attrs.Factory(dict)
 
     @classmethod
-    def start(cls, pool: Batch, *, max_steps: int, adaptive: bool, q_continue: bool, trace: bool,
-              keep_outputs: tuple[str, ...]) -> _PoolWork:
+    def start(
+        cls,
+        pool: Batch,
+        *,
+        max_steps: int,
+        adaptive: bool,
+        q_continue: bool,
+        trace: bool,
+        keep_outputs: tuple[str, ...],
+    ) -> _PoolWork:
         """Empty buffers for ``pool``, with the dropped row's labels ignored."""
         count, seq_len = pool["inputs"].shape[0], pool["inputs"].shape[1]
         device = pool["inputs"].device
         source = {k: torch.cat([v, v[:1]]) for k, v in pool.items()}
         source["labels"][count] = IGNORE_LABEL
         rows = count + 1
-        return cls(source, count, max_steps, adaptive, q_continue, keep_outputs,
-                   preds=torch.zeros(rows, seq_len, dtype=torch.long, device=device),
-                   q_halt=torch.zeros(rows, dtype=torch.float32, device=device),
-                   steps=torch.zeros(rows, dtype=torch.int32, device=device),
-                   correct_at=torch.zeros(rows, max_steps, dtype=torch.bool, device=device),
-                   halts_at=torch.zeros(rows, max_steps, dtype=torch.bool, device=device),
-                   trace=torch.zeros(rows, max_steps, seq_len, dtype=torch.long, device=device) if trace else None)
+        return cls(
+            source,
+            count,
+            max_steps,
+            adaptive,
+            q_continue,
+            keep_outputs,
+            preds=torch.zeros(rows, seq_len, dtype=torch.long, device=device),
+            q_halt=torch.zeros(rows, dtype=torch.float32, device=device),
+            steps=torch.zeros(rows, dtype=torch.int32, device=device),
+            correct_at=torch.zeros(rows, max_steps, dtype=torch.bool, device=device),
+            halts_at=torch.zeros(rows, max_steps, dtype=torch.bool, device=device),
+            trace=torch.zeros(rows, max_steps, seq_len, dtype=torch.long, device=device) if trace else None,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -216,20 +247,29 @@ class _PoolWork:
         self.steps.index_copy_(0, done, steps.to(torch.int32))
         for key in self.keep_outputs:
             if key not in self.kept:
-                self.kept[key] = torch.zeros(self.count + 1, *outputs[key].shape[1:], dtype=outputs[key].dtype,
-                                             device=self.device)
+                self.kept[key] = torch.zeros(
+                    self.count + 1, *outputs[key].shape[1:], dtype=outputs[key].dtype, device=self.device
+                )
             self.kept[key].index_copy_(0, done, outputs[key])
 
     def result(self, act_steps: int) -> PoolResult:
         """What was found, without the dropped row."""
         count = self.count
-        return PoolResult(self.preds[:count], self.q_halt[:count], self.steps[:count],
-                          {k: v[:count] for k, v in self.kept.items()}, self.correct_at[:count],
-                          self.halts_at[:count], self.trace[:count] if self.trace is not None else None, act_steps)
+        return PoolResult(
+            self.preds[:count],
+            self.q_halt[:count],
+            self.steps[:count],
+            {k: v[:count] for k, v in self.kept.items()},
+            self.correct_at[:count],
+            self.halts_at[:count],
+            self.trace[:count] if self.trace is not None else None,
+            act_steps,
+        )
 
 
-def pools(batches: Iterable[Batch], seq_len: int, max_steps: int, trace: bool,
-          copies: int = 1) -> Iterable[list[Batch]]:
+def pools(
+    batches: Iterable[Batch], seq_len: int, max_steps: int, trace: bool, copies: int = 1
+) -> Iterable[list[Batch]]:
     """Consecutive evaluation batches grouped into pools of about :data:`POOL_BYTES`
     (``copies``: rows each puzzle becomes, e.g. its augmentations)."""
     per_row = copies * (seq_len * (8 + 8 + (8 * max_steps if trace else 0)) + 2 * max_steps)
@@ -257,8 +297,9 @@ def task_for(registry: Any, data_section: Any, metadata: Any) -> PuzzleTask | No
 # -- the step table ------------------------------------------------------------------------
 
 
-def step_table(correct_at: Tensor, halts_at: Tensor, steps: Tensor, correct: Tensor, valid: Tensor,
-               adaptive: bool) -> dict[str, Any]:
+def step_table(
+    correct_at: Tensor, halts_at: Tensor, steps: Tensor, correct: Tensor, valid: Tensor, adaptive: bool
+) -> dict[str, Any]:
     """Per-step figures as sums over puzzles (summed over ranks by the caller).
 
     Fixed halting scores every puzzle at every step k up to the cap, from this one pass
@@ -279,7 +320,7 @@ def step_table(correct_at: Tensor, halts_at: Tensor, steps: Tensor, correct: Ten
     # First step at which the Q-head said halt (cap + 1 when it never did).
     k = torch.arange(1, cap + 1, device=correct_at.device)
     first_halt = torch.where(halts_at, k, cap + 1).amin(1)
-    stop = torch.minimum(first_halt[:, None], k[None, :])              # (M, cap): stop step for cap k
+    stop = torch.minimum(first_halt[:, None], k[None, :])  # (M, cap): stop step for cap k
     chosen = correct_at.gather(1, stop - 1)
     table["adaptive_correct"] = (chosen & valid[:, None]).sum(0).double()
     table["adaptive_steps"] = (stop * valid[:, None]).sum(0).double()
@@ -294,14 +335,30 @@ def finish_table(sums: dict[str, Tensor], adaptive: bool, training_cap: int) -> 
     for k in range(cap):
         if adaptive:
             halted = float(sums["halted"][k])
-            rows.append({"step": k + 1, "halted": int(halted), "halted_fraction": halted / count,
-                         "accuracy_of_halted": float(sums["halted_correct"][k]) / halted if halted else None})
+            rows.append(
+                {
+                    "step": k + 1,
+                    "halted": int(halted),
+                    "halted_fraction": halted / count,
+                    "accuracy_of_halted": float(sums["halted_correct"][k]) / halted if halted else None,
+                }
+            )
         else:
-            rows.append({"step": k + 1, "exact_accuracy": float(sums["correct"][k]) / count,
-                         "adaptive_exact_accuracy": float(sums["adaptive_correct"][k]) / count,
-                         "adaptive_mean_steps": float(sums["adaptive_steps"][k]) / count})
-    return {"halting": "adaptive" if adaptive else "fixed", "training_cap": training_cap, "cap": cap,
-            "puzzles": int(count), "steps": rows}
+            rows.append(
+                {
+                    "step": k + 1,
+                    "exact_accuracy": float(sums["correct"][k]) / count,
+                    "adaptive_exact_accuracy": float(sums["adaptive_correct"][k]) / count,
+                    "adaptive_mean_steps": float(sums["adaptive_steps"][k]) / count,
+                }
+            )
+    return {
+        "halting": "adaptive" if adaptive else "fixed",
+        "training_cap": training_cap,
+        "cap": cap,
+        "puzzles": int(count),
+        "steps": rows,
+    }
 
 
 def format_votes(results: dict[str, float]) -> str | None:
@@ -321,15 +378,21 @@ def format_step_table(table: dict[str, Any]) -> str:
     """``steps.json`` as a text table (what ``rr eval`` prints)."""
     lines = []
     if table["halting"] == "fixed":
-        lines.append(f"accuracy at each step (one pass over {table['puzzles']} puzzles; training cap "
-                     f"{table['training_cap']}); 'adaptive' = stop at the first Q-halt, cap = step")
+        lines.append(
+            f"accuracy at each step (one pass over {table['puzzles']} puzzles; training cap "
+            f"{table['training_cap']}); 'adaptive' = stop at the first Q-halt, cap = step"
+        )
         lines.append(f"{'step':>4}  {'exact':>7}  {'adaptive':>8}  {'mean steps':>10}")
         for row in table["steps"]:
-            lines.append(f"{row['step']:>4}  {row['exact_accuracy']:>7.2%}  {row['adaptive_exact_accuracy']:>8.2%}"
-                         f"  {row['adaptive_mean_steps']:>10.2f}")
+            lines.append(
+                f"{row['step']:>4}  {row['exact_accuracy']:>7.2%}  {row['adaptive_exact_accuracy']:>8.2%}"
+                f"  {row['adaptive_mean_steps']:>10.2f}"
+            )
     else:
-        lines.append(f"steps used by adaptive halting ({table['puzzles']} puzzles; cap {table['cap']}, "
-                     f"training cap {table['training_cap']})")
+        lines.append(
+            f"steps used by adaptive halting ({table['puzzles']} puzzles; cap {table['cap']}, "
+            f"training cap {table['training_cap']})"
+        )
         lines.append(f"{'step':>4}  {'halted':>7}  {'share':>7}  {'exact of those':>14}")
         for row in table["steps"]:
             share = row["halted_fraction"]
@@ -347,10 +410,21 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple[str, Any]],
-                   settings: EvalConfig, *, halt_max_steps: int, q_continue: bool, step: StepFn | None = None,
-                   output_dir: Path | None = None, predictions: bool = False, trace: bool = False,
-                   task: PuzzleTask | None = None, rank: int = 0) -> dict[str, float]:
+def evaluate_split(
+    loss_head: torch.nn.Module,
+    data: Any,
+    evaluators: list[tuple[str, Any]],
+    settings: EvalConfig,
+    *,
+    halt_max_steps: int,
+    q_continue: bool,
+    step: StepFn | None = None,
+    output_dir: Path | None = None,
+    predictions: bool = False,
+    trace: bool = False,
+    task: PuzzleTask | None = None,
+    rank: int = 0,
+) -> dict[str, float]:
     """Evaluate ``data``'s split through :func:`run_pool`, then the evaluators.
 
     Returns the evaluators' results plus ``eval/exact_accuracy``, ``eval/mean_steps``,
@@ -370,11 +444,22 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
     for name, evaluator in evaluators:
         evaluator.begin_eval(Path(output_dir) / name)
     try:
-        sums = _solve_split(step, loss_head, data, evaluators, settings, cap=cap, adaptive=adaptive,
-                            q_continue=q_continue, predictions=predictions, trace=trace)
+        sums = _solve_split(
+            step,
+            loss_head,
+            data,
+            evaluators,
+            settings,
+            cap=cap,
+            adaptive=adaptive,
+            q_continue=q_continue,
+            predictions=predictions,
+            trace=trace,
+        )
         if settings.augmentations:
-            votes = vote_over_augmentations(step, loss_head, data, task, settings, max_steps=cap, adaptive=adaptive,
-                                            q_continue=q_continue)
+            votes = vote_over_augmentations(
+                step, loss_head, data, task, settings, max_steps=cap, adaptive=adaptive, q_continue=q_continue
+            )
         results = _evaluator_results(evaluators)
         # Every rank joins the same collectives in the same order before rank 0 goes on alone.
         totals = all_reduce_sum(sums.totals)
@@ -388,8 +473,14 @@ def evaluate_split(loss_head: torch.nn.Module, data: Any, evaluators: list[tuple
         if settings.augmentations:
             results.update(finish_votes(votes, settings.augmentations))
         if output_dir is not None:
-            _write_split_files(Path(output_dir), finish_table(table, adaptive, halt_max_steps), results, gathered,
-                               task, data.metadata.pad_id)
+            _write_split_files(
+                Path(output_dir),
+                finish_table(table, adaptive, halt_max_steps),
+                results,
+                gathered,
+                task,
+                data.metadata.pad_id,
+            )
         return results
     finally:
         loss_head.train(was_training)
@@ -399,8 +490,10 @@ def _require_augmentations(settings: EvalConfig, task: PuzzleTask | None) -> Non
     if settings.augmentations and not getattr(task, "augmentations", 0):
         from rrcore.config import ConfigError
 
-        raise ConfigError("eval.augmentations asks for test-time selection, but this data set's task "
-                          "plugin provides no augmentations (PuzzleTask.augment)")
+        raise ConfigError(
+            "eval.augmentations asks for test-time selection, but this data set's task "
+            "plugin provides no augmentations (PuzzleTask.augment)"
+        )
 
 
 @attrs.define
@@ -421,16 +514,27 @@ class _SplitSums:
         labels = pool["labels"]
         correct = ((result.preds == labels) | (labels == IGNORE_LABEL)).all(-1)
         self.totals += torch.stack([valid.sum(), (correct & valid).sum(), (result.steps * valid).sum()]).double()
-        for key, value in step_table(result.correct_at, result.halts_at, result.steps, correct, valid,
-                                     adaptive).items():
+        for key, value in step_table(
+            result.correct_at, result.halts_at, result.steps, correct, valid, adaptive
+        ).items():
             self.table[key] = self.table[key] + value if key in self.table else value
         if predictions:
             self.rows.append(_prediction_rows(torch.cat([b["index"] for b in group]), valid, pool, result, correct))
 
 
-def _solve_split(step: StepFn, loss_head: torch.nn.Module, data: Any, evaluators: list[tuple[str, Any]],
-                 settings: EvalConfig, *, cap: int, adaptive: bool, q_continue: bool, predictions: bool,
-                 trace: bool) -> _SplitSums:
+def _solve_split(
+    step: StepFn,
+    loss_head: torch.nn.Module,
+    data: Any,
+    evaluators: list[tuple[str, Any]],
+    settings: EvalConfig,
+    *,
+    cap: int,
+    adaptive: bool,
+    q_continue: bool,
+    predictions: bool,
+    trace: bool,
+) -> _SplitSums:
     """Run every pool of the split, timing the ACT loop alone, and feed the evaluators."""
     keep = sorted(set().union(*(getattr(e, "required_outputs", set()) for _, e in evaluators)) - {"preds"})
     device = next(iter(loss_head.parameters())).device
@@ -439,9 +543,18 @@ def _solve_split(step: StepFn, loss_head: torch.nn.Module, data: Any, evaluators
         pool = {k: torch.cat([b[k] for b in group]) for k in ("inputs", "labels", "puzzle_identifiers")}
         _sync(device)
         started = time.perf_counter()
-        result = run_pool(step, loss_head, pool, batch_size=group[0]["inputs"].shape[0], max_steps=cap,
-                          adaptive=adaptive, q_continue=q_continue, sync_every=settings.sync_every,
-                          trace=trace, keep_outputs=keep)
+        result = run_pool(
+            step,
+            loss_head,
+            pool,
+            batch_size=group[0]["inputs"].shape[0],
+            max_steps=cap,
+            adaptive=adaptive,
+            q_continue=q_continue,
+            sync_every=settings.sync_every,
+            trace=trace,
+            keep_outputs=keep,
+        )
         _sync(device)
         sums.seconds += time.perf_counter() - started
         sums.act_steps += result.act_steps
@@ -455,9 +568,11 @@ def _update_evaluators(evaluators: list[tuple[str, Any]], group: list[Batch], re
     offset = 0
     for batch in group:
         size = batch["inputs"].shape[0]
-        outputs = {"preds": result.preds[offset: offset + size],
-                   "q_halt_logits": result.q_halt[offset: offset + size],
-                   **{k: v[offset: offset + size] for k, v in result.outputs.items()}}
+        outputs = {
+            "preds": result.preds[offset : offset + size],
+            "q_halt_logits": result.q_halt[offset : offset + size],
+            **{k: v[offset : offset + size] for k, v in result.outputs.items()},
+        }
         for _, evaluator in evaluators:
             evaluator.update_batch(batch, outputs)
         offset += size
@@ -485,8 +600,14 @@ def _split_figures(totals: Tensor, seconds: float, act_steps: int, cap: int) -> 
     }
 
 
-def _write_split_files(output_dir: Path, summary: dict[str, Any], results: dict[str, float],
-                       gathered: list[dict[str, np.ndarray]] | None, task: PuzzleTask | None, pad_id: int) -> None:
+def _write_split_files(
+    output_dir: Path,
+    summary: dict[str, Any],
+    results: dict[str, float],
+    gathered: list[dict[str, np.ndarray]] | None,
+    task: PuzzleTask | None,
+    pad_id: int,
+) -> None:
     """``steps.json`` (the step table with the ``eval/...`` results) and, when gathered,
     ``predictions.jsonl``."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -496,13 +617,20 @@ def _write_split_files(output_dir: Path, summary: dict[str, Any], results: dict[
         write_predictions(output_dir / "predictions.jsonl", gathered, task, pad_id)
 
 
-def _prediction_rows(index: Tensor, valid: Tensor, pool: Batch, result: PoolResult,
-                     correct: Tensor) -> dict[str, np.ndarray]:
+def _prediction_rows(
+    index: Tensor, valid: Tensor, pool: Batch, result: PoolResult, correct: Tensor
+) -> dict[str, np.ndarray]:
     """One pool's valid puzzles as host arrays for ``predictions.jsonl``."""
     keep = valid.bool()
-    rows = {"index": index[keep], "inputs": pool["inputs"][keep], "labels": pool["labels"][keep],
-            "preds": result.preds[keep], "correct": correct[keep], "steps": result.steps[keep],
-            "q_halt": result.q_halt[keep]}
+    rows = {
+        "index": index[keep],
+        "inputs": pool["inputs"][keep],
+        "labels": pool["labels"][keep],
+        "preds": result.preds[keep],
+        "correct": correct[keep],
+        "steps": result.steps[keep],
+        "q_halt": result.q_halt[keep],
+    }
     if result.trace is not None:
         rows["trace"] = result.trace[keep]
     return {k: v.cpu().numpy() for k, v in rows.items()}
@@ -514,8 +642,9 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def write_predictions(path: Path, gathered: list[dict[str, np.ndarray]], task: PuzzleTask | None,
-                      pad_id: int = 0) -> None:
+def write_predictions(
+    path: Path, gathered: list[dict[str, np.ndarray]], task: PuzzleTask | None, pad_id: int = 0
+) -> None:
     """``predictions.jsonl`` from every rank's rows, in split order (see :func:`evaluate_split`);
     unscored label positions are shown as ``pad_id``."""
     parts = [part for part in gathered if part]
@@ -528,10 +657,15 @@ def write_predictions(path: Path, gathered: list[dict[str, np.ndarray]], task: P
     with open(path, "w", encoding="utf-8") as handle:
         for i in order:
             label = np.where(rows["labels"][i] == IGNORE_LABEL, pad_id, rows["labels"][i])
-            record = {"index": int(rows["index"][i]), "input": show(rows["inputs"][i]),
-                      "prediction": show(rows["preds"][i]), "label": show(label),
-                      "correct": bool(rows["correct"][i]), "steps": int(rows["steps"][i]),
-                      "q_halt": round(float(rows["q_halt"][i]), 4)}
+            record = {
+                "index": int(rows["index"][i]),
+                "input": show(rows["inputs"][i]),
+                "prediction": show(rows["preds"][i]),
+                "label": show(label),
+                "correct": bool(rows["correct"][i]),
+                "steps": int(rows["steps"][i]),
+                "q_halt": round(float(rows["q_halt"][i]), 4),
+            }
             if "trace" in rows:
                 record["trace"] = [show(t) for t in rows["trace"][i][: record["steps"]]]
             handle.write(json.dumps(record) + "\n")
@@ -543,9 +677,17 @@ VOTE_FIGURES = ("puzzles", "single", "majority", "best_q", "any")
 
 
 @torch.no_grad()
-def vote_over_augmentations(step: StepFn, loss_head: torch.nn.Module, data: Any, task: PuzzleTask,
-                            settings: EvalConfig, *, max_steps: int, adaptive: bool,
-                            q_continue: bool = False) -> Tensor:
+def vote_over_augmentations(
+    step: StepFn,
+    loss_head: torch.nn.Module,
+    data: Any,
+    task: PuzzleTask,
+    settings: EvalConfig,
+    *,
+    max_steps: int,
+    adaptive: bool,
+    q_continue: bool = False,
+) -> Tensor:
     """Solve ``settings.augmentations`` augmented copies of every puzzle (copy 0 the
     puzzle itself), map the answers back with the task's inverse and select one.
 
@@ -567,13 +709,23 @@ def vote_over_augmentations(step: StepFn, loss_head: torch.nn.Module, data: Any,
         puzzles = inputs.shape[0]
         augmented, state = task.augment(inputs.cpu().numpy(), count, rng)
         augmented = torch.as_tensor(np.asarray(augmented).reshape(puzzles * count, seq_len), device=device)
-        pool = {"inputs": augmented.to(inputs.dtype),
-                "labels": torch.full_like(augmented, IGNORE_LABEL, dtype=torch.long),
-                "puzzle_identifiers": identifiers.repeat_interleave(count)}
-        result = run_pool(step, loss_head, pool, batch_size=group[0]["inputs"].shape[0], max_steps=max_steps,
-                          adaptive=adaptive, q_continue=q_continue, sync_every=settings.sync_every)
+        pool = {
+            "inputs": augmented.to(inputs.dtype),
+            "labels": torch.full_like(augmented, IGNORE_LABEL, dtype=torch.long),
+            "puzzle_identifiers": identifiers.repeat_interleave(count),
+        }
+        result = run_pool(
+            step,
+            loss_head,
+            pool,
+            batch_size=group[0]["inputs"].shape[0],
+            max_steps=max_steps,
+            adaptive=adaptive,
+            q_continue=q_continue,
+            sync_every=settings.sync_every,
+        )
         answers = task.invert(result.preds.cpu().numpy().reshape(puzzles, count, seq_len), state)
-        answers = torch.as_tensor(np.asarray(answers), device=device).long()          # (N, count, L)
+        answers = torch.as_tensor(np.asarray(answers), device=device).long()  # (N, count, L)
         q_halt = result.q_halt.view(puzzles, count)
         sums += select(answers, q_halt, labels)
     return sums
@@ -584,15 +736,21 @@ def select(answers: Tensor, q_halt: Tensor, labels: Tensor, rows: int = 4096) ->
     against ``labels`` (N, L); in chunks of ``rows`` puzzles (the vote compares every pair)."""
     sums = torch.zeros(len(VOTE_FIGURES), dtype=torch.float64, device=answers.device)
     for start in range(0, answers.shape[0], rows):
-        chunk, q, label = answers[start: start + rows], q_halt[start: start + rows], labels[start: start + rows]
-        right = ((chunk == label[:, None]) | (label[:, None] == IGNORE_LABEL)).all(-1)   # (n, count)
-        agree = (chunk[:, :, None] == chunk[:, None, :]).all(-1).sum(-1)                 # (n, count)
+        chunk, q, label = answers[start : start + rows], q_halt[start : start + rows], labels[start : start + rows]
+        right = ((chunk == label[:, None]) | (label[:, None] == IGNORE_LABEL)).all(-1)  # (n, count)
+        agree = (chunk[:, :, None] == chunk[:, None, :]).all(-1).sum(-1)  # (n, count)
         # Votes are whole numbers; sigmoid(q) / 2 < 1 only breaks ties.
         majority = (agree + torch.sigmoid(q.float()) / 2).argmax(1, keepdim=True)
         best_q = q.argmax(1, keepdim=True)
-        sums += torch.stack([torch.tensor(float(chunk.shape[0]), device=sums.device), right[:, 0].sum(),
-                             right.gather(1, majority).sum(), right.gather(1, best_q).sum(),
-                             right.any(1).sum()]).double()
+        sums += torch.stack(
+            [
+                torch.tensor(float(chunk.shape[0]), device=sums.device),
+                right[:, 0].sum(),
+                right.gather(1, majority).sum(),
+                right.gather(1, best_q).sum(),
+                right.any(1).sum(),
+            ]
+        ).double()
     return sums
 
 

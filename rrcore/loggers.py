@@ -27,8 +27,9 @@ METRICS_FILE = "metrics.jsonl"  # read back by rr report, the plots, rr sweep an
 
 
 def _missing(logger: str, package: str) -> RuntimeError:
-    return RuntimeError(f"logger {logger!r} needs the {package} package: pip install 'rrcore[{logger}]' "
-                        f"(or pip install {package})")
+    return RuntimeError(
+        f"logger {logger!r} needs the {package} package: pip install 'rrcore[{logger}]' (or pip install {package})"
+    )
 
 
 class JsonlLogger:
@@ -78,10 +79,16 @@ class WandbLogger:
         except ImportError:
             raise _missing("wandb", "wandb") from None
         mode = config.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-        self._run = wandb.init(project=config.project, entity=config.entity or None, mode=mode,
-                               name=context.experiment.run.name, group=config.group or None,
-                               tags=config.tags or None, dir=str(context.run_dir),
-                               config=context.experiment.to_dict())
+        self._run = wandb.init(
+            project=config.project,
+            entity=config.entity or None,
+            mode=mode,
+            name=context.experiment.run.name,
+            group=config.group or None,
+            tags=config.tags or None,
+            dir=str(context.run_dir),
+            config=context.experiment.to_dict(),
+        )
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self._run.log(metrics, step=step)

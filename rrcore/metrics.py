@@ -29,8 +29,14 @@ class UndeclaredMetricError(ValueError):
     """A loss head returned a metric it declares no reduction for."""
 
 
-def reduce_metrics(sums: Mapping[str, torch.Tensor], reductions: Mapping[str, str], steps: int,
-                   global_batch_size: int, prefix: str, world_size: int = 1) -> dict[str, float]:
+def reduce_metrics(
+    sums: Mapping[str, torch.Tensor],
+    reductions: Mapping[str, str],
+    steps: int,
+    global_batch_size: int,
+    prefix: str,
+    world_size: int = 1,
+) -> dict[str, float]:
     """Means of metric ``sums`` over ``steps`` optimizer steps, summed over ranks first.
 
     ``reductions`` maps each metric to :data:`PER_EXAMPLE` or :data:`PER_HALTED`; the
@@ -41,8 +47,10 @@ def reduce_metrics(sums: Mapping[str, torch.Tensor], reductions: Mapping[str, st
     reductions = {"loss": PER_EXAMPLE, **reductions}
     undeclared = sorted(set(sums) - set(reductions) - {HALTED_COUNT})
     if undeclared:
-        raise UndeclaredMetricError(f"the loss head returned metric {undeclared[0]!r} but declares no reduction for "
-                                    f"it in metric_reductions (use {PER_EXAMPLE!r} or {PER_HALTED!r})")
+        raise UndeclaredMetricError(
+            f"the loss head returned metric {undeclared[0]!r} but declares no reduction for "
+            f"it in metric_reductions (use {PER_EXAMPLE!r} or {PER_HALTED!r})"
+        )
     keys = sorted(sums)
     stacked = torch.stack([sums[k].to(torch.float64) for k in keys])
     if world_size > 1:

@@ -79,8 +79,7 @@ class ReasoningModel(nn.Module):
     bootstrapped target (HRM). Experiment validation sets ``[act] q_continue`` from it and
     rejects a value that contradicts it."""
 
-    def __init__(self, config: ReasoningModelConfig, context: ModelContext, *,
-                 input_name: str = "embed_input") -> None:
+    def __init__(self, config: ReasoningModelConfig, context: ModelContext, *, input_name: str = "embed_input") -> None:
         super().__init__()
         self.config = config
         self.forward_dtype = context.forward_dtype
@@ -126,6 +125,7 @@ class ReasoningModel(nn.Module):
 
     def reset_carry(self, reset: Tensor, carry: InnerCarry) -> InnerCarry:
         """Rows where ``reset`` (B,) is True go back to the initial states."""
-        initial = {name: getattr(self, buffer) if buffer is not None else 0
-                   for name, buffer in self.carry_states.items()}
+        initial = {
+            name: getattr(self, buffer) if buffer is not None else 0 for name, buffer in self.carry_states.items()
+        }
         return reset_rows(reset, carry, initial)

@@ -30,6 +30,7 @@ IGNORE_LABEL = -100
 # Initialisation
 # ---------------------------------------------------------------------------------------
 
+
 def trunc_normal_(tensor: Tensor, std: float = 1.0, bound: float = 2.0) -> Tensor:
     """Fill ``tensor`` from a normal truncated at ``±bound`` standard deviations whose
     *resulting* standard deviation is ``std`` (as JAX's initialisers do; torch's
@@ -84,8 +85,9 @@ class CastedLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
         super().__init__()
-        self.weight = nn.Parameter(trunc_normal_(torch.empty(out_features, in_features),
-                                                 std=1.0 / math.sqrt(in_features)))
+        self.weight = nn.Parameter(
+            trunc_normal_(torch.empty(out_features, in_features), std=1.0 / math.sqrt(in_features))
+        )
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -96,8 +98,9 @@ class CastedLinear(nn.Module):
 class CastedEmbedding(nn.Module):
     """Embedding with float32 weights (truncated normal, std ``init_std``) returned in ``dtype``."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, init_std: float,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, num_embeddings: int, embedding_dim: int, init_std: float, dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__()
         self.dtype = dtype
         self.weight = nn.Parameter(trunc_normal_(torch.empty(num_embeddings, embedding_dim), std=init_std))
@@ -109,6 +112,7 @@ class CastedEmbedding(nn.Module):
 # ---------------------------------------------------------------------------------------
 # Normalisation, position encodings, feed-forward, attention
 # ---------------------------------------------------------------------------------------
+
 
 def rms_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
     """RMSNorm without a learned gain, computed in float32, returned in ``x.dtype``."""
@@ -218,8 +222,10 @@ def resolve_attention_backend(backend: AttentionBackend, device: torch.device) -
     flash_available = device.type == "cuda" and _FLASH_ATTN_FUNC is not None
     if backend == "flash":
         if not flash_available:
-            raise RuntimeError("attention backend 'flash' needs CUDA and the flash-attn package "
-                               "(pip install 'rrcore[flash]'); use 'auto' or 'sdpa'")
+            raise RuntimeError(
+                "attention backend 'flash' needs CUDA and the flash-attn package "
+                "(pip install 'rrcore[flash]'); use 'auto' or 'sdpa'"
+            )
         return "flash"
     return "flash" if flash_available else "sdpa"
 
@@ -234,17 +240,22 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, backend:
         out = _FLASH_ATTN_FUNC(q, k, v, causal=causal)
         return out[0] if isinstance(out, tuple) else out
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, D)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
-                                         enable_gqa=k.shape[1] != q.shape[1])
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=k.shape[1] != q.shape[1])
     return out.transpose(1, 2)
 
 
 class Attention(nn.Module):
     """Multi-head self-attention with optional rotary positions and grouped K/V heads."""
 
-    def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int | None = None,
-                 head_dim: int | None = None, causal: bool = False,
-                 backend: AttentionBackend = "auto") -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        causal: bool = False,
+        backend: AttentionBackend = "auto",
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
@@ -275,9 +286,16 @@ class PostNormBlock(nn.Module):
     (B, L, D) (e.g. TRM's MLP across the sequence) and any ``mlp`` (e.g. URM's ConvSwiGLU).
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, expansion: float, norm_eps: float = 1e-5,
-                 mixer: nn.Module | None = None, mlp: nn.Module | None = None,
-                 attention_backend: AttentionBackend = "auto") -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        expansion: float,
+        norm_eps: float = 1e-5,
+        mixer: nn.Module | None = None,
+        mlp: nn.Module | None = None,
+        attention_backend: AttentionBackend = "auto",
+    ) -> None:
         super().__init__()
         self.uses_attention = mixer is None
         self.mixer = mixer if mixer is not None else Attention(hidden_size, num_heads, backend=attention_backend)
@@ -285,13 +303,19 @@ class PostNormBlock(nn.Module):
         self.norm_eps = norm_eps
 
     @classmethod
-    def from_config(cls, config: Any, *, mixer: nn.Module | None = None,
-                    mlp: nn.Module | None = None) -> PostNormBlock:
+    def from_config(cls, config: Any, *, mixer: nn.Module | None = None, mlp: nn.Module | None = None) -> PostNormBlock:
         """Build from a model config with the shared block keys (``hidden_size``,
         ``num_heads``, ``expansion``, ``rms_norm_eps``, ``attention_backend``: those of
         :class:`rrcore.model_kit.ReasoningModelConfig`)."""
-        return cls(config.hidden_size, config.num_heads, config.expansion, config.rms_norm_eps,
-                   mixer=mixer, mlp=mlp, attention_backend=config.attention_backend)
+        return cls(
+            config.hidden_size,
+            config.num_heads,
+            config.expansion,
+            config.rms_norm_eps,
+            mixer=mixer,
+            mlp=mlp,
+            attention_backend=config.attention_backend,
+        )
 
     @repeated_region
     def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor] | None = None) -> Tensor:
@@ -319,6 +343,7 @@ class InjectedStack(nn.Module):
 # Puzzle embeddings (sparse, sign-SGD)
 # ---------------------------------------------------------------------------------------
 
+
 class SparsePuzzleEmbedding(nn.Module):
     """One learned vector per puzzle identifier, trained only on the rows in the batch.
 
@@ -329,13 +354,15 @@ class SparsePuzzleEmbedding(nn.Module):
     The batch size per rank must therefore be fixed (the trainer guarantees it).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, batch_size: int,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, num_embeddings: int, embedding_dim: int, batch_size: int, dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__()
         self.dtype = dtype
         self.register_buffer("weights", torch.zeros(num_embeddings, embedding_dim))
-        self.register_buffer("local_weights", torch.zeros(batch_size, embedding_dim, requires_grad=True),
-                             persistent=False)
+        self.register_buffer(
+            "local_weights", torch.zeros(batch_size, embedding_dim, requires_grad=True), persistent=False
+        )
         self.register_buffer("local_ids", torch.zeros(batch_size, dtype=torch.int64), persistent=False)
 
     def _apply(self, fn, recurse=True):
@@ -426,6 +453,7 @@ class SignSGD(torch.optim.Optimizer):
 # Losses
 # ---------------------------------------------------------------------------------------
 
+
 def _stablemax_s(x: Tensor, epsilon: float = 1e-30) -> Tensor:
     return torch.where(x < 0, 1 / (1 - x + epsilon), x + 1)
 
@@ -450,8 +478,12 @@ def stablemax_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = 
 
 def softmax_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_LABEL) -> Tensor:
     """Per-token softmax cross-entropy in float32, 0 where ``labels == ignore_index``."""
-    flat = F.cross_entropy(logits.to(torch.float32).reshape(-1, logits.shape[-1]),
-                           labels.to(torch.int64).reshape(-1), ignore_index=ignore_index, reduction="none")
+    flat = F.cross_entropy(
+        logits.to(torch.float32).reshape(-1, logits.shape[-1]),
+        labels.to(torch.int64).reshape(-1),
+        ignore_index=ignore_index,
+        reduction="none",
+    )
     return flat.view(labels.shape)
 
 
@@ -479,10 +511,21 @@ class PuzzleInput(nn.Module):
     tables are exposed through :meth:`rotary` for the attention layers.
     """
 
-    def __init__(self, *, vocab_size: int, hidden_size: int, seq_len: int, num_heads: int,
-                 num_puzzle_identifiers: int, puzzle_emb_ndim: int, batch_size: int,
-                 puzzle_emb_len: int | None = None, pos_encodings: PositionEncoding = "rope",
-                 rope_theta: float = 10000.0, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        hidden_size: int,
+        seq_len: int,
+        num_heads: int,
+        num_puzzle_identifiers: int,
+        puzzle_emb_ndim: int,
+        batch_size: int,
+        puzzle_emb_len: int | None = None,
+        pos_encodings: PositionEncoding = "rope",
+        rope_theta: float = 10000.0,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.dtype = dtype
@@ -492,17 +535,26 @@ class PuzzleInput(nn.Module):
         if puzzle_emb_len is None:
             puzzle_emb_len = -(-puzzle_emb_ndim // hidden_size) if puzzle_emb_ndim > 0 else 0
         if puzzle_emb_ndim > puzzle_emb_len * hidden_size:
-            raise ValueError(f"puzzle_emb_ndim {puzzle_emb_ndim} does not fit in puzzle_emb_len "
-                             f"{puzzle_emb_len} positions of {hidden_size}")
+            raise ValueError(
+                f"puzzle_emb_ndim {puzzle_emb_ndim} does not fit in puzzle_emb_len "
+                f"{puzzle_emb_len} positions of {hidden_size}"
+            )
         self.puzzle_emb_len = puzzle_emb_len
-        self.puzzle_emb = (SparsePuzzleEmbedding(num_puzzle_identifiers, puzzle_emb_ndim, batch_size, dtype)
-                           if puzzle_emb_ndim > 0 else None)
+        self.puzzle_emb = (
+            SparsePuzzleEmbedding(num_puzzle_identifiers, puzzle_emb_ndim, batch_size, dtype)
+            if puzzle_emb_ndim > 0
+            else None
+        )
         self.total_len = seq_len + puzzle_emb_len
         self.pos_encodings = pos_encodings
-        self.rotary_emb = (RotaryEmbedding(hidden_size // num_heads, self.total_len, rope_theta)
-                           if pos_encodings == "rope" else None)
-        self.embed_pos = (CastedEmbedding(self.total_len, hidden_size, init_std=1.0 / self.embed_scale, dtype=dtype)
-                          if pos_encodings == "learned" else None)
+        self.rotary_emb = (
+            RotaryEmbedding(hidden_size // num_heads, self.total_len, rope_theta) if pos_encodings == "rope" else None
+        )
+        self.embed_pos = (
+            CastedEmbedding(self.total_len, hidden_size, init_std=1.0 / self.embed_scale, dtype=dtype)
+            if pos_encodings == "learned"
+            else None
+        )
         if pos_encodings not in ("rope", "learned", "none"):
             raise ValueError(f"pos_encodings must be 'rope', 'learned' or 'none', got {pos_encodings!r}")
 
@@ -513,11 +565,19 @@ class PuzzleInput(nn.Module):
         ``pos_encodings``, ``rope_theta``: those of :class:`rrcore.model_kit.ReasoningModelConfig`)
         and a :class:`rrcore.protocols.ModelContext`."""
         metadata = context.metadata
-        return cls(vocab_size=metadata.vocab_size, hidden_size=config.hidden_size, seq_len=metadata.seq_len,
-                   num_heads=config.num_heads, num_puzzle_identifiers=metadata.num_puzzle_identifiers,
-                   puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
-                   puzzle_emb_len=config.puzzle_emb_len or None, pos_encodings=config.pos_encodings,
-                   rope_theta=config.rope_theta, dtype=context.forward_dtype)
+        return cls(
+            vocab_size=metadata.vocab_size,
+            hidden_size=config.hidden_size,
+            seq_len=metadata.seq_len,
+            num_heads=config.num_heads,
+            num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+            puzzle_emb_ndim=config.puzzle_emb_ndim,
+            batch_size=context.batch_size,
+            puzzle_emb_len=config.puzzle_emb_len or None,
+            pos_encodings=config.pos_encodings,
+            rope_theta=config.rope_theta,
+            dtype=context.forward_dtype,
+        )
 
     def rotary(self) -> tuple[Tensor, Tensor] | None:
         return self.rotary_emb() if self.rotary_emb is not None else None
@@ -529,8 +589,9 @@ class PuzzleInput(nn.Module):
             pad = self.puzzle_emb_len * self.hidden_size - prefix.shape[-1]
             if pad:
                 prefix = F.pad(prefix, (0, pad))
-            embedding = torch.cat((prefix.view(-1, self.puzzle_emb_len, self.hidden_size).to(embedding.dtype),
-                                   embedding), dim=-2)
+            embedding = torch.cat(
+                (prefix.view(-1, self.puzzle_emb_len, self.hidden_size).to(embedding.dtype), embedding), dim=-2
+            )
         elif self.puzzle_emb_len:
             embedding = F.pad(embedding, (0, 0, self.puzzle_emb_len, 0))
         if self.embed_pos is not None:
@@ -556,6 +617,6 @@ class ReasoningHeads(nn.Module):
 
     def forward(self, hidden: Tensor) -> dict[str, Tensor]:
         """``hidden`` (B, puzzle_emb_len + L, D) → logits (B, L, V) and Q logits (B,) in float32."""
-        logits = self.lm_head(hidden[:, self.puzzle_emb_len:])
+        logits = self.lm_head(hidden[:, self.puzzle_emb_len :])
         q = self.q_head(hidden[:, 0]).to(torch.float32)
         return {"logits": logits, "q_halt_logits": q[..., 0], "q_continue_logits": q[..., 1]}

@@ -37,9 +37,20 @@ from rrcore.schedule import cosine_with_warmup
 from rrcore.validators import non_negative
 
 
-def _update_eager(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
-                  exp_avg_sqs: list[Tensor], *, lr: float, beta1: float, beta2: float,
-                  weight_decay: float, a: float, b: float, steps: int) -> None:
+def _update_eager(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    a: float,
+    b: float,
+    steps: int,
+) -> None:
     bias_correct1 = 1.0 - beta1**steps
     bias_correct2 = 1.0 - beta2**steps
     for p, grad, exp_avg, exp_avg_sq in zip(params, grads, exp_avgs, exp_avg_sqs):
@@ -52,9 +63,19 @@ def _update_eager(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
         p.add_(update, alpha=-lr * a)
 
 
-def _update_fused(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
-                  exp_avg_sqs: list[Tensor], scalars: Tensor, *, beta1: float, beta2: float,
-                  weight_decay: float, a: float, b: float) -> None:
+def _update_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    scalars: Tensor,
+    *,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    a: float,
+    b: float,
+) -> None:
     """``scalars`` = (lr, 1 / bias_correct1, b**2 / bias_correct2) on the device."""
     lr, inv_bias1, den_scale = scalars[0], scalars[1], scalars[2]
     torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
@@ -72,9 +93,16 @@ class AdamAtan2(torch.optim.Optimizer):
     ``fused``: compile the update on CUDA (``None``: when the parameters are on CUDA).
     """
 
-    def __init__(self, params: Any, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 0.0, a: float = 1.0, b: float = 1.0,
-                 fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        a: float = 1.0,
+        b: float = 1.0,
+        fused: bool | None = None,
+    ) -> None:
         if not lr >= 0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if not all(0.0 <= beta < 1.0 for beta in betas):
@@ -115,14 +143,12 @@ class AdamAtan2(torch.optim.Optimizer):
                 self._update([params[i] for i in members], [states[i] for i in members], group, steps)
         return loss
 
-    def _update(self, params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any],
-                steps: int) -> None:
+    def _update(self, params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any], steps: int) -> None:
         beta1, beta2 = group["betas"]
         grads = [p.grad for p in params]
         exp_avgs = [s["exp_avg"] for s in states]
         exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        options = dict(beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], a=group["a"],
-                       b=group["b"])
+        options = dict(beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], a=group["a"], b=group["b"])
         device = params[0].device
         if not self._use_fused(device):
             _update_eager(params, grads, exp_avgs, exp_avg_sqs, lr=group["lr"], steps=steps, **options)
@@ -178,8 +204,13 @@ class Optimizers:
     the step and steps every optimizer; the checkpoint saves its :meth:`state_dict`.
     """
 
-    def __init__(self, parts: dict[str, tuple[torch.optim.Optimizer, float]], parameters: list[Tensor],
-                 schedule: LRSchedule, grad_clip: float = 0.0) -> None:
+    def __init__(
+        self,
+        parts: dict[str, tuple[torch.optim.Optimizer, float]],
+        parameters: list[Tensor],
+        schedule: LRSchedule,
+        grad_clip: float = 0.0,
+    ) -> None:
         self.parts = parts
         self.parameters = parameters
         self.schedule = schedule

@@ -50,13 +50,18 @@ def _is_exact(key: str) -> bool:
 
 def _is_accuracy(key: str) -> bool:
     metric = _evaluator_metric(key)
-    return key == "train/accuracy" or (metric is not None and "accuracy" in metric and "exact" not in metric
-                                       and "q_" not in metric)
+    return key == "train/accuracy" or (
+        metric is not None and "accuracy" in metric and "exact" not in metric and "q_" not in metric
+    )
 
 
 CURVES = (
-    Curve("loss", "Training loss (per example)", lambda k: k in ("train/loss", "train/lm_loss", "train/q_halt_loss",
-                                                                 "train/q_continue_loss"), log_scale=True),
+    Curve(
+        "loss",
+        "Training loss (per example)",
+        lambda k: k in ("train/loss", "train/lm_loss", "train/q_halt_loss", "train/q_continue_loss"),
+        log_scale=True,
+    ),
     Curve("accuracy", "Accuracy (train: halted rows; evaluation: test split)", _is_accuracy),
     Curve("exact_accuracy", "Exact accuracy (whole answer right)", _is_exact),
     Curve("act_steps", "Mean ACT steps at halting (train)", lambda k: k == "train/steps"),

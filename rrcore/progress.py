@@ -52,8 +52,16 @@ class Progress:
     bar; ``close()`` ends it (also on leaving a ``with`` block).
     """
 
-    def __init__(self, total: int | None, description: str, *, unit: str = "it", initial: int = 0,
-                 stream: TextIO | None = None, interval: float | None = None) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        description: str,
+        *,
+        unit: str = "it",
+        initial: int = 0,
+        stream: TextIO | None = None,
+        interval: float | None = None,
+    ) -> None:
         self.total, self.description, self.unit = total, description, unit
         self.count = initial
         self.stream = stream or sys.stderr
@@ -67,8 +75,16 @@ class Progress:
         if _is_terminal(self.stream):
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=description, unit=f" {unit}", initial=initial, file=self.stream,
-                             dynamic_ncols=True, leave=True, mininterval=0.2)
+            self._bar = tqdm(
+                total=total,
+                desc=description,
+                unit=f" {unit}",
+                initial=initial,
+                file=self.stream,
+                dynamic_ncols=True,
+                leave=True,
+                mininterval=0.2,
+            )
 
     @property
     def live(self) -> bool:
@@ -108,8 +124,11 @@ class Progress:
         """The plain progress line: count, percentage, status, rate and ETA."""
         now = now or time.perf_counter()
         rate = self.rate(now)
-        parts = [f"{self.description}: {self.count}/{self.total} {self.unit}" if self.total is not None
-                 else f"{self.description}: {self.count} {self.unit}"]
+        parts = [
+            f"{self.description}: {self.count}/{self.total} {self.unit}"
+            if self.total is not None
+            else f"{self.description}: {self.count} {self.unit}"
+        ]
         if self.total:
             parts[0] += f" ({100 * self.count / self.total:.0f}%)"
         if self._status:
@@ -143,8 +162,14 @@ class Progress:
         self.close()
 
 
-def progress(total: int | None, description: str, *, unit: str = "it", stream: TextIO | None = None,
-             interval: float | None = None) -> Progress:
+def progress(
+    total: int | None,
+    description: str,
+    *,
+    unit: str = "it",
+    stream: TextIO | None = None,
+    interval: float | None = None,
+) -> Progress:
     """A :class:`Progress` on ``stream`` (default stderr): a live bar on a terminal, plain
     lines every ``interval`` seconds (default ``RR_PROGRESS_INTERVAL`` or 10) elsewhere."""
     return Progress(total, description, unit=unit, stream=stream, interval=interval)
@@ -167,18 +192,19 @@ class TrainingProgress:
     then one line every ``interval`` seconds, and the last step.
     """
 
-    def __init__(self, total_steps: int, stream: TextIO | None = None, start_step: int = 0,
-                 interval: float | None = None) -> None:
+    def __init__(
+        self, total_steps: int, stream: TextIO | None = None, start_step: int = 0, interval: float | None = None
+    ) -> None:
         self.total_steps = total_steps
-        self._progress = Progress(total_steps, "train", unit="steps", initial=start_step, stream=stream,
-                                  interval=interval)
+        self._progress = Progress(
+            total_steps, "train", unit="steps", initial=start_step, stream=stream, interval=interval
+        )
         self._updates = 0
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         self._progress.status(" | ".join(f"{label} {metrics[key]:.4f}" for key, label in _METRICS if key in metrics))
         self._updates += 1
-        self._progress.update(step - self._progress.count,
-                              force=self._updates == 1 or step >= self.total_steps)
+        self._progress.update(step - self._progress.count, force=self._updates == 1 or step >= self.total_steps)
 
     def message(self, text: str) -> None:
         """Print a full line (evaluation results, checkpoints) without breaking the bar."""

@@ -162,8 +162,9 @@ class LossHead(Protocol):
 
     def initial_carry(self, batch: Batch) -> Carry: ...
 
-    def forward(self, carry: Carry, batch: Batch, exploration: Tensor | None = None) -> tuple[
-        Carry, Tensor, dict[str, Tensor], Outputs, Tensor]: ...
+    def forward(
+        self, carry: Carry, batch: Batch, exploration: Tensor | None = None
+    ) -> tuple[Carry, Tensor, dict[str, Tensor], Outputs, Tensor]: ...
 
 
 @runtime_checkable
@@ -284,4 +285,3 @@ class PuzzleTask(Protocol):
     def augment(self, inputs: Any, count: int, rng: Any) -> tuple[Any, Any]: ...
 
     def invert(self, predictions: Any, state: Any) -> Any: ...
-

@@ -204,8 +204,10 @@ class Registry:
     def register_module(self, module: ModuleType, *, name: str, distribution: str, version: str) -> None:
         """Register a plugin module and collect the components it registers."""
         if self.plugin_manager.has_plugin(name):
-            raise RegistryError(f"two plugins are named {name!r}: {distribution} and "
-                                f"{self._origin[id(self.plugin_manager.get_plugin(name))][0]}")
+            raise RegistryError(
+                f"two plugins are named {name!r}: {distribution} and "
+                f"{self._origin[id(self.plugin_manager.get_plugin(name))][0]}"
+            )
         self.plugin_manager.register(module, name=name)
         self._origin[id(module)] = (distribution, version)
         hooks = tuple(sorted(caller.name for caller in self.plugin_manager.get_hookcallers(module) or []))
@@ -215,18 +217,28 @@ class Registry:
                 if impl.plugin is module:
                     self._collect(kind, spec_class, impl.function(), name, distribution, version)
 
-    def _collect(self, kind: str, spec_class: type[Spec], specs: Iterable[Spec] | None,
-                 plugin: str, distribution: str, version: str) -> None:
+    def _collect(
+        self,
+        kind: str,
+        spec_class: type[Spec],
+        specs: Iterable[Spec] | None,
+        plugin: str,
+        distribution: str,
+        version: str,
+    ) -> None:
         for spec in specs or ():
             if not isinstance(spec, spec_class):
-                raise RegistryError(f"plugin {plugin!r} ({distribution}) returned {spec!r} from "
-                                    f"{_HOOK_FOR_KIND[kind][0]}; expected {spec_class.__name__}")
+                raise RegistryError(
+                    f"plugin {plugin!r} ({distribution}) returned {spec!r} from "
+                    f"{_HOOK_FOR_KIND[kind][0]}; expected {spec_class.__name__}"
+                )
             spec = attrs.evolve(spec, distribution=distribution, version=version)
             existing = self.components[kind].get(spec.name)
             if existing is not None:
                 raise RegistryError(
                     f"{kind} {spec.name!r} is registered twice: by {existing.distribution} and by "
-                    f"{distribution}; uninstall one or set RR_DISABLE_PLUGINS")
+                    f"{distribution}; uninstall one or set RR_DISABLE_PLUGINS"
+                )
             self.components[kind][spec.name] = spec
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
@@ -243,16 +255,21 @@ class Registry:
                 continue
             try:
                 module = entry_point.load()
-                self.register_module(module, name=entry_point.name, distribution=dist_name,
-                                     version=dist_version)
+                self.register_module(module, name=entry_point.name, distribution=dist_name, version=dist_version)
             except RegistryError:
                 raise
             except Exception as error:  # a broken plugin must not take rr down
                 if self.plugin_manager.has_plugin(entry_point.name):
                     self.plugin_manager.unregister(name=entry_point.name)
-                self.failures.append(PluginFailure(
-                    entry_point.name, dist_name, dist_version,
-                    f"{type(error).__name__}: {error}", traceback.format_exc()))
+                self.failures.append(
+                    PluginFailure(
+                        entry_point.name,
+                        dist_name,
+                        dist_version,
+                        f"{type(error).__name__}: {error}",
+                        traceback.format_exc(),
+                    )
+                )
 
     # -- lookup ----------------------------------------------------------------------
 
@@ -261,7 +278,9 @@ class Registry:
         available = self.components[kind]
         if name in available:
             return available[name]
-        message = f"unknown {kind.replace('_', ' ')} plugin {name!r}; available: {', '.join(sorted(available)) or 'none'}"
+        message = (
+            f"unknown {kind.replace('_', ' ')} plugin {name!r}; available: {', '.join(sorted(available)) or 'none'}"
+        )
         close = difflib.get_close_matches(name, available, n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"
@@ -275,13 +294,15 @@ class Registry:
         return [spec for kind in KINDS for _, spec in sorted(self.components[kind].items())]
 
 
-def load_registry(*, entry_point_group: str | None = ENTRY_POINT_GROUP,
-                  extra_modules: Iterable[ModuleType] = ()) -> Registry:
+def load_registry(
+    *, entry_point_group: str | None = ENTRY_POINT_GROUP, extra_modules: Iterable[ModuleType] = ()
+) -> Registry:
     """Build a registry: built-ins, then the entry-point group, then ``extra_modules``."""
     registry = Registry()
     for module_name in DEFAULT_PLUGINS:
-        registry.register_module(import_module(module_name), name=module_name.rsplit(".", 1)[-1],
-                                 distribution="rrcore", version=__version__)
+        registry.register_module(
+            import_module(module_name), name=module_name.rsplit(".", 1)[-1], distribution="rrcore", version=__version__
+        )
     if entry_point_group is not None:
         registry.load_entry_points(entry_point_group)
     for module in extra_modules:

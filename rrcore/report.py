@@ -59,8 +59,9 @@ def _escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def panel_html(panel: Panel, answer: np.ndarray | None = None, labels: np.ndarray | None = None,
-               previous: np.ndarray | None = None) -> str:
+def panel_html(
+    panel: Panel, answer: np.ndarray | None = None, labels: np.ndarray | None = None, previous: np.ndarray | None = None
+) -> str:
     """A panel as a table; with ``answer``, cells naming a position are marked ``wrong``
     (scored ``labels`` differ) and ``changed`` (``previous`` answer differs)."""
     width = max((len(row) for row in panel.rows), default=0)
@@ -83,8 +84,12 @@ def panel_html(panel: Panel, answer: np.ndarray | None = None, labels: np.ndarra
                 classes.append("given")
             if cell.position is not None:
                 attributes += f' data-pos="{cell.position}"'
-                if answer is not None and labels is not None and labels[cell.position] != IGNORE_LABEL \
-                        and answer[cell.position] != labels[cell.position]:
+                if (
+                    answer is not None
+                    and labels is not None
+                    and labels[cell.position] != IGNORE_LABEL
+                    and answer[cell.position] != labels[cell.position]
+                ):
                     classes.append("wrong")
                 if answer is not None and previous is not None and answer[cell.position] != previous[cell.position]:
                     classes.append("changed")
@@ -110,10 +115,16 @@ def puzzle_html(view: PuzzleView, trace: StepTrace, row: int, pad_id: int) -> st
     scored = labels != IGNORE_LABEL
     wrong_last = int(((trace.preds[-1, row] != labels) & scored).sum())
     status = "solved" if solved else f"failed: {wrong_last} wrong at the last step"
-    out = [f'<section class="puzzle {"solved" if solved else "failed"}" data-index="{int(trace.index[row])}">',
-           f"<h3>Test example {int(trace.index[row])}: {status}</h3>", '<div class="steps">']
-    out.append('<figure class="input">' + "".join(panel_html(p) for p in view.draw_input(inputs))
-               + "<figcaption>input</figcaption></figure>")
+    out = [
+        f'<section class="puzzle {"solved" if solved else "failed"}" data-index="{int(trace.index[row])}">',
+        f"<h3>Test example {int(trace.index[row])}: {status}</h3>",
+        '<div class="steps">',
+    ]
+    out.append(
+        '<figure class="input">'
+        + "".join(panel_html(p) for p in view.draw_input(inputs))
+        + "<figcaption>input</figcaption></figure>"
+    )
     previous = None
     for step in range(trace.steps):
         answer = trace.preds[step, row]
@@ -123,15 +134,20 @@ def puzzle_html(view: PuzzleView, trace: StepTrace, row: int, pad_id: int) -> st
         if trace.q_continue is not None:
             q_text += f", q_continue {trace.q_continue[step, row]:+.2f}"
         halts = ' · <span class="halts">would halt</span>' if _halts(trace, step, row) else ""
-        panels = "".join(panel_html(p, answer, labels, previous) for p in view.draw_answer(answer, inputs,
-                                                                                          shown_labels))
-        out.append(f'<figure class="step" data-step="{step + 1}" data-wrong="{wrong}">{panels}'
-                   f"<figcaption>step {step + 1} · {q_text}{halts} · {wrong} wrong"
-                   f"{f' · {changed} changed' if previous is not None else ''}</figcaption></figure>")
+        panels = "".join(
+            panel_html(p, answer, labels, previous) for p in view.draw_answer(answer, inputs, shown_labels)
+        )
+        out.append(
+            f'<figure class="step" data-step="{step + 1}" data-wrong="{wrong}">{panels}'
+            f"<figcaption>step {step + 1} · {q_text}{halts} · {wrong} wrong"
+            f"{f' · {changed} changed' if previous is not None else ''}</figcaption></figure>"
+        )
         previous = answer
-    out.append('<figure class="label">' + "".join(panel_html(p) for p in view.draw_answer(shown_labels, inputs,
-                                                                                          shown_labels))
-               + "<figcaption>expected</figcaption></figure>")
+    out.append(
+        '<figure class="label">'
+        + "".join(panel_html(p) for p in view.draw_answer(shown_labels, inputs, shown_labels))
+        + "<figcaption>expected</figcaption></figure>"
+    )
     out.append("</div></section>")
     return "".join(out)
 
@@ -151,13 +167,22 @@ def evaluation_tables(rows: list[dict[str, Any]]) -> str:
     evaluations = [row for row in rows if any("/" in k and not k.startswith("train/") for k in row)]
     if not evaluations:
         return "<p>No evaluation was logged (the run has no test split, evaluators or evaluation yet).</p>"
-    overall = sorted({k for row in evaluations for k in row if k.count("/") == 1 and not k.startswith("train/")
-                      and not k.endswith("/count")})
+    overall = sorted(
+        {
+            k
+            for row in evaluations
+            for k in row
+            if k.count("/") == 1 and not k.startswith("train/") and not k.endswith("/count")
+        }
+    )
     out = ['<table class="metrics" id="evaluations"><tr><th>step</th>']
     out += [f"<th>{_escape(k)}</th>" for k in overall] + ["</tr>"]
     for row in evaluations:
-        out.append(f"<tr><td>{_escape(row.get('step'))}</td>" + "".join(f"<td>{_numeric(row, k)}</td>"
-                                                                    for k in overall) + "</tr>")
+        out.append(
+            f"<tr><td>{_escape(row.get('step'))}</td>"
+            + "".join(f"<td>{_numeric(row, k)}</td>" for k in overall)
+            + "</tr>"
+        )
     out.append("</table>")
     latest = evaluations[-1]
     buckets: dict[str, dict[str, str]] = {}
@@ -168,12 +193,19 @@ def evaluation_tables(rows: list[dict[str, Any]]) -> str:
     if buckets:
         metrics = sorted({m for bucket in buckets.values() for m in bucket})
         out.append(f"<h3>By rating bucket (evaluation at step {_escape(latest.get('step'))})</h3>")
-        out.append('<table class="metrics" id="buckets"><tr><th>bucket</th>'
-                   + "".join(f"<th>{_escape(m)}</th>" for m in metrics) + "</tr>")
+        out.append(
+            '<table class="metrics" id="buckets"><tr><th>bucket</th>'
+            + "".join(f"<th>{_escape(m)}</th>" for m in metrics)
+            + "</tr>"
+        )
         for name in sorted(buckets, key=_bucket_order):
-            out.append(f"<tr><td>{_escape(name)}</td>" + "".join(
-                f"<td>{_numeric(latest, buckets[name][m]) if m in buckets[name] else ''}</td>" for m in metrics)
-                + "</tr>")
+            out.append(
+                f"<tr><td>{_escape(name)}</td>"
+                + "".join(
+                    f"<td>{_numeric(latest, buckets[name][m]) if m in buckets[name] else ''}</td>" for m in metrics
+                )
+                + "</tr>"
+            )
         out.append("</table>")
     return "".join(out)
 
@@ -189,14 +221,21 @@ def curves_html(run_dir: Path) -> str:
     images = plots.curve_images(run_dir)
     if not images:
         return "<p>No metrics logged yet.</p>"
-    return '<div class="curves">' + "".join(
-        f'<img alt="{_escape(name)} curve" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        for name, png in images.items()) + "</div>"
+    return (
+        '<div class="curves">'
+        + "".join(
+            f'<img alt="{_escape(name)} curve" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            for name, png in images.items()
+        )
+        + "</div>"
+    )
 
 
-LEGEND = ('<div class="legend"><table class="grid"><tr><td class="cell changed">3</td></tr></table> changed since '
-          'the step before <table class="grid"><tr><td class="cell wrong">2</td></tr></table> differs from the '
-          'label <table class="grid"><tr><td class="cell given">1</td></tr></table> given in the puzzle</div>')
+LEGEND = (
+    '<div class="legend"><table class="grid"><tr><td class="cell changed">3</td></tr></table> changed since '
+    'the step before <table class="grid"><tr><td class="cell wrong">2</td></tr></table> differs from the '
+    'label <table class="grid"><tr><td class="cell given">1</td></tr></table> given in the puzzle</div>'
+)
 
 
 def build_report(run: OpenRun, trace: StepTrace, view: PuzzleView, per_kind: int) -> str:
@@ -215,23 +254,29 @@ def build_report(run: OpenRun, trace: StepTrace, view: PuzzleView, per_kind: int
         gallery += [puzzle_html(view, trace, row, metadata.pad_id) for row in rows]
         if not rows:
             gallery.append(f"<p>None among the {trace.count} test examples run.</p>")
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>rr report: {_escape(name)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>rr report: {_escape(name)}</h1>",
-        f'<p class="meta">Model <b>{_escape(experiment.model.plugin)}</b> on data <b>{_escape(experiment.data.plugin)}'
-        f"</b> · weights: {_escape(run.label)} · run folder {_escape(run.run_dir)} · written {now}</p>",
-        "<h2>Curves</h2>", curves_html(run.run_dir),
-        "<h2>Evaluations</h2>", evaluation_tables(plots.read_metrics(run.run_dir)),
-        "<h2>Puzzles, step by step</h2>",
-        f'<p class="meta" id="scan-summary">The first {trace.count} test examples through all '
-        f"{trace.steps} ACT steps ({_escape(run.label)}): {int(final.sum())} solved at the last step, "
-        f"{int((~final).sum())} failed.</p>",
-        LEGEND, *gallery,
-        "<h2>Resolved config</h2>", f'<pre class="config">{html.escape(config, quote=False)}</pre>',
-        "</body></html>",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>rr report: {_escape(name)}</title><style>{STYLE}</style></head><body>",
+            f"<h1>rr report: {_escape(name)}</h1>",
+            f'<p class="meta">Model <b>{_escape(experiment.model.plugin)}</b> on data <b>{_escape(experiment.data.plugin)}'
+            f"</b> · weights: {_escape(run.label)} · run folder {_escape(run.run_dir)} · written {now}</p>",
+            "<h2>Curves</h2>",
+            curves_html(run.run_dir),
+            "<h2>Evaluations</h2>",
+            evaluation_tables(plots.read_metrics(run.run_dir)),
+            "<h2>Puzzles, step by step</h2>",
+            f'<p class="meta" id="scan-summary">The first {trace.count} test examples through all '
+            f"{trace.steps} ACT steps ({_escape(run.label)}): {int(final.sum())} solved at the last step, "
+            f"{int((~final).sum())} failed.</p>",
+            LEGEND,
+            *gallery,
+            "<h2>Resolved config</h2>",
+            f'<pre class="config">{html.escape(config, quote=False)}</pre>',
+            "</body></html>",
+        ]
+    )
 
 
 def write_report(run: OpenRun, output: Path, per_kind: int = 4, scan: int = 256) -> Path:

@@ -46,8 +46,10 @@ def build(spec: Spec, *args: Any) -> Any:
     except DataSourceError as error:  # the input is wrong, not the plugin: exit 2, one line
         raise ConfigError(f"data plugin {spec.name!r}: {error}") from error
     except Exception as error:
-        raise TrainingError(f"{spec.kind.replace('_', ' ')} plugin {spec.name!r} ({spec.distribution} "
-                            f"{spec.version}) failed: {type(error).__name__}: {error}") from error
+        raise TrainingError(
+            f"{spec.kind.replace('_', ' ')} plugin {spec.name!r} ({spec.distribution} "
+            f"{spec.version}) failed: {type(error).__name__}: {error}"
+        ) from error
 
 
 @attrs.frozen
@@ -77,8 +79,10 @@ def join(experiment: Experiment) -> distributed.DistInfo:
     """This process's rank and device (joining the ``torchrun`` group when started by it)."""
     if experiment.run.device == "cuda" and not torch.cuda.is_available():
         build_kind = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
-        raise ConfigError(f"{experiment.source}: run.device = \"cuda\" but torch {torch.__version__} sees no "
-                          f"CUDA device ({build_kind}); use \"auto\" or \"cpu\"")
+        raise ConfigError(
+            f'{experiment.source}: run.device = "cuda" but torch {torch.__version__} sees no '
+            f'CUDA device ({build_kind}); use "auto" or "cpu"'
+        )
     info = distributed.setup(experiment.run.device)
     if info.device.type == "cpu" and experiment.run.cpu_threads:
         torch.set_num_threads(experiment.run.cpu_threads)
@@ -121,8 +125,11 @@ class Run:
     @property
     def headline(self) -> list[str]:
         """``evaluator/metric`` names shown in the summary line at the end of a run."""
-        return [f"{name}/{metric}" for name, evaluator in self.evaluators
-                for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))]
+        return [
+            f"{name}/{metric}"
+            for name, evaluator in self.evaluators
+            for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))
+        ]
 
     def checkpoint_parts(self) -> dict[str, Stateful]:
         """The stateful parts a checkpoint holds once for all ranks (``state.pt``)."""
@@ -161,21 +168,28 @@ class Run:
         for section in ("model", "optimizer") if self.optimizers is not None else ("model",):
             was, now = config.get(section, {}).get("plugin"), mine[section]["plugin"]
             if was is not None and was != now:
-                raise ConfigError(f"{path} was trained with {section} {was!r}, this experiment uses {now!r}; "
-                                  f"{advice}")
+                raise ConfigError(f"{path} was trained with {section} {was!r}, this experiment uses {now!r}; {advice}")
         model_state, expected = saved.get("model"), self.model.state_dict()
-        if model_state is not None and model_state.keys() != expected.keys() or any(
-                model_state[k].shape != expected[k].shape for k in expected):
-            changed = [f"model.{k} = {config['model'][k]!r} there, {v!r} here"
-                       for k, v in mine["model"].items() if k in config.get("model", {}) and config["model"][k] != v]
+        if (
+            model_state is not None
+            and model_state.keys() != expected.keys()
+            or any(model_state[k].shape != expected[k].shape for k in expected)
+        ):
+            changed = [
+                f"model.{k} = {config['model'][k]!r} there, {v!r} here"
+                for k, v in mine["model"].items()
+                if k in config.get("model", {}) and config["model"][k] != v
+            ]
             what = "; ".join(changed) or _state_difference(model_state, expected)
             raise ConfigError(f"{path} does not fit this model ({what}); {advice}")
         if self.optimizers is not None and saved.get("optimizers") is not None:
             groups_saved = list(self.optimizers.group_sizes(saved["optimizers"]).values())
             groups_now = list(self.optimizers.group_sizes().values())
             if groups_saved != groups_now:
-                raise ConfigError(f"{path}: the optimizer state has parameter groups of {groups_saved} tensors, "
-                                  f"this experiment {groups_now}; {advice}")
+                raise ConfigError(
+                    f"{path}: the optimizer state has parameter groups of {groups_saved} tensors, "
+                    f"this experiment {groups_now}; {advice}"
+                )
 
     def evaluation_weights(self) -> contextlib.AbstractContextManager[None]:
         """Within the block the model holds the weights evaluation uses: the EMA's when the
@@ -197,14 +211,31 @@ class Run:
         experiment = self.experiment
         with self.evaluation_weights():
             if experiment.eval == EvalConfig() and not (predictions or trace):
-                return run_evaluation(self.loss_head, self.eval_data, self.evaluators, experiment.act.halt_max_steps,
-                                      self.layout.world_size, step=self.step_fn, output_dir=output_dir)
+                return run_evaluation(
+                    self.loss_head,
+                    self.eval_data,
+                    self.evaluators,
+                    experiment.act.halt_max_steps,
+                    self.layout.world_size,
+                    step=self.step_fn,
+                    output_dir=output_dir,
+                )
             wants_task = predictions or experiment.eval.augmentations > 0
             task = task_for(self.registry, experiment.data, self.metadata) if wants_task else None
-            return evaluate_split(self.loss_head, self.eval_data, self.evaluators, experiment.eval,
-                                  halt_max_steps=experiment.act.halt_max_steps, q_continue=experiment.act.q_continue,
-                                  step=self.step_fn, output_dir=output_dir, predictions=predictions, trace=trace,
-                                  task=task, rank=self.layout.rank)
+            return evaluate_split(
+                self.loss_head,
+                self.eval_data,
+                self.evaluators,
+                experiment.eval,
+                halt_max_steps=experiment.act.halt_max_steps,
+                q_continue=experiment.act.q_continue,
+                step=self.step_fn,
+                output_dir=output_dir,
+                predictions=predictions,
+                trace=trace,
+                task=task,
+                rank=self.layout.rank,
+            )
 
 
 def _state_difference(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
@@ -217,8 +248,9 @@ def _state_difference(saved: dict[str, torch.Tensor], expected: dict[str, torch.
     return f"{next(k for k in saved if k not in expected)} is not part of this model"
 
 
-def build_run(experiment: Experiment, registry: Registry | None = None, *, optimizers: bool = True,
-              evaluators: bool = True) -> Run:
+def build_run(
+    experiment: Experiment, registry: Registry | None = None, *, optimizers: bool = True, evaluators: bool = True
+) -> Run:
     """Build the parts of ``experiment`` on this rank: data (rank 0 builds it first), model,
     ACT wrapper, loss head, compiled step, ``optimizers`` (unless False), EMA and
     ``evaluators`` (unless False; only with a test split). Seeds torch with ``run.seed``
@@ -227,8 +259,10 @@ def build_run(experiment: Experiment, registry: Registry | None = None, *, optim
     info = join(experiment)
     train = experiment.train
     if train.global_batch_size % (info.world_size * train.grad_accum_steps):
-        raise TrainingError(f"train.global_batch_size {train.global_batch_size} must divide into "
-                            f"{info.world_size} ranks x {train.grad_accum_steps} accumulation steps")
+        raise TrainingError(
+            f"train.global_batch_size {train.global_batch_size} must divide into "
+            f"{info.world_size} ranks x {train.grad_accum_steps} accumulation steps"
+        )
     layout = BatchLayout(info.rank, info.world_size, train.global_batch_size, train.grad_accum_steps)
     torch.manual_seed(experiment.run.seed)
     data_dir = _build_data(experiment, registry, info.rank)
@@ -238,27 +272,46 @@ def build_run(experiment: Experiment, registry: Registry | None = None, *, optim
         total_steps = min(total_steps, train.max_steps)
 
     forward_dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
-    model = _build_model(experiment, registry, ModelContext(train_data.metadata, layout.micro_batch, forward_dtype),
-                         info)
+    model = _build_model(
+        experiment, registry, ModelContext(train_data.metadata, layout.micro_batch, forward_dtype), info
+    )
     generator = torch.Generator(device=info.device)
     generator.manual_seed(experiment.run.seed + 1)
     act_model = ACTModel(model, experiment.act, generator=generator, global_batch_size=train.global_batch_size)
-    loss_head = build(registry.get("loss_head", experiment.loss.plugin), experiment.loss.config,
-                      act_model).to(info.device)
+    loss_head = build(registry.get("loss_head", experiment.loss.plugin), experiment.loss.config, act_model).to(
+        info.device
+    )
     if not isinstance(getattr(loss_head, "metric_reductions", None), dict):
         spec = registry.get("loss_head", experiment.loss.plugin)
-        raise TrainingError(f"loss head plugin {spec.name!r} ({spec.distribution} {spec.version}) declares no "
-                            f"metric_reductions (see rrcore.protocols.LossHead)")
+        raise TrainingError(
+            f"loss head plugin {spec.name!r} ({spec.distribution} {spec.version}) declares no "
+            f"metric_reductions (see rrcore.protocols.LossHead)"
+        )
     compiled = compile_enabled(train.compile, info.device)
     # CUDA graphs replay one recorded step; gradient accumulation would need the
     # gradients of several replays alive at once, so it keeps plain compilation.
-    cuda_graphs = (compiled and info.device.type == "cuda" and train.cuda_graphs and train.grad_accum_steps == 1)
+    cuda_graphs = compiled and info.device.type == "cuda" and train.cuda_graphs and train.grad_accum_steps == 1
     step_fn = CompiledStep(loss_head, compile=compiled, cuda_graphs=cuda_graphs)
-    run_optimizers = (_build_optimizers(experiment, registry, loss_head, model, total_steps)
-                      if optimizers else None)
+    run_optimizers = _build_optimizers(experiment, registry, loss_head, model, total_steps) if optimizers else None
     ema = EMA(model, train.ema_rate) if train.ema else None
-    run = Run(experiment, registry, info.device, layout, data_dir, train_data, eval_data, total_steps, model,
-              act_model, loss_head, step_fn, ema, run_optimizers, [], forward_dtype)
+    run = Run(
+        experiment,
+        registry,
+        info.device,
+        layout,
+        data_dir,
+        train_data,
+        eval_data,
+        total_steps,
+        model,
+        act_model,
+        loss_head,
+        step_fn,
+        ema,
+        run_optimizers,
+        [],
+        forward_dtype,
+    )
     if evaluators and eval_data is not None:
         run.evaluators = _build_evaluators(run)
     return run
@@ -279,28 +332,43 @@ def _build_data(experiment: Experiment, registry: Registry, rank: int) -> Path:
     return path
 
 
-def _open_data(experiment: Experiment, data_dir: Path, layout: BatchLayout,
-               device: torch.device) -> tuple[PuzzleDataset, PuzzleDataset | None]:
+def _open_data(
+    experiment: Experiment, data_dir: Path, layout: BatchLayout, device: torch.device
+) -> tuple[PuzzleDataset, PuzzleDataset | None]:
     train = experiment.train
     train_data = PuzzleDataset(
-        data_dir / "train", global_batch_size=train.global_batch_size, rank=layout.rank,
-        world_size=layout.world_size, seed=experiment.run.seed, device=device,
-        on_device={"auto": "auto", "on": True, "off": False}[train.data_on_device])
+        data_dir / "train",
+        global_batch_size=train.global_batch_size,
+        rank=layout.rank,
+        world_size=layout.world_size,
+        seed=experiment.run.seed,
+        device=device,
+        on_device={"auto": "auto", "on": True, "off": False}[train.data_on_device],
+    )
     if train.global_batch_size > train_data.examples_per_epoch:
         # Each batch would repeat the whole data set, several times over.
-        raise ConfigError(f"{experiment.source}: train.global_batch_size = {train.global_batch_size} is "
-                          f"larger than the training set ({train_data.examples_per_epoch} examples "
-                          f"per epoch in {data_dir / 'train'}); use at most that many")
+        raise ConfigError(
+            f"{experiment.source}: train.global_batch_size = {train.global_batch_size} is "
+            f"larger than the training set ({train_data.examples_per_epoch} examples "
+            f"per epoch in {data_dir / 'train'}); use at most that many"
+        )
     if not (data_dir / "test" / "dataset.json").exists():
         return train_data, None
-    eval_data = PuzzleDataset(data_dir / "test", global_batch_size=train.eval_global_batch_size or train.global_batch_size,
-                              rank=layout.rank, world_size=layout.world_size, seed=experiment.run.seed, device=device,
-                              on_device=train_data.on_device)
+    eval_data = PuzzleDataset(
+        data_dir / "test",
+        global_batch_size=train.eval_global_batch_size or train.global_batch_size,
+        rank=layout.rank,
+        world_size=layout.world_size,
+        seed=experiment.run.seed,
+        device=device,
+        on_device=train_data.on_device,
+    )
     return train_data, eval_data
 
 
-def _build_model(experiment: Experiment, registry: Registry, context: ModelContext,
-                 info: distributed.DistInfo) -> nn.Module:
+def _build_model(
+    experiment: Experiment, registry: Registry, context: ModelContext, info: distributed.DistInfo
+) -> nn.Module:
     spec = registry.get("model", experiment.model.plugin)
     model = build(spec, experiment.model.config, context).to(info.device)
     # Identical initial weights on every rank, whatever the plugin's init does.
@@ -310,22 +378,32 @@ def _build_model(experiment: Experiment, registry: Registry, context: ModelConte
     return model
 
 
-def _build_optimizers(experiment: Experiment, registry: Registry, loss_head: nn.Module, model: nn.Module,
-                      total_steps: int) -> Optimizers:
+def _build_optimizers(
+    experiment: Experiment, registry: Registry, loss_head: nn.Module, model: nn.Module, total_steps: int
+) -> Optimizers:
     """The ``[optimizer]`` plugin over the trainable parameters, and sign-SGD over the
     model's sparse puzzle embeddings (tables of buffers no other optimizer could train)."""
     train, section = experiment.train, experiment.optimizer
     named = [(name, p) for name, p in loss_head.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]
     # param_names (torch's convention) lets optimizers such as Muon route by name.
-    groups = [{"params": parameters, "param_names": [name for name, _ in named], "lr": train.lr,
-               "weight_decay": train.weight_decay, "betas": tuple(train.betas)}]
+    groups = [
+        {
+            "params": parameters,
+            "param_names": [name for name, _ in named],
+            "lr": train.lr,
+            "weight_decay": train.weight_decay,
+            "betas": tuple(train.betas),
+        }
+    ]
     parts = {"model": (build(registry.get("optimizer", section.plugin), groups, section.config), train.lr)}
     embeddings = [m for m in model.modules() if isinstance(m, SparsePuzzleEmbedding)]
     if embeddings:
         puzzle_emb = section.puzzle_emb
-        parts["puzzle_emb"] = (SignSGD(embeddings, lr=puzzle_emb.lr, weight_decay=puzzle_emb.weight_decay),
-                               puzzle_emb.lr)
+        parts["puzzle_emb"] = (
+            SignSGD(embeddings, lr=puzzle_emb.lr, weight_decay=puzzle_emb.weight_decay),
+            puzzle_emb.lr,
+        )
     schedule = LRSchedule(train.lr_warmup_steps, total_steps, train.lr_min_ratio)
     return Optimizers(parts, parameters, schedule, train.grad_clip)
 
@@ -340,9 +418,15 @@ def _build_evaluators(run: Run) -> list[tuple[str, Any]]:
 
 
 @torch.no_grad()
-def run_evaluation(loss_head: torch.nn.Module, data: PuzzleDataset, evaluators: list[tuple[str, Any]],
-                   halt_max_steps: int, world_size: int = 1, step: Any = None,
-                   output_dir: Path | None = None) -> dict[str, float]:
+def run_evaluation(
+    loss_head: torch.nn.Module,
+    data: PuzzleDataset,
+    evaluators: list[tuple[str, Any]],
+    halt_max_steps: int,
+    world_size: int = 1,
+    step: Any = None,
+    output_dir: Path | None = None,
+) -> dict[str, float]:
     """Every evaluation batch through ``halt_max_steps`` ACT steps, then the evaluators
     (each told to write under ``output_dir / <its name>``).
 

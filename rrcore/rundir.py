@@ -46,9 +46,11 @@ def check_unused(run_dir: Path) -> None:
     """Raise :class:`ConfigError` (one line, the three ways on) when ``run_dir`` holds a run."""
     found = previous_run(run_dir)
     if found is not None:
-        raise ConfigError(f"{run_dir} already holds a run ({found}); continue it with --resume latest, "
-                          f"choose another --run-dir, or add --overwrite to move it aside to "
-                          f"{aside_name(run_dir)} (nothing is deleted)")
+        raise ConfigError(
+            f"{run_dir} already holds a run ({found}); continue it with --resume latest, "
+            f"choose another --run-dir, or add --overwrite to move it aside to "
+            f"{aside_name(run_dir)} (nothing is deleted)"
+        )
 
 
 def aside_name(run_dir: Path) -> Path:
@@ -69,8 +71,9 @@ def move_aside(run_dir: Path) -> Path | None:
     return aside
 
 
-def resume_command(experiment: str, overrides: list[str], run_dir: Path, world_size: int = 1,
-                   nodes: int = 1, rendezvous_id: str = "rr") -> str:
+def resume_command(
+    experiment: str, overrides: list[str], run_dir: Path, world_size: int = 1, nodes: int = 1, rendezvous_id: str = "rr"
+) -> str:
     """The shell command that continues a run started with ``rr run experiment --set ...``.
 
     Under torchrun on one node it is the same torchrun launch with this many processes.
@@ -86,8 +89,15 @@ def resume_command(experiment: str, overrides: list[str], run_dir: Path, world_s
         return shlex.join(["rr", *words])
     if nodes == 1:
         return shlex.join(["torchrun", f"--nproc_per_node={world_size}", "-m", "rrcore", *words])
-    launcher = shlex.join(["torchrun", f"--nnodes={nodes}", f"--nproc-per-node={world_size // nodes}",
-                           "--rdzv-backend=c10d", f"--rdzv-id={rendezvous_id}"])
+    launcher = shlex.join(
+        [
+            "torchrun",
+            f"--nnodes={nodes}",
+            f"--nproc-per-node={world_size // nodes}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-id={rendezvous_id}",
+        ]
+    )
     endpoint = '--rdzv-endpoint="${RR_RDZV_ENDPOINT:?set HOST:PORT of the rendezvous, as at the start}"'
     return f"{launcher} {endpoint} -m rrcore {shlex.join(words)}"
 
@@ -95,9 +105,11 @@ def resume_command(experiment: str, overrides: list[str], run_dir: Path, world_s
 def write_resume_script(run_dir: Path, command: str) -> Path:
     """Record ``command`` in ``run_dir/resume.sh`` (to be run from any folder)."""
     path = run_dir / RESUME_SCRIPT
-    path.write_text("#!/bin/sh\n"
-                    "# Continues this run from its latest checkpoint (written by rr run).\n"
-                    f"cd {shlex.quote(os.getcwd())} || exit 2\n"
-                    f"exec {command}\n")
+    path.write_text(
+        "#!/bin/sh\n"
+        "# Continues this run from its latest checkpoint (written by rr run).\n"
+        f"cd {shlex.quote(os.getcwd())} || exit 2\n"
+        f"exec {command}\n"
+    )
     path.chmod(0o755)
     return path

@@ -41,8 +41,10 @@ class PluginNames:
     @classmethod
     def of(cls, name: str) -> PluginNames:
         if not _NAME.fullmatch(name):
-            raise ScaffoldError(f"NAME {name!r} is not a plugin name: use 1-40 lowercase letters, digits and "
-                                f"'_', starting with a letter (e.g. 'mymodel')")
+            raise ScaffoldError(
+                f"NAME {name!r} is not a plugin name: use 1-40 lowercase letters, digits and "
+                f"'_', starting with a letter (e.g. 'mymodel')"
+            )
         camel = "".join(part.capitalize() for part in name.split("_"))
         return cls(name, f"rr_{name}", f"rr-{name.replace('_', '-')}", camel)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 
-def cosine_with_warmup(step: int, base_lr: float, warmup_steps: int, total_steps: int,
-                       min_ratio: float = 1.0) -> float:
+def cosine_with_warmup(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float = 1.0) -> float:
     """The learning rate for optimizer step ``step`` (0-based).
 
     ``min_ratio = 1.0`` (the references' default) keeps the rate constant after warmup.

@@ -70,12 +70,13 @@ class Solver:
         self.device = pick_device(self.experiment.run.device)
         if self.device.type == "cpu" and self.experiment.run.cpu_threads:
             torch.set_num_threads(self.experiment.run.cpu_threads)
-        self.loss_head = load_for_inference(self.checkpoint, self.experiment, self.metadata, self.registry,
-                                            self.device)
+        self.loss_head = load_for_inference(self.checkpoint, self.experiment, self.metadata, self.registry, self.device)
         task = task_for(self.registry, self.experiment.data, self.metadata)
         if task is None:
-            raise ConfigError(f"data set plugin {self.experiment.data.plugin!r} registers no task "
-                              f"(rr_register_tasks), so rr cannot read its puzzles")
+            raise ConfigError(
+                f"data set plugin {self.experiment.data.plugin!r} registers no task "
+                f"(rr_register_tasks), so rr cannot read its puzzles"
+            )
         self.task: PuzzleTask = task
 
     def solve(self, text: str, *, max_steps: int = 0, adaptive: bool = True) -> Solution:
@@ -89,25 +90,46 @@ class Solver:
         inputs = np.asarray(puzzle.inputs)
         metadata = self.metadata
         if inputs.shape != (metadata.seq_len,):
-            raise ConfigError(f"task plugin {self.experiment.data.plugin!r} parsed {inputs.shape[-1]} tokens; "
-                              f"the model reads {metadata.seq_len}")
+            raise ConfigError(
+                f"task plugin {self.experiment.data.plugin!r} parsed {inputs.shape[-1]} tokens; "
+                f"the model reads {metadata.seq_len}"
+            )
         device = self.device
         tokens = torch.as_tensor(inputs.astype(np.int64), device=device)[None].to(torch.int32)
-        pool = {"inputs": tokens, "labels": torch.full_like(tokens, IGNORE_LABEL, dtype=torch.long),
-                "puzzle_identifiers": torch.full((1,), metadata.blank_identifier_id, dtype=torch.int32,
-                                                 device=device)}
+        pool = {
+            "inputs": tokens,
+            "labels": torch.full_like(tokens, IGNORE_LABEL, dtype=torch.long),
+            "puzzle_identifiers": torch.full((1,), metadata.blank_identifier_id, dtype=torch.int32, device=device),
+        }
         cap = max_steps or self.experiment.eval.step_cap(self.experiment.act.halt_max_steps)
         head = self.loss_head
-        result = run_pool(head, head, pool, batch_size=1, max_steps=cap, adaptive=adaptive,
-                          q_continue=self.experiment.act.q_continue, sync_every=1, trace=True)
+        result = run_pool(
+            head,
+            head,
+            pool,
+            batch_size=1,
+            max_steps=cap,
+            adaptive=adaptive,
+            q_continue=self.experiment.act.q_continue,
+            sync_every=1,
+            trace=True,
+        )
         steps = int(result.steps[0])
         prediction = result.preds[0].cpu().numpy()
         if puzzle.answer is None:
             check = self.task.check(inputs, prediction)
         else:
             check = self.task.check(inputs, prediction, answer=puzzle.answer)
-        return Solution(inputs, prediction, steps, cap, float(result.q_halt[0]),
-                        result.trace[0, :steps].cpu().numpy(), check, puzzle.note)
+        return Solution(
+            inputs,
+            prediction,
+            steps,
+            cap,
+            float(result.q_halt[0]),
+            result.trace[0, :steps].cpu().numpy(),
+            check,
+            puzzle.note,
+        )
 
 
 def run_metadata(run_dir: Path, experiment: Experiment, registry: Any) -> tuple[DatasetMetadata, str]:
@@ -125,8 +147,9 @@ def run_metadata(run_dir: Path, experiment: Experiment, registry: Any) -> tuple[
     return DatasetMetadata.from_json(data_dir / "train" / "dataset.json"), str(data_dir / "train")
 
 
-def load_model(source: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any,
-               device: torch.device) -> torch.nn.Module:
+def load_model(
+    source: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any, device: torch.device
+) -> torch.nn.Module:
     """The experiment's model holding the evaluation weights of ``source``, a checkpoint
     (the EMA's when the run kept one) or an export folder (:func:`rrcore.export.load_weights`).
     Built for batches of one row, which only sizes the training buffers of the sparse
@@ -135,21 +158,26 @@ def load_model(source: Path, experiment: Experiment, metadata: DatasetMetadata, 
     from rrcore.run import build
 
     forward_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = build(registry.get("model", experiment.model.plugin), experiment.model.config,
-                  ModelContext(metadata, 1, forward_dtype)).to(device)
+    model = build(
+        registry.get("model", experiment.model.plugin),
+        experiment.model.config,
+        ModelContext(metadata, 1, forward_dtype),
+    ).to(device)
     load_weights(model, source)
     return model
 
 
-def load_for_inference(source: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any,
-                       device: torch.device) -> torch.nn.Module:
+def load_for_inference(
+    source: Path, experiment: Experiment, metadata: DatasetMetadata, registry: Any, device: torch.device
+) -> torch.nn.Module:
     """The experiment's loss head around :func:`load_model`'s model, in eval mode."""
     from rrcore.act import ACTModel
     from rrcore.run import build
 
     model = load_model(source, experiment, metadata, registry, device)
-    loss_head = build(registry.get("loss_head", experiment.loss.plugin), experiment.loss.config,
-                      ACTModel(model, experiment.act)).to(device)
+    loss_head = build(
+        registry.get("loss_head", experiment.loss.plugin), experiment.loss.config, ACTModel(model, experiment.act)
+    ).to(device)
     return loss_head.eval()
 
 

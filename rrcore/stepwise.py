@@ -56,8 +56,13 @@ def run_config(run_dir: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def open_run(run_dir: str | Path, overrides: Sequence[str] = (), checkpoint: str = "latest",
-             untrained: bool = False, registry=None) -> Iterator[OpenRun]:
+def open_run(
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    checkpoint: str = "latest",
+    untrained: bool = False,
+    registry=None,
+) -> Iterator[OpenRun]:
     """Rebuild the run in ``run_dir`` from ``checkpoint`` (``latest``, ``step_N`` or a path),
     or with freshly initialised weights (the run's seed) when ``untrained``."""
     from rrcore import distributed
@@ -139,8 +144,10 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
     model = built.model
     if record_states and not model_records_states(model):
         spec = built.registry.get("model", run.experiment.model.plugin)
-        raise RunInputError(f"model plugin {spec.name!r} ({spec.distribution} {spec.version}) does not record its "
-                            f"states: it needs recording_states() (rrcore.protocols.RecordsStates)")
+        raise RunInputError(
+            f"model plugin {spec.name!r} ({spec.distribution} {spec.version}) does not record its "
+            f"states: it needs recording_states() (rrcore.protocols.RecordsStates)"
+        )
     loss_head = built.loss_head
     was_training = loss_head.training
     loss_head.eval()
@@ -167,22 +174,29 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
                         q_halt.append(outputs["q_halt_logits"].float().cpu().numpy()[keep])
                         if run.experiment.act.q_continue:
                             q_continue.append(outputs["q_continue_logits"].float().cpu().numpy()[keep])
-                for name, value in (("index", batch["index"]), ("inputs", batch["inputs"]),
-                                    ("labels", batch["labels"])):
+                for name, value in (
+                    ("index", batch["index"]),
+                    ("inputs", batch["inputs"]),
+                    ("labels", batch["labels"]),
+                ):
                     parts.setdefault(name, []).append(value.cpu().numpy()[keep])
                 parts.setdefault("preds", []).append(np.stack(preds, axis=0))
                 parts.setdefault("q_halt", []).append(np.stack(q_halt, axis=0))
                 if q_continue:
                     parts.setdefault("q_continue", []).append(np.stack(q_continue, axis=0))
-                for name in (records[0] if records else {}):
+                for name in records[0] if records else {}:
                     updates[name] = len(records[0][name])
                     trajectory = torch.stack([s for record in records for s in record[name]], dim=1)
                     states.setdefault(name, []).append(trajectory.float().cpu().numpy()[keep])
     finally:
         loss_head.train(was_training)
     return StepTrace(
-        index=np.concatenate(parts["index"]), inputs=np.concatenate(parts["inputs"]),
-        labels=np.concatenate(parts["labels"]), preds=np.concatenate(parts["preds"], axis=1),
+        index=np.concatenate(parts["index"]),
+        inputs=np.concatenate(parts["inputs"]),
+        labels=np.concatenate(parts["labels"]),
+        preds=np.concatenate(parts["preds"], axis=1),
         q_halt=np.concatenate(parts["q_halt"], axis=1),
         q_continue=np.concatenate(parts["q_continue"], axis=1) if "q_continue" in parts else None,
-        states={name: np.concatenate(chunks) for name, chunks in states.items()}, updates_per_step=updates)
+        states={name: np.concatenate(chunks) for name, chunks in states.items()},
+        updates_per_step=updates,
+    )

@@ -122,10 +122,14 @@ def plan(axes: list[Axis], settings: list[str], sweep_dir: Path, run_name: str) 
         while unique in names:  # values that differ only in characters a folder name drops
             unique, n = f"{name}-{n}", n + 1
         names.add(unique)
-        overrides = [*settings, *(f"{axis.key}={value}" for axis, value in zip(axes, point)),
-                     f"run.name={run_name}-{unique}"]
-        runs.append(SweepRun(unique, {axis.key: value for axis, value in zip(axes, point)}, overrides,
-                             sweep_dir / unique))
+        overrides = [
+            *settings,
+            *(f"{axis.key}={value}" for axis, value in zip(axes, point)),
+            f"run.name={run_name}-{unique}",
+        ]
+        runs.append(
+            SweepRun(unique, {axis.key: value for axis, value in zip(axes, point)}, overrides, sweep_dir / unique)
+        )
     return runs
 
 
@@ -144,8 +148,10 @@ def check_unused(runs: list[SweepRun]) -> None:
     for run in runs:
         found = previous_run(run.run_dir)
         if found is not None:
-            raise ConfigError(f"{run.run_dir} already holds a run ({found}); choose another --sweep-dir, or "
-                              f"add --overwrite to move each old run aside (nothing is deleted)")
+            raise ConfigError(
+                f"{run.run_dir} already holds a run ({found}); choose another --sweep-dir, or "
+                f"add --overwrite to move each old run aside (nothing is deleted)"
+            )
 
 
 def run_command(experiment_path: str, run: SweepRun, overwrite: bool = False) -> list[str]:
@@ -199,8 +205,11 @@ def table_rows(axes: list[Axis], runs: list[SweepRun], metrics: list[str] | None
     for run in runs:
         status = run.status if run.exit_code in (0, None) else f"{run.status} (exit {run.exit_code})"
         seconds = f"{run.seconds:.1f}s" if run.seconds is not None else "-"
-        rows.append([run.values[axis.key] for axis in axes] + [status, _cell(run.steps), seconds]
-                    + [_cell(run.metrics.get(key)) for key in columns])
+        rows.append(
+            [run.values[axis.key] for axis in axes]
+            + [status, _cell(run.steps), seconds]
+            + [_cell(run.metrics.get(key)) for key in columns]
+        )
     return rows
 
 
@@ -215,21 +224,39 @@ def format_markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
-def write_summary(sweep_dir: Path, experiment_path: str, axes: list[Axis], settings: list[str],
-                  runs: list[SweepRun], metrics: list[str] | None) -> None:
+def write_summary(
+    sweep_dir: Path,
+    experiment_path: str,
+    axes: list[Axis],
+    settings: list[str],
+    runs: list[SweepRun],
+    metrics: list[str] | None,
+) -> None:
     """``sweep.json`` (everything, every metric) and ``sweep.md`` (the table) in the sweep folder."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     record = {
-        "experiment": experiment_path, "settings": settings,
+        "experiment": experiment_path,
+        "settings": settings,
         "grid": {axis.key: axis.values for axis in axes},
-        "runs": [{"name": run.name, "run_dir": str(run.run_dir), "values": run.values,
-                  "command": shlex.join(["rr", *run_command(experiment_path, run)]), "status": run.status,
-                  "exit_code": run.exit_code, "steps": run.steps, "seconds": run.seconds,
-                  "metrics": run.metrics} for run in runs],
+        "runs": [
+            {
+                "name": run.name,
+                "run_dir": str(run.run_dir),
+                "values": run.values,
+                "command": shlex.join(["rr", *run_command(experiment_path, run)]),
+                "status": run.status,
+                "exit_code": run.exit_code,
+                "steps": run.steps,
+                "seconds": run.seconds,
+                "metrics": run.metrics,
+            }
+            for run in runs
+        ],
     }
     (sweep_dir / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
-    (sweep_dir / "sweep.md").write_text(f"# Sweep of {experiment_path}\n\n"
-                                        + format_markdown(table_rows(axes, runs, metrics)) + "\n")
+    (sweep_dir / "sweep.md").write_text(
+        f"# Sweep of {experiment_path}\n\n" + format_markdown(table_rows(axes, runs, metrics)) + "\n"
+    )
 
 
 class _Forwarder:
@@ -262,9 +289,16 @@ def _own_process_group() -> dict[str, Any]:
     return {"preexec_fn": os.setpgrp}  # pragma: no cover - Python 3.10
 
 
-def run_sweep(experiment_path: str, axes: list[Axis], settings: list[str], runs: list[SweepRun],
-              sweep_dir: Path, metrics: list[str] | None = None, overwrite: bool = False,
-              say: Callable[[str], None] = print) -> int:
+def run_sweep(
+    experiment_path: str,
+    axes: list[Axis],
+    settings: list[str],
+    runs: list[SweepRun],
+    sweep_dir: Path,
+    metrics: list[str] | None = None,
+    overwrite: bool = False,
+    say: Callable[[str], None] = print,
+) -> int:
     """Run each grid point in turn; return the sweep's exit code (0 all finished, 1 some
     failed, 128 + N when signal N stopped it). The table goes to ``sweep.json``/``sweep.md``
     after every run."""
@@ -292,9 +326,14 @@ def run_sweep(experiment_path: str, axes: list[Axis], settings: list[str], runs:
     if forwarder.signal is not None:
         left = [run for run in runs if run.status == "not run"]
         name = signal.Signals(forwarder.signal).name
-        say(f"rr: sweep stopped by {name}; {len(left)} of {len(runs)} runs not started"
-            + ("; their commands:\n" + "\n".join(shlex.join(["rr", *run_command(experiment_path, r)])
-                                                for r in left) if left else ""))
+        say(
+            f"rr: sweep stopped by {name}; {len(left)} of {len(runs)} runs not started"
+            + (
+                "; their commands:\n" + "\n".join(shlex.join(["rr", *run_command(experiment_path, r)]) for r in left)
+                if left
+                else ""
+            )
+        )
         return EXIT_SIGNAL + forwarder.signal
     return 1 if any(run.status != "finished" for run in runs) else 0
 

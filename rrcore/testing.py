@@ -78,8 +78,10 @@ class ModelCase:
         torch.manual_seed(seed)
         model = self.spec.factory(self.config if config is None else config, self.context)
         if not isinstance(model, nn.Module):
-            raise AssertionError(f"model {self.name!r}: the factory returned {type(model).__name__}; "
-                                 f"the core expects a torch.nn.Module (rrcore.protocols.Model)")
+            raise AssertionError(
+                f"model {self.name!r}: the factory returned {type(model).__name__}; "
+                f"the core expects a torch.nn.Module (rrcore.protocols.Model)"
+            )
         return model.to(self.device)
 
     def batch(self, seed: int = 0) -> dict[str, Tensor]:
@@ -91,8 +93,9 @@ class ModelCase:
         batch = {
             "inputs": torch.randint(0, metadata.vocab_size, (rows, length), generator=generator, dtype=torch.int32),
             "labels": labels,
-            "puzzle_identifiers": torch.randint(0, metadata.num_puzzle_identifiers, (rows,), generator=generator,
-                                                dtype=torch.int32),
+            "puzzle_identifiers": torch.randint(
+                0, metadata.num_puzzle_identifiers, (rows,), generator=generator, dtype=torch.int32
+            ),
         }
         return {key: value.to(self.device) for key, value in batch.items()}
 
@@ -107,9 +110,17 @@ class ModelCase:
         return bool(self.spec.predicts_q_continue)
 
 
-def model_case(plugin: str, config: Mapping[str, Any] | Any = None, *, registry: Registry | None = None,
-               vocab_size: int = 7, seq_len: int = 6, num_puzzle_identifiers: int = 3, batch_size: int = 4,
-               device: str | torch.device | None = None) -> ModelCase:
+def model_case(
+    plugin: str,
+    config: Mapping[str, Any] | Any = None,
+    *,
+    registry: Registry | None = None,
+    vocab_size: int = 7,
+    seq_len: int = 6,
+    num_puzzle_identifiers: int = 3,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+) -> ModelCase:
     """The model ``plugin`` with ``config`` (a dict of ``[model]`` keys, or a config instance) for
     a synthetic data set of this shape. ``device``: default CUDA when present, else CPU."""
     registry = registry or get_registry()
@@ -117,16 +128,31 @@ def model_case(plugin: str, config: Mapping[str, Any] | Any = None, *, registry:
     if config is None or isinstance(config, Mapping):
         config = spec.make_config(**dict(config or {}))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=vocab_size,
-                               seq_len=seq_len, num_puzzle_identifiers=num_puzzle_identifiers, total_groups=1,
-                               mean_puzzle_examples=1.0, sets=["all"])
+    metadata = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        num_puzzle_identifiers=num_puzzle_identifiers,
+        total_groups=1,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # as the trainer chooses
     return ModelCase(plugin, spec, config, ModelContext(metadata, batch_size, dtype), device, registry)
 
 
-def check_model(plugin: str, config: Mapping[str, Any] | Any = None, *, registry: Registry | None = None,
-                no_grad_cycles: Sequence[str] | None = None, compile: bool = True,
-                compile_backend: str = "aot_eager", device: str | torch.device | None = None) -> None:
+def check_model(
+    plugin: str,
+    config: Mapping[str, Any] | Any = None,
+    *,
+    registry: Registry | None = None,
+    no_grad_cycles: Sequence[str] | None = None,
+    compile: bool = True,
+    compile_backend: str = "aot_eager",
+    device: str | torch.device | None = None,
+) -> None:
     """Run every model check on ``plugin`` with ``config``; raise AssertionError on the first failure.
 
     ``no_grad_cycles``: config keys counting cycles of which all but the last must run
@@ -146,8 +172,9 @@ def check_model(plugin: str, config: Mapping[str, Any] | Any = None, *, registry
         torch.set_num_threads(threads)
 
 
-def _run_model_checks(case: ModelCase, no_grad_cycles: Sequence[str] | None, compile: bool,
-                      compile_backend: str) -> None:
+def _run_model_checks(
+    case: ModelCase, no_grad_cycles: Sequence[str] | None, compile: bool, compile_backend: str
+) -> None:
     check_outputs(case)
     check_carry_reset(case)
     keys = no_grad_cycles
@@ -186,14 +213,19 @@ def check_outputs(case: ModelCase) -> None:
     finite; in training and eval mode."""
     model, batch = case.build(), case.batch()
     metadata, rows = case.context.metadata, case.context.batch_size
-    expected = {"logits": (rows, metadata.seq_len, metadata.vocab_size), "q_halt_logits": (rows,),
-                "q_continue_logits": (rows,)}
+    expected = {
+        "logits": (rows, metadata.seq_len, metadata.vocab_size),
+        "q_halt_logits": (rows,),
+        "q_continue_logits": (rows,),
+    }
     required = {"logits", "q_halt_logits"} | ({"q_continue_logits"} if case.predicts_q_continue else set())
     initial = model.initial_carry(batch)
     for name, state in initial.items():
         if not isinstance(state, Tensor) or state.ndim == 0 or state.shape[0] != rows:
-            raise case.fail(f"initial_carry gives {name!r} that is not a tensor of {rows} rows",
-                            "a dict of tensors with the batch size as first dimension")
+            raise case.fail(
+                f"initial_carry gives {name!r} that is not a tensor of {rows} rows",
+                "a dict of tensors with the batch size as first dimension",
+            )
     for mode in ("train", "eval"):
         model.train(mode == "train")
         result = _fresh_step(model, batch)
@@ -203,20 +235,24 @@ def check_outputs(case: ModelCase) -> None:
         for name, shape in expected.items():
             if name not in outputs and name in required:
                 because = " (the model declares predicts_q_continue = True)" if name == "q_continue_logits" else ""
-                raise case.fail(f"outputs lack {name!r}{because} (has {sorted(outputs)})",
-                                f"{name!r} of shape {shape}")
+                raise case.fail(f"outputs lack {name!r}{because} (has {sorted(outputs)})", f"{name!r} of shape {shape}")
             if name in outputs and tuple(outputs[name].shape) != shape:
-                raise case.fail(f"{name!r} has shape {tuple(outputs[name].shape)} in {mode} mode",
-                                f"{shape} (batch, seq_len, vocab_size: the puzzle prefix removed)")
+                raise case.fail(
+                    f"{name!r} has shape {tuple(outputs[name].shape)} in {mode} mode",
+                    f"{shape} (batch, seq_len, vocab_size: the puzzle prefix removed)",
+                )
             if name in outputs and not torch.isfinite(outputs[name].float()).all():
                 raise case.fail(f"{name!r} is not finite in {mode} mode", "finite outputs from a fresh model")
         difference = _first_difference({k: v[:0] for k, v in initial.items()}, {k: v[:0] for k, v in carry.items()})
         if difference:
-            raise case.fail(f"the carry forward returns differs from initial_carry's in {difference}",
-                            "the same keys, shapes and dtypes at every ACT step (fixed shapes for compilation)")
+            raise case.fail(
+                f"the carry forward returns differs from initial_carry's in {difference}",
+                "the same keys, shapes and dtypes at every ACT step (fixed shapes for compilation)",
+            )
         if any(state.requires_grad for state in carry.values()):
-            raise case.fail("the carry forward returns still requires grad",
-                            "it detached: gradients never cross ACT steps")
+            raise case.fail(
+                "the carry forward returns still requires grad", "it detached: gradients never cross ACT steps"
+            )
 
 
 def check_carry_reset(case: ModelCase) -> None:
@@ -234,12 +270,16 @@ def check_carry_reset(case: ModelCase) -> None:
     mixed = model.reset_carry(halted, state)
     for name in state:
         if not torch.equal(mixed[name][~halted], state[name][~halted]):
-            raise case.fail(f"reset_carry changed {name!r} in rows that did not halt",
-                            "rows not halted to keep their state exactly (reset only where halted, "
-                            "e.g. torch.where(reset[:, None, None], initial, carry))")
+            raise case.fail(
+                f"reset_carry changed {name!r} in rows that did not halt",
+                "rows not halted to keep their state exactly (reset only where halted, "
+                "e.g. torch.where(reset[:, None, None], initial, carry))",
+            )
         if not torch.equal(mixed[name][halted], fresh[name][halted]):
-            raise case.fail(f"reset_carry left {name!r} of halted rows different from a fresh reset",
-                            "halted rows to start again from the initial state, whatever they held")
+            raise case.fail(
+                f"reset_carry left {name!r} of halted rows different from a fresh reset",
+                "halted rows to start again from the initial state, whatever they held",
+            )
     kept = model.reset_carry(~everything, state)
     if _first_difference(kept, state):
         raise case.fail("reset_carry with no row halted changed the carry", "the carry returned unchanged")
@@ -264,18 +304,22 @@ def check_no_grad_cycles(case: ModelCase, key: str = "H_cycles") -> None:
     """All but the last of the ``key`` cycles run without gradient: a training step keeps
     as many tensors for backward with ``key = n + 1`` as with ``key = n``."""
     if not hasattr(case.config, key):
-        raise case.fail(f"its config has no key {key!r} to count cycles",
-                        "no_grad_cycles to name config keys of the model")
+        raise case.fail(
+            f"its config has no key {key!r} to count cycles", "no_grad_cycles to name config keys of the model"
+        )
     cycles = getattr(case.config, key)
     batch = case.batch()
-    counts = [_tensors_saved_for_backward(case.build(config=attrs.evolve(case.config, **{key: n})), batch)
-              for n in (cycles, cycles + 1)]
+    counts = [
+        _tensors_saved_for_backward(case.build(config=attrs.evolve(case.config, **{key: n})), batch)
+        for n in (cycles, cycles + 1)
+    ]
     if counts[1] != counts[0]:
         raise case.fail(
             f"a training step keeps {counts[0]} tensors for backward with {key} = {cycles} and {counts[1]} "
             f"with {key} = {cycles + 1}, so gradients flow through every cycle",
             f"every {key} cycle but the last under torch.no_grad() (one-step gradient: memory does not "
-            f"grow with {key}); pass no_grad_cycles=() for a model without such cycles")
+            f"grow with {key}); pass no_grad_cycles=() for a model without such cycles",
+        )
 
 
 def check_determinism(case: ModelCase) -> None:
@@ -284,8 +328,10 @@ def check_determinism(case: ModelCase) -> None:
     first, second = case.build(seed=5), case.build(seed=5)
     difference = _first_difference(first.state_dict(), second.state_dict())
     if difference:
-        raise case.fail(f"two builds under torch.manual_seed(5) differ in {difference}",
-                        "initialisation drawn from torch's global generator only")
+        raise case.fail(
+            f"two builds under torch.manual_seed(5) differ in {difference}",
+            "initialisation drawn from torch's global generator only",
+        )
     results = []
     for model in (first, second):
         model.train()
@@ -294,8 +340,10 @@ def check_determinism(case: ModelCase) -> None:
         results.append({**{f"carry {k}": v for k, v in carry.items()}, **outputs})
     difference = _first_difference(*[{k: v.detach() for k, v in r.items()} for r in results])
     if difference:
-        raise case.fail(f"two identical models gave different {difference} on the same batch and seed",
-                        "a deterministic forward under a seed")
+        raise case.fail(
+            f"two identical models gave different {difference} on the same batch and seed",
+            "a deterministic forward under a seed",
+        )
 
 
 def check_state_dict_round_trip(case: ModelCase) -> None:
@@ -310,17 +358,21 @@ def check_state_dict_round_trip(case: ModelCase) -> None:
         state = torch.load(buffer, weights_only=True)
         target.load_state_dict(state)
     except Exception as error:
-        raise case.fail(f"its state dict does not round-trip ({type(error).__name__}: {error})",
-                        "a state dict of tensors that load_state_dict(strict=True) accepts") from None
+        raise case.fail(
+            f"its state dict does not round-trip ({type(error).__name__}: {error})",
+            "a state dict of tensors that load_state_dict(strict=True) accepts",
+        ) from None
     source.eval()
     target.eval()
     with torch.no_grad():
         expected, loaded = ({**c, **o} for c, o in (_fresh_step(source, batch), _fresh_step(target, batch)))
     difference = _first_difference(expected, loaded)
     if difference:
-        raise case.fail(f"a copy loaded from its state dict gives different {difference}",
-                        "every tensor that affects the output (weights, initial states) registered as a "
-                        "parameter or buffer, so checkpoints restore the model")
+        raise case.fail(
+            f"a copy loaded from its state dict gives different {difference}",
+            "every tensor that affects the output (weights, initial states) registered as a "
+            "parameter or buffer, so checkpoints restore the model",
+        )
 
 
 def _counting_backend(name: str, graphs: list[Any]) -> Callable[..., Any]:
@@ -371,14 +423,18 @@ def check_compiles(case: ModelCase, backend: str = "aot_eager", steps: int = 3) 
             carry = carry.detach()
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise case.fail(f"the ACT step does not compile as one graph ({type(error).__name__}: {reason})",
-                        "a forward torch.compile traces whole: no .item(), no Python branch on a "
-                        "tensor's value, no data-dependent shapes, no imports inside forward") from None
+        raise case.fail(
+            f"the ACT step does not compile as one graph ({type(error).__name__}: {reason})",
+            "a forward torch.compile traces whole: no .item(), no Python branch on a "
+            "tensor's value, no data-dependent shapes, no imports inside forward",
+        ) from None
     finally:
         torch._dynamo.reset()
     if len(graphs) != 1:
-        raise case.fail(f"the ACT step compiled {len(graphs)} times in {steps} steps",
-                        "one compilation: fixed shapes and dtypes, no Python state that changes between steps")
+        raise case.fail(
+            f"the ACT step compiled {len(graphs)} times in {steps} steps",
+            "one compilation: fixed shapes and dtypes, no Python state that changes between steps",
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -386,10 +442,16 @@ def check_compiles(case: ModelCase, backend: str = "aot_eager", steps: int = 3) 
 # ---------------------------------------------------------------------------------------
 
 
-def check_task(plugin: str, config: Mapping[str, Any] | Any, tmp_path: Path, *,
-               evaluators: Sequence[str | tuple[str, Mapping[str, Any]]] = (),
-               registry: Registry | None = None, deterministic: bool = True,
-               puzzles: Sequence[str] | None = None) -> Path:
+def check_task(
+    plugin: str,
+    config: Mapping[str, Any] | Any,
+    tmp_path: Path,
+    *,
+    evaluators: Sequence[str | tuple[str, Mapping[str, Any]]] = (),
+    registry: Registry | None = None,
+    deterministic: bool = True,
+    puzzles: Sequence[str] | None = None,
+) -> Path:
     """Run every task check on the data set ``plugin`` with ``config`` (a dict of ``[data]``
     keys or a config instance), building into ``tmp_path``; returns the built folder.
 
@@ -408,8 +470,10 @@ def check_task(plugin: str, config: Mapping[str, Any] | Any, tmp_path: Path, *,
         for split in ("train", "test"):
             difference = _folder_difference(folder / split, again / split)
             if difference:
-                raise AssertionError(f"task {plugin!r}: two builds with the same config differ in {split}/"
-                                     f"{difference}; the core expects a deterministic builder (seeded)")
+                raise AssertionError(
+                    f"task {plugin!r}: two builds with the same config differ in {split}/"
+                    f"{difference}; the core expects a deterministic builder (seeded)"
+                )
     for entry in evaluators:
         name, values = (entry, {}) if isinstance(entry, str) else entry
         check_evaluator(name, values, folder / "test", tmp_path / "eval" / name, registry=registry)
@@ -431,6 +495,7 @@ def _folder_difference(first: Path, second: Path) -> str | None:
 def check_dataset(plugin: str, spec: Spec, config: Any, cache_dir: Path) -> Path:
     """The builder returns a folder whose ``train/`` and ``test/`` splits the core's reader
     loads, with tokens, labels and puzzle identifiers in range and something to learn."""
+
     def fail(problem: str, expected: str) -> AssertionError:
         return AssertionError(f"task {plugin!r}: {problem}; the core expects {expected}")
 
@@ -443,23 +508,32 @@ def check_dataset(plugin: str, spec: Spec, config: Any, cache_dir: Path) -> Path
         try:
             splits[split] = PuzzleDataset(folder / split, global_batch_size=4)
         except Exception as error:  # the reader's message names the file
-            raise fail(f"the core's reader cannot load {split}/ ({type(error).__name__}: {error})",
-                       "the format of rrcore.data (write it with SplitWriter and write_split)") from None
+            raise fail(
+                f"the core's reader cannot load {split}/ ({type(error).__name__}: {error})",
+                "the format of rrcore.data (write it with SplitWriter and write_split)",
+            ) from None
     train_meta, test_meta = splits["train"].metadata, splits["test"].metadata
     for key in ("vocab_size", "seq_len", "pad_id", "ignore_label_id"):
         if getattr(train_meta, key) != getattr(test_meta, key):
-            raise fail(f"{key} is {getattr(train_meta, key)} in train/ but {getattr(test_meta, key)} in test/",
-                       "one value: the model is sized from train/ and evaluated on test/")
+            raise fail(
+                f"{key} is {getattr(train_meta, key)} in train/ but {getattr(test_meta, key)} in test/",
+                "one value: the model is sized from train/ and evaluated on test/",
+            )
     for split, data in splits.items():
         if data.num_examples == 0:
             raise fail(f"{split}/ has no examples", "examples in both splits")
         for batch in _first_batches(data, split):
             if (batch["puzzle_identifiers"] >= train_meta.num_puzzle_identifiers).any():
-                raise fail(f"{split}/ has puzzle identifiers >= train's num_puzzle_identifiers "
-                           f"({train_meta.num_puzzle_identifiers})", "identifiers the model's embedding has")
+                raise fail(
+                    f"{split}/ has puzzle identifiers >= train's num_puzzle_identifiers "
+                    f"({train_meta.num_puzzle_identifiers})",
+                    "identifiers the model's embedding has",
+                )
             if not (batch["labels"] != IGNORE_LABEL).any():
-                raise fail(f"a batch of {split}/ has no scored label (all equal ignore_label_id)",
-                           "labels to learn from in every split")
+                raise fail(
+                    f"a batch of {split}/ has no scored label (all equal ignore_label_id)",
+                    "labels to learn from in every split",
+                )
     return folder
 
 
@@ -474,8 +548,7 @@ def _padded_batch_size(examples: int) -> int:
     return next(size for size in (7, 5, 3, 11, 13, 17, 19, 23, examples + 1) if examples % size)
 
 
-def _score(evaluator: Any, data: PuzzleDataset, answer: Callable[[dict[str, Tensor]], Tensor],
-           output_dir: Path) -> Any:
+def _score(evaluator: Any, data: PuzzleDataset, answer: Callable[[dict[str, Tensor]], Tensor], output_dir: Path) -> Any:
     """One evaluation pass, writing under ``output_dir``, where the model's predictions are
     ``answer(batch)``; padding rows get noise."""
     metadata = data.metadata
@@ -487,14 +560,21 @@ def _score(evaluator: Any, data: PuzzleDataset, answer: Callable[[dict[str, Tens
         preds = torch.where(batch["valid"][:, None], preds, noise)
         logits = torch.nn.functional.one_hot(preds, metadata.vocab_size).float()
         rows = preds.shape[0]
-        evaluator.update_batch(batch, {"preds": preds, "logits": logits,
-                                       "q_halt_logits": torch.full((rows,), 5.0),
-                                       "q_continue_logits": torch.full((rows,), -5.0)})
+        evaluator.update_batch(
+            batch,
+            {
+                "preds": preds,
+                "logits": logits,
+                "q_halt_logits": torch.full((rows,), 5.0),
+                "q_continue_logits": torch.full((rows,), -5.0),
+            },
+        )
     return evaluator.result()
 
 
-def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, output_dir: Path, *,
-                    registry: Registry | None = None) -> dict[str, float]:
+def check_evaluator(
+    name: str, config: Mapping[str, Any] | Any, split: Path, output_dir: Path, *, registry: Registry | None = None
+) -> dict[str, float]:
     """The evaluator ``name`` scores the labels themselves (the oracle) 1.0 on each headline
     metric, ignoring padding rows, and a wrong answer (every scored token changed) lower on
     each; one instance serves both passes (``begin_eval`` resets it). Returns the oracle's metrics."""
@@ -510,8 +590,12 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
     data = PuzzleDataset(split, global_batch_size=_padded_batch_size(probe.num_examples))
     metadata = data.metadata
     evaluator = spec.factory(config, EvalContext(metadata=metadata, data_dir=split))
-    missing = set(getattr(evaluator, "required_outputs", set())) - {"preds", "logits", "q_halt_logits",
-                                                                      "q_continue_logits"}
+    missing = set(getattr(evaluator, "required_outputs", set())) - {
+        "preds",
+        "logits",
+        "q_halt_logits",
+        "q_continue_logits",
+    }
     if missing:
         raise fail(f"it requires outputs {sorted(missing)}", "only preds, logits, q_halt_logits, q_continue_logits")
     blank = metadata.ignore_label_id if metadata.ignore_label_id is not None else metadata.pad_id
@@ -529,22 +613,35 @@ def check_evaluator(name: str, config: Mapping[str, Any] | Any, split: Path, out
     headline = list(getattr(evaluator, "headline_metrics", ()) or [k for k in best if k.endswith("accuracy")])
     absent = [metric for metric in headline if metric not in best]
     if not headline or absent:
-        raise fail(f"headline metrics {absent or headline} are not among its results {sorted(best)}",
-                   "headline_metrics naming metrics result() returns")
+        raise fail(
+            f"headline metrics {absent or headline} are not among its results {sorted(best)}",
+            "headline_metrics naming metrics result() returns",
+        )
     short = {metric: best[metric] for metric in headline if abs(best[metric] - 1.0) > 1e-9}
     if short:
-        raise fail(f"the labels themselves score {short} (padding rows hold noise)",
-                   "1.0 for a perfect answer, with rows where batch['valid'] is False ignored")
+        raise fail(
+            f"the labels themselves score {short} (padding rows hold noise)",
+            "1.0 for a perfect answer, with rows where batch['valid'] is False ignored",
+        )
     worse = _score(evaluator, data, wrong, output_dir / "wrong")
     not_lower = {metric: worse[metric] for metric in headline if not worse[metric] < best[metric]}
     if not_lower:
-        raise fail(f"an answer with every scored token wrong still scores {not_lower}",
-                   "a wrong answer to score below a perfect one (and begin_eval to reset the sums)")
+        raise fail(
+            f"an answer with every scored token wrong still scores {not_lower}",
+            "a wrong answer to score below a perfect one (and begin_eval to reset the sums)",
+        )
     return best
 
 
-def check_puzzle_task(plugin: str, data_config: Any, split: Path, *, registry: Registry | None = None,
-                      count: int = 8, puzzles: Sequence[str] | None = None) -> None:
+def check_puzzle_task(
+    plugin: str,
+    data_config: Any,
+    split: Path,
+    *,
+    registry: Registry | None = None,
+    count: int = 8,
+    puzzles: Sequence[str] | None = None,
+) -> None:
     """The :class:`~rrcore.protocols.PuzzleTask` registered for the data set ``plugin``, on the
     first ``count`` examples of ``split``: ``decode`` gives one line and ``render`` text for
     inputs and labels; ``check`` rejects an empty answer (every scored token the blank one),
@@ -590,27 +687,34 @@ def _check_parse(task: Any, text: str, metadata: DatasetMetadata, fail: _Failure
     """``text``, as a user writes a puzzle, parses to ``seq_len`` tokens in the vocabulary."""
     tokens = _parsed_tokens(task, text)
     if tokens.shape != (metadata.seq_len,) or not ((tokens >= 0) & (tokens < metadata.vocab_size)).all():
-        raise fail(f"parse({text!r}) gave tokens of shape {tokens.shape} (range {tokens.min()}.."
-                   f"{tokens.max()})", f"({metadata.seq_len},) tokens below vocab_size {metadata.vocab_size}")
+        raise fail(
+            f"parse({text!r}) gave tokens of shape {tokens.shape} (range {tokens.min()}..{tokens.max()})",
+            f"({metadata.seq_len},) tokens below vocab_size {metadata.vocab_size}",
+        )
 
 
-def _check_decode(task: Any, row: int, inputs: np.ndarray, labels: np.ndarray, fail: _Failure, *,
-                  read_back: bool) -> None:
+def _check_decode(
+    task: Any, row: int, inputs: np.ndarray, labels: np.ndarray, fail: _Failure, *, read_back: bool
+) -> None:
     """``decode`` gives one line and ``render`` text; with ``read_back``, ``parse`` reads the
     decoded input line back to the same tokens."""
     for name, tokens in (("inputs", inputs), ("labels", labels)):
         line, shown = task.decode(tokens), task.render(tokens)
         if not (isinstance(line, str) and "\n" not in line and isinstance(shown, str)):
-            raise fail(f"decode of test {name} {row} gave {line!r}, render {type(shown).__name__}",
-                       "decode: one line (predictions.jsonl); render: text")
+            raise fail(
+                f"decode of test {name} {row} gave {line!r}, render {type(shown).__name__}",
+                "decode: one line (predictions.jsonl); render: text",
+            )
     if read_back and not np.array_equal(_parsed_tokens(task, task.decode(inputs)), inputs):
-        raise fail(f"parse(decode(inputs)) of test example {row} is not its inputs",
-                   "parse to read back the puzzle line decode writes (or puzzles= to give texts "
-                   "in the form parse reads)")
+        raise fail(
+            f"parse(decode(inputs)) of test example {row} is not its inputs",
+            "parse to read back the puzzle line decode writes (or puzzles= to give texts in the form parse reads)",
+        )
 
 
-def _check_verdicts(task: Any, row: int, inputs: np.ndarray, labels: np.ndarray, metadata: DatasetMetadata,
-                    fail: _Failure) -> None:
+def _check_verdicts(
+    task: Any, row: int, inputs: np.ndarray, labels: np.ndarray, metadata: DatasetMetadata, fail: _Failure
+) -> None:
     """``check`` does not reject the label, rejects an empty answer (every scored token the
     blank one) and does not accept a wrong one (every scored token changed)."""
     ignore = metadata.ignore_label_id
@@ -618,27 +722,36 @@ def _check_verdicts(task: Any, row: int, inputs: np.ndarray, labels: np.ndarray,
     wrong = np.where(labels == ignore, labels, (labels + 1) % metadata.vocab_size)
     verdict = task.check(inputs, labels)
     if verdict.ok is False:
-        raise fail(f"check rejects the label of test example {row}: {verdict.message}",
-                   "check to accept a right answer (or say None: cannot tell)")
+        raise fail(
+            f"check rejects the label of test example {row}: {verdict.message}",
+            "check to accept a right answer (or say None: cannot tell)",
+        )
     verdict = task.check(inputs, blank)
     if verdict.ok is not False:
-        raise fail(f"check does not reject an empty answer to test example {row} ({verdict.message})",
-                   "check to reject it")
+        raise fail(
+            f"check does not reject an empty answer to test example {row} ({verdict.message})", "check to reject it"
+        )
     verdict = task.check(inputs, wrong)
     if verdict.ok:
-        raise fail(f"check accepts a wrong answer to test example {row} ({verdict.message})",
-                   "check to reject it (or say None: cannot tell)")
+        raise fail(
+            f"check accepts a wrong answer to test example {row} ({verdict.message})",
+            "check to reject it (or say None: cannot tell)",
+        )
 
 
 def _check_augment(task: Any, inputs: np.ndarray, seq_len: int, fail: _Failure) -> None:
     """``augment`` keeps the puzzle as copy 0 and ``invert`` maps every copy back."""
     copies, state = task.augment(inputs, 3, np.random.default_rng(0))
     if np.shape(copies) != (len(inputs), 3, seq_len) or not np.array_equal(copies[:, 0], inputs):
-        raise fail(f"augment(inputs, 3, rng) gave shape {np.shape(copies)} or a first copy that is not the input",
-                   f"({len(inputs)}, 3, {seq_len}) with copy 0 the puzzle itself")
+        raise fail(
+            f"augment(inputs, 3, rng) gave shape {np.shape(copies)} or a first copy that is not the input",
+            f"({len(inputs)}, 3, {seq_len}) with copy 0 the puzzle itself",
+        )
     if not np.array_equal(task.invert(copies, state), np.repeat(inputs[:, None], 3, axis=1)):
-        raise fail("invert(augment(inputs)) does not give the inputs back",
-                   "invert to map each copy back to the original puzzle's frame")
+        raise fail(
+            "invert(augment(inputs)) does not give the inputs back",
+            "invert to map each copy back to the original puzzle's frame",
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -714,11 +827,14 @@ def check_documented_keys(readme: str | Path, distribution: str, *, registry: Re
     renamed or given another default fails the plugin's tests until the README follows."""
     readme = Path(readme)
     registry = registry or get_registry()
-    specs = [spec for kind in registry.components.values() for spec in kind.values()
-             if spec.distribution == distribution]
+    specs = [
+        spec for kind in registry.components.values() for spec in kind.values() if spec.distribution == distribution
+    ]
     if not specs:
-        raise AssertionError(f"distribution {distribution!r} registers no rr component; the kit expects "
-                             f"the distribution name of an installed plugin (as rr list-plugins shows it)")
+        raise AssertionError(
+            f"distribution {distribution!r} registers no rr component; the kit expects "
+            f"the distribution name of an installed plugin (as rr list-plugins shows it)"
+        )
     rows = _table_rows(readme.read_text(encoding="utf-8"))
     for spec in specs:
         if spec.config_class is None or not attrs.has(spec.config_class):
@@ -726,13 +842,17 @@ def check_documented_keys(readme: str | Path, distribution: str, *, registry: Re
         where = f"{spec.kind.replace('_', ' ')} {spec.name!r} ({spec.config_class.__name__})"
         for field in attrs.fields(spec.config_class):
             if field.name not in rows:
-                raise AssertionError(f"{readme}: the key {field.name!r} of {where} has no table row; the kit "
-                                     f"expects a row | `{field.name}` | type | default | meaning |")
+                raise AssertionError(
+                    f"{readme}: the key {field.name!r} of {where} has no table row; the kit "
+                    f"expects a row | `{field.name}` | type | default | meaning |"
+                )
             default = documented_default(field.default)
             shown = [row["default"] for row in rows[field.name] if "default" in row]
             if shown and default not in shown:
-                raise AssertionError(f"{readme}: the key {field.name!r} of {where} shows default "
-                                     f"{' or '.join(shown)}; the kit expects {default}, the config class's")
+                raise AssertionError(
+                    f"{readme}: the key {field.name!r} of {where} shows default "
+                    f"{' or '.join(shown)}; the kit expects {default}, the config class's"
+                )
 
 
 # ---------------------------------------------------------------------------------------
@@ -740,19 +860,40 @@ def check_documented_keys(readme: str | Path, distribution: str, *, registry: Re
 # ---------------------------------------------------------------------------------------
 
 
-def train_briefly(experiment: str | Path, tmp_path: Path, overrides: list[str] = (),
-                  registry: Registry | None = None) -> TrainResult:
+def train_briefly(
+    experiment: str | Path, tmp_path: Path, overrides: list[str] = (), registry: Registry | None = None
+) -> TrainResult:
     """Train an experiment file with ``overrides`` into ``tmp_path`` (run folder and data
     cache both there) on CPU and return the result; ``result.eval_results`` holds the
     evaluators' final scores keyed ``"<evaluator>/<metric>"``."""
     from rrcore.config import load_experiment
     from rrcore.trainer import train
 
-    settings = [f"run.out_dir={str(tmp_path / 'runs')!r}", f"run.cache_dir={str(tmp_path / 'cache')!r}",
-                "run.device='cpu'", "train.compile='off'", *overrides]
+    settings = [
+        f"run.out_dir={str(tmp_path / 'runs')!r}",
+        f"run.cache_dir={str(tmp_path / 'cache')!r}",
+        "run.device='cpu'",
+        "train.compile='off'",
+        *overrides,
+    ]
     return train(load_experiment(experiment, settings, registry))
 
 
-__all__ = ["ModelCase", "check_carry_reset", "check_compiles", "check_dataset", "check_determinism",
-           "check_documented_keys", "check_evaluator", "check_model", "check_no_grad_cycles", "check_outputs", "check_puzzle_task",
-           "check_state_dict_round_trip", "check_task", "documented_default", "model_case", "train_briefly"]
+__all__ = [
+    "ModelCase",
+    "check_carry_reset",
+    "check_compiles",
+    "check_dataset",
+    "check_determinism",
+    "check_documented_keys",
+    "check_evaluator",
+    "check_model",
+    "check_no_grad_cycles",
+    "check_outputs",
+    "check_puzzle_task",
+    "check_state_dict_round_trip",
+    "check_task",
+    "documented_default",
+    "model_case",
+    "train_briefly",
+]

@@ -47,8 +47,17 @@ from rrcore.rundir import (
     write_resume_script,
 )
 
-__all__ = ["RunContext", "TrainResult", "Trainer", "TrainingError", "build", "evaluate_checkpoint",
-           "run_evaluation", "train", "train_step"]
+__all__ = [
+    "RunContext",
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "build",
+    "evaluate_checkpoint",
+    "run_evaluation",
+    "train",
+    "train_step",
+]
 
 
 @attrs.define
@@ -98,21 +107,27 @@ class RandomState:
         self.exploration.set_state(state["exploration"])
 
 
-def train_step(run: Run, carries: list[Carry], batch: dict[str, torch.Tensor],
-               metric_sums: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+def train_step(
+    run: Run, carries: list[Carry], batch: dict[str, torch.Tensor], metric_sums: dict[str, torch.Tensor], step: int
+) -> torch.Tensor:
     """Optimizer step ``step`` (0-based) over this rank's rows of ``batch``; ``carries``
     (one per micro-batch, made on the first call) and ``metric_sums`` are updated in
     place. Returns the (device) loss sum."""
     layout, act_model = run.layout, run.act_model
     run.loss_head.train()
-    micro_batches = [{k: v[micro * layout.micro_batch: (micro + 1) * layout.micro_batch] for k, v in batch.items()}
-                     for micro in range(layout.grad_accum_steps)]
+    micro_batches = [
+        {k: v[micro * layout.micro_batch : (micro + 1) * layout.micro_batch] for k, v in batch.items()}
+        for micro in range(layout.grad_accum_steps)
+    ]
     if not carries:
         carries.extend(run.loss_head.initial_carry(micro_batches[0]) for _ in micro_batches)
     total_loss = torch.zeros((), device=run.device)
     for micro, micro_batch in enumerate(micro_batches):
-        exploration = (act_model.exploration(layout.micro_batch, run.device, layout.row_offset(micro))
-                       if act_model.explores else None)
+        exploration = (
+            act_model.exploration(layout.micro_batch, run.device, layout.row_offset(micro))
+            if act_model.explores
+            else None
+        )
         carries[micro], loss, metrics, _, _ = run.step_fn(carries[micro], micro_batch, exploration)
         (loss / layout.global_batch_size).backward()
         if layout.grad_accum_steps > 1:
@@ -130,9 +145,14 @@ def train_step(run: Run, carries: list[Carry], batch: dict[str, torch.Tensor],
 class Trainer:
     """Trains the :class:`~rrcore.run.Run` built from an experiment, in a run folder."""
 
-    def __init__(self, experiment: Experiment, registry: Registry | None = None,
-                 resume: str | None = None, run_dir: str | Path | None = None,
-                 overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        experiment: Experiment,
+        registry: Registry | None = None,
+        resume: str | None = None,
+        run_dir: str | Path | None = None,
+        overwrite: bool = False,
+    ) -> None:
         info = join(experiment)
         self.rank, self.world_size = info.rank, info.world_size
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(experiment)
@@ -148,8 +168,11 @@ class Trainer:
         self.model, self.act_model, self.loss_head, self.ema = run.model, run.act_model, run.loss_head, run.ema
         self.total_steps = run.total_steps
         self.eval_every = self._interval_steps(experiment.train.eval_interval)
-        self.checkpoint_every = (experiment.train.checkpoint_every_steps
-                                 or self._interval_steps(experiment.train.checkpoint_interval) or self.eval_every)
+        self.checkpoint_every = (
+            experiment.train.checkpoint_every_steps
+            or self._interval_steps(experiment.train.checkpoint_interval)
+            or self.eval_every
+        )
         self.step = 0
         self.position = StreamPosition()
         self.carries = Carries(self.device)
@@ -158,8 +181,17 @@ class Trainer:
         self._stop_signal: int | None = None
         if resume:
             self._restore(resume)
-        self.context = RunContext(experiment, self.run_dir, self.rank, self.world_size, self.device,
-                                  self.registry, self.metadata, self.total_steps, self.step)
+        self.context = RunContext(
+            experiment,
+            self.run_dir,
+            self.rank,
+            self.world_size,
+            self.device,
+            self.registry,
+            self.metadata,
+            self.total_steps,
+            self.step,
+        )
 
     def _claim_run_dir(self, overwrite: bool) -> None:
         """A new run gets a folder of its own: refuse one holding another run, or (with
@@ -182,15 +214,25 @@ class Trainer:
         return {"rng": self.random_state, "carries": self.carries}
 
     def _progress(self) -> dict[str, Any]:
-        return {"step": self.step, "position": [self.position.epoch, self.position.offset],
-                "world_size": self.world_size, "grad_accum_steps": self.experiment.train.grad_accum_steps,
-                "total_steps": self.total_steps}
+        return {
+            "step": self.step,
+            "position": [self.position.epoch, self.position.offset],
+            "world_size": self.world_size,
+            "grad_accum_steps": self.experiment.train.grad_accum_steps,
+            "total_steps": self.total_steps,
+        }
 
     def save(self) -> Path:
         self.last_checkpoint = save_checkpoint(
-            self.checkpoint_dir, self.step, state_of(self.run.checkpoint_parts()), state_of(self._rank_parts()),
-            self._progress(), dump_experiment(self.experiment), rank=self.rank,
-            keep=self.experiment.train.keep_checkpoints)
+            self.checkpoint_dir,
+            self.step,
+            state_of(self.run.checkpoint_parts()),
+            state_of(self._rank_parts()),
+            self._progress(),
+            dump_experiment(self.experiment),
+            rank=self.rank,
+            keep=self.experiment.train.keep_checkpoints,
+        )
         return self.last_checkpoint
 
     def _restore(self, reference: str) -> None:
@@ -201,14 +243,17 @@ class Trainer:
         self.position = StreamPosition(*progress["position"])
         train = self.experiment.train
         if (progress.get("world_size"), progress.get("grad_accum_steps")) != (self.world_size, train.grad_accum_steps):
-            per_rank = rank_state_for_layout(path, progress, self.rank, self.world_size,
-                                             train.grad_accum_steps, train.global_batch_size)
+            per_rank = rank_state_for_layout(
+                path, progress, self.rank, self.world_size, train.grad_accum_steps, train.global_batch_size
+            )
             if self.rank == 0:
                 was = f"{progress.get('world_size')} x {progress.get('grad_accum_steps')}"
                 what = "regrouped" if per_rank["carries"] else "restarted (the global batch size changed)"
-                print(f"rr: resuming {path} with a different rank/accumulation layout (ranks x accumulation "
-                      f"steps {was}, now {self.world_size} x {train.grad_accum_steps}): ACT carries {what}",
-                      file=sys.stderr)
+                print(
+                    f"rr: resuming {path} with a different rank/accumulation layout (ranks x accumulation "
+                    f"steps {was}, now {self.world_size} x {train.grad_accum_steps}): ACT carries {what}",
+                    file=sys.stderr,
+                )
         if per_rank is not None:
             load_parts(self._rank_parts(), per_rank, path / f"rank{self.rank}.pt")
         self.last_checkpoint = path
@@ -243,14 +288,25 @@ class Trainer:
                 logger.close()
             if progress:
                 progress.close()
-        result = TrainResult(status, self.step, self.run_dir, self.last_checkpoint, eval_results, train_metrics,
-                             time.perf_counter() - started, self._stop_signal if status == "interrupted" else None)
+        result = TrainResult(
+            status,
+            self.step,
+            self.run_dir,
+            self.last_checkpoint,
+            eval_results,
+            train_metrics,
+            time.perf_counter() - started,
+            self._stop_signal if status == "interrupted" else None,
+        )
         if self.rank == 0:
             self._say_how_it_ended(result, command)
         return result
 
-    def _loop(self, loggers: list[Any], progress: TrainingProgress | None,
-              ) -> tuple[str, dict[str, float], dict[str, float]]:
+    def _loop(
+        self,
+        loggers: list[Any],
+        progress: TrainingProgress | None,
+    ) -> tuple[str, dict[str, float], dict[str, float]]:
         """Steps until the end or a stop signal, then the final evaluation and checkpoint;
         returns (status, last training metrics, last evaluation results)."""
         train = self.experiment.train
@@ -261,8 +317,9 @@ class Trainer:
         while self.step < self.total_steps:
             self.position, batch = next(batches)
             loss = self.train_step(batch, metric_sums)
-            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss),
-                                         torch.full_like(first_bad_step, self.step), first_bad_step)
+            first_bad_step = torch.where(
+                (first_bad_step < 0) & ~torch.isfinite(loss), torch.full_like(first_bad_step, self.step), first_bad_step
+            )
             self.context.step = self.step
             window_steps += 1
             log_now = self.step % train.log_interval == 0 or self.step == self.total_steps
@@ -270,8 +327,9 @@ class Trainer:
                 self._check_finite(first_bad_step)
                 train_metrics = self._log_training(metric_sums, window_steps, loggers, progress)
                 metric_sums, window_steps = {}, 0
-            self.registry.hook.rr_on_step_end(context=self.context, step=self.step,
-                                              metrics=train_metrics if log_now else None)
+            self.registry.hook.rr_on_step_end(
+                context=self.context, step=self.step, metrics=train_metrics if log_now else None
+            )
             if self._due(self.eval_every):
                 eval_results = self._evaluate_and_log(loggers, progress)
             if self._due(self.checkpoint_every):
@@ -292,10 +350,17 @@ class Trainer:
         """Whether a periodic evaluation or save falls on this step (the last step has its own)."""
         return bool(every) and self.step % every == 0 and self.step < self.total_steps
 
-    def _log_training(self, metric_sums: dict[str, torch.Tensor], steps: int, loggers: list[Any],
-                      progress: TrainingProgress | None) -> dict[str, float]:
-        metrics = reduce_metrics(metric_sums, self.loss_head.metric_reductions, steps,
-                                 self.experiment.train.global_batch_size, "train", self.world_size)
+    def _log_training(
+        self, metric_sums: dict[str, torch.Tensor], steps: int, loggers: list[Any], progress: TrainingProgress | None
+    ) -> dict[str, float]:
+        metrics = reduce_metrics(
+            metric_sums,
+            self.loss_head.metric_reductions,
+            steps,
+            self.experiment.train.global_batch_size,
+            "train",
+            self.world_size,
+        )
         metrics["train/lr"] = self.run.optimizers.lr
         if self.rank == 0:
             progress.update(self.step, metrics)
@@ -320,8 +385,12 @@ class Trainer:
         print(" | ".join(parts), file=sys.stderr, flush=True)
         if result.stop_signal is not None:
             name = signal.Signals(result.stop_signal).name
-            print(f"rr: interrupted by {name} at step {result.step} (checkpoint saved; the command is also "
-                  f"in {self.run_dir / 'resume.sh'}); continue with: {command}", file=sys.stderr, flush=True)
+            print(
+                f"rr: interrupted by {name} at step {result.step} (checkpoint saved; the command is also "
+                f"in {self.run_dir / 'resume.sh'}); continue with: {command}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         def request_stop(signum: int, frame: Any) -> None:
@@ -355,13 +424,14 @@ class Trainer:
         if bad >= 0:
             last = self.last_checkpoint
             where = f"the last good checkpoint is {last}" if last else "no checkpoint was saved before it"
-            raise TrainingError(f"loss became NaN or infinite at step {bad}; stopped without saving; {where} "
-                                f"(resume with --resume latest and a lower train.lr or train.grad_clip)")
+            raise TrainingError(
+                f"loss became NaN or infinite at step {bad}; stopped without saving; {where} "
+                f"(resume with --resume latest and a lower train.lr or train.grad_clip)"
+            )
 
     def _make_loggers(self) -> list[Any]:
         """The ``[[loggers]]``, built through the registry; ``jsonl`` first, always, once."""
-        sections = [("jsonl", None)] + [(s.plugin, s.config) for s in self.experiment.loggers
-                                        if s.plugin != "jsonl"]
+        sections = [("jsonl", None)] + [(s.plugin, s.config) for s in self.experiment.loggers if s.plugin != "jsonl"]
         loggers = []
         try:
             for name, config in sections:
@@ -382,8 +452,11 @@ class Trainer:
             for logger in loggers:
                 logger.log(self.step, results)
             if progress:
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())
-                                  if not k.startswith("eval/") or k.endswith("accuracy"))
+                shown = ", ".join(
+                    f"{k} {v:.4f}"
+                    for k, v in sorted(results.items())
+                    if not k.startswith("eval/") or k.endswith("accuracy")
+                )
                 progress.message(f"rr: eval at step {self.step}: {shown}")
         self.registry.hook.rr_on_eval_end(context=self.context, step=self.step, results=results)
         return results
@@ -394,9 +467,15 @@ class Trainer:
         return self.run.evaluate(output_dir or self.run_dir / "eval" / f"step_{self.step}")
 
 
-def train(experiment: Experiment, *, registry: Registry | None = None, resume: str | None = None,
-          run_dir: str | Path | None = None, overwrite: bool = False,
-          command: str | None = None) -> TrainResult:
+def train(
+    experiment: Experiment,
+    *,
+    registry: Registry | None = None,
+    resume: str | None = None,
+    run_dir: str | Path | None = None,
+    overwrite: bool = False,
+    command: str | None = None,
+) -> TrainResult:
     """Train an experiment (the body of ``rr run``); ``overwrite`` moves a previous run in
     the run folder aside; ``command`` is how to continue the run (see :meth:`Trainer.train`)."""
     trainer = Trainer(experiment, registry=registry, resume=resume, run_dir=run_dir, overwrite=overwrite)
@@ -418,9 +497,15 @@ def default_eval_dir(source: Path) -> Path:
     return Path(source).parent.parent / "eval" / f"{Path(source).name}-rr-eval"
 
 
-def evaluate_checkpoint(experiment: Experiment, checkpoint: Path, output_dir: Path | None = None,
-                        registry: Registry | None = None, *, predictions: bool = False,
-                        trace: bool = False) -> dict[str, float] | None:
+def evaluate_checkpoint(
+    experiment: Experiment,
+    checkpoint: Path,
+    output_dir: Path | None = None,
+    registry: Registry | None = None,
+    *,
+    predictions: bool = False,
+    trace: bool = False,
+) -> dict[str, float] | None:
     """Evaluate a saved checkpoint or an export folder (the body of ``rr eval``); results on
     rank 0, else None. Builds no optimizers. ``predictions`` and ``trace``: see
     :meth:`rrcore.run.Run.evaluate`."""

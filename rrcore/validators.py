@@ -50,8 +50,7 @@ class Range:
             return f"{'>' if self.low_open else '>='} {show(self.low)}"
         if self.low is None:
             return f"{'<' if self.high_open else '<='} {show(self.high)}"
-        return (f"in {'(' if self.low_open else '['}{show(self.low)}, "
-                f"{show(self.high)}{')' if self.high_open else ']'}")
+        return f"in {'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}{')' if self.high_open else ']'}"
 
     def contains(self, value: float) -> bool:
         if isinstance(value, float) and not math.isfinite(value):

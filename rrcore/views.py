@@ -78,9 +78,17 @@ def grid_shape(length: int, max_width: int = 32) -> tuple[int, int]:
     return -(-length // width), width
 
 
-def token_panel(title: str, tokens: np.ndarray, *, answer: bool, text: list[str] | None = None,
-                colours: list[str | None] | None = None, shape: tuple[int, int] | None = None,
-                block: int = 0, given: np.ndarray | None = None) -> Panel:
+def token_panel(
+    title: str,
+    tokens: np.ndarray,
+    *,
+    answer: bool,
+    text: list[str] | None = None,
+    colours: list[str | None] | None = None,
+    shape: tuple[int, int] | None = None,
+    block: int = 0,
+    given: np.ndarray | None = None,
+) -> Panel:
     """A panel with one cell per token, row-major in ``shape`` (default :func:`grid_shape`).
 
     ``text[token]`` / ``colours[token]`` style each token (default: its id, no colour);
@@ -99,8 +107,9 @@ def token_panel(title: str, tokens: np.ndarray, *, answer: bool, text: list[str]
             token = int(tokens[position])
             label = text[token] if text is not None and 0 <= token < len(text) else str(token)
             colour = colours[token] if colours is not None and 0 <= token < len(colours) else None
-            row.append(Cell(label, colour, position if answer else None,
-                            bool(given[position]) if given is not None else False))
+            row.append(
+                Cell(label, colour, position if answer else None, bool(given[position]) if given is not None else False)
+            )
         rows.append(row)
     return Panel.of(title, rows, block)
 

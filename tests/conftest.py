@@ -13,7 +13,7 @@ try:
     # failed so in tests/test_nn.py (not reproduced since); importing setuptools first lets the
     # shim take its place before anything else can.
     import setuptools  # noqa: F401
-except ImportError:  # a bare environment without setuptools: inductor then needs none either
+except ImportError:  # nothing to put first
     pass
 from toy_helpers import make_distribution
 
@@ -36,8 +36,12 @@ def toy_env(toy_site, tmp_path, monkeypatch) -> dict[str, str]:
     monkeypatch.setenv("RR_LOAD_PLUGINS", "toy")
     monkeypatch.setenv("RR_CACHE_DIR", str(tmp_path / "cache"))
     set_registry(None)
-    yield {**os.environ, "PYTHONPATH": os.pathsep.join([str(toy_site), os.environ.get("PYTHONPATH", "")]),
-           "RR_LOAD_PLUGINS": "toy", "RR_CACHE_DIR": str(tmp_path / "cache")}
+    yield {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(toy_site), os.environ.get("PYTHONPATH", "")]),
+        "RR_LOAD_PLUGINS": "toy",
+        "RR_CACHE_DIR": str(tmp_path / "cache"),
+    }
     set_registry(None)
 
 

@@ -26,14 +26,20 @@ class Scripted(nn.Module):
         return {"calls": torch.where(reset, 0.0, carry["calls"])}
 
     def forward(self, carry, batch):
-        outputs = {"logits": self.logits + self.weight, "q_halt_logits": self.q_halt.clone() + self.weight,
-                   "q_continue_logits": self.q_continue.clone()}
+        outputs = {
+            "logits": self.logits + self.weight,
+            "q_halt_logits": self.q_halt.clone() + self.weight,
+            "q_continue_logits": self.q_continue.clone(),
+        }
         return {"calls": carry["calls"] + 1}, outputs
 
 
 def _batch(first: int = 1):
-    return {"inputs": torch.tensor([[first, 2, 3], [first, 3, 1]]), "labels": torch.tensor([[1, 2, -100], [3, 3, 1]]),
-            "puzzle_identifiers": torch.zeros(2, dtype=torch.int32)}
+    return {
+        "inputs": torch.tensor([[first, 2, 3], [first, 3, 1]]),
+        "labels": torch.tensor([[1, 2, -100], [3, 3, 1]]),
+        "puzzle_identifiers": torch.zeros(2, dtype=torch.int32),
+    }
 
 
 def test_carry_resets_only_halted_rows_and_takes_their_new_data():
@@ -87,8 +93,9 @@ def test_exploration_delays_halting_and_is_rank_invariant():
     # Rows 2..3 of a global batch of 4 drawn on "rank 1" equal the same rows drawn on one rank.
     whole = ACTModel(inner, config, generator=torch.Generator().manual_seed(5), global_batch_size=4)
     half = ACTModel(inner, config, generator=torch.Generator().manual_seed(5), global_batch_size=4)
-    assert torch.equal(whole.exploration(4, torch.device("cpu"))[2:],
-                       half.exploration(2, torch.device("cpu"), row_offset=2))
+    assert torch.equal(
+        whole.exploration(4, torch.device("cpu"))[2:], half.exploration(2, torch.device("cpu"), row_offset=2)
+    )
 
 
 def test_loss_head_metrics_count_halted_rows():
@@ -107,7 +114,8 @@ def test_loss_head_metrics_count_halted_rows():
     assert metrics["steps"].item() == 2
     assert loss.requires_grad and outputs["preds"][0, :2].tolist() == [1, 2]
     expected_q = torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.tensor([2.0, 2.0]), torch.tensor([1.0, 0.0]), reduction="sum")
+        torch.tensor([2.0, 2.0]), torch.tensor([1.0, 0.0]), reduction="sum"
+    )
     assert torch.allclose(metrics["q_halt_loss"], expected_q)
 
 

@@ -66,4 +66,5 @@ def test_analyze_names_a_model_that_records_no_states(toy_registry, tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "rr: error: model plugin 'toy' (rr-toy 0.1.0) does not record its states: it needs "
-        "recording_states() (rrcore.protocols.RecordsStates)"]
+        "recording_states() (rrcore.protocols.RecordsStates)"
+    ]

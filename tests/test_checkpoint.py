@@ -6,8 +6,7 @@ from rrcore.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpo
 
 
 def _save(directory, step, keep=3):
-    return save_checkpoint(directory, step, {"weights": step}, {"rng": step}, {"step": step},
-                           "[run]\n", keep=keep)
+    return save_checkpoint(directory, step, {"weights": step}, {"rng": step}, {"step": step}, "[run]\n", keep=keep)
 
 
 def test_rotation_keeps_the_new_checkpoint_when_older_runs_left_higher_steps(tmp_path):

@@ -26,8 +26,7 @@ def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
 
 def test_no_function_in_rrcore_is_over_sixty_lines():
     found = long_functions(Path(rrcore.__file__).parent)
-    assert not found, (f"functions over {MAX_FUNCTION_LINES} lines; split them into named helpers: "
-                       + ", ".join(found))
+    assert not found, f"functions over {MAX_FUNCTION_LINES} lines; split them into named helpers: " + ", ".join(found)
 
 
 def test_a_long_function_is_named_with_its_file_and_length(tmp_path):

@@ -70,8 +70,9 @@ def test_bad_toml_and_missing_file(toy_registry, tmp_path):
 
 def test_overrides_reach_core_plugin_and_list_sections(toy_registry, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml")
-    experiment = load_experiment(path, ["train.lr=3e-4", "model.cycles=5", "run.name=other",
-                                        "evaluators.0.plugin=exact", "act.halt_max_steps=7"])
+    experiment = load_experiment(
+        path, ["train.lr=3e-4", "model.cycles=5", "run.name=other", "evaluators.0.plugin=exact", "act.halt_max_steps=7"]
+    )
     assert experiment.train.lr == 3e-4 and experiment.model.config.cycles == 5
     assert experiment.run.name == "other" and experiment.act.halt_max_steps == 7
     assert "--set" in _error(path, ["train.lr"])
@@ -106,7 +107,7 @@ def test_sign_sgd_settings_live_with_the_optimizer_and_old_keys_still_load(toy_r
     path = toy_experiment(tmp_path / "exp.toml", extra="\n[optimizer.puzzle_emb]\nlr = 0.003\n")
     experiment = load_experiment(path, ["optimizer.puzzle_emb.weight_decay=0.5"])
     assert (experiment.optimizer.puzzle_emb.lr, experiment.optimizer.puzzle_emb.weight_decay) == (0.003, 0.5)
-    assert 'lr = 0.003' in dumps_toml(experiment.to_dict()).split("[optimizer.puzzle_emb]")[1]
+    assert "lr = 0.003" in dumps_toml(experiment.to_dict()).split("[optimizer.puzzle_emb]")[1]
 
     old = toy_experiment(tmp_path / "old.toml", puzzle_emb_lr=0.02, puzzle_emb_weight_decay=0.3)
     experiment = load_experiment(old)
@@ -116,25 +117,29 @@ def test_sign_sgd_settings_live_with_the_optimizer_and_old_keys_still_load(toy_r
 
     both = CliRunner().invoke(main, ["validate", str(old), "--set", "optimizer.puzzle_emb.lr=0.1"])
     assert both.exit_code == 2
-    assert (f"rr: error: {old}: train.puzzle_emb_lr: moved to optimizer.puzzle_emb.lr, which is also set; "
-            f"keep only optimizer.puzzle_emb.lr") in both.output
+    assert (
+        f"rr: error: {old}: train.puzzle_emb_lr: moved to optimizer.puzzle_emb.lr, which is also set; "
+        f"keep only optimizer.puzzle_emb.lr"
+    ) in both.output
     message = _error(path, ["optimizer.puzzle_emb.lrr=1"])
     assert "optimizer.puzzle_emb.lrr: unknown key; did you mean 'lr'?" in message
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("train.lr=-1", "train.lr = -1: must be > 0"),
-    ("train.max_steps=-5", "train.max_steps = -5: must be >= 0"),
-    ("train.epochs=0", "train.epochs = 0: must be > 0"),
-    ("train.ema_rate=1.0", "train.ema_rate = 1: must be in [0, 1)"),
-    ("train.betas=[0.9, 1.5]", "train.betas = [0.9, 1.5]: must be numbers each in [0, 1)"),
-    ("train.global_batch_size=0", "train.global_batch_size = 0: must be >= 1"),
-    ("act.halt_exploration_prob=1.5", "act.halt_exploration_prob = 1.5: must be in [0, 1]"),
-    ("optimizer.eps=0", "optimizer.eps = 0: must be > 0"),
-    ("loss.q_loss_weight=-0.5", "loss.q_loss_weight = -0.5: must be >= 0"),
-])
-def test_out_of_range_values_are_refused_at_load_naming_file_key_and_range(
-        toy_registry, tmp_path, override, message):
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=-1", "train.lr = -1: must be > 0"),
+        ("train.max_steps=-5", "train.max_steps = -5: must be >= 0"),
+        ("train.epochs=0", "train.epochs = 0: must be > 0"),
+        ("train.ema_rate=1.0", "train.ema_rate = 1: must be in [0, 1)"),
+        ("train.betas=[0.9, 1.5]", "train.betas = [0.9, 1.5]: must be numbers each in [0, 1)"),
+        ("train.global_batch_size=0", "train.global_batch_size = 0: must be >= 1"),
+        ("act.halt_exploration_prob=1.5", "act.halt_exploration_prob = 1.5: must be in [0, 1]"),
+        ("optimizer.eps=0", "optimizer.eps = 0: must be > 0"),
+        ("loss.q_loss_weight=-0.5", "loss.q_loss_weight = -0.5: must be >= 0"),
+    ],
+)
+def test_out_of_range_values_are_refused_at_load_naming_file_key_and_range(toy_registry, tmp_path, override, message):
     path = toy_experiment(tmp_path / "exp.toml")
     result = CliRunner().invoke(main, ["run", str(path), "--set", override])
     assert result.exit_code == 2

@@ -27,12 +27,19 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_merge_tables_key_by_key_and_replaces_everything_else() -> None:
-    base = {"train": {"lr": 1e-4, "betas": [0.9, 0.95], "epochs": 10},
-            "model": {"plugin": "trm", "hidden_size": 64, "mlp_t": True},
-            "evaluators": [{"plugin": "exact"}, {"plugin": "sudoku"}]}
-    merged = merge(base, {"train": {"lr": 3e-4, "betas": [0.8, 0.9]},
-                          "model": {"hidden_size": 128},
-                          "evaluators": [{"plugin": "exact"}]})
+    base = {
+        "train": {"lr": 1e-4, "betas": [0.9, 0.95], "epochs": 10},
+        "model": {"plugin": "trm", "hidden_size": 64, "mlp_t": True},
+        "evaluators": [{"plugin": "exact"}, {"plugin": "sudoku"}],
+    }
+    merged = merge(
+        base,
+        {
+            "train": {"lr": 3e-4, "betas": [0.8, 0.9]},
+            "model": {"hidden_size": 128},
+            "evaluators": [{"plugin": "exact"}],
+        },
+    )
     assert merged["train"] == {"lr": 3e-4, "betas": [0.8, 0.9], "epochs": 10}  # list replaced whole
     assert merged["model"] == {"plugin": "trm", "hidden_size": 128, "mlp_t": True}
     assert merged["evaluators"] == [{"plugin": "exact"}]  # an array of tables is replaced whole
@@ -42,25 +49,33 @@ def test_merge_tables_key_by_key_and_replaces_everything_else() -> None:
     assert merge(base, {"model": {"plugin": "hrm", "H_layers": 2}})["model"] == {"plugin": "hrm", "H_layers": 2}
     # A base table naming no plugin (shared sizes) merges under any plugin.
     assert merge({"model": {"hidden_size": 64}}, {"model": {"plugin": "hrm"}})["model"] == {
-        "hidden_size": 64, "plugin": "hrm"}
+        "hidden_size": 64,
+        "plugin": "hrm",
+    }
 
 
 def test_base_chain_relative_to_each_file(toy_registry, tmp_path) -> None:
     (tmp_path / "shared").mkdir()
     toy_experiment(tmp_path / "shared" / "toy.toml")
-    write(tmp_path / "shared" / "longer.toml", """\
+    write(
+        tmp_path / "shared" / "longer.toml",
+        """\
         base = "toy.toml"
         [train]
         epochs = 9
         lr = 1e-3
-        """)
-    path = write(tmp_path / "experiments" / "mine.toml", """\
+        """,
+    )
+    path = write(
+        tmp_path / "experiments" / "mine.toml",
+        """\
         base = "../shared/longer.toml"
         [run]
         name = "mine"
         [train]
         lr = 5e-4
-        """)
+        """,
+    )
     experiment = load_experiment(path)
     assert experiment.run.name == "mine" and experiment.run.seed == 3  # run merged, not replaced
     assert experiment.train.lr == 5e-4 and experiment.train.epochs == 9.0

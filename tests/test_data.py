@@ -19,8 +19,17 @@ from rrcore.data import (
 
 
 def _metadata(**changes) -> DatasetMetadata:
-    values = dict(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=5, seq_len=2,
-                  num_puzzle_identifiers=20, total_groups=4, mean_puzzle_examples=1.5, sets=["all"])
+    values = dict(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=5,
+        seq_len=2,
+        num_puzzle_identifiers=20,
+        total_groups=4,
+        mean_puzzle_examples=1.5,
+        sets=["all"],
+    )
     values.update(changes)
     return DatasetMetadata(**values)
 
@@ -95,15 +104,18 @@ def test_eval_batches_cover_every_example_once_with_padding(tmp_path):
     assert sorted(seen) == list(range(11))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "all__labels.npy").unlink(), "all__labels.npy: missing array"),
-    (lambda d: np.save(d / "all__labels.npy", np.zeros((11, 3), np.int32)), "differs from inputs"),
-    (lambda d: np.save(d / "all__inputs.npy", np.full((11, 2), 7, np.int32)), "token 7 outside the vocabulary"),
-    (lambda d: np.save(d / "all__puzzle_indices.npy", np.array([0, 1, 2], np.int32)), "puzzle_indices"),
-    (lambda d: np.save(d / "all__puzzle_identifiers.npy", np.full(6, 99, np.int32)), "num_puzzle_identifiers"),
-    (lambda d: (d / "all__group_indices.npy").write_bytes(b"garbage"), "not a readable .npy"),
-    (lambda d: (d / "dataset.json").write_text(json.dumps({"pad_id": 0})), "missing keys"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "all__labels.npy").unlink(), "all__labels.npy: missing array"),
+        (lambda d: np.save(d / "all__labels.npy", np.zeros((11, 3), np.int32)), "differs from inputs"),
+        (lambda d: np.save(d / "all__inputs.npy", np.full((11, 2), 7, np.int32)), "token 7 outside the vocabulary"),
+        (lambda d: np.save(d / "all__puzzle_indices.npy", np.array([0, 1, 2], np.int32)), "puzzle_indices"),
+        (lambda d: np.save(d / "all__puzzle_identifiers.npy", np.full(6, 99, np.int32)), "num_puzzle_identifiers"),
+        (lambda d: (d / "all__group_indices.npy").write_bytes(b"garbage"), "not a readable .npy"),
+        (lambda d: (d / "dataset.json").write_text(json.dumps({"pad_id": 0})), "missing keys"),
+    ],
+)
 def test_malformed_files_are_named(tmp_path, damage, message):
     _write(tmp_path / "train")
     damage(tmp_path / "train")

@@ -39,14 +39,35 @@ def test_an_example_builds_the_folder_rr_run_trains_on(cache, tmp_path):
     assert "train: 16 groups, 80 puzzles, 80 examples of 16 tokens" in built.stderr  # num_aug = 4
     stamp = (folder / "build.json").stat().st_mtime_ns
 
-    again = CliRunner().invoke(main, ["data", "build", str(EXAMPLE), "--set", "data.train_size=16",
-                                      "--set", "data.test_size=4", "--set", "jobs=1"])
+    again = CliRunner().invoke(
+        main,
+        ["data", "build", str(EXAMPLE), "--set", "data.train_size=16", "--set", "data.test_size=4", "--set", "jobs=1"],
+    )
     assert again.stdout.strip() == str(folder) and "already built" in again.stderr
 
-    run = CliRunner().invoke(main, [
-        "run", str(EXAMPLE), "--set", "data.train_size=16", "--set", "data.test_size=4", "--set", "data.jobs=1",
-        "--set", "train.max_steps=1", "--set", "train.global_batch_size=8", "--set", "run.device='cpu'",
-        "--set", "train.compile='off'", "--run-dir", str(tmp_path / "run")])
+    run = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(EXAMPLE),
+            "--set",
+            "data.train_size=16",
+            "--set",
+            "data.test_size=4",
+            "--set",
+            "data.jobs=1",
+            "--set",
+            "train.max_steps=1",
+            "--set",
+            "train.global_batch_size=8",
+            "--set",
+            "run.device='cpu'",
+            "--set",
+            "train.compile='off'",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+    )
     assert run.exit_code == 0, run.output
     assert [p.name for p in cache.iterdir() if p.is_dir()] == [folder.name]  # nothing else built
     assert (folder / "build.json").stat().st_mtime_ns == stamp  # and the build was not redone
@@ -54,8 +75,21 @@ def test_an_example_builds_the_folder_rr_run_trains_on(cache, tmp_path):
 
 def test_a_plugin_name_builds_with_its_defaults_and_the_settings(tmp_path):
     pytest.importorskip("rr_sudoku")
-    result = CliRunner().invoke(main, ["data", "build", "sudoku", "--set", "source=generate", "--set", "size=4",
-                                       *SMALL, "--cache-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "build",
+            "sudoku",
+            "--set",
+            "source=generate",
+            "--set",
+            "size=4",
+            *SMALL,
+            "--cache-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     folder = Path(result.stdout.strip())
     assert folder.parent == tmp_path

@@ -45,11 +45,28 @@ def _rr_run(path: Path, run_dir: Path, *extra: str) -> list[str]:
 def _two_agents(path: Path, run_dir: Path, env: dict[str, str], *extra: str) -> list[subprocess.Popen]:
     """Two torchrun agents of one job, as on two nodes: one process each, c10d rendezvous."""
     endpoint = f"localhost:{_free_port()}"
-    return [subprocess.Popen(_torchrun("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-                                       "--rdzv-endpoint", endpoint, "--rdzv-id", "toy",
-                                       *_rr_run(path, run_dir, *extra)),
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for _ in range(2)]
+    return [
+        subprocess.Popen(
+            _torchrun(
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                endpoint,
+                "--rdzv-id",
+                "toy",
+                *_rr_run(path, run_dir, *extra),
+            ),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
 
 
 def _wait_for(condition, seconds: float, what: str) -> None:
@@ -94,8 +111,7 @@ def _stop_at(step: int) -> types.ModuleType:
     return plugin
 
 
-def test_resume_with_another_number_of_ranks_continues_the_same_run(toy_registry, toy_env,
-                                                                    tmp_path):
+def test_resume_with_another_number_of_ranks_continues_the_same_run(toy_registry, toy_env, tmp_path):
     # 1 rank to step 4, 2 ranks to step 8, 1 rank to step 12 = 1 rank straight to step 12:
     # the data stream, exploration draws and ACT carries all carry over between layouts.
     settings = dict(epochs=3, log_interval=2, lr_min_ratio=0.1)
@@ -107,10 +123,13 @@ def test_resume_with_another_number_of_ranks_continues_the_same_run(toy_registry
     toy_registry.plugin_manager.unregister(name="stop4")
     assert first.status == "interrupted" and first.step == 4
 
-    two = subprocess.run(_torchrun("--standalone", "--nproc-per-node", "2",
-                                   *_rr_run(path, tmp_path / "mixed", "--resume", "latest")),
-                         env=_worker_env(toy_env, RR_TOY_SIGNAL_AT="8:TERM"),
-                         capture_output=True, text=True, timeout=120)
+    two = subprocess.run(
+        _torchrun("--standalone", "--nproc-per-node", "2", *_rr_run(path, tmp_path / "mixed", "--resume", "latest")),
+        env=_worker_env(toy_env, RR_TOY_SIGNAL_AT="8:TERM"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "different rank/accumulation layout" in two.stderr, two.stderr
     assert "interrupted by SIGTERM at step 8" in two.stderr, two.stderr
     saved = json.loads((_latest(tmp_path / "mixed") / "trainer.json").read_text())
@@ -122,7 +141,6 @@ def test_resume_with_another_number_of_ranks_continues_the_same_run(toy_registry
     _assert_same_weights(tmp_path / "straight", tmp_path / "mixed")
 
 
-
 def test_resume_with_other_accumulation_steps_keeps_each_rows_carry(toy_registry, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", epochs=3, log_interval=2)
     toy_registry.register_module(_stop_at(6), name="stop6", distribution="test", version="0")
@@ -131,15 +149,13 @@ def test_resume_with_other_accumulation_steps_keeps_each_rows_carry(toy_registry
     _, saved, _ = load_checkpoint(_latest(tmp_path / "run"), rank=0)
     (carry,) = saved["carries"]
 
-    resumed = Trainer(load_experiment(path, ["train.grad_accum_steps=4"]), run_dir=tmp_path / "run",
-                      resume="latest")
+    resumed = Trainer(load_experiment(path, ["train.grad_accum_steps=4"]), run_dir=tmp_path / "run", resume="latest")
     assert len(resumed.carries) == 4 and resumed.carries[0].steps.shape == (2,)
     rows = resumed.carries
     assert torch.equal(torch.cat([c.inner["z"] for c in rows]), carry["inner"]["z"])
     assert torch.equal(torch.cat([c.steps for c in rows]), carry["steps"])
     assert torch.equal(torch.cat([c.halted for c in rows]), carry["halted"])
-    assert torch.equal(torch.cat([c.current_data["inputs"] for c in rows]),
-                       carry["current_data"]["inputs"])
+    assert torch.equal(torch.cat([c.current_data["inputs"] for c in rows]), carry["current_data"]["inputs"])
     generator = resumed.act_model.exploration_generator
     assert torch.equal(generator.get_state(), saved["rng"]["exploration"])
 
@@ -168,10 +184,15 @@ def test_two_nodes_on_one_host_stop_on_sigterm_together_and_resume(toy_registry,
 
     command = text.split("continue with: ")[1].splitlines()[0]
     assert "--nnodes=2 --nproc-per-node=1 --rdzv-backend=c10d" in command
-    env = {**_worker_env(toy_env), "RR_RDZV_ENDPOINT": f"localhost:{_free_port()}",
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), toy_env.get("PATH", "")])}
-    agents = [subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    env = {
+        **_worker_env(toy_env),
+        "RR_RDZV_ENDPOINT": f"localhost:{_free_port()}",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), toy_env.get("PATH", "")]),
+    }
+    agents = [
+        subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [agent.communicate(timeout=120)[0] for agent in agents]
     assert [agent.returncode for agent in agents] == [0, 0], outputs
     assert _latest(run_dir).name == "step_20"
@@ -191,9 +212,13 @@ def _worker_with_rank(launcher: subprocess.Popen, rank: int) -> int:
 def test_a_killed_rank_ends_the_job_within_seconds_naming_it(toy_registry, toy_env, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", epochs=1000, log_interval=1, checkpoint_every_steps=2)
     run_dir = tmp_path / "run"
-    launcher = subprocess.Popen(_torchrun("--standalone", "--nproc-per-node", "2", *_rr_run(path, run_dir)),
-                                env=_worker_env(toy_env, RR_TOY_STEP_SECONDS="0.05"),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen(
+        _torchrun("--standalone", "--nproc-per-node", "2", *_rr_run(path, run_dir)),
+        env=_worker_env(toy_env, RR_TOY_STEP_SECONDS="0.05"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     _wait_for(lambda: (run_dir / "checkpoints" / "latest").exists(), 60, "checkpoint")
     os.kill(_worker_with_rank(launcher, 1), signal.SIGKILL)
     killed = time.monotonic()
@@ -203,28 +228,42 @@ def test_a_killed_rank_ends_the_job_within_seconds_naming_it(toy_registry, toy_e
         launcher.kill()
     seconds = time.monotonic() - killed
     assert launcher.returncode == 1 and seconds < 30
-    report = output[output.index("Root Cause"):]
+    report = output[output.index("Root Cause") :]
     assert "rank      : 1" in report and "Signal 9 (SIGKILL)" in report, output
 
     # The last periodic checkpoint is whole and continues the run (here on one process).
     step = int(_latest(run_dir).name.split("_")[1])
-    resumed = train(load_experiment(path, [f"train.max_steps={step + 2}"]), run_dir=run_dir,
-                    resume="latest")
+    resumed = train(load_experiment(path, [f"train.max_steps={step + 2}"]), run_dir=run_dir, resume="latest")
     assert resumed.status == "finished" and resumed.step == step + 2
 
 
-def test_bench_under_torchrun_reports_each_rank_and_the_scaling_efficiency(toy_registry, toy_env,
-                                                                           tmp_path):
+def test_bench_under_torchrun_reports_each_rank_and_the_scaling_efficiency(toy_registry, toy_env, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml")
     timing = ["--steps", "4", "--warmup", "1", "--eval-batches", "1"]
     single = tmp_path / "one.json"
     alone = CliRunner().invoke(main, ["bench", str(path), *timing, "--json-out", str(single)])
     assert alone.exit_code == 0, alone.output
 
-    two = subprocess.run(_torchrun("--standalone", "--nproc-per-node", "2", "-m", "rrcore", "bench",
-                                   str(path), *timing, "--single-json", str(single),
-                                   "--json-out", str(tmp_path / "two.json")),
-                         env=_worker_env(toy_env), capture_output=True, text=True, timeout=120)
+    two = subprocess.run(
+        _torchrun(
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "rrcore",
+            "bench",
+            str(path),
+            *timing,
+            "--single-json",
+            str(single),
+            "--json-out",
+            str(tmp_path / "two.json"),
+        ),
+        env=_worker_env(toy_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert two.returncode == 0, two.stderr
     figures = json.loads(two.stdout)  # one JSON document: only rank 0 prints
     assert figures == json.loads((tmp_path / "two.json").read_text())
@@ -232,14 +271,14 @@ def test_bench_under_torchrun_reports_each_rank_and_the_scaling_efficiency(toy_r
     assert figures["step_ms"] == max(figures["step_ms_per_rank"]) > 0
     per_rank = figures["train_examples_per_second_per_rank"]
     assert len(per_rank) == 2 and all(rate > 0 for rate in per_rank)
-    assert figures["single_train_examples_per_second"] == json.loads(single.read_text())[
-        "train_examples_per_second"]
+    assert figures["single_train_examples_per_second"] == json.loads(single.read_text())["train_examples_per_second"]
     expected = figures["train_examples_per_second"] / (2 * figures["single_train_examples_per_second"])
     # The figure is computed from the two runs; its size is timing (4 steps on shared CPU
     # cores: a clean-clone CI run measured 17.6), so only its sign is checked.
     assert figures["scaling_efficiency"] == round(expected, 3) and expected > 0
 
-    other_batch = CliRunner().invoke(main, ["bench", str(path), *timing, "--set",
-                                            "train.global_batch_size=16", "--single-json", str(single)])
+    other_batch = CliRunner().invoke(
+        main, ["bench", str(path), *timing, "--set", "train.global_batch_size=16", "--single-json", str(single)]
+    )
     assert other_batch.exit_code == 2
     assert "global_batch_size is 8 in the one-process figures and 16 here" in other_batch.output

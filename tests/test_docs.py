@@ -18,9 +18,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
 
 def hook_signatures() -> dict[str, str]:
     """``name -> "name(arg, ...)"`` for every hook specification."""
-    return {name: f"{name}({', '.join(inspect.signature(function).parameters)})"
-            for name, function in vars(hookspecs).items()
-            if name.startswith("rr_") and callable(function)}
+    return {
+        name: f"{name}({', '.join(inspect.signature(function).parameters)})"
+        for name, function in vars(hookspecs).items()
+        if name.startswith("rr_") and callable(function)
+    }
 
 
 def documented_calls(text: str, name: str) -> list[str]:
@@ -56,8 +58,8 @@ def test_the_check_catches_a_missing_hook_and_a_wrong_argument_name():
     assert problems(text) == []
     step_end = signatures["rr_on_step_end"]
     wrong = text.replace(step_end, "rr_on_step_end(context, step, logs)")
-    assert problems(wrong) == [f"rr_on_step_end: documented as rr_on_step_end(context, step, logs); "
-                               f"the hookspec is {step_end}"]
+    assert problems(wrong) == [
+        f"rr_on_step_end: documented as rr_on_step_end(context, step, logs); the hookspec is {step_end}"
+    ]
     missing = text.replace(signatures["rr_cli_commands"], "rr_cli_commands")
-    assert problems(missing) == ["rr_cli_commands: not documented with its signature; "
-                                 "write rr_cli_commands(group)"]
+    assert problems(missing) == ["rr_cli_commands: not documented with its signature; write rr_cli_commands(group)"]

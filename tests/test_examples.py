@@ -43,12 +43,20 @@ def registry() -> Registry:
 
 def missing_plugins(raw: dict[str, Any], registry: Registry) -> list[str]:
     """``"<kind> <name>"`` for each component the raw experiment names that no loaded plugin registered."""
-    named = [(kind, raw[section].get("plugin")) for section, kind in PLUGIN_SECTIONS.items()
-             if isinstance(raw.get(section), dict)]
-    named += [(kind, entry.get("plugin")) for section, kind in LIST_SECTIONS.items()
-              for entry in raw.get(section, []) if isinstance(entry, dict)]
-    return [f"{kind} {name!r}" for kind, name in named
-            if isinstance(name, str) and name not in registry.components[kind]]
+    named = [
+        (kind, raw[section].get("plugin"))
+        for section, kind in PLUGIN_SECTIONS.items()
+        if isinstance(raw.get(section), dict)
+    ]
+    named += [
+        (kind, entry.get("plugin"))
+        for section, kind in LIST_SECTIONS.items()
+        for entry in raw.get(section, [])
+        if isinstance(entry, dict)
+    ]
+    return [
+        f"{kind} {name!r}" for kind, name in named if isinstance(name, str) and name not in registry.components[kind]
+    ]
 
 
 def test_examples_are_found() -> None:
@@ -61,8 +69,10 @@ def test_example_resolves_and_round_trips(path: Path, registry: Registry) -> Non
     raw = load_raw(path)  # with its base files
     missing = missing_plugins(raw, registry)
     if missing:
-        pytest.skip(f"{path.name} needs plugins that are not installed: {', '.join(missing)} "
-                    f"(install them with pip install --no-deps -e plugins/rr-NAME)")
+        pytest.skip(
+            f"{path.name} needs plugins that are not installed: {', '.join(missing)} "
+            f"(install them with pip install --no-deps -e plugins/rr-NAME)"
+        )
 
     experiment = load_experiment(path, registry=registry)
     resolved = experiment.to_dict()

@@ -37,8 +37,13 @@ def test_export_writes_the_ema_weights_config_and_metadata(trained, tmp_path):
     result = _run("export", str(trained), str(tmp_path / "export"))
     assert result.exit_code == 0, result.output
     folder = tmp_path / "export"
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.toml", "dataset.json", "export.json",
-                                                        "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.toml",
+        "dataset.json",
+        "export.json",
+        "model.safetensors",
+    ]
     info = json.loads((folder / "export.json").read_text())
     assert info["model"] == "toy" and info["step"] == 4 and info["weights"] == "ema"
     assert Path(info["source"]) == _latest(trained).resolve()
@@ -98,7 +103,9 @@ def test_fine_tuning_starts_from_the_exported_weights(trained, tmp_path):
     assert all(torch.equal(s, p) for s, p in zip(tuned.ema.shadow, tuned.model.parameters()))
     assert tuned.run.optimizers.state_dict()["model"]["state"] == {}
     fresh = Trainer(load_experiment(tmp_path / "exp.toml"), run_dir=tmp_path / "fresh")
-    assert not torch.equal(fresh.model.state_dict()["block.mlp.down_proj.weight"], weights["block.mlp.down_proj.weight"])
+    assert not torch.equal(
+        fresh.model.state_dict()["block.mlp.down_proj.weight"], weights["block.mlp.down_proj.weight"]
+    )
 
 
 def test_export_into_a_folder_that_holds_files_is_refused_in_one_line(trained, tmp_path):
@@ -115,10 +122,13 @@ def test_export_into_a_folder_that_holds_files_is_refused_in_one_line(trained, t
 
 
 def test_init_from_must_name_an_export_or_a_checkpoint(trained, tmp_path):
-    for value, problem in ((tmp_path / "missing", "no such file or folder"),
-                           (tmp_path, "neither an export (no export.json and model.safetensors) nor a checkpoint")):
-        result = _run("run", str(tmp_path / "exp.toml"), "--set", f"train.init_from={value}",
-                      "--run-dir", str(tmp_path / "tuned"))
+    for value, problem in (
+        (tmp_path / "missing", "no such file or folder"),
+        (tmp_path, "neither an export (no export.json and model.safetensors) nor a checkpoint"),
+    ):
+        result = _run(
+            "run", str(tmp_path / "exp.toml"), "--set", f"train.init_from={value}", "--run-dir", str(tmp_path / "tuned")
+        )
         assert result.exit_code == 2, result.output
         assert result.output.startswith(f"rr: error: {tmp_path / 'exp.toml'}: train.init_from = '{value}': {problem}")
         assert len(result.output.splitlines()) == 1
@@ -131,11 +141,21 @@ def test_init_from_must_name_an_export_or_a_checkpoint(trained, tmp_path):
 
 def test_a_model_of_another_shape_is_refused_naming_the_parameter(trained, tmp_path):
     assert _run("export", str(trained), str(tmp_path / "export")).exit_code == 0
-    result = _run("run", str(tmp_path / "exp.toml"), "--set", f"train.init_from={tmp_path / 'export'}",
-                  "--set", "model.hidden_size=32", "--run-dir", str(tmp_path / "tuned"))
+    result = _run(
+        "run",
+        str(tmp_path / "exp.toml"),
+        "--set",
+        f"train.init_from={tmp_path / 'export'}",
+        "--set",
+        "model.hidden_size=32",
+        "--run-dir",
+        str(tmp_path / "tuned"),
+    )
     assert result.exit_code == 2, result.output
-    assert result.output.startswith(f"rr: error: {tmp_path / 'exp.toml'}: train.init_from = '{tmp_path / 'export'}': "
-                                    "parameter 'z_init' has shape (16,) there, (32,) in this model")
+    assert result.output.startswith(
+        f"rr: error: {tmp_path / 'exp.toml'}: train.init_from = '{tmp_path / 'export'}': "
+        "parameter 'z_init' has shape (16,) there, (32,) in this model"
+    )
     assert len(result.output.splitlines()) == 1
     # rr eval of the export with a different [model] says the same of the file.
     result = _run("eval", str(tmp_path / "export"), "--set", "model.hidden_size=32")

@@ -23,8 +23,10 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 # Small versions of the papers' architectures on generated 4x4 Sudoku (built in seconds).
 ARCHITECTURES = {
     "trm-mlp": ("sudoku4x4-trm.toml", []),
-    "trm-att": ("sudoku4x4-trm.toml", ["model.mlp_t=false", "model.pos_encodings='rope'",
-                                        "model.puzzle_emb_ndim=64", "model.puzzle_emb_len=1"]),
+    "trm-att": (
+        "sudoku4x4-trm.toml",
+        ["model.mlp_t=false", "model.pos_encodings='rope'", "model.puzzle_emb_ndim=64", "model.puzzle_emb_len=1"],
+    ),
     "trm-mlp-recompute": ("sudoku4x4-trm.toml", ["model.recompute='all_mlps'"]),
     "hrm": ("sudoku4x4-hrm.toml", ["model.puzzle_emb_ndim=64"]),
     "urm": ("sudoku4x4-urm.toml", []),
@@ -34,14 +36,16 @@ ARCHITECTURES = {
 @pytest.mark.skipif(_flash_attn_func() is None, reason="flash-attn is not installed")
 def test_flash_and_sdpa_agree_in_bf16():
     q, k, v = torch.randn(3, 4, 97, 8, 64, device="cuda", dtype=torch.bfloat16).unbind(0)
-    torch.testing.assert_close(attention(q, k, v, backend="flash"), attention(q, k, v, backend="sdpa"),
-                               atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(
+        attention(q, k, v, backend="flash"), attention(q, k, v, backend="sdpa"), atol=2e-2, rtol=2e-2
+    )
 
 
 def test_training_step_never_waits_for_the_gpu(toy_registry, tmp_path):
-    experiment = load_experiment(toy_experiment(tmp_path / "exp.toml", compile='"on"'),
-                                 ["run.device='cuda'", "train.grad_clip=1.0", "train.ema=true",
-                                  "act.q_continue=true"])
+    experiment = load_experiment(
+        toy_experiment(tmp_path / "exp.toml", compile='"on"'),
+        ["run.device='cuda'", "train.grad_clip=1.0", "train.ema=true", "act.q_continue=true"],
+    )
     trainer = Trainer(experiment)
     assert trainer.train_data.on_device and trainer.run.step_fn.cuda_graphs
     batches = trainer.train_data.train_batches()
@@ -80,9 +84,19 @@ def bundled_registry(tmp_path, monkeypatch):
 
 def _trainer(name: str, tmp_path: Path, compile: str, *extra: str) -> Trainer:
     example, overrides = ARCHITECTURES[name]
-    experiment = load_experiment(EXAMPLES / example, [
-        *overrides, "run.device='cuda'", f"train.compile='{compile}'", "train.ema=true",
-        "data.train_size=200", "data.test_size=64", "train.eval_global_batch_size=32", *extra])
+    experiment = load_experiment(
+        EXAMPLES / example,
+        [
+            *overrides,
+            "run.device='cuda'",
+            f"train.compile='{compile}'",
+            "train.ema=true",
+            "data.train_size=200",
+            "data.test_size=64",
+            "train.eval_global_batch_size=32",
+            *extra,
+        ],
+    )
     return Trainer(experiment, run_dir=tmp_path / name / compile)
 
 

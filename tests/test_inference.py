@@ -33,17 +33,24 @@ class Countdown(nn.Module):
         calls = carry["calls"] + 1
         wanted = batch["inputs"][:, 0].float()
         logits = torch.nn.functional.one_hot(calls.long().clamp(max=self.vocab - 1), self.vocab).float()
-        outputs = {"logits": logits[:, None, :].expand(-1, batch["inputs"].shape[1], -1) + self.weight,
-                   "q_halt_logits": calls - wanted + 0.5}
+        outputs = {
+            "logits": logits[:, None, :].expand(-1, batch["inputs"].shape[1], -1) + self.weight,
+            "q_halt_logits": calls - wanted + 0.5,
+        }
         return {"calls": calls}, outputs
 
 
 def _countdown(wanted: list[int], halt_max_steps: int = 4):
-    head = ACTLossHead(ACTModel(Countdown(), ACTConfig(halt_max_steps=halt_max_steps)),
-                       ACTLossConfig(loss_type="softmax_cross_entropy"))
+    head = ACTLossHead(
+        ACTModel(Countdown(), ACTConfig(halt_max_steps=halt_max_steps)),
+        ACTLossConfig(loss_type="softmax_cross_entropy"),
+    )
     inputs = torch.tensor(wanted)[:, None].repeat(1, 2)
-    pool = {"inputs": inputs, "labels": torch.full_like(inputs, 3).long(),
-            "puzzle_identifiers": torch.zeros(len(wanted), dtype=torch.int32)}
+    pool = {
+        "inputs": inputs,
+        "labels": torch.full_like(inputs, 3).long(),
+        "puzzle_identifiers": torch.zeros(len(wanted), dtype=torch.int32),
+    }
     return head.eval(), pool
 
 
@@ -51,7 +58,7 @@ def test_adaptive_rows_stop_on_their_q_head_and_slots_take_the_next_puzzle():
     wanted = [1, 5, 2, 1, 3, 1, 1, 2, 9]
     head, pool = _countdown(wanted)
     result = run_pool(head, head, pool, batch_size=3, max_steps=6, adaptive=True, sync_every=1)
-    assert result.steps.tolist() == [min(n, 6) for n in wanted]      # the 9 stopped at the cap of 6
+    assert result.steps.tolist() == [min(n, 6) for n in wanted]  # the 9 stopped at the cap of 6
     assert result.preds[:, 0].tolist() == [min(n, 6) for n in wanted]  # each answer is its own
     # Freed slots take the next puzzle at once: the last puzzle starts at step 6 and stops at
     # the cap, after 11 batch steps; fixed halting needs 3 batches x 6 steps.
@@ -77,8 +84,9 @@ def test_fixed_table_also_simulates_adaptive_halting_at_every_cap():
     result = run_pool(head, head, pool, batch_size=4, max_steps=5, adaptive=False)
     labels = pool["labels"]
     correct = (result.preds == labels).all(-1)
-    sums = step_table(result.correct_at, result.halts_at, result.steps, correct, torch.ones(4, dtype=torch.bool),
-                      adaptive=False)
+    sums = step_table(
+        result.correct_at, result.halts_at, result.steps, correct, torch.ones(4, dtype=torch.bool), adaptive=False
+    )
     table = finish_table(sums, adaptive=False, training_cap=4)
     rows = {row["step"]: row for row in table["steps"]}
     # Every answer is the step count and every label 3: all right at step 3 only.
@@ -107,8 +115,17 @@ def test_fixed_halting_through_the_pool_gives_the_batched_results(tmp_path, toy_
         return [("exact", ExactEvaluator(ExactConfig(), context))]
 
     batched = run_evaluation(trainer.loss_head, trainer.eval_data, evaluators(), 3, output_dir=tmp_path / "batched")
-    pooled = evaluate_split(trainer.loss_head, trainer.eval_data, evaluators(), EvalConfig(), halt_max_steps=3,
-                            q_continue=False, output_dir=tmp_path / "out", predictions=True, trace=True)
+    pooled = evaluate_split(
+        trainer.loss_head,
+        trainer.eval_data,
+        evaluators(),
+        EvalConfig(),
+        halt_max_steps=3,
+        q_continue=False,
+        output_dir=tmp_path / "out",
+        predictions=True,
+        trace=True,
+    )
     assert {k: v for k, v in pooled.items() if k.startswith("exact/")} == batched
     assert pooled["eval/mean_steps"] == 3.0 and pooled["eval/puzzles_per_second"] > 0
     assert pooled["eval/exact_accuracy"] == batched["exact/exact_accuracy"]

@@ -72,8 +72,9 @@ def test_tensorboard_without_the_package_says_how_to_install_it(toy_registry, tm
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    experiment = load_experiment(toy_experiment(tmp_path / "exp.toml", epochs=1,
-                                                extra='[[loggers]]\nplugin = "tensorboard"\n'))
+    experiment = load_experiment(
+        toy_experiment(tmp_path / "exp.toml", epochs=1, extra='[[loggers]]\nplugin = "tensorboard"\n')
+    )
     with pytest.raises(TrainingError, match=r"logger plugin 'tensorboard' .*pip install 'rrcore\[tensorboard\]'"):
         train(experiment)
 
@@ -98,33 +99,36 @@ def _wandb_history(path: Path) -> list[dict]:
     rows, pending, position = [], b"", _HEADER
     while position + _HEADER <= len(data):
         left = _BLOCK - position % _BLOCK
-        length, kind = struct.unpack("<HB", data[position + 4:position + 7])
+        length, kind = struct.unpack("<HB", data[position + 4 : position + 7])
         if left < _HEADER or (length, kind) == (0, 0):  # block trailer / padding
             position += left
             continue
-        chunk = data[position + _HEADER:position + _HEADER + length]
+        chunk = data[position + _HEADER : position + _HEADER + length]
         position += _HEADER + length
         pending = chunk if kind in (1, 2) else pending + chunk  # full/first, or middle/last
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
             if record.WhichOneof("record_type") == "history":
-                row = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                       for item in record.history.item}
+                row = {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item
+                }
                 rows.append({"step": row.pop("_step"), **row})
     return rows
 
 
 def test_wandb_offline_run_folder_holds_the_metrics(toy_env, tmp_path) -> None:
     pytest.importorskip("wandb")
-    path = toy_experiment(tmp_path / "exp.toml", epochs=1,
-                          extra='[[loggers]]\nplugin = "wandb"\nproject = "rr-test"\ngroup = "g"\n')
+    path = toy_experiment(
+        tmp_path / "exp.toml", epochs=1, extra='[[loggers]]\nplugin = "wandb"\nproject = "rr-test"\ngroup = "g"\n'
+    )
     env = {**toy_env, "WANDB_SILENT": "true"}
     env.pop("WANDB_API_KEY", None)  # mode "" then means offline
     # A process of its own, as a user runs it: wandb's service completes the run's files
     # when the process ends, after finish() has returned.
-    result = subprocess.run([sys.executable, "-m", "rrcore", "run", str(path)], env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "rrcore", "run", str(path)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "runs" / "toy"
     offline = list((run_dir / "wandb").glob("offline-run-*"))
@@ -140,8 +144,9 @@ def test_wandb_offline_run_folder_holds_the_metrics(toy_env, tmp_path) -> None:
 
 
 def test_set_adds_a_logger_to_a_file_without_one(toy_registry, tmp_path) -> None:
-    experiment = load_experiment(toy_experiment(tmp_path / "exp.toml"),
-                                 ["loggers.0.plugin=tensorboard", "loggers.0.log_dir=tb"])
+    experiment = load_experiment(
+        toy_experiment(tmp_path / "exp.toml"), ["loggers.0.plugin=tensorboard", "loggers.0.log_dir=tb"]
+    )
     assert [(s.plugin, s.config.log_dir) for s in experiment.loggers] == [("tensorboard", "tb")]
     with pytest.raises(ConfigError, match=r"loggers has 0 entries; '1' is not an index"):
         load_experiment(toy_experiment(tmp_path / "exp.toml"), ["loggers.1.plugin=tensorboard"])

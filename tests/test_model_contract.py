@@ -71,14 +71,30 @@ def test_example_without_q_continue_follows_its_model(name: str, registry: Regis
 # [act] q_continue against the model's declaration
 # ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("example", "value", "message"), [
-    ("sudoku4x4-trm.toml", "true", "act.q_continue = true: model 'trm' does not predict Q-continue "
-                                   "(it halts on q_halt > 0); leave the key out or set it to false"),
-    ("sudoku4x4-urm.toml", "true", "act.q_continue = true: model 'urm' does not predict Q-continue "
-                                   "(it halts on q_halt > 0); leave the key out or set it to false"),
-    ("sudoku4x4-hrm.toml", "false", "act.q_continue = false: model 'hrm' predicts Q-continue "
-                                    "(it halts on q_halt > q_continue); leave the key out or set it to true"),
-])
+
+@pytest.mark.parametrize(
+    ("example", "value", "message"),
+    [
+        (
+            "sudoku4x4-trm.toml",
+            "true",
+            "act.q_continue = true: model 'trm' does not predict Q-continue "
+            "(it halts on q_halt > 0); leave the key out or set it to false",
+        ),
+        (
+            "sudoku4x4-urm.toml",
+            "true",
+            "act.q_continue = true: model 'urm' does not predict Q-continue "
+            "(it halts on q_halt > 0); leave the key out or set it to false",
+        ),
+        (
+            "sudoku4x4-hrm.toml",
+            "false",
+            "act.q_continue = false: model 'hrm' predicts Q-continue "
+            "(it halts on q_halt > q_continue); leave the key out or set it to true",
+        ),
+    ],
+)
 def test_q_continue_that_contradicts_the_model_is_one_line_and_exit_2(example, value, message, registry):
     needs_models(registry, example.split("-")[1].removesuffix(".toml"))
     path = EXAMPLES_DIR / example
@@ -89,8 +105,9 @@ def test_q_continue_that_contradicts_the_model_is_one_line_and_exit_2(example, v
 
 def test_models_declare_q_continue(registry: Registry) -> None:
     needs_models(registry, "hrm", "trm", "totrm", "transformer", "urm")
-    declared = {name: registry.get("model", name).predicts_q_continue
-                for name in ("hrm", "trm", "totrm", "transformer", "urm")}
+    declared = {
+        name: registry.get("model", name).predicts_q_continue for name in ("hrm", "trm", "totrm", "transformer", "urm")
+    }
     assert declared == {"hrm": True, "trm": False, "totrm": False, "transformer": False, "urm": False}
 
 
@@ -107,6 +124,7 @@ def test_a_model_that_does_not_declare_takes_either_value(toy_registry, tmp_path
 # ReasoningModel: input layer, puzzle embedding and carry
 # ---------------------------------------------------------------------------------------
 
+
 @attrs.define
 class TinyConfig(ReasoningModelConfig):
     cycles: int = 1
@@ -119,8 +137,17 @@ class Tiny(ReasoningModel):
 
 
 def tiny(dtype: torch.dtype = torch.float32, **states: str | None) -> Tiny:
-    metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=5, seq_len=6,
-                               num_puzzle_identifiers=3, total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
+    metadata = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=5,
+        seq_len=6,
+        num_puzzle_identifiers=3,
+        total_groups=1,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     config = TinyConfig(hidden_size=8, num_heads=2, puzzle_emb_ndim=12)
     return Tiny(config, ModelContext(metadata, 4, dtype), **states)
 
@@ -137,6 +164,7 @@ def test_shared_keys_are_flat_in_the_config_and_build_the_input_layer() -> None:
     assert model.puzzle_emb.weights.shape == (3, 12)
     with pytest.raises(ConfigError, match="model.num_heads = 0: must be >= 1"):
         from rrcore.config import structure
+
         structure({"num_heads": 0}, TinyConfig, "exp.toml", "model")
 
 

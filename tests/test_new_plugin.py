@@ -15,14 +15,22 @@ from click.testing import CliRunner
 from rrcore.cli import main
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["My-Model", "--kind", "model"], "rr: error: NAME 'My-Model' is not a plugin name: use 1-40 lowercase "
-                                      "letters, digits and '_', starting with a letter (e.g. 'mymodel')\n"),
-    (["2nd", "--kind", "task"], "rr: error: NAME '2nd' is not a plugin name"),
-    (["toy", "--kind", "model"], "rr: error: NAME 'toy': a model plugin of that name is installed (rr-toy 0.1.0); "
-                                 "choose another name\n"),
-    (["toy", "--kind", "task"], "rr: error: NAME 'toy': a dataset plugin of that name is installed"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["My-Model", "--kind", "model"],
+            "rr: error: NAME 'My-Model' is not a plugin name: use 1-40 lowercase "
+            "letters, digits and '_', starting with a letter (e.g. 'mymodel')\n",
+        ),
+        (["2nd", "--kind", "task"], "rr: error: NAME '2nd' is not a plugin name"),
+        (
+            ["toy", "--kind", "model"],
+            "rr: error: NAME 'toy': a model plugin of that name is installed (rr-toy 0.1.0); choose another name\n",
+        ),
+        (["toy", "--kind", "task"], "rr: error: NAME 'toy': a dataset plugin of that name is installed"),
+    ],
+)
 def test_bad_names_are_one_line_errors(toy_registry, tmp_path, arguments, message):
     result = CliRunner().invoke(main, ["new-plugin", *arguments, "--output", str(tmp_path / "new")])
     assert result.exit_code == 2
@@ -35,8 +43,9 @@ def test_a_folder_that_holds_something_is_refused(toy_registry, tmp_path):
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     result = CliRunner().invoke(main, ["new-plugin", "fresh", "--kind", "model", "--output", str(tmp_path / "taken")])
     assert result.exit_code == 2
-    assert result.output == (f"rr: error: --output {tmp_path / 'taken'}: exists and is not an empty folder; "
-                             f"choose a new folder\n")
+    assert result.output == (
+        f"rr: error: --output {tmp_path / 'taken'}: exists and is not an empty folder; choose a new folder\n"
+    )
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
 
 
@@ -56,10 +65,28 @@ def test_generated_plugins_install_list_pass_their_tests_and_train(tmp_path):
     site = tmp_path / "site"
     # Without build isolation when setuptools is here (no download); a fresh venv may lack it.
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(site),
-          str(tmp_path / "kitmodel"), str(tmp_path / "kittask")], dict(os.environ), tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "RR_CACHE_DIR": str(tmp_path / "cache")}
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            *isolation,
+            "--target",
+            str(site),
+            str(tmp_path / "kitmodel"),
+            str(tmp_path / "kittask"),
+        ],
+        dict(os.environ),
+        tmp_path,
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "RR_CACHE_DIR": str(tmp_path / "cache"),
+    }
     env.pop("RR_LOAD_PLUGINS", None)
     rr = [sys.executable, "-m", "rrcore"]
 
@@ -76,18 +103,60 @@ def test_generated_plugins_install_list_pass_their_tests_and_train(tmp_path):
     assert "q_continue = false" in resolved.split("[act]")[1].split("\n[")[0]
 
     # Their own tests, from their own folders, run the conformance kit on the installed plugins.
-    tests = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "kitmodel/tests",
-                              "kittask/tests"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    quick = ["--set", "train.max_steps=3", "--set", "train.eval_interval=0", "--set", "run.device='cpu'",
-             "--set", "train.compile='off'", "--set", "run.cpu_threads=1",
-             "--set", f"run.out_dir={str(tmp_path / 'runs')!r}"]
-    trained = _run([*rr, "run", "kitmodel/examples/sudoku4x4.toml", *quick, "--set", "data.train_size=100",
-                    "--set", "data.test_size=10", "--set", "data.jobs=1"], env, tmp_path)
+    tests = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "kitmodel/tests", "kittask/tests"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    quick = [
+        "--set",
+        "train.max_steps=3",
+        "--set",
+        "train.eval_interval=0",
+        "--set",
+        "run.device='cpu'",
+        "--set",
+        "train.compile='off'",
+        "--set",
+        "run.cpu_threads=1",
+        "--set",
+        f"run.out_dir={str(tmp_path / 'runs')!r}",
+    ]
+    trained = _run(
+        [
+            *rr,
+            "run",
+            "kitmodel/examples/sudoku4x4.toml",
+            *quick,
+            "--set",
+            "data.train_size=100",
+            "--set",
+            "data.test_size=10",
+            "--set",
+            "data.jobs=1",
+        ],
+        env,
+        tmp_path,
+    )
     assert "rr: finished sudoku4x4-kitmodel at step 3" in trained.stderr
     assert "sudoku/exact_accuracy" in trained.stderr
-    trained = _run([*rr, "run", "kittask/examples/kittask-trm.toml", *quick, "--set", "data.train_size=128",
-                    "--set", "data.test_size=16"], env, tmp_path)
+    trained = _run(
+        [
+            *rr,
+            "run",
+            "kittask/examples/kittask-trm.toml",
+            *quick,
+            "--set",
+            "data.train_size=128",
+            "--set",
+            "data.test_size=16",
+        ],
+        env,
+        tmp_path,
+    )
     assert "rr: finished kittask-trm at step 3" in trained.stderr
     assert "kittask/exact_accuracy" in trained.stderr and "kittask/sorted_rate" in trained.stderr
 

@@ -97,8 +97,9 @@ def test_adam_atan2_step_matches_hand_computation():
     param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     param.grad = torch.tensor([0.5, 0.25])
     lr, wd, (beta1, beta2) = 0.1, 1.0, (0.9, 0.95)
-    optimizer = _make_adam_atan2([{"params": [param], "lr": lr, "weight_decay": wd, "betas": (beta1, beta2)}],
-                                 AdamAtan2Config())
+    optimizer = _make_adam_atan2(
+        [{"params": [param], "lr": lr, "weight_decay": wd, "betas": (beta1, beta2)}], AdamAtan2Config()
+    )
     optimizer.step()
     m = (1 - beta1) * torch.tensor([0.5, 0.25]) / (1 - beta1)
     v = (1 - beta2) * torch.tensor([0.25, 0.0625]) / (1 - beta2)
@@ -115,8 +116,9 @@ def test_fused_adam_atan2_matches_the_eager_update_over_steps():
     shapes = [(7, 5), (5,), (3, 2, 4)]
     runs = []
     for fused in (False, True):
-        params = [torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(i)))
-                  for i, s in enumerate(shapes)]
+        params = [
+            torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(i))) for i, s in enumerate(shapes)
+        ]
         groups = [{"params": params[:2], "weight_decay": 0.5}, {"params": params[2:], "weight_decay": 0.0}]
         optimizer = AdamAtan2(groups, lr=0.01, betas=(0.9, 0.95), fused=fused)
         grads = torch.Generator().manual_seed(1)

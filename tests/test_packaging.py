@@ -22,8 +22,11 @@ def _project(pyproject: Path) -> dict:
 
 
 def _rrcore_requirements(pyproject: Path) -> list[str]:
-    return [dep.replace(" ", "") for dep in _project(pyproject)["dependencies"]
-            if dep.split(";")[0].strip().startswith("rrcore") and not dep.startswith("rrcore-")]
+    return [
+        dep.replace(" ", "")
+        for dep in _project(pyproject)["dependencies"]
+        if dep.split(";")[0].strip().startswith("rrcore") and not dep.startswith("rrcore-")
+    ]
 
 
 def test_version_ranges_follow_the_release_line():
@@ -40,7 +43,8 @@ def test_each_plugin_declares_the_rrcore_versions_it_supports(pyproject):
     longer meets; the range must hold the rrcore of this tree (bump both together)."""
     version = _project(ROOT / "pyproject.toml")["version"]
     assert _rrcore_requirements(pyproject) == [f"rrcore{rrcore_range(version)}"], (
-        f"{pyproject.relative_to(ROOT)}: declare rrcore{rrcore_range(version)} (rrcore is {version})")
+        f"{pyproject.relative_to(ROOT)}: declare rrcore{rrcore_range(version)} (rrcore is {version})"
+    )
 
 
 def test_new_plugins_declare_the_same_range_as_the_bundled_ones(tmp_path):

@@ -16,9 +16,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_series_takes_the_last_value_of_a_step_and_skips_non_finite():
-    rows = [{"step": 2, "train/loss": 3.0}, {"step": 4, "train/loss": "nan"},
-            {"step": 2, "train/loss": 2.5}, {"step": 4, "exact/exact_accuracy": 0.5},
-            {"step": 4, "exact/exact_accuracy/rating_0-0": 0.25}]
+    rows = [
+        {"step": 2, "train/loss": 3.0},
+        {"step": 4, "train/loss": "nan"},
+        {"step": 2, "train/loss": 2.5},
+        {"step": 4, "exact/exact_accuracy": 0.5},
+        {"step": 4, "exact/exact_accuracy/rating_0-0": 0.25},
+    ]
     loss = next(c for c in plots.CURVES if c.name == "loss")
     exact = next(c for c in plots.CURVES if c.name == "exact_accuracy")
     assert plots.series(rows, loss) == {"train/loss": ([2], [2.5])}

@@ -43,10 +43,15 @@ def bundled_plugin_modules() -> list[Path]:
 def test_bundled_plugins_import_only_rrcore_api():
     modules = bundled_plugin_modules()
     assert len(modules) > 30, "the bundled plugins' modules were not found"
-    offending = [line for path in modules
-                 for line in private_rrcore_imports(path.read_text(encoding="utf-8"), str(path.relative_to(REPO)))]
-    assert not offending, (f"bundled plugins must import rr from {PUBLIC} only (add the name there if it is "
-                           f"missing):\n" + "\n".join(offending))
+    offending = [
+        line
+        for path in modules
+        for line in private_rrcore_imports(path.read_text(encoding="utf-8"), str(path.relative_to(REPO)))
+    ]
+    assert not offending, (
+        f"bundled plugins must import rr from {PUBLIC} only (add the name there if it is "
+        f"missing):\n" + "\n".join(offending)
+    )
 
 
 def test_new_plugin_packages_import_only_rrcore_api(tmp_path):
@@ -54,9 +59,12 @@ def test_new_plugin_packages_import_only_rrcore_api(tmp_path):
         written = render(kind, PluginNames.of("probe"), tmp_path / kind)
         package = [path for path in written if path.suffix == ".py" and "tests" not in path.parts]
         assert package, f"the {kind} template wrote no module"
-        offending = [line for path in package
-                     for line in private_rrcore_imports(path.read_text(encoding="utf-8"), path.name)]
-        assert not offending, f"`rr new-plugin --kind {kind}` writes imports other than {PUBLIC}:\n" + "\n".join(offending)
+        offending = [
+            line for path in package for line in private_rrcore_imports(path.read_text(encoding="utf-8"), path.name)
+        ]
+        assert not offending, f"`rr new-plugin --kind {kind}` writes imports other than {PUBLIC}:\n" + "\n".join(
+            offending
+        )
 
 
 def test_every_public_name_exists():
@@ -65,11 +73,13 @@ def test_every_public_name_exists():
 
 
 def test_the_check_names_file_line_and_import():
-    source = ("from rrcore.api import hookimpl\n"
-              "from rrcore import hookimpl\n"
-              "def build():\n"
-              "    from rrcore.data import SplitWriter\n"
-              "import rrcore.nn as layers\n")
+    source = (
+        "from rrcore.api import hookimpl\n"
+        "from rrcore import hookimpl\n"
+        "def build():\n"
+        "    from rrcore.data import SplitWriter\n"
+        "import rrcore.nn as layers\n"
+    )
     assert private_rrcore_imports(source, "rr_x/plugin.py") == [
         "rr_x/plugin.py:2: from rrcore import hookimpl",
         "rr_x/plugin.py:4: from rrcore.data import SplitWriter",

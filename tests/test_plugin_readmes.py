@@ -14,8 +14,14 @@ from rrcore.testing import check_documented_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("rr-*/pyproject.toml"))
-SECTIONS = {"model": "model", "data": "dataset", "loss": "loss_head", "optimizer": "optimizer",
-            "evaluators": "evaluator", "loggers": "logger"}
+SECTIONS = {
+    "model": "model",
+    "data": "dataset",
+    "loss": "loss_head",
+    "optimizer": "optimizer",
+    "evaluators": "evaluator",
+    "loggers": "logger",
+}
 """Experiment sections whose tables name a component (``plugin = ...``), and its registry kind."""
 
 
@@ -49,8 +55,12 @@ def test_the_readme_has_an_example_of_each_component_that_loads(folder):
     mistyped key fails as it would in an experiment)."""
     registry = get_registry()
     distribution = _distribution(folder)
-    ours = {(spec.kind, name): spec for kind, specs in registry.components.items() for name, spec in specs.items()
-            if spec.distribution == distribution and spec.config_class is not None}
+    ours = {
+        (spec.kind, name): spec
+        for kind, specs in registry.components.items()
+        for name, spec in specs.items()
+        if spec.distribution == distribution and spec.config_class is not None
+    }
     shown = set()
     for section, kind, table in _component_tables(folder / "README.md"):
         spec = ours.get((kind, table["plugin"]))

@@ -20,7 +20,8 @@ def test_off_a_terminal_it_prints_plain_lines_every_interval_and_at_the_end():
     lines = stream.getvalue().splitlines()
     assert "\r" not in stream.getvalue() and "\x1b" not in stream.getvalue()
     assert [line.split(" | ")[0] for line in lines] == [
-        f"arc: writing train: {n}/4 tasks ({25 * n}%)" for n in range(1, 5)]
+        f"arc: writing train: {n}/4 tasks ({25 * n}%)" for n in range(1, 5)
+    ]
     assert "ETA" in lines[0] and lines[-1].endswith("in 0m00s")  # no line repeated at close
 
 

@@ -12,7 +12,7 @@ from rrcore import hookspecs
 from rrcore.cli import main
 from rrcore.registry import RegistryError, UnknownPluginError, load_registry, set_registry
 
-GOOD = '''
+GOOD = """
 from rrcore import hookimpl
 from rrcore.registry import EvaluatorSpec
 from rrcore.builtin import ExactEvaluator
@@ -20,7 +20,7 @@ from rrcore.builtin import ExactEvaluator
 @hookimpl
 def rr_register_evaluators():
     return [EvaluatorSpec(name="{name}", factory=ExactEvaluator, description="{description}")]
-'''
+"""
 
 
 @pytest.fixture
@@ -36,15 +36,24 @@ def site(tmp_path, monkeypatch):
 def test_core_builtins_register_through_hooks():
     registry = load_registry(entry_point_group=None)
     assert {s.name for s in registry.all_components() if s.distribution == "rrcore"} >= {
-        "act", "adam_atan2", "adamw", "jsonl", "wandb", "tensorboard", "exact", "built"}
+        "act",
+        "adam_atan2",
+        "adamw",
+        "jsonl",
+        "wandb",
+        "tensorboard",
+        "exact",
+        "built",
+    }
     assert registry.plugins[0].distribution == "rrcore"
     assert "rr_register_loss_heads" in registry.plugins[0].hooks
 
 
 def test_broken_plugin_is_reported_and_others_still_load(site, monkeypatch):
     make_distribution(site, "rr-broken", {"rr_broken": "import not_a_module_anywhere\n"}, {"broken": "rr_broken"})
-    make_distribution(site, "rr-good", {"rr_good": GOOD.format(name="good_eval", description="fine")},
-                      {"good": "rr_good"})
+    make_distribution(
+        site, "rr-good", {"rr_good": GOOD.format(name="good_eval", description="fine")}, {"good": "rr_good"}
+    )
     monkeypatch.setenv("RR_LOAD_PLUGINS", "broken,good")
     registry = load_registry()
     assert registry.get("evaluator", "good_eval").distribution == "rr-good"

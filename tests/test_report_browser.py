@@ -23,9 +23,22 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromiu
 
 def chromium(page: Path, profile: Path, *arguments: str) -> subprocess.CompletedProcess:
     """Headless Chromium on ``page``, offline and with a fresh profile; console messages on stderr."""
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *arguments, page.as_uri()]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *arguments,
+        page.as_uri(),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
@@ -40,8 +53,9 @@ def report_page(toy_registry, tmp_path) -> Path:
 def test_report_renders_without_console_errors_and_shows_the_run(report_page, tmp_path):
     image = pytest.importorskip("matplotlib.image")
     shot = tmp_path / "report.png"
-    result = chromium(report_page, tmp_path / "profile", "--hide-scrollbars", "--window-size=1280,1600",
-                      f"--screenshot={shot}")
+    result = chromium(
+        report_page, tmp_path / "profile", "--hide-scrollbars", "--window-size=1280,1600", f"--screenshot={shot}"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []

@@ -75,8 +75,9 @@ def _counting_plugin() -> types.ModuleType:
 def test_evaluators_are_built_once_and_score_every_evaluation(toy_registry, tmp_path):
     plugin = _counting_plugin()
     toy_registry.register_module(plugin, name="counting", distribution="test", version="0")
-    path = toy_experiment(tmp_path / "exp.toml", epochs=3, eval_interval=1,
-                          extra='[[evaluators]]\nplugin = "counting"\n')
+    path = toy_experiment(
+        tmp_path / "exp.toml", epochs=3, eval_interval=1, extra='[[evaluators]]\nplugin = "counting"\n'
+    )
     result = train(load_experiment(path), run_dir=tmp_path / "run")
     assert plugin.built == 1
     # After epochs 1 and 2 (4 steps each), and at the end.
@@ -87,8 +88,11 @@ def test_evaluators_are_built_once_and_score_every_evaluation(toy_registry, tmp_
 def test_resume_without_a_part_the_run_needs_names_it(toy_registry, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", epochs=1)
     train(load_experiment(path), run_dir=tmp_path / "run")
-    with pytest.raises(CheckpointError, match=r"state\.pt: no 'ema' state to restore; the file holds model, "
-                                              r"optimizers \(its run kept no EMA: resume with train.ema = false\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"state\.pt: no 'ema' state to restore; the file holds model, "
+        r"optimizers \(its run kept no EMA: resume with train.ema = false\)",
+    ):
         Trainer(load_experiment(path, ["train.ema=true"]), run_dir=tmp_path / "run", resume="latest")
 
     state = _latest(tmp_path / "run") / "state.pt"
@@ -107,13 +111,21 @@ def _rewrite_in_main_layout(checkpoint: Path) -> None:
     state["optimizers"] = [state["optimizers"]["model"], state["optimizers"]["puzzle_emb"]]
     torch.save(state, checkpoint / "state.pt")
     rank = torch.load(checkpoint / "rank0.pt", weights_only=True)
-    torch.save({"torch_rng": rank["rng"]["torch"], "cuda_rng": None, "exploration_rng": rank["rng"]["exploration"],
-                "carries": rank["carries"]}, checkpoint / "rank0.pt")
+    torch.save(
+        {
+            "torch_rng": rank["rng"]["torch"],
+            "cuda_rng": None,
+            "exploration_rng": rank["rng"]["exploration"],
+            "carries": rank["carries"],
+        },
+        checkpoint / "rank0.pt",
+    )
     config = (checkpoint / "config.toml").read_text()
     table = "\n[optimizer.puzzle_emb]\nlr = 0.01\nweight_decay = 0.1\n"
     assert table in config
-    config = config.replace(table, "").replace("\n[train]\n", "\n[train]\npuzzle_emb_lr = 0.01\n"
-                                                               "puzzle_emb_weight_decay = 0.1\n")
+    config = config.replace(table, "").replace(
+        "\n[train]\n", "\n[train]\npuzzle_emb_lr = 0.01\npuzzle_emb_weight_decay = 0.1\n"
+    )
     (checkpoint / "config.toml").write_text(config)
 
 
@@ -141,12 +153,22 @@ def test_a_checkpoint_in_mains_layout_resumes_bit_exactly_and_evaluates(toy_regi
 
 
 def test_metric_means_follow_the_declared_reduction():
-    sums = {"lm_loss": torch.tensor(8.0), "accuracy": torch.tensor(3.0), "count": torch.tensor(2.0),
-            "loss": torch.tensor(12.0)}
-    means = reduce_metrics(sums, {"lm_loss": PER_EXAMPLE, "accuracy": PER_HALTED}, steps=2,
-                           global_batch_size=4, prefix="train")
+    sums = {
+        "lm_loss": torch.tensor(8.0),
+        "accuracy": torch.tensor(3.0),
+        "count": torch.tensor(2.0),
+        "loss": torch.tensor(12.0),
+    }
+    means = reduce_metrics(
+        sums, {"lm_loss": PER_EXAMPLE, "accuracy": PER_HALTED}, steps=2, global_batch_size=4, prefix="train"
+    )
     # 8 rows stepped (2 steps x 4), 2 of them halted.
     assert means == {"train/lm_loss": 1.0, "train/accuracy": 1.5, "train/loss": 1.5, "train/halted": 0.25}
     with pytest.raises(UndeclaredMetricError, match="metric 'steps' but declares no reduction"):
-        reduce_metrics({**sums, "steps": torch.tensor(5.0)}, {"lm_loss": PER_EXAMPLE, "accuracy": PER_HALTED},
-                       steps=2, global_batch_size=4, prefix="train")
+        reduce_metrics(
+            {**sums, "steps": torch.tensor(5.0)},
+            {"lm_loss": PER_EXAMPLE, "accuracy": PER_HALTED},
+            steps=2,
+            global_batch_size=4,
+            prefix="train",
+        )

@@ -74,19 +74,43 @@ def _env_with_rr_on_path(env: dict[str, str]) -> dict[str, str]:
 def test_sigterm_exits_143_and_the_printed_command_continues_this_run(toy_env, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", epochs=100)
     run_dir = tmp_path / "my runs" / "first"
-    args = [sys.executable, "-m", "rrcore", "run", str(path), "--set", "train.max_steps=6",
-            "--set", 'run.name="two words"', "--run-dir", str(run_dir)]
-    first = subprocess.run(args, env={**toy_env, "RR_TOY_SIGNAL_AT": "3:TERM"}, capture_output=True,
-                           text=True, timeout=120)
+    args = [
+        sys.executable,
+        "-m",
+        "rrcore",
+        "run",
+        str(path),
+        "--set",
+        "train.max_steps=6",
+        "--set",
+        'run.name="two words"',
+        "--run-dir",
+        str(run_dir),
+    ]
+    first = subprocess.run(
+        args, env={**toy_env, "RR_TOY_SIGNAL_AT": "3:TERM"}, capture_output=True, text=True, timeout=120
+    )
     assert first.returncode == 143, first.stderr
     assert _latest(run_dir) == "step_3"
     command = first.stderr.split("continue with: ")[1].splitlines()[0]
-    assert shlex.split(command) == ["rr", "run", str(path), "--set", "train.max_steps=6", "--set",
-                                    'run.name="two words"', "--run-dir", str(run_dir), "--resume", "latest"]
+    assert shlex.split(command) == [
+        "rr",
+        "run",
+        str(path),
+        "--set",
+        "train.max_steps=6",
+        "--set",
+        'run.name="two words"',
+        "--run-dir",
+        str(run_dir),
+        "--resume",
+        "latest",
+    ]
     assert f"exec {command}\n" in (run_dir / "resume.sh").read_text()
 
-    second = subprocess.run(command, shell=True, env=_env_with_rr_on_path(toy_env), capture_output=True,
-                            text=True, timeout=120)
+    second = subprocess.run(
+        command, shell=True, env=_env_with_rr_on_path(toy_env), capture_output=True, text=True, timeout=120
+    )
     assert second.returncode == 0, second.stderr
     assert _latest(run_dir) == "step_6"
     assert "rr: finished two words at step 6" in second.stderr
@@ -95,8 +119,13 @@ def test_sigterm_exits_143_and_the_printed_command_continues_this_run(toy_env, t
 
 def test_sigint_exits_130_after_saving(toy_env, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", epochs=100)
-    result = subprocess.run([sys.executable, "-m", "rrcore", "run", str(path)], capture_output=True, text=True,
-                            env={**toy_env, "RR_TOY_SIGNAL_AT": "2:INT"}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "rrcore", "run", str(path)],
+        capture_output=True,
+        text=True,
+        env={**toy_env, "RR_TOY_SIGNAL_AT": "2:INT"},
+        timeout=120,
+    )
     assert result.returncode == 130, result.stderr
     assert "interrupted by SIGINT at step 2" in result.stderr
     assert _latest(tmp_path / "runs" / "toy") == "step_2"
@@ -113,8 +142,9 @@ def test_batch_larger_than_the_training_set_is_refused(toy_registry, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", global_batch_size=4096)
     result = _rr("run", str(path))
     assert result.exit_code == 2
-    assert result.output.startswith(f"rr: error: {path}: train.global_batch_size = 4096 is larger than the "
-                                    f"training set (32 examples per epoch in ")
+    assert result.output.startswith(
+        f"rr: error: {path}: train.global_batch_size = 4096 is larger than the training set (32 examples per epoch in "
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -133,13 +163,14 @@ def test_resume_with_another_optimizer_or_model_says_what_differs(toy_registry, 
 
     optimizer = _rr("run", str(path), "--set", "optimizer.plugin=adam_atan2", "--resume", "latest")
     assert optimizer.exit_code == 2
-    assert optimizer.output.startswith(f"rr: error: {checkpoint} was trained with optimizer 'adamw', this "
-                                       f"experiment uses 'adam_atan2'; resume with the experiment")
+    assert optimizer.output.startswith(
+        f"rr: error: {checkpoint} was trained with optimizer 'adamw', this "
+        f"experiment uses 'adam_atan2'; resume with the experiment"
+    )
 
     model = _rr("run", str(path), "--set", "model.hidden_size=32", "--resume", "latest")
     assert model.exit_code == 2
-    assert f"rr: error: {checkpoint} does not fit this model (model.hidden_size = 16 there, 32 here)" \
-        in model.output
+    assert f"rr: error: {checkpoint} does not fit this model (model.hidden_size = 16 there, 32 here)" in model.output
 
 
 def test_eval_output_folder_gets_each_evaluators_results(toy_registry, tmp_path):
@@ -149,5 +180,5 @@ def test_eval_output_folder_gets_each_evaluators_results(toy_registry, tmp_path)
     result = _rr("eval", str(tmp_path / "runs" / "toy"), "--output", str(output))
     assert result.exit_code == 0, result.output
     written = json.loads((output / "exact" / "results.json").read_text())
-    printed = json.loads(result.output[result.output.index("{"):])
+    printed = json.loads(result.output[result.output.index("{") :])
     assert written["count"] == 16 and printed["exact/accuracy"] == written["accuracy"]

@@ -89,8 +89,9 @@ def test_resume_is_bit_exact_and_sigterm_saves(toy_registry, tmp_path):
 def test_grad_accumulation_matches_one_big_batch(toy_registry, tmp_path):
     settings = dict(epochs=1, log_interval=4)
     one = load_experiment(toy_experiment(tmp_path / "a.toml", **settings), ["act.halt_exploration_prob=0.0"])
-    two = load_experiment(toy_experiment(tmp_path / "b.toml", grad_accum_steps=2, **settings),
-                          ["act.halt_exploration_prob=0.0"])
+    two = load_experiment(
+        toy_experiment(tmp_path / "b.toml", grad_accum_steps=2, **settings), ["act.halt_exploration_prob=0.0"]
+    )
     train(one, run_dir=tmp_path / "one")
     train(two, run_dir=tmp_path / "two")
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
@@ -122,8 +123,9 @@ def test_crash_during_save_keeps_last_checkpoint(toy_registry, tmp_path, monkeyp
 
 
 def test_nan_loss_stops_naming_step_and_checkpoint(toy_registry, tmp_path):
-    experiment = load_experiment(toy_experiment(tmp_path / "exp.toml", epochs=2, checkpoint_every_steps=4,
-                                                log_interval=4))
+    experiment = load_experiment(
+        toy_experiment(tmp_path / "exp.toml", epochs=2, checkpoint_every_steps=4, log_interval=4)
+    )
     trainer = Trainer(experiment)
     original = trainer.loss_head.forward
 
@@ -158,7 +160,7 @@ def test_eval_command_scores_a_checkpoint(toy_registry, tmp_path):
     assert CliRunner().invoke(main, ["run", str(path)]).exit_code == 0
     result = CliRunner().invoke(main, ["eval", str(tmp_path / "runs" / "toy")])
     assert result.exit_code == 0, result.output
-    scores = json.loads(result.output[result.output.index("{"):])
+    scores = json.loads(result.output[result.output.index("{") :])
     assert scores["exact/count"] == 16 and scores["exact/accuracy"] > 0.5
 
 
@@ -170,8 +172,9 @@ def _free_port() -> int:
 
 def test_sigterm_from_outside_saves_and_exits_143(toy_env, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", epochs=1000, log_interval=1)
-    process = subprocess.Popen([sys.executable, "-m", "rrcore", "run", str(path)], env=toy_env,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rrcore", "run", str(path)], env=toy_env, stderr=subprocess.PIPE, text=True
+    )
     metrics = tmp_path / "runs" / "toy" / "metrics.jsonl"
     deadline = time.time() + 60
     while not (metrics.exists() and metrics.stat().st_size > 0) and time.time() < deadline:
@@ -186,13 +189,33 @@ def test_sigterm_from_outside_saves_and_exits_143(toy_env, tmp_path):
 
 def test_two_gloo_processes_match_one(toy_env, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml", epochs=2)
-    single = subprocess.run([sys.executable, "-m", "rrcore", "run", str(path), "--run-dir", str(tmp_path / "one")],
-                            env=toy_env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "rrcore", "run", str(path), "--run-dir", str(tmp_path / "one")],
+        env=toy_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             f"--master_port={_free_port()}", "-m", "rrcore", "run", str(path),
-                             "--run-dir", str(tmp_path / "two")],
-                            env={**toy_env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    double = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={_free_port()}",
+            "-m",
+            "rrcore",
+            "run",
+            str(path),
+            "--run-dir",
+            str(tmp_path / "two"),
+        ],
+        env={**toy_env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert double.returncode == 0, double.stderr
     assert (tmp_path / "two" / "checkpoints" / "step_8" / "rank1.pt").exists()
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
@@ -211,7 +234,8 @@ def test_wandb_logger_without_the_package_says_how_to_install_it(toy_registry, t
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_wandb)
-    experiment = load_experiment(toy_experiment(tmp_path / "exp.toml", epochs=1,
-                                                extra='[[loggers]]\nplugin = "wandb"\nproject = "x"\n'))
+    experiment = load_experiment(
+        toy_experiment(tmp_path / "exp.toml", epochs=1, extra='[[loggers]]\nplugin = "wandb"\nproject = "x"\n')
+    )
     with pytest.raises(TrainingError, match=r"logger plugin 'wandb' \(rrcore .*pip install 'rrcore\[wandb\]'"):
         train(experiment)

@@ -26,8 +26,16 @@ STEPS = 12
 def _trajectory(tmp_path: Path) -> dict[str, object]:
     path = toy_experiment(tmp_path / "exp.toml", extra='[optimizer]\nplugin = "adam_atan2"\n')
     path.write_text(path.read_text().replace('[optimizer]\nplugin = "adamw"\n', ""))
-    experiment = load_experiment(path, ["act.q_continue=true", "train.grad_clip=1.0", "train.ema=true",
-                                        "train.ema_rate=0.9", "train.weight_decay=0.1"])
+    experiment = load_experiment(
+        path,
+        [
+            "act.q_continue=true",
+            "train.grad_clip=1.0",
+            "train.ema=true",
+            "train.ema_rate=0.9",
+            "train.weight_decay=0.1",
+        ],
+    )
     assert experiment.optimizer.plugin == "adam_atan2" and experiment.act.q_continue
     trainer = Trainer(experiment, run_dir=tmp_path / "run")
     batches = trainer.train_data.train_batches()
@@ -36,10 +44,14 @@ def _trajectory(tmp_path: Path) -> dict[str, object]:
         sums: dict[str, torch.Tensor] = {}
         trainer.train_step(next(batches)[1], sums)
         losses.append(float(sums["loss"]))
-    weights = {name: [float(p.detach().double().sum()), float(p.detach().double().square().sum())]
-               for name, p in trainer.model.named_parameters()}
-    weights["puzzle_emb"] = [float(trainer.model.puzzle_emb.weights.double().sum()),
-                             float(trainer.model.puzzle_emb.weights.double().square().sum())]
+    weights = {
+        name: [float(p.detach().double().sum()), float(p.detach().double().square().sum())]
+        for name, p in trainer.model.named_parameters()
+    }
+    weights["puzzle_emb"] = [
+        float(trainer.model.puzzle_emb.weights.double().sum()),
+        float(trainer.model.puzzle_emb.weights.double().square().sum()),
+    ]
     ema = {name: float(t.double().sum()) for name, t in trainer.ema.state_dict().items()}
     return {"losses": losses, "weights": weights, "ema": ema}
 

@@ -23,15 +23,17 @@ def make_distribution(site: Path, dist_name: str, modules: dict[str, str], entry
 
 def toy_experiment(path: Path, extra: str = "", **train) -> Path:
     """Write a small toy experiment; ``train`` keys override the [train] section."""
-    values = dict(global_batch_size=8, epochs=4, lr=3e-3, lr_warmup_steps=2, weight_decay=0.01,
-                  log_interval=2, compile='"off"')
+    values = dict(
+        global_batch_size=8, epochs=4, lr=3e-3, lr_warmup_steps=2, weight_decay=0.01, log_interval=2, compile='"off"'
+    )
     values.update(train)
     train_lines = "\n".join(f"{k} = {v}" for k, v in values.items())
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         [run]
         name = "toy"
         seed = 3
-        out_dir = "{path.parent / 'runs'}"
+        out_dir = "{path.parent / "runs"}"
         device = "cpu"
 
         [data]
@@ -48,5 +50,9 @@ def toy_experiment(path: Path, extra: str = "", **train) -> Path:
         plugin = "adamw"
 
         [train]
-        """) + train_lines + "\n" + textwrap.dedent(extra))
+        """)
+        + train_lines
+        + "\n"
+        + textwrap.dedent(extra)
+    )
     return path

@@ -39,19 +39,24 @@ class Sound(nn.Module):
         super().__init__()
         metadata = context.metadata
         self.config = config
-        self.input = PuzzleInput(vocab_size=metadata.vocab_size, hidden_size=config.hidden_size,
-                                 seq_len=metadata.seq_len, num_heads=config.num_heads,
-                                 num_puzzle_identifiers=metadata.num_puzzle_identifiers, puzzle_emb_ndim=0,
-                                 batch_size=context.batch_size, pos_encodings="learned",
-                                 dtype=context.forward_dtype)
+        self.input = PuzzleInput(
+            vocab_size=metadata.vocab_size,
+            hidden_size=config.hidden_size,
+            seq_len=metadata.seq_len,
+            num_heads=config.num_heads,
+            num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+            puzzle_emb_ndim=0,
+            batch_size=context.batch_size,
+            pos_encodings="learned",
+            dtype=context.forward_dtype,
+        )
         self.block = PostNormBlock(config.hidden_size, config.num_heads, expansion=2.0, attention_backend="sdpa")
         self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.input.puzzle_emb_len)
         self.register_buffer("z_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
 
     def initial_carry(self, batch):
         rows = batch["inputs"].shape[0]
-        return {"z": torch.zeros(rows, self.input.total_len, self.config.hidden_size,
-                                 device=batch["inputs"].device)}
+        return {"z": torch.zeros(rows, self.input.total_len, self.config.hidden_size, device=batch["inputs"].device)}
 
     def reset_carry(self, reset, carry):
         return reset_rows(reset, carry, {"z": self.z_init})
@@ -119,10 +124,15 @@ def _model(name: str, model_class: type) -> ModelSpec:
 
 @hookimpl
 def rr_register_models():
-    return [_model("sound", Sound), _model("resets_every_row", ResetsEveryRow),
-            _model("keeps_gradients", KeepsGradients), _model("state_outside_state_dict", StateOutsideStateDict),
-            _model("reads_on_host", ReadsOnHost), _model("keeps_prefix", KeepsPrefix),
-            _model("claims_q_continue", ClaimsQContinue)]
+    return [
+        _model("sound", Sound),
+        _model("resets_every_row", ResetsEveryRow),
+        _model("keeps_gradients", KeepsGradients),
+        _model("state_outside_state_dict", StateOutsideStateDict),
+        _model("reads_on_host", ReadsOnHost),
+        _model("keeps_prefix", KeepsPrefix),
+        _model("claims_q_continue", ClaimsQContinue),
+    ]
 
 
 # -- data and evaluators -----------------------------------------------------------------
@@ -207,8 +217,10 @@ class AlwaysPerfect(CountsPadding):
 
 @hookimpl
 def rr_register_datasets():
-    return [DatasetSpec(name="digits", factory=build_digits, config_class=DigitsConfig),
-            DatasetSpec(name="unseeded", factory=build_digits, config_class=UnseededConfig)]
+    return [
+        DatasetSpec(name="digits", factory=build_digits, config_class=DigitsConfig),
+        DatasetSpec(name="unseeded", factory=build_digits, config_class=UnseededConfig),
+    ]
 
 
 @hookimpl
@@ -218,5 +230,7 @@ def rr_register_tasks():
 
 @hookimpl
 def rr_register_evaluators():
-    return [EvaluatorSpec(name="counts_padding", factory=CountsPadding, config_class=NoConfig),
-            EvaluatorSpec(name="always_perfect", factory=AlwaysPerfect, config_class=NoConfig)]
+    return [
+        EvaluatorSpec(name="counts_padding", factory=CountsPadding, config_class=NoConfig),
+        EvaluatorSpec(name="always_perfect", factory=AlwaysPerfect, config_class=NoConfig),
+    ]

@@ -67,11 +67,17 @@ class ToyModel(nn.Module):
         metadata = context.metadata
         self.config = config
         self.dtype = context.forward_dtype
-        self.input = PuzzleInput(vocab_size=metadata.vocab_size, hidden_size=config.hidden_size,
-                                 seq_len=metadata.seq_len, num_heads=config.num_heads,
-                                 num_puzzle_identifiers=metadata.num_puzzle_identifiers,
-                                 puzzle_emb_ndim=config.puzzle_emb_ndim, batch_size=context.batch_size,
-                                 pos_encodings="learned", dtype=self.dtype)
+        self.input = PuzzleInput(
+            vocab_size=metadata.vocab_size,
+            hidden_size=config.hidden_size,
+            seq_len=metadata.seq_len,
+            num_heads=config.num_heads,
+            num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+            puzzle_emb_ndim=config.puzzle_emb_ndim,
+            batch_size=context.batch_size,
+            pos_encodings="learned",
+            dtype=self.dtype,
+        )
         self.puzzle_emb = self.input.puzzle_emb
         self.block = PostNormBlock(config.hidden_size, config.num_heads, expansion=2.0, attention_backend="sdpa")
         self.heads = ReasoningHeads(config.hidden_size, metadata.vocab_size, self.input.puzzle_emb_len)
@@ -79,8 +85,15 @@ class ToyModel(nn.Module):
 
     def initial_carry(self, batch):
         batch_size = batch["inputs"].shape[0]
-        return {"z": torch.zeros(batch_size, self.input.total_len, self.config.hidden_size, dtype=self.dtype,
-                                 device=batch["inputs"].device)}
+        return {
+            "z": torch.zeros(
+                batch_size,
+                self.input.total_len,
+                self.config.hidden_size,
+                dtype=self.dtype,
+                device=batch["inputs"].device,
+            )
+        }
 
     def reset_carry(self, reset, carry):
         return {"z": torch.where(reset.view(-1, 1, 1), self.z_init.to(self.dtype), carry["z"])}

@@ -53,8 +53,10 @@ AUGMENT_RETRIES_FACTOR = 5  # draws per wanted augmentation before giving up on 
 SET_NAME = "all"
 AUGMENTATIONS_FILE = "arc_augmentations.npz"
 TEST_TASKS_FILE = "arc_test_tasks.json"
-LAYOUTS = ("<prefix>_<subset>_challenges.json files (combined layout) or <subset>/ folders of "
-           "<task_id>.json files (per-task layout)")
+LAYOUTS = (
+    "<prefix>_<subset>_challenges.json files (combined layout) or <subset>/ folders of "
+    "<task_id>.json files (per-task layout)"
+)
 _SWAPS_AXES = (False, True, False, True, False, False, True, True)  # transform id -> rows and cols swap
 
 
@@ -144,8 +146,9 @@ def find_leaks(test_tasks: list[ArcTask], train_tasks: list[ArcTask]) -> list[tu
         for grid, output in _known_pairs(task):
             match = held.match(grid, output)
             if match:
-                leaks.append((task, f"{task.subset}/{task.task_id} contains test pair {match[1]} of test "
-                                    f"task {match[0]}"))
+                leaks.append(
+                    (task, f"{task.subset}/{task.task_id} contains test pair {match[1]} of test task {match[0]}")
+                )
                 break
     return leaks
 
@@ -158,8 +161,13 @@ def drop_leaked(task: ArcTask, held: HeldOut) -> ArcTask | None:
     tests = [(g, o) for g, o in zip(task.test_inputs, task.test_outputs) if o is None or not held.match(g, o)]
     if not train:  # a training task needs demonstrations; its test pairs are optional
         return None
-    return ArcTask(task_id=task.task_id, subset=task.subset, train=train, test_inputs=[g for g, _ in tests],
-                   test_outputs=[o for _, o in tests])
+    return ArcTask(
+        task_id=task.task_id,
+        subset=task.subset,
+        train=train,
+        test_inputs=[g for g, _ in tests],
+        test_outputs=[o for _, o in tests],
+    )
 
 
 def select_tasks(config: ArcDataConfig) -> tuple[list[ArcTask], list[ArcTask], dict]:
@@ -180,8 +188,10 @@ def select_tasks(config: ArcDataConfig) -> tuple[list[ArcTask], list[ArcTask], d
     if leaks:
         lines = "\n  ".join(reason for _, reason in leaks[:10])
         more = f"\n  ... and {len(leaks) - 10} more" if len(leaks) > 10 else ""
-        message = (f"{len(leaks)} training task(s) of {config.train_subsets} contain held-out test pairs of the "
-                   f"test subset {config.test_subset!r}:\n  {lines}{more}")
+        message = (
+            f"{len(leaks)} training task(s) of {config.train_subsets} contain held-out test pairs of the "
+            f"test subset {config.test_subset!r}:\n  {lines}{more}"
+        )
         if config.drop_leaks:
             held = HeldOut(test_tasks)
             leaking = {id(task) for task, _ in leaks}
@@ -193,13 +203,17 @@ def select_tasks(config: ArcDataConfig) -> tuple[list[ArcTask], list[ArcTask], d
                 else:
                     kept.append(cleaned)
             candidates, leaks = kept, []
-            sys.stderr.write(f"arc: drop_leaks = true: removed the leaking pairs ({dropped_tasks} task(s) "
-                             f"dropped whole) "
-                             f"of {message}\n")
+            sys.stderr.write(
+                f"arc: drop_leaks = true: removed the leaking pairs ({dropped_tasks} task(s) "
+                f"dropped whole) "
+                f"of {message}\n"
+            )
         elif not config.allow_leak:
-            raise ArcLeakError(message + "\nRemove that subset from train_subsets, set drop_leaks = true to train "
-                                         "without those pairs, or allow_leak = true to build anyway (the test "
-                                         "score then counts answers seen in training).")
+            raise ArcLeakError(
+                message + "\nRemove that subset from train_subsets, set drop_leaks = true to train "
+                "without those pairs, or allow_leak = true to build anyway (the test "
+                "score then counts answers seen in training)."
+            )
         else:
             warnings.warn("LEAK ALLOWED: " + message, stacklevel=2)
             sys.stderr.write(f"WARNING: building with a test leak (allow_leak = true): {message}\n")
@@ -214,9 +228,13 @@ def select_tasks(config: ArcDataConfig) -> tuple[list[ArcTask], list[ArcTask], d
         seen_ids.add(task.task_id)
         seen_content.add(key)
         train_tasks.append(task)
-    summary = {"test_tasks": len(test_tasks), "train_tasks": len(train_tasks),
-               "duplicate_train_tasks_dropped": duplicates, "leaking_tasks_kept": len(leaks),
-               "leaking_tasks_dropped_whole": dropped_tasks}
+    summary = {
+        "test_tasks": len(test_tasks),
+        "train_tasks": len(train_tasks),
+        "duplicate_train_tasks_dropped": duplicates,
+        "leaking_tasks_kept": len(leaks),
+        "leaking_tasks_dropped_whole": dropped_tasks,
+    }
     return train_tasks, test_tasks, summary
 
 
@@ -260,8 +278,12 @@ def plan_augmentations(task: ArcTask, num_aug: int, rng: np.random.Generator, is
             seen.add(key)
             transforms.append(transform)
             perms.append(perm)
-    return TaskPlan(task=task, is_test=is_test, transforms=np.asarray(transforms, dtype=np.uint8),
-                    perms=np.stack(perms).astype(np.uint8))
+    return TaskPlan(
+        task=task,
+        is_test=is_test,
+        transforms=np.asarray(transforms, dtype=np.uint8),
+        perms=np.stack(perms).astype(np.uint8),
+    )
 
 
 def _examples(plan: TaskPlan, split: str, config: ArcDataConfig) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -274,8 +296,13 @@ def _examples(plan: TaskPlan, split: str, config: ArcDataConfig) -> list[tuple[n
     return pairs
 
 
-def _offsets(plan: TaskPlan, pairs: list[tuple[np.ndarray, np.ndarray | None]], rng: np.random.Generator,
-             enabled: bool, keep_one: bool) -> np.ndarray:
+def _offsets(
+    plan: TaskPlan,
+    pairs: list[tuple[np.ndarray, np.ndarray | None]],
+    rng: np.random.Generator,
+    enabled: bool,
+    keep_one: bool,
+) -> np.ndarray:
     """(A, E, 2) top-left offsets: uniform over places where both grids of the pair fit."""
     num_aug, num_pairs = len(plan.transforms), len(pairs)
     offsets = np.zeros((num_aug, num_pairs, 2), dtype=np.int64)
@@ -294,8 +321,9 @@ def _offsets(plan: TaskPlan, pairs: list[tuple[np.ndarray, np.ndarray | None]], 
     return offsets
 
 
-def encode_task(plan: TaskPlan, pairs: list[tuple[np.ndarray, np.ndarray | None]],
-                offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def encode_task(
+    plan: TaskPlan, pairs: list[tuple[np.ndarray, np.ndarray | None]], offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Token arrays (A * E, 900) of inputs and labels, puzzle-major (all pairs of aug 0 first)."""
     num_aug, num_pairs = len(plan.transforms), len(pairs)
     inputs = np.zeros((num_aug, num_pairs, SEQ_LEN), dtype=np.uint8)
@@ -337,12 +365,16 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
     puzzle_transform = np.zeros(num_identifiers, dtype=np.uint8)
     puzzle_colours = np.tile(np.arange(10, dtype=np.uint8), (num_identifiers, 1))
     for index, (plan, first) in enumerate(zip(plans, first_identifier)):
-        puzzle_task[first:first + len(plan.transforms)] = index
-        puzzle_transform[first:first + len(plan.transforms)] = plan.transforms
-        puzzle_colours[first:first + len(plan.transforms)] = plan.perms
-    task_table = {"task_ids": np.asarray([p.task.task_id for p in plans]),
-                  "task_subsets": np.asarray([p.task.subset for p in plans]),
-                  "puzzle_task": puzzle_task, "puzzle_transform": puzzle_transform, "puzzle_colours": puzzle_colours}
+        puzzle_task[first : first + len(plan.transforms)] = index
+        puzzle_transform[first : first + len(plan.transforms)] = plan.transforms
+        puzzle_colours[first : first + len(plan.transforms)] = plan.perms
+    task_table = {
+        "task_ids": np.asarray([p.task.task_id for p in plans]),
+        "task_subsets": np.asarray([p.task.subset for p in plans]),
+        "puzzle_task": puzzle_task,
+        "puzzle_transform": puzzle_transform,
+        "puzzle_colours": puzzle_colours,
+    }
 
     for split in ("train", "test"):
         directory = output / split
@@ -350,12 +382,19 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
         num_examples = sum(len(p.transforms) * len(_examples(p, split, config)) for p, _ in split_plans)
         example_puzzle, example_test_index, example_offset = [], [], []
         translate_split = config.translate if split == "train" else config.translate_test
-        with SplitWriter(directory, SEQ_LEN, dtype=np.uint8, set_name=SET_NAME) as writer, \
-                progress(len(split_plans), f"arc: writing {split}", unit="tasks") as bar:
+        with (
+            SplitWriter(directory, SEQ_LEN, dtype=np.uint8, set_name=SET_NAME) as writer,
+            progress(len(split_plans), f"arc: writing {split}", unit="tasks") as bar,
+        ):
             for plan, first in split_plans:  # every task's versions form one group
                 pairs = _examples(plan, split, config)
-                offsets = _offsets(plan, pairs, _task_rng(config, plan.task, 1 if split == "train" else 2),
-                                   translate_split, keep_one=split == "train")
+                offsets = _offsets(
+                    plan,
+                    pairs,
+                    _task_rng(config, plan.task, 1 if split == "train" else 2),
+                    translate_split,
+                    keep_one=split == "train",
+                )
                 task_inputs, task_labels = encode_task(plan, pairs, offsets)
                 ids = first + np.arange(len(plan.transforms))
                 writer.add_group(ids, task_inputs, task_labels, sizes=np.full(len(ids), len(pairs)))
@@ -366,27 +405,44 @@ def build_arc(config: ArcDataConfig, output: Path) -> dict:
                 bar.update()
             # Tokens are in range by construction; scanning them all again would take long
             # on the 1000-augmentation set.
-            writer.finish(pad_id=PAD_TOKEN, ignore_label_id=PAD_TOKEN, vocab_size=VOCAB_SIZE,
-                          num_puzzle_identifiers=num_identifiers,
-                          extra={"total_puzzles": writer.num_puzzles, "builder": f"rr-arc {BUILDER_VERSION}"},
-                          check_tokens=num_examples * SEQ_LEN < 50_000_000)
+            writer.finish(
+                pad_id=PAD_TOKEN,
+                ignore_label_id=PAD_TOKEN,
+                vocab_size=VOCAB_SIZE,
+                num_puzzle_identifiers=num_identifiers,
+                extra={"total_puzzles": writer.num_puzzles, "builder": f"rr-arc {BUILDER_VERSION}"},
+                check_tokens=num_examples * SEQ_LEN < 50_000_000,
+            )
         num_puzzles = writer.num_puzzles
         extra = {}
         if split == "test":
-            extra = {"example_puzzle": np.concatenate(example_puzzle or [np.zeros(0)]).astype(np.int32),
-                     "example_test_index": np.concatenate(example_test_index or [np.zeros(0)]).astype(np.int16),
-                     "example_offset": np.concatenate(example_offset or [np.zeros((0, 2))]).astype(np.uint8)}
-            test_json = {p.task.task_id: {"subset": p.task.subset, "test": [
-                {"input": g.tolist(), "output": None if o is None else o.tolist()}
-                for g, o in zip(p.task.test_inputs, p.task.test_outputs)]} for p in plans if p.is_test}
+            extra = {
+                "example_puzzle": np.concatenate(example_puzzle or [np.zeros(0)]).astype(np.int32),
+                "example_test_index": np.concatenate(example_test_index or [np.zeros(0)]).astype(np.int16),
+                "example_offset": np.concatenate(example_offset or [np.zeros((0, 2))]).astype(np.uint8),
+            }
+            test_json = {
+                p.task.task_id: {
+                    "subset": p.task.subset,
+                    "test": [
+                        {"input": g.tolist(), "output": None if o is None else o.tolist()}
+                        for g, o in zip(p.task.test_inputs, p.task.test_outputs)
+                    ],
+                }
+                for p in plans
+                if p.is_test
+            }
             (directory / TEST_TASKS_FILE).write_text(json.dumps(test_json))
         np.savez(directory / AUGMENTATIONS_FILE, **task_table, **extra)
         summary[f"{split}_examples"] = num_examples
         summary[f"{split}_puzzles"] = num_puzzles
         summary[f"{split}_groups"] = len(split_plans)
-    summary.update(num_puzzle_identifiers=num_identifiers, tasks_with_fewer_augmentations=len(short),
-                   build_seconds=round(time.perf_counter() - start, 1),
-                   size_bytes=sum(f.stat().st_size for f in output.rglob("*") if f.is_file()))
+    summary.update(
+        num_puzzle_identifiers=num_identifiers,
+        tasks_with_fewer_augmentations=len(short),
+        build_seconds=round(time.perf_counter() - start, 1),
+        size_bytes=sum(f.stat().st_size for f in output.rglob("*") if f.is_file()),
+    )
     (output / "arc_build_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

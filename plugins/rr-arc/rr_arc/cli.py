@@ -17,10 +17,13 @@ def arc() -> None:
 
 @arc.command("check-submission")
 @click.argument("submission")
-@click.option("--tasks", default=None,
-              help="the tasks to check ids and counts against: a folder of <task_id>.json files, "
-                   "one <task_id>.json, a challenges JSON, or a built split's "
-                   "arc_test_tasks.json")
+@click.option(
+    "--tasks",
+    default=None,
+    help="the tasks to check ids and counts against: a folder of <task_id>.json files, "
+    "one <task_id>.json, a challenges JSON, or a built split's "
+    "arc_test_tasks.json",
+)
 @click.option("--attempts", default=2, show_default=True)
 def check_submission(submission: str, tasks: str | None, attempts: int) -> None:
     """Check that SUBMISSION follows the ARC Prize format."""
@@ -44,6 +47,6 @@ def check_submission(submission: str, tasks: str | None, attempts: int) -> None:
     except ArcFormatError as error:
         message = str(error)
         if message.startswith("submission:"):  # name the file the user passed
-            message = f"{path}:" + message[len("submission:"):]
+            message = f"{path}:" + message[len("submission:") :]
         raise InputError(message) from None
     click.echo(f"{path}: valid ARC Prize submission")

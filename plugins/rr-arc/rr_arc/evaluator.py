@@ -92,8 +92,10 @@ def load_test_tasks(data_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarra
     data_dir = Path(data_dir)
     for name in (TEST_TASKS_FILE, AUGMENTATIONS_FILE):
         if not (data_dir / name).exists():
-            raise FileNotFoundError(f"{data_dir / name}: missing; the arc evaluator needs a test split built "
-                                    f"by rr-arc ([data] plugin = \"arc\")")
+            raise FileNotFoundError(
+                f"{data_dir / name}: missing; the arc evaluator needs a test split built "
+                f'by rr-arc ([data] plugin = "arc")'
+            )
     tasks = json.loads((data_dir / TEST_TASKS_FILE).read_text())
     with np.load(data_dir / AUGMENTATIONS_FILE) as archive:
         table = {name: archive[name] for name in archive.files}
@@ -107,8 +109,9 @@ def deaugment(preds: np.ndarray, index: np.ndarray, table: dict[str, np.ndarray]
     """
     n = len(index)
     puzzles = table["example_puzzle"][index]
-    moved, heights, widths = crop(preds.reshape(n, MAX_GRID_SIZE, MAX_GRID_SIZE).astype(np.uint8),
-                                  table["example_offset"][index].astype(np.int64))
+    moved, heights, widths = crop(
+        preds.reshape(n, MAX_GRID_SIZE, MAX_GRID_SIZE).astype(np.uint8), table["example_offset"][index].astype(np.int64)
+    )
     inverse = np.argsort(table["puzzle_colours"][puzzles], axis=1).astype(np.uint8)  # (n, 10): new -> original
     colours = np.where(moved >= COLOUR_OFFSET, moved - COLOUR_OFFSET, 0).reshape(n, -1)  # uint8: compact
     original = np.take_along_axis(inverse, colours, axis=1).reshape(n, MAX_GRID_SIZE, MAX_GRID_SIZE)
@@ -118,17 +121,25 @@ def deaugment(preds: np.ndarray, index: np.ndarray, table: dict[str, np.ndarray]
         if heights[i] == 0:
             grids.append(None)
         else:
-            grids.append(inverse_dihedral(original[i, :heights[i], :widths[i]], int(transforms[i])))
+            grids.append(inverse_dihedral(original[i, : heights[i], : widths[i]], int(transforms[i])))
     return grids
 
 
-def score(tasks: dict[str, Any], table: dict[str, np.ndarray], index: np.ndarray, puzzle_identifiers: np.ndarray,
-          preds: np.ndarray, q_halt_logits: np.ndarray,
-          config: ArcEvaluatorConfig) -> tuple[dict[str, float], dict[str, Any], dict[str, list]]:
+def score(
+    tasks: dict[str, Any],
+    table: dict[str, np.ndarray],
+    index: np.ndarray,
+    puzzle_identifiers: np.ndarray,
+    preds: np.ndarray,
+    q_halt_logits: np.ndarray,
+    config: ArcEvaluatorConfig,
+) -> tuple[dict[str, float], dict[str, Any], dict[str, list]]:
     """Vote and score predictions of test examples; returns (metrics, per-task results, submission)."""
     if len(index) and not np.array_equal(table["example_puzzle"][index], puzzle_identifiers):
-        raise ValueError("evaluation batches do not match the split's arc_augmentations.npz (puzzle identifiers "
-                         "differ): evaluate the test split this builder wrote")
+        raise ValueError(
+            "evaluation batches do not match the split's arc_augmentations.npz (puzzle identifiers "
+            "differ): evaluate the test split this builder wrote"
+        )
     task_ids = table["task_ids"]
     example_tasks = table["puzzle_task"][table["example_puzzle"][index]]
     test_indices = table["example_test_index"][index]
@@ -139,8 +150,9 @@ def score(tasks: dict[str, Any], table: dict[str, np.ndarray], index: np.ndarray
     empty = 0
     for start in range(0, len(index), DEAUGMENT_CHUNK):  # chunks bound the temporary canvases' memory
         chunk = slice(start, start + DEAUGMENT_CHUNK)
-        for grid, task, test_index, confidence in zip(deaugment(preds[chunk], index[chunk], table),
-                                                      example_tasks[chunk], test_indices[chunk], q[chunk]):
+        for grid, task, test_index, confidence in zip(
+            deaugment(preds[chunk], index[chunk], table), example_tasks[chunk], test_indices[chunk], q[chunk]
+        ):
             if grid is None:
                 empty += 1
                 continue
@@ -168,14 +180,18 @@ def score(tasks: dict[str, Any], table: dict[str, np.ndarray], index: np.ndarray
                 scored_outputs += 1
                 for k in pass_k:
                     hits[k].append(rank is not None and rank < k)
-            task_result.append({
-                "correct_rank": None if rank is None else rank + 1,
-                "num_candidates": len(ranked),
-                "num_votes": sum(c.votes for _, c in ranked),
-                "candidates": [{"grid": c.grid.tolist(), "votes": c.votes, "mean_q": c.mean_q,
-                                "correct": key == truth} for key, c in ranked[:config.top_candidates]],
-            })
-            grids = [c.grid.tolist() for _, c in ranked[:config.attempts]] or [[[0]]]
+            task_result.append(
+                {
+                    "correct_rank": None if rank is None else rank + 1,
+                    "num_candidates": len(ranked),
+                    "num_votes": sum(c.votes for _, c in ranked),
+                    "candidates": [
+                        {"grid": c.grid.tolist(), "votes": c.votes, "mean_q": c.mean_q, "correct": key == truth}
+                        for key, c in ranked[: config.top_candidates]
+                    ],
+                }
+            )
+            grids = [c.grid.tolist() for _, c in ranked[: config.attempts]] or [[[0]]]
             grids += [grids[0]] * (config.attempts - len(grids))
             attempts_list.append({f"attempt_{i + 1}": g for i, g in enumerate(grids)})
         submission[task_id] = attempts_list
@@ -193,9 +209,13 @@ def score(tasks: dict[str, Any], table: dict[str, np.ndarray], index: np.ndarray
         metrics[f"pass@{k}"] = float(np.mean(per_output[k])) if num_scored else 0.0
     for k in pass_k:
         metrics[f"all_tests_pass@{k}"] = float(np.mean(all_outputs[k])) if num_scored else 0.0
-    metrics.update(num_tasks=float(num_scored), num_test_outputs=float(scored_outputs),
-                   num_unscored_test_outputs=float(unscored_outputs), num_predictions=float(len(index)),
-                   empty_predictions=float(empty))
+    metrics.update(
+        num_tasks=float(num_scored),
+        num_test_outputs=float(scored_outputs),
+        num_unscored_test_outputs=float(unscored_outputs),
+        num_predictions=float(len(index)),
+        empty_predictions=float(empty),
+    )
     return metrics, results, submission
 
 
@@ -217,8 +237,9 @@ def validate_submission(submission: Any, tasks: dict[str, Any] | None = None, at
         if not isinstance(entries, list) or not entries:
             raise ArcFormatError(f"submission: task {task_id}: expected a non-empty list, one entry per test input")
         if tasks is not None and len(entries) != len(tasks[task_id]["test"]):
-            raise ArcFormatError(f"submission: task {task_id}: {len(entries)} entries for "
-                                 f"{len(tasks[task_id]['test'])} test inputs")
+            raise ArcFormatError(
+                f"submission: task {task_id}: {len(entries)} entries for {len(tasks[task_id]['test'])} test inputs"
+            )
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or set(entry) != keys:
                 got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
@@ -246,17 +267,31 @@ class ArcEvaluator:
     def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
         # Kept on the device as compact copies (a trainer may reuse its buffers); moved to the
         # host once, in result().
-        self._chunks.append((batch["valid"].clone(), batch["index"].clone(), batch["puzzle_identifiers"].clone(),
-                             outputs["preds"].to(torch.uint8), outputs["q_halt_logits"].to(torch.float32, copy=True)))
+        self._chunks.append(
+            (
+                batch["valid"].clone(),
+                batch["index"].clone(),
+                batch["puzzle_identifiers"].clone(),
+                outputs["preds"].to(torch.uint8),
+                outputs["q_halt_logits"].to(torch.float32, copy=True),
+            )
+        )
 
     def _local_arrays(self) -> dict[str, np.ndarray]:
         if not self._chunks:
-            return {"index": np.zeros(0, np.int64), "puzzle": np.zeros(0, np.int32),
-                    "preds": np.zeros((0, MAX_GRID_SIZE * MAX_GRID_SIZE), np.uint8), "q": np.zeros(0, np.float32)}
+            return {
+                "index": np.zeros(0, np.int64),
+                "puzzle": np.zeros(0, np.int32),
+                "preds": np.zeros((0, MAX_GRID_SIZE * MAX_GRID_SIZE), np.uint8),
+                "q": np.zeros(0, np.float32),
+            }
         valid, index, puzzle, preds, q = (torch.cat(parts) for parts in zip(*self._chunks))
-        return {"index": index[valid].cpu().numpy().astype(np.int64),
-                "puzzle": puzzle[valid].cpu().numpy().astype(np.int32),
-                "preds": preds[valid].cpu().numpy(), "q": q[valid].cpu().numpy()}
+        return {
+            "index": index[valid].cpu().numpy().astype(np.int64),
+            "puzzle": puzzle[valid].cpu().numpy().astype(np.int32),
+            "preds": preds[valid].cpu().numpy(),
+            "q": q[valid].cpu().numpy(),
+        }
 
     def result(self) -> dict[str, float] | None:
         from rrcore.api import gather_to_rank0
@@ -266,8 +301,9 @@ class ArcEvaluator:
         if gathered is None or self.context.rank != 0:
             return None
         merged = {name: np.concatenate([part[name] for part in gathered]) for name in gathered[0]}
-        metrics, results, submission = score(self.tasks, self.table, merged["index"], merged["puzzle"],
-                                             merged["preds"], merged["q"], self.config)
+        metrics, results, submission = score(
+            self.tasks, self.table, merged["index"], merged["puzzle"], merged["preds"], merged["q"], self.config
+        )
         if self.config.write_files:
             output = self.output_dir
             output.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ COLOUR_OFFSET = 2  # colour c is token c + 2
 VOCAB_SIZE = 12
 NUM_COLOURS = 10
 
+
 # Transform ids: 0 identity, 1-3 rotations by 90/180/270 degrees anticlockwise,
 # 4 left-right flip, 5 up-down flip, 6 transpose, 7 anti-transpose.
 def random_colour_permutation(rng: np.random.Generator) -> np.ndarray:
@@ -54,11 +55,11 @@ def encode(grid: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     if top < 0 or left < 0 or top + rows > MAX_GRID_SIZE or left + cols > MAX_GRID_SIZE:
         raise ValueError(f"a {rows}x{cols} grid at offset {offset} does not fit the 30x30 canvas")
     canvas = np.zeros((MAX_GRID_SIZE, MAX_GRID_SIZE), dtype=np.uint8)
-    canvas[top:top + rows, left:left + cols] = grid + COLOUR_OFFSET
+    canvas[top : top + rows, left : left + cols] = grid + COLOUR_OFFSET
     if top + rows < MAX_GRID_SIZE:
-        canvas[top + rows, left:left + cols] = EOS_TOKEN
+        canvas[top + rows, left : left + cols] = EOS_TOKEN
     if left + cols < MAX_GRID_SIZE:
-        canvas[top:top + rows, left + cols] = EOS_TOKEN
+        canvas[top : top + rows, left + cols] = EOS_TOKEN
     return canvas
 
 
@@ -73,8 +74,9 @@ def translate(canvases: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     source_rows = axis[None, :] - offsets[:, 0:1]  # (n, 30)
     source_cols = axis[None, :] - offsets[:, 1:2]
     inside = (source_rows >= 0)[:, :, None] & (source_cols >= 0)[:, None, :]
-    gathered = canvases[np.arange(n)[:, None, None], np.maximum(source_rows, 0)[:, :, None],
-                        np.maximum(source_cols, 0)[:, None, :]]
+    gathered = canvases[
+        np.arange(n)[:, None, None], np.maximum(source_rows, 0)[:, :, None], np.maximum(source_cols, 0)[:, None, :]
+    ]
     return np.where(inside, gathered, PAD_TOKEN).astype(np.uint8)
 
 
@@ -94,8 +96,11 @@ def crop(canvases: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndar
     source_rows = axis[None, :] + offsets[:, 0:1]
     source_cols = axis[None, :] + offsets[:, 1:2]
     inside = (source_rows < MAX_GRID_SIZE)[:, :, None] & (source_cols < MAX_GRID_SIZE)[:, None, :]
-    moved = canvases[np.arange(n)[:, None, None], np.minimum(source_rows, MAX_GRID_SIZE - 1)[:, :, None],
-                     np.minimum(source_cols, MAX_GRID_SIZE - 1)[:, None, :]]
+    moved = canvases[
+        np.arange(n)[:, None, None],
+        np.minimum(source_rows, MAX_GRID_SIZE - 1)[:, :, None],
+        np.minimum(source_cols, MAX_GRID_SIZE - 1)[:, None, :],
+    ]
     moved = np.where(inside, moved, PAD_TOKEN).astype(np.uint8)
     is_colour = (moved >= COLOUR_OFFSET) & (moved < COLOUR_OFFSET + NUM_COLOURS)
     # Length of the run of colours from column 0 in every row: index of the first non-colour.

@@ -14,14 +14,26 @@ if TYPE_CHECKING:
 
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
-    return [DatasetSpec(name="arc", factory=build_dataset, config_class=ArcDataConfig,
-                        description="ARC-AGI-1/2 and ConceptARC with dihedral, colour and translation augmentation")]
+    return [
+        DatasetSpec(
+            name="arc",
+            factory=build_dataset,
+            config_class=ArcDataConfig,
+            description="ARC-AGI-1/2 and ConceptARC with dihedral, colour and translation augmentation",
+        )
+    ]
 
 
 @hookimpl
 def rr_register_evaluators() -> list[EvaluatorSpec]:
-    return [EvaluatorSpec(name="arc", factory=ArcEvaluator, config_class=ArcEvaluatorConfig,
-                          description="ARC pass@K after de-augmenting and voting; writes an ARC Prize submission")]
+    return [
+        EvaluatorSpec(
+            name="arc",
+            factory=ArcEvaluator,
+            config_class=ArcEvaluatorConfig,
+            description="ARC pass@K after de-augmenting and voting; writes an ARC Prize submission",
+        )
+    ]
 
 
 @hookimpl
@@ -46,6 +58,11 @@ def rr_register_tasks() -> list[TaskSpec]:
     """Single ARC tasks for ``rr solve``, predictions and test-time selection (rr_arc.task)."""
     from rr_arc.task import ArcPuzzleTask
 
-    return [TaskSpec(name="arc", factory=ArcPuzzleTask,
-                     description="an ARC task JSON (first test input; blank puzzle embedding); checks against "
-                                 "its test output; dihedral and colour augmentations")]
+    return [
+        TaskSpec(
+            name="arc",
+            factory=ArcPuzzleTask,
+            description="an ARC task JSON (first test input; blank puzzle embedding); checks against "
+            "its test output; dihedral and colour augmentations",
+        )
+    ]

@@ -88,8 +88,7 @@ def _short(value: Any) -> str:
     return text if len(text) < 40 else text[:37] + "..."
 
 
-def parse_task(task_id: str, subset: str, raw: Any, source: str,
-               solutions: list[Any] | None = None) -> ArcTask:
+def parse_task(task_id: str, subset: str, raw: Any, source: str, solutions: list[Any] | None = None) -> ArcTask:
     """Build an :class:`ArcTask` from its JSON; test outputs from ``solutions`` or inline."""
     where = f"{source}: task {task_id}"
     if not isinstance(raw, dict) or not isinstance(raw.get("train"), list) or not isinstance(raw.get("test"), list):
@@ -98,8 +97,12 @@ def parse_task(task_id: str, subset: str, raw: Any, source: str,
     for i, pair in enumerate(raw["train"]):
         if not isinstance(pair, dict) or "input" not in pair or "output" not in pair:
             raise ArcFormatError(f"{where}, train pair {i}: needs 'input' and 'output'")
-        train.append((parse_grid(pair["input"], f"{where}, train pair {i} input"),
-                      parse_grid(pair["output"], f"{where}, train pair {i} output")))
+        train.append(
+            (
+                parse_grid(pair["input"], f"{where}, train pair {i} input"),
+                parse_grid(pair["output"], f"{where}, train pair {i} output"),
+            )
+        )
     if solutions is not None and len(solutions) != len(raw["test"]):
         raise ArcFormatError(f"{where}: {len(solutions)} solutions for {len(raw['test'])} test inputs")
     test_inputs, test_outputs = [], []
@@ -184,11 +187,12 @@ def available_subsets(path: Path, prefix: str) -> list[str]:
     if path.is_dir():
         ending = "_challenges.json"
         for file in path.glob(f"{prefix}_*{ending}"):
-            found.add(file.name[len(prefix) + 1:-len(ending)])
+            found.add(file.name[len(prefix) + 1 : -len(ending)])
         for parent in (path, path / "data"):
             if parent.is_dir():
-                found.update(folder.name for folder in parent.iterdir()
-                             if folder.is_dir() and any(folder.glob("*.json")))
+                found.update(
+                    folder.name for folder in parent.iterdir() if folder.is_dir() and any(folder.glob("*.json"))
+                )
     return sorted(found)
 
 
@@ -202,10 +206,12 @@ def detect_layout(path: Path, prefix: str, subset: str) -> Literal["combined", "
         return "per_task"
     found = available_subsets(path, prefix)
     there = f"subsets found there: {', '.join(found)}" if found else "no subsets found there"
-    raise ArcFormatError(f"{path}: subset {subset!r} not found ({there}); expected "
-                         f"{combined_files(path, prefix, subset)[0].name} (combined layout) or a folder "
-                         f"{subset}/ or data/{subset}/ of <task_id>.json files (per-task layout), "
-                         f"or name only subsets that are there")
+    raise ArcFormatError(
+        f"{path}: subset {subset!r} not found ({there}); expected "
+        f"{combined_files(path, prefix, subset)[0].name} (combined layout) or a folder "
+        f"{subset}/ or data/{subset}/ of <task_id>.json files (per-task layout), "
+        f"or name only subsets that are there"
+    )
 
 
 def read_subset(path: Path, subset: str, *, prefix: str = "arc-agi", layout: Layout = "auto") -> list[ArcTask]:
@@ -258,8 +264,9 @@ def read_tasks_file(path: Path) -> dict[str, dict[str, Any]]:
         challenges = sorted(path.glob("*_challenges.json"))
         if len(challenges) > 1:
             names = ", ".join(file.name for file in challenges)
-            raise ArcFormatError(f"{path}: holds several combined-layout files ({names}); "
-                                 f"pass the one to check against")
+            raise ArcFormatError(
+                f"{path}: holds several combined-layout files ({names}); pass the one to check against"
+            )
         if challenges:
             return read_tasks_file(challenges[0])
         tasks = read_per_task(path, path.name)
@@ -270,8 +277,10 @@ def read_tasks_file(path: Path) -> dict[str, dict[str, Any]]:
         task = parse_task(path.stem, "", raw, str(path))
         return {task.task_id: task_to_json(task)}
     if not isinstance(raw, dict) or not raw:
-        raise ArcFormatError(f"{path}: expected an object of task id -> task (a challenges "
-                             f"file) or one task with 'train' and 'test' lists")
+        raise ArcFormatError(
+            f"{path}: expected an object of task id -> task (a challenges "
+            f"file) or one task with 'train' and 'test' lists"
+        )
     for task_id, task in raw.items():
         if not isinstance(task, dict) or not isinstance(task.get("test"), list):
             raise ArcFormatError(f"{path}: task {task_id}: expected an object with a 'test' list")

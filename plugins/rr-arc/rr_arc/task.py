@@ -71,11 +71,13 @@ class ArcPuzzleTask:
             raise PuzzleError(f"not a task JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
         task_id = ""
         if isinstance(raw, dict) and len(raw) == 1 and "train" not in raw and "test" not in raw:
-            (task_id, raw), = raw.items()
+            ((task_id, raw),) = raw.items()
         if not isinstance(raw, dict) or "train" not in raw or "test" not in raw:
             shown = sorted(raw)[:4] if isinstance(raw, dict) else type(raw).__name__
-            raise PuzzleError(f"expected a task object with 'train' and 'test' lists (or one such object keyed "
-                              f"by its task id), got {shown}")
+            raise PuzzleError(
+                f"expected a task object with 'train' and 'test' lists (or one such object keyed "
+                f"by its task id), got {shown}"
+            )
         name = task_id or "(no id)"
         try:
             task = parse_task(name, "", raw, _SOURCE)
@@ -85,10 +87,12 @@ class ArcPuzzleTask:
         grid = task.test_inputs[0]
         which = f"test input 1 of {len(task.test_inputs)}" if len(task.test_inputs) > 1 else "the test input"
         named = f"task {task_id}: " if task_id else ""
-        note = (f"{named}solving {which} ({grid.shape[0]}x{grid.shape[1]}) "
-                f"with the blank puzzle embedding (identifier {self.blank_identifier}): rr solve treats every "
-                f"task as unseen, so the model does not see its {len(task.train)} train pairs and answers "
-                f"from its trained weights alone")
+        note = (
+            f"{named}solving {which} ({grid.shape[0]}x{grid.shape[1]}) "
+            f"with the blank puzzle embedding (identifier {self.blank_identifier}): rr solve treats every "
+            f"task as unseen, so the model does not see its {len(task.train)} train pairs and answers "
+            f"from its trained weights alone"
+        )
         return Puzzle(encode(grid).reshape(-1), answer=task.test_outputs[0], note=note)
 
     def decode(self, tokens: np.ndarray) -> str:
@@ -117,8 +121,10 @@ class ArcPuzzleTask:
         wrong = np.argwhere(grid != answer)
         if len(wrong):
             r, c = wrong[0]
-            return Check(False, f"{len(wrong)} of {grid.size} cells differ from the test output "
-                                f"(first at row {r + 1}, column {c + 1})")
+            return Check(
+                False,
+                f"{len(wrong)} of {grid.size} cells differ from the test output (first at row {r + 1}, column {c + 1})",
+            )
         return Check(True, f"matches the test output ({shape})")
 
     def augment(self, inputs: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, Any]:

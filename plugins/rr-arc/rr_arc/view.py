@@ -12,8 +12,18 @@ import numpy as np
 from rr_arc.grids import COLOUR_OFFSET, EOS_TOKEN, MAX_GRID_SIZE, NUM_COLOURS, PAD_TOKEN
 from rrcore.api import Cell, Panel
 
-ARC_COLOURS = ("#000000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00",
-               "#aaaaaa", "#f012be", "#ff851b", "#7fdbff", "#870c25")
+ARC_COLOURS = (
+    "#000000",
+    "#0074d9",
+    "#ff4136",
+    "#2ecc40",
+    "#ffdc00",
+    "#aaaaaa",
+    "#f012be",
+    "#ff851b",
+    "#7fdbff",
+    "#870c25",
+)
 """The colours of ARC's own viewer for colours 0-9."""
 
 
@@ -33,8 +43,13 @@ def _extent(mask: np.ndarray) -> tuple[slice, slice]:
 
 def _panel(title: str, tokens: np.ndarray, extent: tuple[slice, slice], answer: bool) -> Panel:
     canvas = np.asarray(tokens).reshape(MAX_GRID_SIZE, MAX_GRID_SIZE)
-    rows = [[_cell(int(canvas[r, c]), r * MAX_GRID_SIZE + c if answer else None)
-             for c in range(extent[1].start, extent[1].stop)] for r in range(extent[0].start, extent[0].stop)]
+    rows = [
+        [
+            _cell(int(canvas[r, c]), r * MAX_GRID_SIZE + c if answer else None)
+            for c in range(extent[1].start, extent[1].stop)
+        ]
+        for r in range(extent[0].start, extent[0].stop)
+    ]
     return Panel.of(title, rows)
 
 

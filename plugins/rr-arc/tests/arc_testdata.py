@@ -10,8 +10,10 @@ from rr_arc.grids import dihedral, encode, token_lut, translate
 
 SHARED_ARC = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "arc"
 # Three plain tasks per subset, plus an evaluation task with two test inputs (partial credit).
-TASKS = {"training": ["007bbfb7", "00d62c1b", "017c7c7b"],
-         "evaluation": ["00576224", "009d5c81", "00dbd492", "12997ef3"]}
+TASKS = {
+    "training": ["007bbfb7", "00d62c1b", "017c7c7b"],
+    "evaluation": ["00576224", "009d5c81", "00dbd492", "12997ef3"],
+}
 
 
 def write_combined(folder: Path, subset: str, tasks: dict, solutions: dict | None, prefix: str = "arc-agi") -> None:

@@ -23,15 +23,20 @@ from rrcore.data import load_set, validate_split
 
 
 def _config(arc_dir, **values) -> ArcDataConfig:
-    return ArcDataConfig(path=str(arc_dir), train_subsets=["training", "evaluation"], test_subset="evaluation",
-                         num_aug=values.pop("num_aug", 6), **values)
+    return ArcDataConfig(
+        path=str(arc_dir),
+        train_subsets=["training", "evaluation"],
+        test_subset="evaluation",
+        num_aug=values.pop("num_aug", 6),
+        **values,
+    )
 
 
 def _decode_train_example(tokens: np.ndarray, transform: int, perm: np.ndarray) -> np.ndarray:
     """The original grid of a training example: its colour cells' bounding box, de-augmented."""
     canvas = tokens.reshape(30, 30)
     rows, cols = np.nonzero(canvas >= 2)
-    box = canvas[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    box = canvas[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     assert (box >= 2).all(), "a grid's cells are all colours: translation must not cut or scatter it"
     return inverse_dihedral(inverse_permutation(perm)[box - 2], transform)
 
@@ -53,7 +58,9 @@ def test_build_follows_the_protocol_and_decodes_back(arc_dir, tmp_path):
         task = tasks[str(table["task_ids"][table["puzzle_task"][identifier]])]
         transform, perm = int(table["puzzle_transform"][identifier]), table["puzzle_colours"][identifier]
         # Test tasks bring only their demonstrations; training tasks their test pairs too.
-        expected = list(task.train) + ([] if task.task_id in test_ids else list(zip(task.test_inputs, task.test_outputs)))
+        expected = list(task.train) + (
+            [] if task.task_id in test_ids else list(zip(task.test_inputs, task.test_outputs))
+        )
         start, end = train.puzzle_indices[p], train.puzzle_indices[p + 1]
         assert end - start == len(expected)
         for row, (grid, output) in zip(range(start, end), expected):
@@ -92,8 +99,10 @@ def test_augmentations_are_distinct_and_duplicates_removed():
     asym = np.array([[1, 2, 0], [0, 0, 3]], dtype=np.uint8)
     plan = plan_augmentations(ArcTask("a", "x", [(asym, asym)], [asym], [None]), 200, rng)
     assert len(plan.transforms) == 201
-    contents = {bytes(dihedral(p[asym], int(t)).shape) + dihedral(p[asym], int(t)).tobytes()
-                for t, p in zip(plan.transforms, plan.perms)}
+    contents = {
+        bytes(dihedral(p[asym], int(t)).shape) + dihedral(p[asym], int(t)).tobytes()
+        for t, p in zip(plan.transforms, plan.perms)
+    }
     assert len(contents) == 201
     assert plan.transforms[0] == 0 and (plan.perms[0] == np.arange(10)).all()  # the original comes first
 

@@ -21,8 +21,9 @@ def build(*settings: str, cache_dir):
 
 def test_build_then_check_a_submission(arc_dir, tmp_path):
     runner = CliRunner()
-    result = build(f"path={str(arc_dir)!r}", "train_subsets=['training', 'evaluation']", "num_aug=2",
-                   cache_dir=tmp_path / "cache")
+    result = build(
+        f"path={str(arc_dir)!r}", "train_subsets=['training', 'evaluation']", "num_aug=2", cache_dir=tmp_path / "cache"
+    )
     assert result.exit_code == 0, result.output
     assert "test: 4 groups" in result.stderr
     built = Path(result.stdout.strip())
@@ -50,7 +51,7 @@ def _one_error_line(result) -> str:
 
 def test_build_names_a_missing_subset_and_the_subsets_that_are_there(arc_dir, tmp_path):
     result = build(f"path={str(arc_dir)!r}", cache_dir=tmp_path / "cache")
-    message = _one_error_line(result)   # the default subsets include concept, absent here
+    message = _one_error_line(result)  # the default subsets include concept, absent here
     found = "(subsets found there: evaluation, training)"
     assert f"{arc_dir}: subset 'concept' not found {found}" in message
     assert "arc-agi_concept_challenges.json" in message
@@ -62,8 +63,7 @@ def test_build_with_a_wrong_path_says_what_the_folder_should_hold(tmp_path):
     cases = ((tmp_path / "nowhere", "no such folder"), (a_file, "is a file, not a folder"))
     for wrong, problem in cases:
         message = _one_error_line(build(f"path={str(wrong)!r}", cache_dir=tmp_path / "cache"))
-        assert message.startswith(f"rr: error: [data] path {wrong}: {problem}; "
-                                  "it should hold the ARC subsets")
+        assert message.startswith(f"rr: error: [data] path {wrong}: {problem}; it should hold the ARC subsets")
 
 
 def _per_task_folder(folder, challenges: dict, solutions: dict):
@@ -77,8 +77,11 @@ def _per_task_folder(folder, challenges: dict, solutions: dict):
 
 
 def _submission(path, challenges: dict, skip: str | None = None):
-    answers = {task_id: [{"attempt_1": pair["input"], "attempt_2": [[0]]} for pair in task["test"]]
-               for task_id, task in challenges.items() if task_id != skip}
+    answers = {
+        task_id: [{"attempt_1": pair["input"], "attempt_2": [[0]]} for pair in task["test"]]
+        for task_id, task in challenges.items()
+        if task_id != skip
+    }
     path.write_text(json.dumps(answers))
     return path
 

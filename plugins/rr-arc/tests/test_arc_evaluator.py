@@ -18,14 +18,20 @@ from rrcore.evaluation import EvalContext
 
 
 def _build(arc_dir: Path, tmp_path: Path, **values) -> Path:
-    config = ArcDataConfig(path=str(arc_dir), train_subsets=["training", "evaluation"], test_subset="evaluation",
-                           num_aug=values.pop("num_aug", 7), **values)
+    config = ArcDataConfig(
+        path=str(arc_dir),
+        train_subsets=["training", "evaluation"],
+        test_subset="evaluation",
+        num_aug=values.pop("num_aug", 7),
+        **values,
+    )
     build_arc(config, tmp_path / "data")
     return tmp_path / "data" / "test"
 
 
-def _evaluate(split: Path, tmp_path: Path, make_preds, config: ArcEvaluatorConfig | None = None,
-              batch_size: int = 16) -> tuple[dict, ArcEvaluator]:
+def _evaluate(
+    split: Path, tmp_path: Path, make_preds, config: ArcEvaluatorConfig | None = None, batch_size: int = 16
+) -> tuple[dict, ArcEvaluator]:
     """Run the evaluator over the split's eval batches; ``make_preds(batch) -> (preds, q_halt_logits)``."""
     dataset = PuzzleDataset(split, global_batch_size=batch_size)
     context = EvalContext(metadata=dataset.metadata, data_dir=split)
@@ -89,8 +95,14 @@ def _voting_predictions(split: Path, plan: dict[int, tuple[np.ndarray, float]]):
             identifier = int(table["example_puzzle"][index])
             copy = identifier - first_of_task[int(table["puzzle_task"][identifier])]
             grid, logit = plan[copy]
-            preds.append(augmented_tokens(grid, int(table["puzzle_transform"][identifier]),
-                                          table["puzzle_colours"][identifier], tuple(table["example_offset"][index])))
+            preds.append(
+                augmented_tokens(
+                    grid,
+                    int(table["puzzle_transform"][identifier]),
+                    table["puzzle_colours"][identifier],
+                    tuple(table["example_offset"][index]),
+                )
+            )
             q.append(logit)
         return torch.from_numpy(np.stack(preds)), torch.tensor(q)
 
@@ -107,20 +119,33 @@ def test_hand_made_vote_counts_then_q(arc_dir, tmp_path):
     truth = np.array(json.loads((split / "arc_test_tasks.json").read_text())["00576224"]["test"][0]["output"])
     wrong_a, wrong_b = (truth + 1) % 10, (truth + 2) % 10
     # 3 votes for wrong_a, 2 for the truth, 1 for wrong_b: the truth ranks second.
-    plan = {0: (wrong_a, 0.0), 1: (wrong_a, 0.0), 2: (wrong_a, 0.0), 3: (truth, 5.0), 4: (truth, 5.0),
-            5: (wrong_b, 9.0)}
+    plan = {
+        0: (wrong_a, 0.0),
+        1: (wrong_a, 0.0),
+        2: (wrong_a, 0.0),
+        3: (truth, 5.0),
+        4: (truth, 5.0),
+        5: (wrong_b, 9.0),
+    }
     metrics, _ = _evaluate(split, tmp_path, _voting_predictions(split, plan))
     task = _task_result(tmp_path, "00576224")
     assert [c["votes"] for c in task["tests"][0]["candidates"]] == [3, 2, 1] and task["tests"][0]["correct_rank"] == 2
     assert task["pass@1"] == 0.0 and task["pass@2"] == 1.0
     assert metrics["pass@1"] == 0.0 and metrics["pass@2"] == 0.25  # 1 of the 4 tasks
     # A tie in votes goes to the higher mean Q-halt confidence.
-    tie = {0: (wrong_a, -2.0), 1: (wrong_a, -2.0), 2: (truth, 3.0), 3: (truth, 1.0), 4: (wrong_b, 0.0),
-           5: (wrong_b, 0.0)}
+    tie = {
+        0: (wrong_a, -2.0),
+        1: (wrong_a, -2.0),
+        2: (truth, 3.0),
+        3: (truth, 1.0),
+        4: (wrong_b, 0.0),
+        5: (wrong_b, 0.0),
+    }
     metrics, _ = _evaluate(split, tmp_path, _voting_predictions(split, tie))
     results = _task_result(tmp_path, "00576224")["tests"][0]
     assert results["correct_rank"] == 1 and results["candidates"][0]["mean_q"] == pytest.approx(
-        (1 / (1 + np.exp(-3.0)) + 1 / (1 + np.exp(-1.0))) / 2)
+        (1 / (1 + np.exp(-3.0)) + 1 / (1 + np.exp(-1.0))) / 2
+    )
     assert metrics["pass@1"] == 0.25
     submission = json.loads((tmp_path / "eval" / "submission.json").read_text())
     assert submission["00576224"][0]["attempt_1"] == truth.tolist()
@@ -193,8 +218,7 @@ def _rank_main(rank: int, split: str, out: str, init_file: str) -> None:
 
 def test_distributed_evaluation_gathers_every_rank(arc_dir, tmp_path):
     split = _build(arc_dir, tmp_path, num_aug=3)
-    torch.multiprocessing.spawn(_rank_main, args=(str(split), str(tmp_path / "dist"), str(tmp_path / "init")),
-                                nprocs=2)
+    torch.multiprocessing.spawn(_rank_main, args=(str(split), str(tmp_path / "dist"), str(tmp_path / "init")), nprocs=2)
     metrics = json.loads((tmp_path / "dist" / "metrics.json").read_text())
     assert metrics["num_predictions"] == 5 * 4  # both ranks' halves of every batch
     assert metrics["pass@1"] == 1.0

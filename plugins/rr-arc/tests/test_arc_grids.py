@@ -51,9 +51,15 @@ def test_translation_never_crops_a_grid(shape):
     grid = rng.integers(0, 10, size=shape).astype(np.uint8)
     rows, cols = shape
     # Every corner of the allowed range and random places in between.
-    offsets = [(0, 0), (MAX_GRID_SIZE - rows, 0), (0, MAX_GRID_SIZE - cols), (MAX_GRID_SIZE - rows, MAX_GRID_SIZE - cols)]
-    offsets += [(int(rng.integers(MAX_GRID_SIZE - rows + 1)), int(rng.integers(MAX_GRID_SIZE - cols + 1)))
-                for _ in range(20)]
+    offsets = [
+        (0, 0),
+        (MAX_GRID_SIZE - rows, 0),
+        (0, MAX_GRID_SIZE - cols),
+        (MAX_GRID_SIZE - rows, MAX_GRID_SIZE - cols),
+    ]
+    offsets += [
+        (int(rng.integers(MAX_GRID_SIZE - rows + 1)), int(rng.integers(MAX_GRID_SIZE - cols + 1))) for _ in range(20)
+    ]
     offsets = np.asarray(offsets)
     moved = translate(np.repeat(encode(grid)[None], len(offsets), axis=0), offsets)
     for canvas, (top, left) in zip(moved, offsets):
@@ -82,9 +88,12 @@ def test_every_augmentation_inverts_to_the_original():
         offsets.append(offset)
         transforms.append(transform)
         perms.append(perm)
-    table = {"example_puzzle": np.asarray(puzzles), "example_offset": np.asarray(offsets, dtype=np.uint8),
-             "puzzle_transform": np.asarray([0] + transforms, dtype=np.uint8),
-             "puzzle_colours": np.stack([np.arange(10, dtype=np.uint8)] + perms)}
+    table = {
+        "example_puzzle": np.asarray(puzzles),
+        "example_offset": np.asarray(offsets, dtype=np.uint8),
+        "puzzle_transform": np.asarray([0] + transforms, dtype=np.uint8),
+        "puzzle_colours": np.stack([np.arange(10, dtype=np.uint8)] + perms),
+    }
     restored = deaugment(np.stack(preds), np.arange(len(grids)), table)
     for grid, back in zip(grids, restored):
         np.testing.assert_array_equal(back, grid)

@@ -65,8 +65,7 @@ BAD_GRIDS = {
 def test_malformed_grid_names_task_and_pair(tmp_path, kind):
     grid, reason = BAD_GRIDS[kind]
     good = [[1, 2], [3, 4]]
-    task = {"train": [{"input": good, "output": good}, {"input": good, "output": grid}],
-            "test": [{"input": good}]}
+    task = {"train": [{"input": good, "output": good}, {"input": good, "output": grid}], "test": [{"input": good}]}
     (tmp_path / "arc-agi_training_challenges.json").write_text(json.dumps({"abc123": task}))
     (tmp_path / "arc-agi_training_solutions.json").write_text(json.dumps({"abc123": [good]}))
     with pytest.raises(ArcFormatError, match=rf"task abc123, train pair 1 output: .*{reason}"):
@@ -83,8 +82,9 @@ def test_malformed_solution_names_test_pair(tmp_path):
 
 def test_per_task_file_error_names_the_file(tmp_path):
     (tmp_path / "training").mkdir()
-    (tmp_path / "training" / "f00.json").write_text(json.dumps(
-        {"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[12]], "output": [[1]]}]}))
+    (tmp_path / "training" / "f00.json").write_text(
+        json.dumps({"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[12]], "output": [[1]]}]})
+    )
     with pytest.raises(ArcFormatError, match=r"f00\.json: task f00, test pair 0 input"):
         read_subset(tmp_path, "training")
 

@@ -43,12 +43,29 @@ def arc_run(tmp_path_factory, shared_tasks) -> Path:
     folder = tmp_path_factory.mktemp("arc-solver")
     for subset, (challenges, solutions) in shared_tasks.items():
         write_combined(folder / "arc", subset, challenges, solutions)
-    result = train_briefly(EXAMPLE, folder, [
-        f"data.path={str(folder / 'arc')!r}", "data.train_subsets=['training']", "data.num_aug=1",
-        "data.drop_leaks=false", "model.hidden_size=32", "model.num_heads=2", "model.L_layers=1",
-        "model.H_cycles=1", "model.L_cycles=1", "model.puzzle_emb_ndim=32", "model.puzzle_emb_len=1",
-        "act.halt_max_steps=2", "train.global_batch_size=8", "train.max_steps=2", "train.eval_interval=0",
-        "train.lr_warmup_steps=1", "run.cpu_threads=1"])
+    result = train_briefly(
+        EXAMPLE,
+        folder,
+        [
+            f"data.path={str(folder / 'arc')!r}",
+            "data.train_subsets=['training']",
+            "data.num_aug=1",
+            "data.drop_leaks=false",
+            "model.hidden_size=32",
+            "model.num_heads=2",
+            "model.L_layers=1",
+            "model.H_cycles=1",
+            "model.L_cycles=1",
+            "model.puzzle_emb_ndim=32",
+            "model.puzzle_emb_len=1",
+            "act.halt_max_steps=2",
+            "train.global_batch_size=8",
+            "train.max_steps=2",
+            "train.eval_interval=0",
+            "train.lr_warmup_steps=1",
+            "run.cpu_threads=1",
+        ],
+    )
     shutil.rmtree(folder / "arc")
     shutil.rmtree(folder / "cache")
     return result.run_dir
@@ -66,15 +83,20 @@ def test_a_task_json_gives_its_first_test_input_and_output(shared_tasks):
     assert keyed.answer is None and keyed.note.startswith("task 00576224: solving the test input (2x2)")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{'train': []}", "not a task JSON: Expecting property name enclosed in double quotes at line 1"),
-    ("[1, 2]", "expected a task object with 'train' and 'test' lists"),
-    ('{"train": [{"input": [[1]], "output": [[1]]}]}', r"expected a task object .* got \['train'\]"),
-    ('{"train": [{"input": [[1]], "output": [[1]]}], "test": [{"input": [[1, 12]]}]}',
-     r"^test pair 0 input: cell \(0, 1\) is 12, colours must be integers 0-9$"),
-    ('{"train": [{"input": [[1]]}], "test": [{"input": [[1]]}]}', "^train pair 0: needs 'input' and 'output'$"),
-    ('{"train": [{"input": [[1]], "output": [[1]]}], "test": []}', "no test pairs"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{'train': []}", "not a task JSON: Expecting property name enclosed in double quotes at line 1"),
+        ("[1, 2]", "expected a task object with 'train' and 'test' lists"),
+        ('{"train": [{"input": [[1]], "output": [[1]]}]}', r"expected a task object .* got \['train'\]"),
+        (
+            '{"train": [{"input": [[1]], "output": [[1]]}], "test": [{"input": [[1, 12]]}]}',
+            r"^test pair 0 input: cell \(0, 1\) is 12, colours must be integers 0-9$",
+        ),
+        ('{"train": [{"input": [[1]]}], "test": [{"input": [[1]]}]}', "^train pair 0: needs 'input' and 'output'$"),
+        ('{"train": [{"input": [[1]], "output": [[1]]}], "test": []}', "no test pairs"),
+    ],
+)
 def test_bad_task_json_is_named(text, message):
     with pytest.raises(PuzzleError, match=message):
         TASK.parse(text)
@@ -137,8 +159,10 @@ def test_rr_solve_says_when_there_is_no_answer_to_check(arc_run, shared_tasks, m
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["solution"] == "[[3,4],[4,3]]" and record["grid"] == "3 4\n4 3"
-    assert record["check"] == {"ok": None, "message": "no answer to check (the task JSON has no test output); "
-                                                      "a 2x2 grid"}
+    assert record["check"] == {
+        "ok": None,
+        "message": "no answer to check (the task JSON has no test output); a 2x2 grid",
+    }
     assert "blank puzzle embedding" in record["note"]
 
 

@@ -71,8 +71,7 @@ class HRM(StateRecorder, ReasoningModel):
         super().__init__(config, context)
         self.H_level = InjectedStack(PostNormBlock.from_config(config) for _ in range(config.H_layers))
         self.L_level = InjectedStack(PostNormBlock.from_config(config) for _ in range(config.L_layers))
-        self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size,
-                                    self.embed_input.puzzle_emb_len)
+        self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size, self.embed_input.puzzle_emb_len)
         self.register_carry(z_H="H_init", z_L="L_init")
 
     # -- one ACT step ------------------------------------------------------------------

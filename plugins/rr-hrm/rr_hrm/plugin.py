@@ -9,6 +9,11 @@ from rrcore.api import ModelSpec, hookimpl
 @hookimpl
 def rr_register_models() -> list[ModelSpec]:
     """The HRM inner recurrence; pair it with ``[act] q_continue = true`` as the paper does."""
-    return [ModelSpec(name="hrm", factory=HRM, config_class=HRMConfig,
-                      description="Hierarchical Reasoning Model: slow H and fast L modules, "
-                                  "one-step gradient (arXiv 2506.21734)")]
+    return [
+        ModelSpec(
+            name="hrm",
+            factory=HRM,
+            config_class=HRMConfig,
+            description="Hierarchical Reasoning Model: slow H and fast L modules, one-step gradient (arXiv 2506.21734)",
+        )
+    ]

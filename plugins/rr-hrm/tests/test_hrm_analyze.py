@@ -13,9 +13,17 @@ from rrcore.testing import train_briefly
 
 pytest.importorskip("rr_sudoku", reason="needs the rr-sudoku plugin for the 4x4 data set")
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sudoku4x4-hrm.toml"
-SMALL = ["data.train_size=64", "data.test_size=12", "data.num_aug=0", "train.global_batch_size=16",
-         "train.max_steps=2", "train.eval_interval=0", "model.hidden_size=16", "model.H_cycles=2",
-         "model.L_cycles=3"]
+SMALL = [
+    "data.train_size=64",
+    "data.test_size=12",
+    "data.num_aug=0",
+    "train.global_batch_size=16",
+    "train.max_steps=2",
+    "train.eval_interval=0",
+    "model.hidden_size=16",
+    "model.H_cycles=2",
+    "model.L_cycles=3",
+]
 
 
 @pytest.mark.skipif(not EXAMPLE.exists(), reason="runs from a source checkout (examples/)")
@@ -32,13 +40,17 @@ def test_analyze_records_z_H_and_z_L_of_every_update_trained_and_untrained(tmp_p
         assert all(r > 0 for r in z_L["forward_residuals"])
         assert z_H["samples"] == 10 * 8 and z_H["dimensions"] == 16 * 16
         assert analysis["participation_ratio_ratios"]["z_H/z_L"] == pytest.approx(
-            z_H["participation_ratio"] / z_L["participation_ratio"])
+            z_H["participation_ratio"] / z_L["participation_ratio"]
+        )
         assert f"PR_H / PR_L = {analysis['participation_ratio_ratios']['z_H/z_L']:.2f}" in result.output
         assert len(analysis["exact_accuracy_per_step"]) == 4
         if extra == []:
             pytest.importorskip("matplotlib")
             assert {p.name for p in (run / "analysis" / folder).glob("*.png")} == {
-                "residuals.png", "participation_ratio.png", "accuracy_per_step.png"}
+                "residuals.png",
+                "participation_ratio.png",
+                "accuracy_per_step.png",
+            }
 
 
 @pytest.mark.skipif(not EXAMPLE.exists(), reason="runs from a source checkout (examples/)")

@@ -14,15 +14,32 @@ BATCH, SEQ_LEN, VOCAB = 4, 8, 6
 
 
 def tiny_config(**overrides) -> HRMConfig:
-    values = dict(hidden_size=32, num_heads=2, expansion=2.0, H_layers=1, L_layers=1,
-                  H_cycles=2, L_cycles=2, puzzle_emb_ndim=32, attention_backend="sdpa")
+    values = dict(
+        hidden_size=32,
+        num_heads=2,
+        expansion=2.0,
+        H_layers=1,
+        L_layers=1,
+        H_cycles=2,
+        L_cycles=2,
+        puzzle_emb_ndim=32,
+        attention_backend="sdpa",
+    )
     return HRMConfig(**{**values, **overrides})
 
 
 def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> HRM:
-    metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=VOCAB,
-                               seq_len=SEQ_LEN, num_puzzle_identifiers=3, total_groups=3,
-                               mean_puzzle_examples=1.0, sets=["all"])
+    metadata = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=VOCAB,
+        seq_len=SEQ_LEN,
+        num_puzzle_identifiers=3,
+        total_groups=3,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     torch.manual_seed(seed)
     return HRM(tiny_config(**overrides), ModelContext(metadata, BATCH, dtype))
 
@@ -31,10 +48,9 @@ def tiny_batch(seed: int = 1) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randint(1, VOCAB, (BATCH, SEQ_LEN), generator=generator, dtype=torch.int32)
     # A learnable task: predict the next token id (mod vocab), ignoring position 0.
-    labels = ((inputs.to(torch.int64) % (VOCAB - 1)) + 1)
+    labels = (inputs.to(torch.int64) % (VOCAB - 1)) + 1
     labels[:, 0] = -100
-    return {"inputs": inputs, "labels": labels,
-            "puzzle_identifiers": torch.tensor([0, 1, 2, 1], dtype=torch.int32)}
+    return {"inputs": inputs, "labels": labels, "puzzle_identifiers": torch.tensor([0, 1, 2, 1], dtype=torch.int32)}
 
 
 def fresh_carry(model: HRM, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -127,16 +143,20 @@ def test_q_continue_target_is_the_sigmoid_of_the_next_steps_q_values() -> None:
         is_last = carry.steps >= 2
         expected = torch.sigmoid(torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
         torch.testing.assert_close(outputs["target_q_continue"], expected)
-        picked |= torch.stack([is_last.any(), (~is_last & (next_halt > next_continue)).any(),
-                               (~is_last & (next_continue > next_halt)).any()])
+        picked |= torch.stack(
+            [
+                is_last.any(),
+                (~is_last & (next_halt > next_continue)).any(),
+                (~is_last & (next_continue > next_halt)).any(),
+            ]
+        )
     assert picked.all()  # every branch of the target was exercised
 
 
 def test_reset_carry_replaces_only_halted_rows() -> None:
     model = tiny_model(dtype=torch.bfloat16)
     batch = tiny_batch()
-    carry = {name: torch.randn(value.shape).to(torch.bfloat16)
-             for name, value in model.initial_carry(batch).items()}
+    carry = {name: torch.randn(value.shape).to(torch.bfloat16) for name, value in model.initial_carry(batch).items()}
     reset = torch.tensor([True, False, True, False])
     new = model.reset_carry(reset, carry)
 
@@ -157,8 +177,7 @@ def run_act_steps(seed: int, steps: int = 3) -> list[torch.Tensor]:
     losses = []
     for _ in range(steps):
         carry, loss, _, outputs, _ = head(carry, batch)
-        losses.append(torch.cat([loss.detach().view(1), outputs["logits"].detach().flatten(),
-                                 carry.steps.float()]))
+        losses.append(torch.cat([loss.detach().view(1), outputs["logits"].detach().flatten(), carry.steps.float()]))
     return losses
 
 
@@ -226,8 +245,9 @@ def test_eval_extra_cycles_think_longer_only_in_eval_mode() -> None:
     plain = tiny_model()
     plain.load_state_dict(scaled.state_dict())
     batch = tiny_batch()
-    torch.testing.assert_close(scaled(fresh_carry(scaled, batch), batch)[1]["logits"],
-                               plain(fresh_carry(plain, batch), batch)[1]["logits"])
+    torch.testing.assert_close(
+        scaled(fresh_carry(scaled, batch), batch)[1]["logits"], plain(fresh_carry(plain, batch), batch)[1]["logits"]
+    )
     scaled.eval()
     plain.eval()
     with torch.no_grad():

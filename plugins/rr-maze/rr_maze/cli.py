@@ -29,7 +29,9 @@ def bench_command(count: int, show: bool) -> None:
     inputs, labels = generate_mazes(count, MazeSettings(), np.random.default_rng(0))
     seconds = time.perf_counter() - start
     lengths = shortest_path_lengths(inputs)
-    click.echo(f"{count} mazes of 30x30 in {seconds:.2f} s: {count / seconds:.0f} mazes/s (labels included); "
-               f"shortest paths {lengths.min()}-{lengths.max()} moves, mean {lengths.mean():.1f}")
+    click.echo(
+        f"{count} mazes of 30x30 in {seconds:.2f} s: {count / seconds:.0f} mazes/s (labels included); "
+        f"shortest paths {lengths.min()}-{lengths.max()} moves, mean {lengths.mean():.1f}"
+    )
     if show:
         click.echo(render(labels[0]))

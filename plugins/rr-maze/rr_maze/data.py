@@ -63,8 +63,9 @@ def read_maze_csv(path: Path, width: int | None = None) -> MazeFile:
         reader = csv.reader(file)
         header = next(reader, None)
         if header is None:
-            raise MazeDataError(f"{path}: the file is empty; expected the header "
-                                f"source,question,answer,rating and one maze a row")
+            raise MazeDataError(
+                f"{path}: the file is empty; expected the header source,question,answer,rating and one maze a row"
+            )
         if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
             raise MazeDataError(f"{path}:1: expected the header source,question,answer,rating, got {header}")
         for line, row in enumerate(reader, start=2):
@@ -75,14 +76,16 @@ def read_maze_csv(path: Path, width: int | None = None) -> MazeFile:
             source, question, answer, rating = row
             if shape is None:
                 cells = len(question)
-                cols = width or int(round(cells ** 0.5))
+                cols = width or int(round(cells**0.5))
                 if cols * (cells // cols) != cells:
                     raise MazeDataError(f"{path}:{line}: {cells} characters do not make a grid of width {cols}")
                 shape = (cells // cols, cols)
             for name, text in (("question", question), ("answer", answer)):
                 if len(text) != shape[0] * shape[1]:
-                    raise MazeDataError(f"{path}:{line}: {name} has {len(text)} characters, expected "
-                                        f"{shape[0] * shape[1]} ({shape[0]}x{shape[1]})")
+                    raise MazeDataError(
+                        f"{path}:{line}: {name} has {len(text)} characters, expected "
+                        f"{shape[0] * shape[1]} ({shape[0]}x{shape[1]})"
+                    )
                 tokens = lookup[np.frombuffer(text.encode("latin-1", "replace"), dtype=np.uint8)]
                 if (tokens == PAD).any():
                     bad = text[int(np.argmax(tokens == PAD))]
@@ -129,10 +132,16 @@ def _write(folder: Path, inputs: np.ndarray, labels: np.ndarray, ratings: np.nda
     versions = [(dihedral(inputs, t).reshape(count, -1), dihedral(labels, t).reshape(count, -1)) for t in transforms]
     with SplitWriter(folder, height * width, dtype=np.uint8) as writer:
         for row in range(count):  # each maze's versions form one group
-            writer.add_group(np.zeros(len(versions), dtype=np.int32), [v[0][row] for v in versions],
-                             [v[1][row] for v in versions])
-        writer.finish(pad_id=PAD, ignore_label_id=PAD, vocab_size=VOCAB_SIZE, num_puzzle_identifiers=1,
-                      extra={"task": "maze", "grid_height": height, "grid_width": width, "charset": CHARSET})
+            writer.add_group(
+                np.zeros(len(versions), dtype=np.int32), [v[0][row] for v in versions], [v[1][row] for v in versions]
+            )
+        writer.finish(
+            pad_id=PAD,
+            ignore_label_id=PAD,
+            vocab_size=VOCAB_SIZE,
+            num_puzzle_identifiers=1,
+            extra={"task": "maze", "grid_height": height, "grid_width": width, "charset": CHARSET},
+        )
     np.save(folder / "all__ratings.npy", np.repeat(ratings, len(transforms)).astype(np.float32))
 
 
@@ -146,8 +155,9 @@ def build_dataset(config: MazeDataConfig, cache_dir: Path) -> Path:
     least = 0 if config.source == "csv" else 1  # 0 takes a whole CSV file
     for name in ("train_size", "test_size"):
         if getattr(config, name) < least:
-            raise MazeDataError(f"[data] {name} must be at least {least} with source = {config.source!r}, "
-                                f"got {getattr(config, name)}")
+            raise MazeDataError(
+                f"[data] {name} must be at least {least} with source = {config.source!r}, got {getattr(config, name)}"
+            )
     if config.source == "csv":
         if not config.csv_dir:
             raise MazeDataError('source = "csv" needs csv_dir, the folder holding train.csv and test.csv')
@@ -170,8 +180,12 @@ def build_dataset(config: MazeDataConfig, cache_dir: Path) -> Path:
                 keep = _subsample(len(mazes.inputs), size, rng)
                 inputs, labels, ratings = mazes.inputs[keep], mazes.labels[keep], mazes.ratings[keep]
             else:
-                settings = MazeSettings(width=config.width, height=config.height,
-                                        hard_threshold=config.hard_threshold, loop_fraction=config.loop_fraction)
+                settings = MazeSettings(
+                    width=config.width,
+                    height=config.height,
+                    hard_threshold=config.hard_threshold,
+                    loop_fraction=config.loop_fraction,
+                )
                 try:
                     inputs, labels = generate_mazes(size, settings, rng)
                 except ValueError as error:

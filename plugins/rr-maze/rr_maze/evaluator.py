@@ -62,8 +62,11 @@ def valid_optimal_paths(inputs: torch.Tensor, preds: torch.Tensor, shortest: tor
     degree = _neighbour_count(nodes)
     flat = lambda t: t.flatten(1)  # noqa: E731
     path_on_open = ~flat(path & (inputs != OPEN)).any(1)
-    ends_ok = flat(torch.where(ends, degree == 1, True)).all(1) & (flat(inputs == START).sum(1) == 1) \
+    ends_ok = (
+        flat(torch.where(ends, degree == 1, True)).all(1)
+        & (flat(inputs == START).sum(1) == 1)
         & (flat(inputs == GOAL).sum(1) == 1)
+    )
     path_ok = flat(torch.where(path, degree == 2, True)).all(1)
     right_length = flat(path).sum(1) == shortest - 1
     return path_on_open & ends_ok & path_ok & right_length & (shortest > 0)
@@ -86,7 +89,7 @@ class MazeEvaluator:
         for name in self.context.metadata.sets:
             inputs = np.asarray(load_set(data_dir, name).inputs)
             for begin in range(0, len(inputs), 1024):  # bounded memory on large splits
-                lengths.append(shortest_path_lengths(inputs[begin: begin + 1024].reshape(-1, *self.shape)))
+                lengths.append(shortest_path_lengths(inputs[begin : begin + 1024].reshape(-1, *self.shape)))
         return np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64)
 
     def begin_eval(self, output_dir: Path) -> None:

@@ -202,7 +202,7 @@ def _draw_layouts(count: int, settings: MazeSettings, rng: np.random.Generator) 
         # An even side leaves one spare wall row/column: put it on a random side.
         top = int(rng.integers(height - lattice.shape[0] + 1))
         left = int(rng.integers(width - lattice.shape[1] + 1))
-        layouts[i, top: top + lattice.shape[0], left: left + lattice.shape[1]] = lattice
+        layouts[i, top : top + lattice.shape[0], left : left + lattice.shape[1]] = lattice
     return layouts
 
 
@@ -214,8 +214,9 @@ def _pick(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.cumsum(flat, axis=1) > targets[:, None]).argmax(axis=1)
 
 
-def generate_mazes(count: int, settings: MazeSettings, rng: np.random.Generator,
-                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def generate_mazes(
+    count: int, settings: MazeSettings, rng: np.random.Generator, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, labels)``, each (count, H, W) uint8 tokens, of hard mazes.
 
     Deterministic for a given ``rng`` state. Raises ``ValueError`` when the grid is
@@ -246,8 +247,10 @@ def generate_mazes(count: int, settings: MazeSettings, rng: np.random.Generator,
             inputs.append(grids)
             found += len(grids)
         if found == 0 and tries >= 5000:
-            raise ValueError(f"no {settings.width}x{settings.height} maze with a path longer than "
-                             f"{settings.hard_threshold} moves in {tries} tries; lower hard_threshold")
+            raise ValueError(
+                f"no {settings.width}x{settings.height} maze with a path longer than "
+                f"{settings.hard_threshold} moves in {tries} tries; lower hard_threshold"
+            )
     grids = np.concatenate(inputs)[:count]
     return grids, label_mazes(grids).astype(np.uint8)
 
@@ -265,4 +268,4 @@ def render(grid: np.ndarray) -> str:
     """A grid as lines of text, for people."""
     width = np.asarray(grid).shape[-1]
     text = to_text(grid)
-    return "\n".join(text[i: i + width] for i in range(0, len(text), width))
+    return "\n".join(text[i : i + width] for i in range(0, len(text), width))

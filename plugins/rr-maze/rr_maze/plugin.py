@@ -14,14 +14,26 @@ if TYPE_CHECKING:
 
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
-    return [DatasetSpec(name="maze", factory=build_dataset, config_class=MazeDataConfig,
-                        description="Maze-Hard style mazes (generated, or the hub CSV files): mark a shortest path")]
+    return [
+        DatasetSpec(
+            name="maze",
+            factory=build_dataset,
+            config_class=MazeDataConfig,
+            description="Maze-Hard style mazes (generated, or the hub CSV files): mark a shortest path",
+        )
+    ]
 
 
 @hookimpl
 def rr_register_evaluators() -> list[EvaluatorSpec]:
-    return [EvaluatorSpec(name="maze", factory=MazeEvaluator, config_class=MazeEvalConfig,
-                          description="maze exact accuracy and valid-shortest-path rate (any shortest path counts)")]
+    return [
+        EvaluatorSpec(
+            name="maze",
+            factory=MazeEvaluator,
+            config_class=MazeEvalConfig,
+            description="maze exact accuracy and valid-shortest-path rate (any shortest path counts)",
+        )
+    ]
 
 
 @hookimpl
@@ -29,8 +41,13 @@ def rr_register_tasks() -> list[TaskSpec]:
     """Single mazes for ``rr solve``, predictions and test-time selection (rr_maze.task)."""
     from rr_maze.task import MazeTask
 
-    return [TaskSpec(name="maze", factory=MazeTask,
-                     description="mazes as a text grid; checks for a shortest path; symmetries for voting")]
+    return [
+        TaskSpec(
+            name="maze",
+            factory=MazeTask,
+            description="mazes as a text grid; checks for a shortest path; symmetries for voting",
+        )
+    ]
 
 
 @hookimpl

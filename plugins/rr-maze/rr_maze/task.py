@@ -37,7 +37,7 @@ class MazeTask:
         if not rows:
             raise PuzzleError("the maze is empty")
         if len(rows) == 1 and len(rows[0]) == self.height * self.width:
-            rows = [rows[0][r * self.width: (r + 1) * self.width] for r in range(self.height)]
+            rows = [rows[0][r * self.width : (r + 1) * self.width] for r in range(self.height)]
         if len(rows) != self.height:
             raise PuzzleError(f"{len(rows)} rows; this model solves {self.height}x{self.width} mazes")
         for number, row in enumerate(rows, start=1):
@@ -45,8 +45,10 @@ class MazeTask:
                 raise PuzzleError(f"row {number} has {len(row)} cells; the maze is {self.width} wide")
             bad = next((c for c in row if c not in _TOKENS), None)
             if bad is not None:
-                raise PuzzleError(f"row {number}: bad character {bad!r} at column {row.index(bad) + 1} "
-                                  f"(expected '#', ' ', 'S' or 'G')")
+                raise PuzzleError(
+                    f"row {number}: bad character {bad!r} at column {row.index(bad) + 1} "
+                    f"(expected '#', ' ', 'S' or 'G')"
+                )
         grid = np.array([[_TOKENS[c] for c in row] for row in rows], dtype=np.uint8)
         for token, name in ((START, "S (start)"), (GOAL, "G (goal)")):
             found = int((grid == token).sum())
@@ -72,8 +74,11 @@ class MazeTask:
         marked = int((answer == PATH).sum())
         if ok:
             return Check(True, f"a shortest path from S to G: {shortest} moves")
-        return Check(False, f"the {marked} marked cells are not a shortest path from S to G "
-                            f"({shortest} moves, {shortest - 1} cells between them)")
+        return Check(
+            False,
+            f"the {marked} marked cells are not a shortest path from S to G "
+            f"({shortest} moves, {shortest - 1} cells between them)",
+        )
 
     def augment(self, inputs: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, Any]:
         """(N, count, cells): copy 0 unchanged, the others under distinct symmetries (repeating

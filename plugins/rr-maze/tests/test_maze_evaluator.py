@@ -77,41 +77,56 @@ def test_any_shortest_path_is_accepted():
     assert judge(along_the_top) and judge(down_the_left) and judge(staircase)
 
 
-@pytest.mark.parametrize("name, prediction", [
-    ("gap", """\
+@pytest.mark.parametrize(
+    "name, prediction",
+    [
+        (
+            "gap",
+            """\
 #######
 #Soo o#
 #    o#
 #  # o#
 #    o#
 #    G#
-#######"""),
-    ("too long: a simple path of 10 moves", """\
+#######""",
+        ),
+        (
+            "too long: a simple path of 10 moves",
+            """\
 #######
 #S    #
 #o    #
 #o #  #
 #o ooo#
 #ooo G#
-#######"""),
-    ("both ways round (S and G have two path neighbours)", """\
+#######""",
+        ),
+        (
+            "both ways round (S and G have two path neighbours)",
+            """\
 #######
 #Soooo#
 #o   o#
 #o # o#
 #o   o#
 #ooooG#
-#######"""),
-    ("a stray extra cell", """\
+#######""",
+        ),
+        (
+            "a stray extra cell",
+            """\
 #######
 #Soooo#
 #    o#
 #  # o#
 #o   o#
 #    G#
-#######"""),
-    ("no path", ROOM),
-])
+#######""",
+        ),
+        ("no path", ROOM),
+    ],
+)
 def test_broken_or_long_paths_are_rejected(name, prediction):
     assert not judge(prediction), name
 
@@ -166,8 +181,9 @@ def test_builder_reads_csv_files(tmp_path, built):
     for split, rows in (("train", range(0, 10)), ("test", range(10, 15))):
         lines = ["source,question,answer,rating"] + [f"s,{to_text(inputs[i])},{to_text(labels[i])},1" for i in rows]
         (tmp_path / f"{split}.csv").write_text("\n".join(lines) + "\n")
-    folder = build_dataset(MazeDataConfig(source="csv", csv_dir=str(tmp_path), train_size=0, test_size=0),
-                   tmp_path / "cache")
+    folder = build_dataset(
+        MazeDataConfig(source="csv", csv_dir=str(tmp_path), train_size=0, test_size=0), tmp_path / "cache"
+    )
     _, test = validate_split(folder / "test")
     assert np.array_equal(np.asarray(test["all"].inputs), inputs[10:15].reshape(5, -1))
     _, train = validate_split(folder / "train")
@@ -186,7 +202,10 @@ def evaluate(folder, preds_for):
 
 def test_evaluator_on_a_built_split(built):
     assert evaluate(built, lambda batch: batch["labels"]) == {
-        "exact_accuracy": 1.0, "optimal_path": 1.0, "count": 40.0}  # the padded last batch is not counted
+        "exact_accuracy": 1.0,
+        "optimal_path": 1.0,
+        "count": 40.0,
+    }  # the padded last batch is not counted
 
     def one_wrong_wall(batch):  # a wall predicted open: not exact, still a shortest path
         preds = batch["labels"].clone()

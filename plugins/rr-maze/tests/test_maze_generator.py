@@ -140,7 +140,9 @@ def test_csv_reader_round_trips_the_hub_layout(tmp_path, mazes):
     inputs, labels = mazes
     path = tmp_path / "test.csv"
     rows = ["source,question,answer,rating"]
-    rows += [f"gen{i},{to_text(q)},{to_text(a)},{bfs_length(q)}" for i, (q, a) in enumerate(zip(inputs[:5], labels[:5]))]
+    rows += [
+        f"gen{i},{to_text(q)},{to_text(a)},{bfs_length(q)}" for i, (q, a) in enumerate(zip(inputs[:5], labels[:5]))
+    ]
     path.write_text("\n".join(rows) + "\n")
     read = read_maze_csv(path)
     assert np.array_equal(read.inputs, inputs[:5]) and np.array_equal(read.labels, labels[:5])

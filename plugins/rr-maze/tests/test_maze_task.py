@@ -28,11 +28,14 @@ def test_a_typed_maze_reads_back_and_only_a_shortest_path_passes_the_check(mazes
     assert not verdict.ok and "not a shortest path" in verdict.message
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda text: text.replace("S", " "), "0 cells are S (start); a maze has exactly one"),
-    (lambda text: text[:-3], "row 10 has 7 cells; the maze is 10 wide"),
-    (lambda text: text.replace("#", "x", 1), "row 1: bad character 'x' at column 1"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace("S", " "), "0 cells are S (start); a maze has exactly one"),
+        (lambda text: text[:-3], "row 10 has 7 cells; the maze is 10 wide"),
+        (lambda text: text.replace("#", "x", 1), "row 1: bad character 'x' at column 1"),
+    ],
+)
 def test_a_bad_maze_is_named_in_one_line(mazes, edit, message):
     task, inputs, _ = mazes
     with pytest.raises(PuzzleError, match=message.replace("(", r"\(").replace(")", r"\)")):

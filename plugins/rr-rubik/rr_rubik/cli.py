@@ -36,5 +36,7 @@ def table_command(cache_dir: str | None) -> None:
     histogram = np.bincount(table).tolist()
     click.echo(f"states: {table.size:,}; by distance 0..{len(histogram) - 1}: {histogram}")
     click.echo(f"matches the known distribution: {tuple(histogram) == cube.KNOWN_DISTANCE_COUNTS}")
-    click.echo(f"BFS time {seconds:.2f} s; peak memory allocated by the build {peak:.0f} MiB; "
-               f"table {table.nbytes / 2**20:.1f} MiB in {folder / cube.TABLE_FILE}")
+    click.echo(
+        f"BFS time {seconds:.2f} s; peak memory allocated by the build {peak:.0f} MiB; "
+        f"table {table.nbytes / 2**20:.1f} MiB in {folder / cube.TABLE_FILE}"
+    )

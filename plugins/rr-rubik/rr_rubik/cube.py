@@ -199,8 +199,10 @@ def distance_table(cache_dir: Path, verbose: bool = False) -> np.ndarray:
     table = build_distance_table()
     if verbose:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"built the 2x2x2 distance table in {time.perf_counter() - start:.1f} s "
-              f"(process peak RSS {peak_mib:.0f} MiB)")
+        print(
+            f"built the 2x2x2 distance table in {time.perf_counter() - start:.1f} s "
+            f"(process peak RSS {peak_mib:.0f} MiB)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".npy", delete=False) as file:
         np.save(file, table)
@@ -215,8 +217,9 @@ def optimal_solution(index: int, table: np.ndarray, perm_table: np.ndarray, ori_
     return [int(m) for m in solutions[0] if m >= 0]
 
 
-def optimal_solutions(index: np.ndarray, table: np.ndarray, perm_table: np.ndarray,
-                      ori_table: np.ndarray) -> np.ndarray:
+def optimal_solutions(
+    index: np.ndarray, table: np.ndarray, perm_table: np.ndarray, ori_table: np.ndarray
+) -> np.ndarray:
     """Optimal move ids for many states at once: (N, 11), -1 after the end."""
     current = np.asarray(index, dtype=np.int64).copy()
     solutions = np.full((current.size, GODS_NUMBER), -1, dtype=np.int64)

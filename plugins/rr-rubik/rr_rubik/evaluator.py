@@ -64,8 +64,9 @@ class RubikEvaluator:
         from rr_rubik.task import decode_states
         from rrcore.api import load_set
 
-        table = cube.distance_table(Path(self.config.cache_dir).expanduser() if self.config.cache_dir
-                                    else default_cache_dir())
+        table = cube.distance_table(
+            Path(self.config.cache_dir).expanduser() if self.config.cache_dir else default_cache_dir()
+        )
         states = np.concatenate([decode_states(load_set(data_dir, name).inputs[:, :STATE_LEN]) for name in sets])
         return table[states].astype(np.int64)
 
@@ -78,7 +79,7 @@ class RubikEvaluator:
         corners = inputs[:, :STATE_LEN].long() - CORNER_BASE
         perm_coord = _lehmer_rank(corners // 3)
         ori_coord = ((corners % 3)[:, : STATE_LEN - 1] * self._ori_weights).sum(-1)
-        moves = preds[:, STATE_LEN: STATE_LEN + ANSWER_LEN].long() - MOVE_BASE
+        moves = preds[:, STATE_LEN : STATE_LEN + ANSWER_LEN].long() - MOVE_BASE
         is_move = (moves >= 0) & (moves < cube.NUM_MOVES)
         active = torch.cumprod(is_move.long(), dim=1).bool()  # moves before the first non-move
         moves = moves.clamp(0, cube.NUM_MOVES - 1)
@@ -95,15 +96,24 @@ class RubikEvaluator:
         optimal = solved & (length == self._distances[batch["index"].clamp_max(len(self._distances) - 1)])
         labels = batch["labels"]
         exact = ((outputs["preds"] == labels) | (labels == IGNORE_LABEL)).all(-1)
-        self._sums += torch.stack([
-            valid.sum(), (valid & solved).sum(), (valid & optimal).sum(), (valid & exact).sum(),
-            torch.where(valid & solved, length, 0).sum(),
-        ]).to(torch.float64)
+        self._sums += torch.stack(
+            [
+                valid.sum(),
+                (valid & solved).sum(),
+                (valid & optimal).sum(),
+                (valid & exact).sum(),
+                torch.where(valid & solved, length, 0).sum(),
+            ]
+        ).to(torch.float64)
 
     def result(self) -> dict[str, float] | None:
         count, solved, optimal, exact, length = all_reduce_sum(self._sums).tolist()
         if self.context.rank != 0:
             return None
-        return {"solve_rate": solved / max(count, 1.0), "optimal_rate": optimal / max(count, 1.0),
-                "exact_accuracy": exact / max(count, 1.0),
-                "mean_solution_length": length / max(solved, 1.0), "count": count}
+        return {
+            "solve_rate": solved / max(count, 1.0),
+            "optimal_rate": optimal / max(count, 1.0),
+            "exact_accuracy": exact / max(count, 1.0),
+            "mean_solution_length": length / max(solved, 1.0),
+            "count": count,
+        }

@@ -14,14 +14,26 @@ if TYPE_CHECKING:
 
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
-    return [DatasetSpec(name="rubik", factory=build_dataset, config_class=RubikDataConfig,
-                        description="2x2x2 cube: scrambled state -> optimal half-turn solution (padded to 11)")]
+    return [
+        DatasetSpec(
+            name="rubik",
+            factory=build_dataset,
+            config_class=RubikDataConfig,
+            description="2x2x2 cube: scrambled state -> optimal half-turn solution (padded to 11)",
+        )
+    ]
 
 
 @hookimpl
 def rr_register_evaluators() -> list[EvaluatorSpec]:
-    return [EvaluatorSpec(name="rubik", factory=RubikEvaluator, config_class=RubikEvalConfig,
-                          description="2x2x2 solve and optimal rates, checked by simulating the predicted moves")]
+    return [
+        EvaluatorSpec(
+            name="rubik",
+            factory=RubikEvaluator,
+            config_class=RubikEvalConfig,
+            description="2x2x2 solve and optimal rates, checked by simulating the predicted moves",
+        )
+    ]
 
 
 @hookimpl
@@ -29,9 +41,14 @@ def rr_register_tasks() -> list[TaskSpec]:
     """Single scrambles for ``rr solve`` and readable predictions (rr_rubik.puzzle)."""
     from rr_rubik.puzzle import RubikPuzzleTask
 
-    return [TaskSpec(name="rubik", factory=RubikPuzzleTask,
-                     description="a 2x2x2 scramble (U R F half-turn moves) in, solving moves out; checks the "
-                                 "cube is solved; no augmentations")]
+    return [
+        TaskSpec(
+            name="rubik",
+            factory=RubikPuzzleTask,
+            description="a 2x2x2 scramble (U R F half-turn moves) in, solving moves out; checks the "
+            "cube is solved; no augmentations",
+        )
+    ]
 
 
 @hookimpl

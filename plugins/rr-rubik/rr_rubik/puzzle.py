@@ -31,7 +31,7 @@ def predicted_moves(tokens: np.ndarray) -> list[int]:
     """Move ids in the answer slots, up to the first slot that holds no move (as the
     ``rubik`` evaluator reads an answer)."""
     moves = []
-    for token in np.asarray(tokens)[STATE_LEN: STATE_LEN + ANSWER_LEN]:
+    for token in np.asarray(tokens)[STATE_LEN : STATE_LEN + ANSWER_LEN]:
         move = int(token) - MOVE_BASE
         if not 0 <= move < cube.NUM_MOVES:
             break
@@ -58,14 +58,12 @@ class RubikPuzzleTask:
         """Input tokens of the cube a scramble leaves; :class:`PuzzleError` names a bad move."""
         words = text.replace("\u2019", "'").split()
         if not words:
-            raise PuzzleError("the scramble is empty; give moves such as \"R U2 F'\"")
+            raise PuzzleError('the scramble is empty; give moves such as "R U2 F\'"')
         moves = []
         for number, word in enumerate(words, start=1):
             if word not in cube.MOVE_NAMES:
-                hint = ("; the 2x2x2 model turns only U, R and F (DBL stays fixed)"
-                        if word[:1] in "LDBludrbf" else "")
-                raise PuzzleError(f"move {number} {word!r} is not a move{hint}; moves are "
-                                  f"{' '.join(cube.MOVE_NAMES)}")
+                hint = "; the 2x2x2 model turns only U, R and F (DBL stays fixed)" if word[:1] in "LDBludrbf" else ""
+                raise PuzzleError(f"move {number} {word!r} is not a move{hint}; moves are {' '.join(cube.MOVE_NAMES)}")
             moves.append(cube.MOVE_NAMES.index(word))
         state = cube.CubeState.solved().apply_moves(moves)
         corners = CORNER_BASE + 3 * np.asarray(state.perm) + np.asarray(state.ori)
@@ -81,8 +79,9 @@ class RubikPuzzleTask:
         tokens = np.asarray(tokens)
         if (tokens[STATE_LEN:] == BLANK).all():
             state = state_of(tokens)
-            return "corners: " + " ".join(f"{CORNER_NAMES[p]}{'+' + str(o) if o else ''}"
-                                          for p, o in zip(state.perm, state.ori))
+            return "corners: " + " ".join(
+                f"{CORNER_NAMES[p]}{'+' + str(o) if o else ''}" for p, o in zip(state.perm, state.ori)
+            )
         moves = predicted_moves(tokens)
         return f"{self.decode(tokens)}  ({len(moves)} move{'s' if len(moves) != 1 else ''})"
 
@@ -94,8 +93,7 @@ class RubikPuzzleTask:
         if after == cube.CubeState.solved():
             return Check(True, f"the cube is solved after the {count}")
         wrong = sum(p != i or o != 0 for i, (p, o) in enumerate(zip(after.perm, after.ori)))
-        return Check(False, f"after the {count} {wrong} of {cube.NUM_CORNERS} corners are out of place "
-                            f"or twisted")
+        return Check(False, f"after the {count} {wrong} of {cube.NUM_CORNERS} corners are out of place or twisted")
 
     def augment(self, inputs: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, Any]:
         raise NotImplementedError("the rubik task has no test-time augmentations (augmentations = 0)")

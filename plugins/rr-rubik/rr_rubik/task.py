@@ -91,8 +91,9 @@ def examples(states: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndar
     return inputs, labels
 
 
-def sample_states(table: np.ndarray, counts: list[int], distances: list[int], sampling: str,
-                  rng: np.random.Generator) -> list[np.ndarray]:
+def sample_states(
+    table: np.ndarray, counts: list[int], distances: list[int], sampling: str, rng: np.random.Generator
+) -> list[np.ndarray]:
     """State indices for each requested count (e.g. train, test), disjoint where possible."""
     if not distances or min(distances) < 1 or max(distances) > cube.GODS_NUMBER:
         raise ValueError(f"distances must lie in 1..{cube.GODS_NUMBER}, got {distances}")
@@ -111,7 +112,7 @@ def sample_states(table: np.ndarray, counts: list[int], distances: list[int], sa
             drawn = rng.choice(pool, size=total, replace=False)
             offset = 0
             for result, where in zip(results, wanted):
-                result[where] = drawn[offset: offset + len(where)]
+                result[where] = drawn[offset : offset + len(where)]
                 offset += len(where)
         else:  # too few states at this distance (1-3): repeats are unavoidable
             for result, where in zip(results, wanted):
@@ -124,8 +125,13 @@ def _write(folder: Path, states: np.ndarray, table: np.ndarray) -> None:
     with SplitWriter(folder, SEQ_LEN) as writer:
         for row in range(len(states)):  # one puzzle per example, one group per puzzle
             writer.add_group([0], inputs[row], labels[row])
-        writer.finish(pad_id=PAD, ignore_label_id=PAD, vocab_size=VOCAB_SIZE, num_puzzle_identifiers=1,
-                      extra={"task": "rubik2x2", "state_len": STATE_LEN, "answer_len": ANSWER_LEN})
+        writer.finish(
+            pad_id=PAD,
+            ignore_label_id=PAD,
+            vocab_size=VOCAB_SIZE,
+            num_puzzle_identifiers=1,
+            extra={"task": "rubik2x2", "state_len": STATE_LEN, "answer_len": ANSWER_LEN},
+        )
     # Beside the arrays for the evaluator: each row's optimal length (from the table,
     # not from the label), and the histogram for people reading the folder.
     np.save(folder / "all__distances.npy", table[states].astype(np.int32))
@@ -144,8 +150,9 @@ def build_dataset(config: RubikDataConfig, cache_dir: Path) -> Path:
         table = cube.distance_table(cache_dir)
         rng = np.random.default_rng(config.seed)
         try:
-            train, test = sample_states(table, [config.train_size, config.test_size], config.distances,
-                                        config.sampling, rng)
+            train, test = sample_states(
+                table, [config.train_size, config.test_size], config.distances, config.sampling, rng
+            )
         except ValueError as error:
             raise DataSourceError(f"[data] {error}") from None
         _write(folder / "train", train, table)

@@ -7,5 +7,10 @@ from rrcore.testing import check_task
 
 def test_rubik_task_meets_the_core_contract(tmp_path):
     # rr solve reads scrambles; decode writes the predicted moves, another form.
-    check_task("rubik", dict(train_size=60, test_size=33, seed=3), tmp_path, evaluators=["rubik", "exact"],
-               puzzles=["R U2 F'", "U", "F\u2019 R2"])
+    check_task(
+        "rubik",
+        dict(train_size=60, test_size=33, seed=3),
+        tmp_path,
+        evaluators=["rubik", "exact"],
+        puzzles=["R U2 F'", "U", "F\u2019 R2"],
+    )

@@ -27,12 +27,29 @@ def one_move_run(tmp_path_factory) -> Path:
     if not EXAMPLE.exists():
         pytest.skip("runs from a source checkout (examples/)")
     folder = tmp_path_factory.mktemp("rubik-solver")
-    result = train_briefly(EXAMPLE, folder, [
-        "data.distances=[1]", "data.train_size=288", "data.test_size=36", "model.hidden_size=32",
-        "model.num_heads=2", "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=1",
-        "act.halt_max_steps=2", "loss.loss_type='softmax_cross_entropy'", "train.global_batch_size=32",
-        "train.max_steps=250", "train.lr=3e-3", "train.lr_warmup_steps=10", "train.ema=false",
-        "train.eval_interval=0", "run.cpu_threads=1"])
+    result = train_briefly(
+        EXAMPLE,
+        folder,
+        [
+            "data.distances=[1]",
+            "data.train_size=288",
+            "data.test_size=36",
+            "model.hidden_size=32",
+            "model.num_heads=2",
+            "model.L_layers=1",
+            "model.H_cycles=1",
+            "model.L_cycles=1",
+            "act.halt_max_steps=2",
+            "loss.loss_type='softmax_cross_entropy'",
+            "train.global_batch_size=32",
+            "train.max_steps=250",
+            "train.lr=3e-3",
+            "train.lr_warmup_steps=10",
+            "train.ema=false",
+            "train.eval_interval=0",
+            "run.cpu_threads=1",
+        ],
+    )
     assert result.eval_results["rubik/solve_rate"] == 1.0
     return result.run_dir
 
@@ -56,11 +73,14 @@ def test_the_check_simulates_the_predicted_moves():
     assert TASK.augmentations == 0
 
 
-@pytest.mark.parametrize(("scramble", "message"), [
-    ("", "the scramble is empty"),
-    ("R U L", "move 3 'L' is not a move; the 2x2x2 model turns only U, R and F"),
-    ("R U3", "move 2 'U3' is not a move; moves are U U2 U' R R2 R' F F2 F'"),
-])
+@pytest.mark.parametrize(
+    ("scramble", "message"),
+    [
+        ("", "the scramble is empty"),
+        ("R U L", "move 3 'L' is not a move; the 2x2x2 model turns only U, R and F"),
+        ("R U3", "move 2 'U3' is not a move; moves are U U2 U' R R2 R' F F2 F'"),
+    ],
+)
 def test_bad_scrambles_name_the_move(scramble, message):
     with pytest.raises(PuzzleError, match=message):
         TASK.parse(scramble)

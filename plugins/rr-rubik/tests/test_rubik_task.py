@@ -89,8 +89,11 @@ def test_evaluator_scores_the_labels_as_solved_optimal_and_exact(rubik_dataset):
 def alternative_optimal(state: int, table, perm_table, ori_table) -> list[int] | None:
     """An optimal solution whose first move is not the builder's choice, if one exists."""
     distance = table[state]
-    firsts = [m for m in range(cube.NUM_MOVES)
-              if table[cube.neighbours(np.array([state]), perm_table, ori_table, m)[0]] == distance - 1]
+    firsts = [
+        m
+        for m in range(cube.NUM_MOVES)
+        if table[cube.neighbours(np.array([state]), perm_table, ori_table, m)[0]] == distance - 1
+    ]
     if len(firsts) < 2:
         return None
     after = int(cube.neighbours(np.array([state]), perm_table, ori_table, firsts[1])[0])
@@ -147,8 +150,7 @@ def test_evaluator_stops_reading_at_the_first_non_move_token(rubik_dataset):
     assert solved.all()
     # Moves after an END (here U2 in every free slot) are ignored.
     garbage = torch.where(preds == END, MOVE_BASE + 1, preds)
-    garbage[:, STATE_LEN:] = torch.where(torch.arange(ANSWER_LEN) == length[:, None], END,
-                                         garbage[:, STATE_LEN:])
+    garbage[:, STATE_LEN:] = torch.where(torch.arange(ANSWER_LEN) == length[:, None], END, garbage[:, STATE_LEN:])
     assert evaluator.simulate(batch["inputs"], garbage)[0].all()
     # An empty answer solves nothing (no test state is solved).
     empty = preds.clone()

@@ -23,11 +23,14 @@ def test_solved_cube_has_one_colour_per_face_and_any_move_keeps_four_of_each():
         assert sorted(colours) == sorted(name for name in NET_ORIGIN for _ in range(4))
 
 
-@pytest.mark.parametrize("move, face_name, row, expected", [
-    ("U", "F", 0, ["R", "R"]),  # a clockwise U brings R's top row to F
-    ("R", "U", None, ["F", "F"]),  # R brings F's right column up to U
-    ("F", "R", None, ["U", "U"]),  # F brings U's bottom row to R's left column
-])
+@pytest.mark.parametrize(
+    "move, face_name, row, expected",
+    [
+        ("U", "F", 0, ["R", "R"]),  # a clockwise U brings R's top row to F
+        ("R", "U", None, ["F", "F"]),  # R brings F's right column up to U
+        ("F", "R", None, ["U", "U"]),  # F brings U's bottom row to R's left column
+    ],
+)
 def test_quarter_turns_move_the_stickers_a_solver_expects(move, face_name, row, expected):
     state = cube.CubeState.solved().apply_moves(cube.parse_moves(move))
     stickers = sticker_faces(state.perm, state.ori)

@@ -16,8 +16,8 @@ from rr_sudoku.grid import geometry
 
 def _line_permutations(count: int, box: int, rng: np.random.Generator) -> np.ndarray:
     """(count, box*box) row (or column) orders: permuted bands of permuted rows."""
-    bands = np.argsort(rng.random((count, box)), axis=1)             # (count, box)
-    within = np.argsort(rng.random((count, box, box)), axis=2)       # (count, box, box)
+    bands = np.argsort(rng.random((count, box)), axis=1)  # (count, box)
+    within = np.argsort(rng.random((count, box, box)), axis=2)  # (count, box, box)
     return (bands[:, :, None] * box + within).reshape(count, box * box)
 
 
@@ -31,7 +31,7 @@ def random_transforms(count: int, size: int, rng: np.random.Generator) -> tuple[
     geo = geometry(size)
     rows = _line_permutations(count, geo.box, rng)
     cols = _line_permutations(count, geo.box, rng)
-    sources = rows[:, :, None] * size + cols[:, None, :]             # (count, size, size)
+    sources = rows[:, :, None] * size + cols[:, None, :]  # (count, size, size)
     transpose = rng.random(count) < 0.5
     sources = np.where(transpose[:, None, None], sources.transpose(0, 2, 1), sources)
     digits = 1 + np.argsort(rng.random((count, size)), axis=1)
@@ -41,14 +41,15 @@ def random_transforms(count: int, size: int, rng: np.random.Generator) -> tuple[
 
 def apply_transforms(grids: np.ndarray, sources: np.ndarray, digit_maps: np.ndarray) -> np.ndarray:
     """Apply every transform to one digit grid (cells,): returns (count, cells) uint8."""
-    moved = np.asarray(grids)[sources]                               # (count, cells)
+    moved = np.asarray(grids)[sources]  # (count, cells)
     return np.take_along_axis(digit_maps, moved.astype(np.int64), axis=1).astype(np.uint8)
 
 
-def augment(puzzle: np.ndarray, solution: np.ndarray, count: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    puzzle: np.ndarray, solution: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` augmented copies of a puzzle and its solution, transformed alike."""
     puzzle = np.asarray(puzzle).reshape(-1)
-    size = int(round(puzzle.size ** 0.5))
+    size = int(round(puzzle.size**0.5))
     sources, digit_maps = random_transforms(count, size, rng)
     return apply_transforms(puzzle, sources, digit_maps), apply_transforms(solution, sources, digit_maps)

@@ -91,11 +91,11 @@ def _check(config: SudokuDataConfig) -> None:
     except ValueError as error:
         raise SudokuDataError(f"[data] size: {error}") from None
     if config.source == "files" and not config.train_path:
-        raise SudokuDataError("[data] source = \"files\" needs train_path")
+        raise SudokuDataError('[data] source = "files" needs train_path')
     if config.source == "files" and not config.test_path and config.test_size <= 0:
         raise SudokuDataError("[data] without test_path, test_size (> 0) puzzles of train_path are held out for test")
     if config.source == "generate" and (config.train_size <= 0 or config.test_size <= 0):
-        raise SudokuDataError("[data] source = \"generate\" needs train_size and test_size > 0")
+        raise SudokuDataError('[data] source = "generate" needs train_size and test_size > 0')
     if config.num_aug < 0 or config.train_size < 0 or config.test_size < 0:
         raise SudokuDataError("[data] num_aug, train_size and test_size must be >= 0")
 
@@ -117,14 +117,20 @@ def cache_key(config: SudokuDataConfig) -> dict[str, object]:
     values = attrs.asdict(config)
     values.pop("jobs")
     sources = [config.train_path, config.test_path] if config.source == "files" else []
-    return {"builder": "sudoku", "version": BUILDER_VERSION, "config": values,
-            "sources": [_source_stamp(path) for path in sources if path]}
+    return {
+        "builder": "sudoku",
+        "version": BUILDER_VERSION,
+        "config": values,
+        "sources": [_source_stamp(path) for path in sources if path],
+    }
 
 
 # -- collecting puzzles ------------------------------------------------------------------
 
-def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: ProblemLog,
-                   config: SudokuDataConfig, name: str) -> tuple[Puzzles, int]:
+
+def _take_labelled(
+    file: PuzzleFile, order: np.ndarray, wanted: int, problems: ProblemLog, config: SudokuDataConfig, name: str
+) -> tuple[Puzzles, int]:
     """The first ``wanted`` well-formed puzzles of ``file`` in ``order`` (0 = all), labelled.
 
     Returns the puzzles (in file order) and how far into ``order`` it went, so a
@@ -137,7 +143,7 @@ def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: P
     position = 0
     bar = progress(min(wanted, len(order)), f"sudoku: labelling {name}", unit="puzzles")
     while len(chosen) < wanted and position < len(order):
-        batch = order[position: position + (wanted - len(chosen))]
+        batch = order[position : position + (wanted - len(chosen))]
         position += len(batch)
         if file.solutions is not None:  # CSV: the file carries answers and ratings
             good = np.ones(len(batch), dtype=bool)
@@ -157,14 +163,18 @@ def _take_labelled(file: PuzzleFile, order: np.ndarray, wanted: int, problems: P
         ratings.append(rates[good])
     bar.close()
     if not chosen or len(chosen) < asked:
-        raise SudokuDataError(f"{file.path}: only {len(chosen)} usable puzzles for the {name} split, "
-                              f"{asked or 'all'} asked for; {_rejections(file.path, problems)}")
+        raise SudokuDataError(
+            f"{file.path}: only {len(chosen)} usable puzzles for the {name} split, "
+            f"{asked or 'all'} asked for; {_rejections(file.path, problems)}"
+        )
     cells = file.puzzles.shape[1]
     sort = np.argsort(chosen, kind="stable")
     rows = np.asarray(chosen, dtype=np.int64)[sort]
     solutions_all = np.concatenate(solutions) if solutions else np.zeros((0, cells), np.uint8)
     ratings_all = np.concatenate(ratings) if ratings else np.zeros(0, np.int64)
-    return Puzzles(file.puzzles[rows], solutions_all[sort].astype(np.uint8), ratings_all[sort].astype(np.int64)), position
+    return Puzzles(
+        file.puzzles[rows], solutions_all[sort].astype(np.uint8), ratings_all[sort].astype(np.int64)
+    ), position
 
 
 def _rejections(path: str, problems: ProblemLog) -> str:
@@ -214,8 +224,11 @@ def collect_from_files(config: SudokuDataConfig, problems: ProblemLog) -> tuple[
 def collect_generated(config: SudokuDataConfig) -> tuple[Puzzles, Puzzles]:
     """Generated train and test puzzles; test puzzles that repeat a training puzzle
     (or each other) are replaced, so the test set is held out."""
-    target = DifficultyTarget(givens=config.givens, min_guesses=config.min_guesses,
-                              max_guesses=None if config.max_guesses < 0 else config.max_guesses)
+    target = DifficultyTarget(
+        givens=config.givens,
+        min_guesses=config.min_guesses,
+        max_guesses=None if config.max_guesses < 0 else config.max_guesses,
+    )
     splits = []
     seen: set[bytes] = set()
     for stream, count in (("train", config.train_size), ("test", config.test_size)):
@@ -226,8 +239,9 @@ def collect_generated(config: SudokuDataConfig) -> tuple[Puzzles, Puzzles]:
             missing = count - len(kept)
             if not missing:
                 break
-            puzzles, solutions, guesses = generate_many(config.size, missing, config.seed,
-                                                        target, stream=f"{stream}:{start}", jobs=config.jobs)
+            puzzles, solutions, guesses = generate_many(
+                config.size, missing, config.seed, target, stream=f"{stream}:{start}", jobs=config.jobs
+            )
             start += missing
             for puzzle, solution, rating in zip(puzzles, solutions, guesses, strict=True):
                 key = puzzle.tobytes()
@@ -237,22 +251,33 @@ def collect_generated(config: SudokuDataConfig) -> tuple[Puzzles, Puzzles]:
                     bar.update(1)
         bar.close()
         if len(kept) < count:
-            raise SudokuDataError(f"could only generate {len(kept)} distinct {config.size}x{config.size} "
-                                  f"{stream} puzzles of {count}; ask for fewer or more givens")
-        splits.append(Puzzles(np.stack([k[0] for k in kept]), np.stack([k[1] for k in kept]),
-                              np.asarray([k[2] for k in kept], dtype=np.int64)))
+            raise SudokuDataError(
+                f"could only generate {len(kept)} distinct {config.size}x{config.size} "
+                f"{stream} puzzles of {count}; ask for fewer or more givens"
+            )
+        splits.append(
+            Puzzles(
+                np.stack([k[0] for k in kept]),
+                np.stack([k[1] for k in kept]),
+                np.asarray([k[2] for k in kept], dtype=np.int64),
+            )
+        )
     return splits[0], splits[1]
 
 
 # -- writing -----------------------------------------------------------------------------
 
-def write_puzzles(directory: Path, config: SudokuDataConfig, puzzles: Puzzles, num_aug: int,
-                  extra: dict[str, object]) -> None:
+
+def write_puzzles(
+    directory: Path, config: SudokuDataConfig, puzzles: Puzzles, num_aug: int, extra: dict[str, object]
+) -> None:
     """Write one split: each puzzle and ``num_aug`` augmentations as one group."""
     per_group = 1 + num_aug
     geo = geometry(config.size)
-    with SplitWriter(directory, geo.cells, dtype=np.uint8) as writer, \
-            progress(len(puzzles), f"sudoku: writing {directory.name}", unit="puzzles") as bar:
+    with (
+        SplitWriter(directory, geo.cells, dtype=np.uint8) as writer,
+        progress(len(puzzles), f"sudoku: writing {directory.name}", unit="puzzles") as bar,
+    ):
         for index, (puzzle, solution) in enumerate(zip(puzzles.puzzles, puzzles.solutions, strict=True)):
             grids, answers = [puzzle[None]], [solution[None]]
             if num_aug:
@@ -260,13 +285,21 @@ def write_puzzles(directory: Path, config: SudokuDataConfig, puzzles: Puzzles, n
                 more_grids, more_answers = augment(puzzle, solution, num_aug, rng)
                 grids.append(more_grids)
                 answers.append(more_answers)
-            writer.add_group(np.zeros(per_group, dtype=np.int32), to_tokens(np.concatenate(grids)),
-                             to_tokens(np.concatenate(answers)))
+            writer.add_group(
+                np.zeros(per_group, dtype=np.int32),
+                to_tokens(np.concatenate(grids)),
+                to_tokens(np.concatenate(answers)),
+            )
             bar.update(1)
-        writer.finish(pad_id=PAD_TOKEN, ignore_label_id=PAD_TOKEN, vocab_size=geo.vocab_size,
-                      num_puzzle_identifiers=1,  # Sudoku uses no per-puzzle embedding
-                      extra={"sudoku": {**extra, "size": config.size, "examples": writer.num_examples,
-                                        "blank_token": BLANK_TOKEN}})
+        writer.finish(
+            pad_id=PAD_TOKEN,
+            ignore_label_id=PAD_TOKEN,
+            vocab_size=geo.vocab_size,
+            num_puzzle_identifiers=1,  # Sudoku uses no per-puzzle embedding
+            extra={
+                "sudoku": {**extra, "size": config.size, "examples": writer.num_examples, "blank_token": BLANK_TOKEN}
+            },
+        )
     np.save(directory / RATINGS_FILE, np.repeat(puzzles.ratings, per_group))
 
 
@@ -301,8 +334,12 @@ def build_dataset(config: SudokuDataConfig, cache_dir: Path) -> Path:
         problems.finish()
         _report_skipped(problems)
         skipped = problems.sorted()
-        extra = {"rating": rating, "skipped": len(skipped), "rejected": problems.counts(),
-                 "problems": [str(p) for p in skipped[:20]]}
+        extra = {
+            "rating": rating,
+            "skipped": len(skipped),
+            "rejected": problems.counts(),
+            "problems": [str(p) for p in skipped[:20]],
+        }
         write_puzzles(folder / "train", config, train, config.num_aug, extra)
         write_puzzles(folder / "test", config, test, 0, extra)
 

@@ -32,8 +32,11 @@ def _report(message: str, shown: int, total: int, limit: int = 10) -> None:
 @click.option("--jobs", type=int, default=0, help="Worker processes (0: all CPUs).")
 @click.option("--limit", type=int, default=0, help="Label only the first LIMIT puzzles (0: all).")
 @click.option("--size", type=click.Choice(["4", "9"]), default=None, help="Grid size (default: from the file).")
-@click.option("--output", help="Write the puzzles with a unique solution here as CSV "
-                               "(source,question,answer,rating: what rr data build sudoku reads).")
+@click.option(
+    "--output",
+    help="Write the puzzles with a unique solution here as CSV "
+    "(source,question,answer,rating: what rr data build sudoku reads).",
+)
 def label(path: str, jobs: int, limit: int, size: str | None, output: str | None) -> None:
     """Solve every puzzle of PATH, prove uniqueness and rate difficulty (solver guesses);
     prints the time taken (a benchmark of the solver).
@@ -55,8 +58,7 @@ def label(path: str, jobs: int, limit: int, size: str | None, output: str | None
         raise InputError(str(error)) from None
     if not len(puzzles):
         first = f"; first problem: {puzzles.problems[0]}" if puzzles.problems else ""
-        raise InputError(f"{source}: no puzzles to label "
-                         f"({len(puzzles.problems)} unusable lines{first})")
+        raise InputError(f"{source}: no puzzles to label ({len(puzzles.problems)} unusable lines{first})")
     selected = puzzles.select(np.arange(min(limit, len(puzzles)) if limit else len(puzzles)))
     read_seconds = time.perf_counter() - started
     jobs = jobs or default_jobs()
@@ -65,12 +67,16 @@ def label(path: str, jobs: int, limit: int, size: str | None, output: str | None
     seconds = time.perf_counter() - started - read_seconds
     unique = labels.solutions == 1
     per_puzzle = 1000 * seconds / len(selected)
-    click.echo(f"{len(selected)} puzzles ({len(puzzles.problems)} malformed lines skipped) labelled in "
-               f"{seconds:.1f} s with {jobs} processes ({per_puzzle:.2f} ms/puzzle; "
-               f"reading {read_seconds:.1f} s)")
-    click.echo(f"unique {int(unique.sum())}, no solution {int((labels.solutions == 0).sum())}, "
-               f"several {int((labels.solutions == 2).sum())}; guesses mean {labels.guesses.mean():.1f}, "
-               f"median {np.median(labels.guesses):.0f}, max {labels.guesses.max()}")
+    click.echo(
+        f"{len(selected)} puzzles ({len(puzzles.problems)} malformed lines skipped) labelled in "
+        f"{seconds:.1f} s with {jobs} processes ({per_puzzle:.2f} ms/puzzle; "
+        f"reading {read_seconds:.1f} s)"
+    )
+    click.echo(
+        f"unique {int(unique.sum())}, no solution {int((labels.solutions == 0).sum())}, "
+        f"several {int((labels.solutions == 2).sum())}; guesses mean {labels.guesses.mean():.1f}, "
+        f"median {np.median(labels.guesses):.0f}, max {labels.guesses.max()}"
+    )
     not_unique = np.flatnonzero(~unique)
     for shown, row in enumerate(not_unique):
         reason = NO_SOLUTION if labels.solutions[row] == 0 else SEVERAL_SOLUTIONS
@@ -96,13 +102,11 @@ def _write_labels(target: Path, source: Path, puzzles: typing.Any, labels: typin
     with open(target, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["source", "question", "answer", "rating"])
-        rows = zip(puzzles.puzzles, puzzles.lines, labels.solutions, labels.grids, labels.guesses,
-                   strict=True)
+        rows = zip(puzzles.puzzles, puzzles.lines, labels.solutions, labels.grids, labels.guesses, strict=True)
         for puzzle, line, count, grid, guesses in rows:
             if count == 1:
                 question = "".join(str(digit) if digit else "." for digit in puzzle)
-                writer.writerow([f"{source.name}:{line}", question, "".join(map(str, grid)),
-                                 int(guesses)])
+                writer.writerow([f"{source.name}:{line}", question, "".join(map(str, grid)), int(guesses)])
 
 
 @sudoku.command()
@@ -120,8 +124,9 @@ def generate(size: str, count: int, seed: int, givens: int, min_guesses: int, ma
 
     if count < 1:
         raise InputError(f"--count must be at least 1, got {count}")
-    target = DifficultyTarget(givens=givens, min_guesses=min_guesses,
-                              max_guesses=None if max_guesses < 0 else max_guesses)
+    target = DifficultyTarget(
+        givens=givens, min_guesses=min_guesses, max_guesses=None if max_guesses < 0 else max_guesses
+    )
     try:
         puzzles, _, guesses = generate_many(int(size), count, seed, target, jobs=jobs)
     except (GenerationError, ValueError) as error:

@@ -86,21 +86,24 @@ class SudokuEvaluator:
         blank = (inputs == BLANK_TOKEN) & labelled
         given = inputs > BLANK_TOKEN
         # Valid solution: every cell a digit, every unit holds each digit once, givens kept.
-        digit = preds.long() - DIGIT_OFFSET                          # 1..size where a digit
+        digit = preds.long() - DIGIT_OFFSET  # 1..size where a digit
         is_digit = (digit >= 1) & (digit <= self.size)
         one_hot = F.one_hot((digit - 1).clamp(0, self.size - 1), self.size) * is_digit[..., None]
-        per_unit = one_hot[:, self._units].sum(dim=2)                # (B, units, size)
+        per_unit = one_hot[:, self._units].sum(dim=2)  # (B, units, size)
         satisfied = (per_unit == 1).all(dim=-1).all(dim=-1)
         keeps_givens = (~given | (preds == inputs)).all(dim=-1)
-        return torch.stack([
-            torch.ones_like(satisfied, dtype=torch.float64),
-            (correct & blank).sum(-1).double(),
-            blank.sum(-1).double(),
-            correct.sum(-1).double(),
-            labelled.sum(-1).double(),
-            (correct | ~labelled).all(-1).double(),
-            (satisfied & keeps_givens).double(),
-        ], dim=-1)
+        return torch.stack(
+            [
+                torch.ones_like(satisfied, dtype=torch.float64),
+                (correct & blank).sum(-1).double(),
+                blank.sum(-1).double(),
+                correct.sum(-1).double(),
+                labelled.sum(-1).double(),
+                (correct | ~labelled).all(-1).double(),
+                (satisfied & keeps_givens).double(),
+            ],
+            dim=-1,
+        )
 
     def update_batch(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
         stats = self.row_stats(batch["inputs"], batch["labels"], outputs["preds"])
@@ -108,9 +111,15 @@ class SudokuEvaluator:
         if self.config.write_predictions:
             # Compact copies stay on the device (the trainer may reuse its buffers); they
             # reach the host once, in result().
-            self._rows.append((batch["valid"].clone(), batch["index"].clone(),
-                               batch["inputs"].to(torch.uint8), batch["labels"].to(torch.uint8),
-                               outputs["preds"].to(torch.uint8)))
+            self._rows.append(
+                (
+                    batch["valid"].clone(),
+                    batch["index"].clone(),
+                    batch["inputs"].to(torch.uint8),
+                    batch["labels"].to(torch.uint8),
+                    outputs["preds"].to(torch.uint8),
+                )
+            )
         self._sums[0] += stats.sum(0)
         if self._ratings is not None:
             index = batch["index"].clamp(0, len(self._ratings) - 1)
@@ -133,12 +142,14 @@ class SudokuEvaluator:
         """This rank's valid rows as host arrays: one copy from the device per array."""
         if not self._rows:
             empty = np.zeros((0, self.size * self.size), np.uint8)
-            return {"index": np.zeros(0, np.int64), "inputs": empty, "labels": empty,
-                    "preds": empty}
+            return {"index": np.zeros(0, np.int64), "inputs": empty, "labels": empty, "preds": empty}
         valid, index, inputs, labels, preds = (torch.cat(parts) for parts in zip(*self._rows))
-        return {"index": index[valid].cpu().numpy().astype(np.int64),
-                "inputs": inputs[valid].cpu().numpy(), "labels": labels[valid].cpu().numpy(),
-                "preds": preds[valid].cpu().numpy()}
+        return {
+            "index": index[valid].cpu().numpy().astype(np.int64),
+            "inputs": inputs[valid].cpu().numpy(),
+            "labels": labels[valid].cpu().numpy(),
+            "preds": preds[valid].cpu().numpy(),
+        }
 
     def result(self) -> dict[str, float] | None:
         sums = all_reduce_sum(self._sums).tolist()
@@ -151,27 +162,31 @@ class SudokuEvaluator:
         for index, bucket in enumerate(sums[1:]):
             if bucket[0] == 0:
                 continue
-            name = f"rating_{edges[index]}-{edges[index + 1] - 1}" if index + 1 < len(edges) else f"rating_{edges[index]}+"
+            name = (
+                f"rating_{edges[index]}-{edges[index + 1] - 1}" if index + 1 < len(edges) else f"rating_{edges[index]}+"
+            )
             results.update({f"{key}/{name}": value for key, value in self._metrics(bucket).items()})
         if gathered is not None:
             self._write(self.output_dir, gathered, results)
         return results
 
-    def _write(self, output: Path, gathered: list[dict[str, np.ndarray]],
-               results: dict[str, float]) -> None:
+    def _write(self, output: Path, gathered: list[dict[str, np.ndarray]], results: dict[str, float]) -> None:
         """``predictions.jsonl`` (one row per puzzle, index order) and ``results.json``."""
         rows = {name: np.concatenate([part[name] for part in gathered]) for name in gathered[0]}
         order = np.argsort(rows["index"], kind="stable")
-        index, inputs, labels, preds = (rows[name][order]
-                                        for name in ("index", "inputs", "labels", "preds"))
+        index, inputs, labels, preds = (rows[name][order] for name in ("index", "inputs", "labels", "preds"))
         correct = ((preds == labels) | (labels == IGNORE_LABEL)).all(axis=1)
         ratings = self._ratings.cpu().numpy()[index] if self._ratings is not None else None
         output.mkdir(parents=True, exist_ok=True)
         with open(output / "predictions.jsonl", "w", encoding="utf-8") as handle:
             for row in range(len(index)):
-                record = {"index": int(index[row]), "input": _puzzle_string(inputs[row]),
-                          "prediction": _puzzle_string(preds[row]),
-                          "label": _puzzle_string(labels[row]), "correct": bool(correct[row])}
+                record = {
+                    "index": int(index[row]),
+                    "input": _puzzle_string(inputs[row]),
+                    "prediction": _puzzle_string(preds[row]),
+                    "label": _puzzle_string(labels[row]),
+                    "correct": bool(correct[row]),
+                }
                 if ratings is not None:
                     record["rating"] = int(ratings[row])
                 handle.write(json.dumps(record) + "\n")

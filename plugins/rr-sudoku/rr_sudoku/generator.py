@@ -45,6 +45,7 @@ class GenerationError(RuntimeError):
 
 def random_grid(size: int, rng: random.Random) -> np.ndarray:
     """A uniformly shuffled search's first full grid of ``size x size``."""
+
     def shuffled(bits: list[int]) -> list[int]:
         rng.shuffle(bits)
         return bits
@@ -70,8 +71,9 @@ def _dig(solution: np.ndarray, givens: int, rng: random.Random) -> np.ndarray:
     return puzzle
 
 
-def generate_puzzle(size: int, seed: int, index: int = 0, target: DifficultyTarget = DifficultyTarget(),
-                    stream: str = "") -> tuple[np.ndarray, np.ndarray, int]:
+def generate_puzzle(
+    size: int, seed: int, index: int = 0, target: DifficultyTarget = DifficultyTarget(), stream: str = ""
+) -> tuple[np.ndarray, np.ndarray, int]:
     """One puzzle ``(puzzle, solution, guesses)`` of ``size x size`` meeting ``target``.
 
     The same ``(seed, stream, index)`` always gives the same puzzle.
@@ -88,22 +90,32 @@ def generate_puzzle(size: int, seed: int, index: int = 0, target: DifficultyTarg
         _, guesses = solve(puzzle, limit=2)
         if guesses >= target.min_guesses and (target.max_guesses is None or guesses <= target.max_guesses):
             return puzzle, solution, guesses
-    raise GenerationError(f"no {size}x{size} puzzle with {target} in {target.max_attempts} attempts; "
-                          f"loosen the givens or guess bounds")
+    raise GenerationError(
+        f"no {size}x{size} puzzle with {target} in {target.max_attempts} attempts; loosen the givens or guess bounds"
+    )
 
 
-def _generate_chunk(args: tuple[int, int, str, DifficultyTarget, list[int]]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def _generate_chunk(
+    args: tuple[int, int, str, DifficultyTarget, list[int]],
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
     size, seed, stream, target, indices = args
     return [generate_puzzle(size, seed, index, target, stream) for index in indices]
 
 
-def generate_many(size: int, count: int, seed: int, target: DifficultyTarget = DifficultyTarget(),
-                  stream: str = "", jobs: int = 0, progress: Callable[[int], None] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def generate_many(
+    size: int,
+    count: int,
+    seed: int,
+    target: DifficultyTarget = DifficultyTarget(),
+    stream: str = "",
+    jobs: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` puzzles as arrays ``(puzzles, solutions, guesses)``, over ``jobs`` processes."""
     chunk = 16 if size == 9 else 256
-    tasks = [(size, seed, stream, target, list(range(start, min(start + chunk, count))))
-             for start in range(0, count, chunk)]
+    tasks = [
+        (size, seed, stream, target, list(range(start, min(start + chunk, count)))) for start in range(0, count, chunk)
+    ]
     jobs = jobs or default_jobs()
     results: list[tuple[np.ndarray, np.ndarray, int]] = []
     if jobs <= 1 or len(tasks) <= 1:

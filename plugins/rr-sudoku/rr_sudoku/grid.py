@@ -56,11 +56,13 @@ def geometry(size: int) -> Geometry:
     n = size
     rows = [tuple(r * n + c for c in range(n)) for r in range(n)]
     cols = [tuple(r * n + c for r in range(n)) for c in range(n)]
-    boxes = [tuple((br * box + r) * n + bc * box + c for r in range(box) for c in range(box))
-             for br in range(box) for bc in range(box)]
+    boxes = [
+        tuple((br * box + r) * n + bc * box + c for r in range(box) for c in range(box))
+        for br in range(box)
+        for bc in range(box)
+    ]
     units = tuple(rows + cols + boxes)
-    peers = tuple(tuple(sorted({p for unit in units if cell in unit for p in unit} - {cell}))
-                  for cell in range(n * n))
+    peers = tuple(tuple(sorted({p for unit in units if cell in unit for p in unit} - {cell})) for cell in range(n * n))
     return Geometry(box=box, size=n, cells=n * n, units=units, peers=peers, full=(1 << n) - 1)
 
 

@@ -18,15 +18,27 @@ if TYPE_CHECKING:
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
     """The ``sudoku`` builder: puzzle files, CSV or generated 4x4/9x9 puzzles, augmented."""
-    return [DatasetSpec(name="sudoku", factory=build_dataset, config_class=SudokuDataConfig,
-                        description="Sudoku 4x4/9x9 from puzzle files, CSV or the generator, with augmentation")]
+    return [
+        DatasetSpec(
+            name="sudoku",
+            factory=build_dataset,
+            config_class=SudokuDataConfig,
+            description="Sudoku 4x4/9x9 from puzzle files, CSV or the generator, with augmentation",
+        )
+    ]
 
 
 @hookimpl
 def rr_register_evaluators() -> list[EvaluatorSpec]:
     """The ``sudoku`` evaluator: blank/cell/exact accuracy and valid solutions by difficulty."""
-    return [EvaluatorSpec(name="sudoku", factory=SudokuEvaluator, config_class=SudokuEvalConfig,
-                          description="Sudoku cell, exact and valid-solution accuracy by difficulty bucket")]
+    return [
+        EvaluatorSpec(
+            name="sudoku",
+            factory=SudokuEvaluator,
+            config_class=SudokuEvalConfig,
+            description="Sudoku cell, exact and valid-solution accuracy by difficulty bucket",
+        )
+    ]
 
 
 @hookimpl
@@ -52,5 +64,10 @@ def rr_register_tasks() -> list[TaskSpec]:
     """Single puzzles for ``rr solve``, predictions and test-time selection (rr_sudoku.task)."""
     from rr_sudoku.task import SudokuTask
 
-    return [TaskSpec(name="sudoku", factory=SudokuTask,
-                     description="Sudoku puzzles as a line or a grid; checks the rules; symmetries for voting")]
+    return [
+        TaskSpec(
+            name="sudoku",
+            factory=SudokuTask,
+            description="Sudoku puzzles as a line or a grid; checks the rules; symmetries for voting",
+        )
+    ]

@@ -80,8 +80,15 @@ class PuzzleFile:
     def select(self, rows: np.ndarray) -> PuzzleFile:
         """The puzzles at ``rows`` (problems are kept: they describe the whole file)."""
         pick = lambda array: None if array is None else array[rows]  # noqa: E731
-        return PuzzleFile(self.path, self.size, self.puzzles[rows], self.lines[rows],
-                          pick(self.solutions), pick(self.ratings), list(self.problems))
+        return PuzzleFile(
+            self.path,
+            self.size,
+            self.puzzles[rows],
+            self.lines[rows],
+            pick(self.solutions),
+            pick(self.ratings),
+            list(self.problems),
+        )
 
 
 class ProblemLog:
@@ -115,7 +122,7 @@ class ProblemLog:
         if self.on_error == "reject" and self.problems:
             problems = self.sorted()
             more = f" and {len(problems) - 1} more unusable puzzles" if len(problems) > 1 else ""
-            raise SudokuDataError(f"{problems[0]}{more} (set on_error = \"skip\" to drop them)")
+            raise SudokuDataError(f'{problems[0]}{more} (set on_error = "skip" to drop them)')
 
 
 def parse_grid(text: str, size: int | None = None) -> np.ndarray:
@@ -130,8 +137,7 @@ def parse_grid(text: str, size: int | None = None) -> np.ndarray:
     digits = np.frombuffer(text.translate(_BLANK_TO_ZERO).encode("utf-8", "replace"), dtype=np.uint8) - ord("0")
     bad = np.flatnonzero(digits > size) if digits.size == len(text) else np.arange(len(text))
     if bad.size:
-        raise ValueError(f"bad character {text[bad[0]]!r} at column {bad[0] + 1} "
-                         f"(expected '.', '0' or 1-{size})")
+        raise ValueError(f"bad character {text[bad[0]]!r} at column {bad[0] + 1} (expected '.', '0' or 1-{size})")
     return digits
 
 
@@ -180,9 +186,12 @@ def read_lines(path: str | Path, size: int | None = None, on_error: OnError = "s
 def _drop_conflicts(puzzles: PuzzleFile, log: ProblemLog) -> PuzzleFile:
     bad = conflicting_givens(puzzles.puzzles, puzzles.size)
     for row in np.flatnonzero(bad):
-        log.report(puzzles.path, int(puzzles.lines[row]),
-                   f"contradictory givens: {givens_conflict(puzzles.puzzles[row], puzzles.size)}",
-                   CONTRADICTORY)
+        log.report(
+            puzzles.path,
+            int(puzzles.lines[row]),
+            f"contradictory givens: {givens_conflict(puzzles.puzzles[row], puzzles.size)}",
+            CONTRADICTORY,
+        )
     return puzzles.select(np.flatnonzero(~bad)) if bad.any() else puzzles
 
 
@@ -220,21 +229,30 @@ def read_csv(path: str | Path, size: int | None = None, on_error: OnError = "ski
             ratings.append(rating)
             lines.append(number)
     size = size or 9
-    result = PuzzleFile(str(path), size, _stack(puzzles, size), np.asarray(lines, dtype=np.int64),
-                        solutions=_stack(solutions, size), ratings=np.asarray(ratings, dtype=np.int64))
+    result = PuzzleFile(
+        str(path),
+        size,
+        _stack(puzzles, size),
+        np.asarray(lines, dtype=np.int64),
+        solutions=_stack(solutions, size),
+        ratings=np.asarray(ratings, dtype=np.int64),
+    )
     result = _drop_conflicts(result, log)
     wrong = ~valid_solutions(result.puzzles, result.solutions, size)
     for row in np.flatnonzero(wrong):
-        log.report(path, int(result.lines[row]), "the answer does not solve the question",
-                   WRONG_ANSWER)
+        log.report(path, int(result.lines[row]), "the answer does not solve the question", WRONG_ANSWER)
     result = result.select(np.flatnonzero(~wrong)) if wrong.any() else result
     log.finish()
     result.problems = log.sorted()
     return result
 
 
-def read_puzzles(path: str | Path, size: int | None = None, on_error: OnError = "skip",
-                 format: Literal["auto", "lines", "csv"] = "auto") -> PuzzleFile:
+def read_puzzles(
+    path: str | Path,
+    size: int | None = None,
+    on_error: OnError = "skip",
+    format: Literal["auto", "lines", "csv"] = "auto",
+) -> PuzzleFile:
     """Read ``path`` in ``format`` (``auto``: CSV for a ``.csv`` suffix, lines otherwise)."""
     if not Path(path).is_file():
         raise SudokuDataError(f"{path}: no such puzzle file")

@@ -129,8 +129,9 @@ def _initial_candidates(puzzle: Sequence[int], geo: Geometry) -> tuple[list[int]
     return cands, queue
 
 
-def solve(puzzle: Sequence[int] | np.ndarray, limit: int = 2,
-          order: Callable[[list[int]], list[int]] | None = None) -> tuple[list[np.ndarray], int]:
+def solve(
+    puzzle: Sequence[int] | np.ndarray, limit: int = 2, order: Callable[[list[int]], list[int]] | None = None
+) -> tuple[list[np.ndarray], int]:
     """Up to ``limit`` solutions of ``puzzle`` (digits, 0 blank) and the guesses made.
 
     ``order`` may reorder the candidate bits tried at each branch (the generator
@@ -183,8 +184,9 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def label_many(puzzles: np.ndarray, jobs: int = 0, chunk_size: int = 64,
-               progress: Callable[[int], None] | None = None) -> Labels:
+def label_many(
+    puzzles: np.ndarray, jobs: int = 0, chunk_size: int = 64, progress: Callable[[int], None] | None = None
+) -> Labels:
     """Label ``puzzles`` (N, cells) in parallel over ``jobs`` processes (0: all CPUs).
 
     Results come back in input order whatever the number of processes;
@@ -192,7 +194,7 @@ def label_many(puzzles: np.ndarray, jobs: int = 0, chunk_size: int = 64,
     """
     puzzles = np.asarray(puzzles, dtype=np.uint8).reshape(len(puzzles), -1)
     jobs = jobs or default_jobs()
-    chunks = [puzzles[start:start + chunk_size] for start in range(0, len(puzzles), chunk_size)]
+    chunks = [puzzles[start : start + chunk_size] for start in range(0, len(puzzles), chunk_size)]
     results = []
     if jobs <= 1 or len(chunks) <= 1:
         for chunk in chunks:

@@ -45,14 +45,14 @@ class SudokuTask:
             raise PuzzleError(f"{len(rows)} rows; a {self.size}x{self.size} grid has {self.size}")
         for number, row in enumerate(rows if len(rows) > 1 else [], start=1):
             if len(row) != self.size:
-                raise PuzzleError(f"row {number} has {len(row)} cells; a {self.size}x{self.size} grid "
-                                  f"has {self.size}")
+                raise PuzzleError(f"row {number} has {len(row)} cells; a {self.size}x{self.size} grid has {self.size}")
         text = "".join(rows)
         if len(text) != cells:
             other = {16: "4x4", 81: "9x9"}.get(len(text))
             hint = f" (a {other} puzzle)" if other else ""
-            raise PuzzleError(f"{len(text)} cells{hint}; this model solves {self.size}x{self.size} "
-                              f"Sudoku, {cells} cells")
+            raise PuzzleError(
+                f"{len(text)} cells{hint}; this model solves {self.size}x{self.size} Sudoku, {cells} cells"
+            )
         try:
             digits = parse_grid(text, self.size)
         except ValueError as error:
@@ -75,7 +75,7 @@ class SudokuTask:
             if r and r % box == 0:
                 lines.append("+".join(["-" * (2 * box + 1)] * box)[1:-1])
             cells = [_SHOWN[d] for d in row]
-            lines.append(" | ".join(" ".join(cells[c: c + box]) for c in range(0, self.size, box)))
+            lines.append(" | ".join(" ".join(cells[c : c + box]) for c in range(0, self.size, box)))
         return "\n".join(lines)
 
     def check(self, inputs: np.ndarray, prediction: np.ndarray) -> Check:
@@ -103,7 +103,7 @@ class SudokuTask:
         digit_maps = digit_maps.reshape(n, count, -1)
         sources[:, 0] = np.arange(self.geometry.cells)
         digit_maps[:, 0] = np.arange(self.size + 1)
-        digits = self._digits(inputs)[:, None, :].repeat(count, axis=1)               # (N, count, cells)
+        digits = self._digits(inputs)[:, None, :].repeat(count, axis=1)  # (N, count, cells)
         moved = np.take_along_axis(digits, sources, axis=2)
         mapped = np.take_along_axis(digit_maps, moved, axis=2)
         return to_tokens(mapped), (sources, digit_maps)

@@ -18,9 +18,27 @@ class SudokuView:
         self.text = ["", ""] + [str(d) for d in range(1, self.size + 1)]
 
     def draw_input(self, inputs: np.ndarray) -> list[Panel]:
-        return [token_panel("puzzle", inputs, answer=False, text=self.text, shape=(self.size, self.size),
-                            block=self.box, given=inputs > BLANK_TOKEN)]
+        return [
+            token_panel(
+                "puzzle",
+                inputs,
+                answer=False,
+                text=self.text,
+                shape=(self.size, self.size),
+                block=self.box,
+                given=inputs > BLANK_TOKEN,
+            )
+        ]
 
     def draw_answer(self, answer: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> list[Panel]:
-        return [token_panel("grid", answer, answer=True, text=self.text, shape=(self.size, self.size),
-                            block=self.box, given=inputs >= BLANK_TOKEN + DIGIT_OFFSET)]
+        return [
+            token_panel(
+                "grid",
+                answer,
+                answer=True,
+                text=self.text,
+                shape=(self.size, self.size),
+                block=self.box,
+                given=inputs >= BLANK_TOKEN + DIGIT_OFFSET,
+            )
+        ]

@@ -23,27 +23,42 @@ OTHER = np.array([1, 2, 4, 3, 3, 4, 2, 1, 2, 1, 3, 4, 4, 3, 1, 2])
 def _evaluator(tmp_path, ratings=None, buckets=(0, 10), output_dir=None):
     if ratings is not None:
         np.save(tmp_path / RATINGS_FILE, np.asarray(ratings))
-    meta = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=6, seq_len=16,
-                           num_puzzle_identifiers=1, total_groups=4, mean_puzzle_examples=1.0, sets=["all"])
-    evaluator = SudokuEvaluator(SudokuEvalConfig(rating_buckets=list(buckets)),
-                                EvalContext(metadata=meta, data_dir=tmp_path))
+    meta = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=6,
+        seq_len=16,
+        num_puzzle_identifiers=1,
+        total_groups=4,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
+    evaluator = SudokuEvaluator(
+        SudokuEvalConfig(rating_buckets=list(buckets)), EvalContext(metadata=meta, data_dir=tmp_path)
+    )
     evaluator.begin_eval(output_dir or tmp_path)
     return evaluator
 
 
 def _batch(puzzles, solutions, preds, valid=None):
     rows = len(puzzles)
-    return ({"inputs": torch.from_numpy(to_tokens(np.stack(puzzles))).int(),
-             "labels": torch.from_numpy(to_tokens(np.stack(solutions))).long(),
-             "index": torch.arange(rows), "valid": torch.ones(rows, dtype=torch.bool) if valid is None else valid},
-            {"preds": torch.from_numpy(to_tokens(np.stack(preds))).long()})
+    return (
+        {
+            "inputs": torch.from_numpy(to_tokens(np.stack(puzzles))).int(),
+            "labels": torch.from_numpy(to_tokens(np.stack(solutions))).long(),
+            "index": torch.arange(rows),
+            "valid": torch.ones(rows, dtype=torch.bool) if valid is None else valid,
+        },
+        {"preds": torch.from_numpy(to_tokens(np.stack(preds))).long()},
+    )
 
 
 def test_metrics_on_hand_made_predictions(tmp_path):
     ambiguous = SOLUTION * np.isin(np.arange(16), [0, 1, 4, 5, 8, 9, 12, 13])  # last two columns blank
     wrong = SOLUTION.copy()
-    wrong[[2, 3]] = [3, 3]                                    # one wrong cell, a repeated digit
-    changes_given = OTHER.copy()                              # valid grid, but given 1 at cell 0 ...
+    wrong[[2, 3]] = [3, 3]  # one wrong cell, a repeated digit
+    changes_given = OTHER.copy()  # valid grid, but given 1 at cell 0 ...
     changes_given[[0, 1, 4, 5, 8, 9, 12, 13]] = [2, 1, 4, 3, 1, 2, 3, 4]  # ... swapped to another valid grid
     puzzles = [ambiguous, ambiguous, ambiguous, ambiguous]
     preds = [SOLUTION, wrong, OTHER, changes_given]
@@ -52,7 +67,7 @@ def test_metrics_on_hand_made_predictions(tmp_path):
     result = evaluator.result()
     assert result["count"] == 4
     assert result["exact_accuracy"] == 0.25
-    assert result["valid_solution"] == 0.5                    # the label and OTHER; not wrong nor changes_given
+    assert result["valid_solution"] == 0.5  # the label and OTHER; not wrong nor changes_given
     blank_cells = 4 * 8
     blank_correct = 8 + 7 + 0 + int((changes_given == SOLUTION)[ambiguous == 0].sum())
     assert result["blank_accuracy"] == pytest.approx(blank_correct / blank_cells)
@@ -65,13 +80,14 @@ def test_metrics_on_hand_made_predictions(tmp_path):
 def test_padding_rows_and_pad_tokens_do_not_count(tmp_path):
     evaluator = _evaluator(tmp_path)
     puzzle = SOLUTION * (np.arange(16) % 3 == 0)
-    broken = np.zeros(16, dtype=np.int64)                     # pad tokens are no digits
-    batch, outputs = _batch([puzzle, puzzle], [SOLUTION, SOLUTION], [SOLUTION, broken],
-                            valid=torch.tensor([True, False]))
+    broken = np.zeros(16, dtype=np.int64)  # pad tokens are no digits
+    batch, outputs = _batch(
+        [puzzle, puzzle], [SOLUTION, SOLUTION], [SOLUTION, broken], valid=torch.tensor([True, False])
+    )
     evaluator.update_batch(batch, outputs)
     result = evaluator.result()
     assert result["count"] == 1 and result["exact_accuracy"] == 1.0 and result["valid_solution"] == 1.0
-    assert not any("/rating_" in key for key in result)       # no ratings file, no buckets
+    assert not any("/rating_" in key for key in result)  # no ratings file, no buckets
     evaluator.begin_eval(tmp_path)
     batch, outputs = _batch([puzzle], [SOLUTION], [broken])
     evaluator.update_batch(batch, outputs)
@@ -92,15 +108,22 @@ def test_writes_one_prediction_row_per_puzzle_and_the_metrics(tmp_path):
     batch, outputs = _batch([puzzle], [SOLUTION], [wrong])
     batch["index"] = torch.tensor([2])
     evaluator.update_batch(batch, outputs)
-    batch, outputs = _batch([puzzle, puzzle, puzzle], [SOLUTION] * 3, [SOLUTION, SOLUTION, wrong],
-                            valid=torch.tensor([True, True, False]))
+    batch, outputs = _batch(
+        [puzzle, puzzle, puzzle], [SOLUTION] * 3, [SOLUTION, SOLUTION, wrong], valid=torch.tensor([True, True, False])
+    )
     evaluator.update_batch(batch, outputs)
     result = evaluator.result()
     rows = _read_predictions(output)
     assert [row["index"] for row in rows] == [0, 1, 2]
     given = "".join(str(d) if d else "." for d in puzzle)
-    assert rows[0] == {"index": 0, "input": given, "prediction": "1234341221434321",
-                       "label": "1234341221434321", "correct": True, "rating": 3}
+    assert rows[0] == {
+        "index": 0,
+        "input": given,
+        "prediction": "1234341221434321",
+        "label": "1234341221434321",
+        "correct": True,
+        "rating": 3,
+    }
     assert rows[2]["prediction"] == "1334341221434321" and rows[2]["correct"] is False
     assert rows[2]["rating"] == 20
     assert json.loads((output / "results.json").read_text()) == result
@@ -108,9 +131,17 @@ def test_writes_one_prediction_row_per_puzzle_and_the_metrics(tmp_path):
 
 
 def test_predictions_can_be_switched_off(tmp_path):
-    meta = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=6,
-                           seq_len=16, num_puzzle_identifiers=1, total_groups=1,
-                           mean_puzzle_examples=1.0, sets=["all"])
+    meta = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=6,
+        seq_len=16,
+        num_puzzle_identifiers=1,
+        total_groups=1,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     context = EvalContext(metadata=meta, data_dir=tmp_path)
     evaluator = SudokuEvaluator(SudokuEvalConfig(write_predictions=False), context)
     evaluator.begin_eval(tmp_path / "out")

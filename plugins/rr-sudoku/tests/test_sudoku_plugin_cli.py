@@ -20,8 +20,17 @@ def test_registers_dataset_and_evaluator():
 def test_build_label_and_generate_commands(tmp_path):
     runner = CliRunner()
     settings = ["source=generate", "size=4", "train_size=12", "test_size=4", "num_aug=2", "jobs=1"]
-    result = runner.invoke(main, ["data", "build", "sudoku", "--cache-dir", str(tmp_path),
-                                  *[arg for setting in settings for arg in ("--set", setting)]])
+    result = runner.invoke(
+        main,
+        [
+            "data",
+            "build",
+            "sudoku",
+            "--cache-dir",
+            str(tmp_path),
+            *[arg for setting in settings for arg in ("--set", setting)],
+        ],
+    )
     assert result.exit_code == 0, result.output
     folder = result.stdout.strip().splitlines()[-1]
     assert folder.startswith(str(tmp_path)) and "train: 12 groups, 36 puzzles, 36 examples" in result.stderr
@@ -35,6 +44,7 @@ def test_build_label_and_generate_commands(tmp_path):
     assert result.exit_code == 0 and "3 puzzles (1 malformed lines skipped)" in result.stdout
     assert "unique 3" in result.stdout
 
-    result = runner.invoke(main, ["data", "build", "sudoku", "--set", f"train_path={str(puzzles)!r}",
-                                  "--cache-dir", str(tmp_path)])
+    result = runner.invoke(
+        main, ["data", "build", "sudoku", "--set", f"train_path={str(puzzles)!r}", "--cache-dir", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "test_size" in result.output

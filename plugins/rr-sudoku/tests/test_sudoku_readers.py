@@ -21,16 +21,19 @@ def test_line_file_blanks_comments_and_line_numbers(tmp_path):
 
 def test_four_by_four(tmp_path):
     path = tmp_path / "p.txt"
-    path.write_text("1...\n" "....\n" "..2.\n" "...3\n".replace("\n", "") + "\n")
+    path.write_text("1...\n....\n..2.\n...3\n".replace("\n", "") + "\n")
     result = read_puzzles(path)
     assert result.size == 4 and result.puzzles.shape == (1, 16)
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    (GOOD[:-1], "80 characters"),
-    (GOOD[:-1] + "x", "bad character 'x' at column 81"),
-    ("99" + GOOD[2:], "digit 9 repeats in row 1"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (GOOD[:-1], "80 characters"),
+        (GOOD[:-1] + "x", "bad character 'x' at column 81"),
+        ("99" + GOOD[2:], "digit 9 repeats in row 1"),
+    ],
+)
 def test_malformed_lines_are_skipped_and_named(tmp_path, line, message):
     path = tmp_path / "bad.txt"
     path.write_text(f"{GOOD}\n{line}\n{GOOD}\n")

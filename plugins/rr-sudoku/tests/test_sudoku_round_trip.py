@@ -15,7 +15,7 @@ from rr_sudoku.readers import parse_grid, read_puzzles
 from rrcore.cli import main
 
 UNSOLVABLE_4X4 = "12....3.......4."  # cell (1, 3) can hold neither 1, 2 (row) nor 3, 4 (column)
-AMBIGUOUS_4X4 = "1..............."   # far too few givens: many solutions
+AMBIGUOUS_4X4 = "1..............."  # far too few givens: many solutions
 
 
 def rr(*args: str):
@@ -51,8 +51,13 @@ def test_generate_label_build_round_trip(tmp_path, size, count):
         assert is_valid_solution(parse_grid(row["question"]), parse_grid(row["answer"]))
 
     for source in ("generated.txt", "labels.csv"):
-        built = build(f"train_path={str(tmp_path / source)!r}", f"size={size}", "test_size=1", "jobs=1",
-                      cache_dir=tmp_path / "cache")
+        built = build(
+            f"train_path={str(tmp_path / source)!r}",
+            f"size={size}",
+            "test_size=1",
+            "jobs=1",
+            cache_dir=tmp_path / "cache",
+        )
         assert built.exit_code == 0, built.output
         assert f"train: {count - 1} groups" in built.stderr and "test: 1 groups" in built.stderr
         assert "skipped" not in built.stderr
@@ -64,14 +69,14 @@ def test_generate_label_build_round_trip(tmp_path, size, count):
 def test_readers_accept_bom_crlf_and_trailing_comments(tmp_path):
     solution = "1234341221434321"
     lines = tmp_path / "windows.txt"
-    lines.write_bytes("\ufeff# exported on Windows\r\n12.4..1..1.3.3.1  # from the forum\r\n\r\n"
-                      "1...3....1.3...1\r\n".encode())
+    lines.write_bytes(
+        "\ufeff# exported on Windows\r\n12.4..1..1.3.3.1  # from the forum\r\n\r\n1...3....1.3...1\r\n".encode()
+    )
     read = read_puzzles(lines, size=4, on_error="reject")
     assert len(read) == 2 and read.lines.tolist() == [2, 4] and not read.problems
 
     table = tmp_path / "windows.csv"
-    table.write_bytes(("\ufeffsource,question,answer,rating\r\n"
-                       f"forum,12.4..1..1.3.3.1,{solution},7\r\n").encode())
+    table.write_bytes((f"\ufeffsource,question,answer,rating\r\nforum,12.4..1..1.3.3.1,{solution},7\r\n").encode())
     read = read_puzzles(table, on_error="reject")
     assert len(read) == 1 and read.ratings.tolist() == [7]
     assert "".join(map(str, read.solutions[0])) == solution
@@ -101,8 +106,9 @@ def test_build_with_too_few_puzzles_says_why_each_was_rejected(tmp_path):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith(f"rr: error: {puzzles}: only 0 usable puzzles for the test split, "
-                              "2 asked for; rejected: ")
+    assert message.startswith(
+        f"rr: error: {puzzles}: only 0 usable puzzles for the test split, 2 asked for; rejected: "
+    )
     assert f"5 several solutions (first at {puzzles}:1)" in message
     assert f"1 no solution (first at {puzzles}:6)" in message
     assert f"1 malformed (first at {puzzles}:7: 12 characters; a 4x4 puzzle has 16)" in message
@@ -117,7 +123,8 @@ def test_build_summary_counts_skipped_puzzles_by_reason(tmp_path):
     assert "skipped 3 puzzles (2 several solutions, 1 no solution)" in result.stderr
     assert f"{puzzles}:7: several solutions" in result.stderr
     folder = tmp_path / "cache" / result.stdout.strip()
-    total = sum(json.loads((folder / split / "dataset.json").read_text())["total_groups"]
-                for split in ("train", "test"))
+    total = sum(
+        json.loads((folder / split / "dataset.json").read_text())["total_groups"] for split in ("train", "test")
+    )
     assert total == 6
     assert np.load(folder / "train" / "all__ratings.npy").shape == (5,)

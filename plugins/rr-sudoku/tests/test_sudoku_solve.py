@@ -31,9 +31,20 @@ def checkpoint(tmp_path_factory) -> Path:
     if not EXAMPLE.exists():
         pytest.skip("runs from a source checkout (examples/)")
     folder = tmp_path_factory.mktemp("solver")
-    result = train_briefly(EXAMPLE, folder, [
-        "train.max_steps=300", "train.eval_interval=0", "data.train_size=1000", "data.test_size=64",
-        "model.hidden_size=32", "model.L_layers=1", "act.halt_max_steps=4", "run.cpu_threads=1"])
+    result = train_briefly(
+        EXAMPLE,
+        folder,
+        [
+            "train.max_steps=300",
+            "train.eval_interval=0",
+            "data.train_size=1000",
+            "data.test_size=64",
+            "model.hidden_size=32",
+            "model.L_layers=1",
+            "act.halt_max_steps=4",
+            "run.cpu_threads=1",
+        ],
+    )
     return result.checkpoint
 
 
@@ -44,8 +55,9 @@ def _evaluate(checkpoint: Path, tmp_path: Path, *settings: str) -> dict[str, flo
 
 def test_adaptive_halting_spends_fewer_steps_for_about_the_same_accuracy(checkpoint, tmp_path):
     fixed = _evaluate(checkpoint, tmp_path / "fixed", "eval.max_steps=8", "eval.sync_every=1")
-    adaptive = _evaluate(checkpoint, tmp_path / "adaptive", "eval.max_steps=8", "eval.sync_every=1",
-                         "eval.halting='adaptive'")
+    adaptive = _evaluate(
+        checkpoint, tmp_path / "adaptive", "eval.max_steps=8", "eval.sync_every=1", "eval.halting='adaptive'"
+    )
     assert fixed["eval/mean_steps"] == 8
     assert adaptive["eval/mean_steps"] < 4
     assert adaptive["eval/act_steps"] < fixed["eval/act_steps"] / 2
@@ -60,8 +72,11 @@ def test_rr_solve_prints_a_grid_that_keeps_the_sudoku_rules(checkpoint):
     assert result.exit_code == 0, result.output
     grid = [line for line in result.stdout.splitlines() if "|" in line and "step" not in line]
     digits = "".join(c for line in grid for c in line if c.isdigit())
-    assert SudokuTask(None, SimpleNamespace(seq_len=16)).check(np.frombuffer(PUZZLE.encode(), np.uint8) * 0 + 1,
-                                                               np.array([int(d) + 1 for d in digits])).ok
+    assert (
+        SudokuTask(None, SimpleNamespace(seq_len=16))
+        .check(np.frombuffer(PUZZLE.encode(), np.uint8) * 0 + 1, np.array([int(d) + 1 for d in digits]))
+        .ok
+    )
     assert result.stdout.startswith("step 1: ")
     assert "check ok: every row, column and box holds 1-4 once" in result.stdout
 
@@ -74,12 +89,15 @@ def test_rr_solve_json_reads_a_grid_from_stdin(checkpoint):
     assert 1 <= record["steps"] <= record["max_steps"] == 4 and 0.5 < record["confidence"] <= 1
 
 
-@pytest.mark.parametrize(("puzzle", "message"), [
-    ("12.43.1221.34.2", "15 cells; this model solves 4x4 Sudoku, 16 cells"),
-    ("12.43.1221.34.2x", "bad character 'x' at cell 16"),
-    ("11.43.1221.34.21", "contradictory givens: digit 1 repeats in row 1"),
-    ("." * 81, "81 cells (a 9x9 puzzle); this model solves 4x4 Sudoku"),
-])
+@pytest.mark.parametrize(
+    ("puzzle", "message"),
+    [
+        ("12.43.1221.34.2", "15 cells; this model solves 4x4 Sudoku, 16 cells"),
+        ("12.43.1221.34.2x", "bad character 'x' at cell 16"),
+        ("11.43.1221.34.21", "contradictory givens: digit 1 repeats in row 1"),
+        ("." * 81, "81 cells (a 9x9 puzzle); this model solves 4x4 Sudoku"),
+    ],
+)
 def test_rr_solve_rejects_a_bad_puzzle_in_one_line(checkpoint, puzzle, message):
     result = CliRunner().invoke(main, ["solve", str(checkpoint), puzzle])
     assert result.exit_code == 2
@@ -88,8 +106,20 @@ def test_rr_solve_rejects_a_bad_puzzle_in_one_line(checkpoint, puzzle, message):
 
 
 def test_rr_eval_writes_predictions_and_scores_test_time_selection(checkpoint, tmp_path):
-    result = CliRunner().invoke(main, ["eval", str(checkpoint), "--output", str(tmp_path), "--trace",
-                                       "--augmentations", "4", "--halting", "adaptive"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            str(checkpoint),
+            "--output",
+            str(tmp_path),
+            "--trace",
+            "--augmentations",
+            "4",
+            "--halting",
+            "adaptive",
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads(result.stdout)
     assert results["vote/augmentations"] == 4
@@ -119,8 +149,9 @@ def test_rr_solve_needs_no_data_set_and_falls_back_to_it_for_older_runs(checkpoi
     assert any(no_data.glob("sudoku4x4-*/train/dataset.json"))
 
 
-def test_an_export_solves_and_evaluates_as_its_checkpoint_without_the_run_or_unpickling(checkpoint, tmp_path,
-                                                                                       monkeypatch):
+def test_an_export_solves_and_evaluates_as_its_checkpoint_without_the_run_or_unpickling(
+    checkpoint, tmp_path, monkeypatch
+):
     run = tmp_path / "run"
     shutil.copytree(checkpoint.parent.parent, run)
     assert CliRunner().invoke(main, ["export", str(run), str(tmp_path / "export")]).exit_code == 0
@@ -133,19 +164,22 @@ def test_an_export_solves_and_evaluates_as_its_checkpoint_without_the_run_or_unp
 
     monkeypatch.setattr("torch.load", refuse)
     no_data = tmp_path / "no-data"
-    result = CliRunner().invoke(main, ["solve", str(tmp_path / "export"), PUZZLE, "--json", "--trace",
-                                       "--set", f"run.cache_dir={str(no_data)!r}"])
+    result = CliRunner().invoke(
+        main,
+        ["solve", str(tmp_path / "export"), PUZZLE, "--json", "--trace", "--set", f"run.cache_dir={str(no_data)!r}"],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == json.loads(solved.stdout) and not no_data.exists()
     result = CliRunner().invoke(main, ["eval", str(tmp_path / "export"), "--output", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
+
     def metrics(output: str) -> dict[str, float]:  # all but the timings
         return {k: v for k, v in json.loads(output).items() if "second" not in k}
 
     assert metrics(result.stdout) == metrics(evaluated.stdout)
     assert metrics(result.stdout)["eval/act_steps"] > 0
     # Every puzzle's answer, step count and Q-halt logit, not only the totals.
-    assert ((tmp_path / "a" / "predictions.jsonl").read_text() == (tmp_path / "b" / "predictions.jsonl").read_text())
+    assert (tmp_path / "a" / "predictions.jsonl").read_text() == (tmp_path / "b" / "predictions.jsonl").read_text()
 
 
 def test_rr_solve_on_9x9_checks_the_answer_by_the_rules(tmp_path):
@@ -154,10 +188,23 @@ def test_rr_solve_on_9x9_checks_the_answer_by_the_rules(tmp_path):
     solution, which is unique), and the answer is drawn as a 9x9 grid with its boxes."""
     if not EXAMPLE_9X9.exists():
         pytest.skip("runs from a source checkout (examples/)")
-    result = train_briefly(EXAMPLE_9X9, tmp_path, [
-        "data.train_size=256", "data.test_size=16", "data.givens=79", "data.num_aug=0",
-        "model.hidden_size=32", "model.L_layers=1", "model.L_cycles=1", "act.halt_max_steps=2",
-        "train.max_steps=60", "train.eval_interval=0", "run.cpu_threads=1"])
+    result = train_briefly(
+        EXAMPLE_9X9,
+        tmp_path,
+        [
+            "data.train_size=256",
+            "data.test_size=16",
+            "data.givens=79",
+            "data.num_aug=0",
+            "model.hidden_size=32",
+            "model.L_layers=1",
+            "model.L_cycles=1",
+            "act.halt_max_steps=2",
+            "train.max_steps=60",
+            "train.eval_interval=0",
+            "run.cpu_threads=1",
+        ],
+    )
     grid = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
     puzzle = grid[:3] + "." + grid[4:40] + "." + grid[41:]
     solutions, _ = solve([int(c) if c != "." else 0 for c in puzzle])
@@ -175,8 +222,9 @@ def test_rr_solve_on_9x9_checks_the_answer_by_the_rules(tmp_path):
 def test_9x9_puzzles_parse_as_a_line_or_a_grid_and_augmentations_invert():
     task = SudokuTask(None, SimpleNamespace(seq_len=81))
     line = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
-    grid = "\n".join(f"{line[r * 9: r * 9 + 3]} | {line[r * 9 + 3: r * 9 + 6]} | {line[r * 9 + 6: r * 9 + 9]}"
-                     for r in range(9))
+    grid = "\n".join(
+        f"{line[r * 9 : r * 9 + 3]} | {line[r * 9 + 3 : r * 9 + 6]} | {line[r * 9 + 6 : r * 9 + 9]}" for r in range(9)
+    )
     assert (task.parse(grid) == task.parse(line)).all() and task.decode(task.parse(grid)) == line
     with pytest.raises(PuzzleError, match="8 rows; a 9x9 grid has 9"):
         task.parse("\n".join(grid.splitlines()[:8]))

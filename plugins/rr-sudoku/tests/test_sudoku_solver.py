@@ -16,10 +16,12 @@ def _sample(path, count, seed=0):
 
 
 def test_shared_files_solve_uniquely(shared_sudoku):
-    puzzles = np.concatenate([
-        _sample(shared_sudoku / "puzzles2_17_clue.txt", 200),
-        _sample(shared_sudoku / "puzzles5_forum_hardest_1905_11+.txt", 40),
-    ])
+    puzzles = np.concatenate(
+        [
+            _sample(shared_sudoku / "puzzles2_17_clue.txt", 200),
+            _sample(shared_sudoku / "puzzles5_forum_hardest_1905_11+.txt", 40),
+        ]
+    )
     labels = label_many(puzzles, jobs=2, chunk_size=16)
     assert (labels.solutions == 1).all()
     assert valid_solutions(puzzles, labels.grids, 9).all()

@@ -17,13 +17,26 @@ from rr_trm.trm import TRM, TRMConfig
 from rrcore.api import DatasetMetadata, ModelContext
 
 
-def model_context(vocab_size: int, seq_len: int, *, num_puzzle_identifiers: int = 1,
-                  batch_size: int = 1, forward_dtype: torch.dtype = torch.float32) -> ModelContext:
+def model_context(
+    vocab_size: int,
+    seq_len: int,
+    *,
+    num_puzzle_identifiers: int = 1,
+    batch_size: int = 1,
+    forward_dtype: torch.dtype = torch.float32,
+) -> ModelContext:
     """A :class:`ModelContext` for a data set of this shape, without building one."""
     metadata = DatasetMetadata(
-        pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=vocab_size, seq_len=seq_len,
-        num_puzzle_identifiers=num_puzzle_identifiers, total_groups=1, mean_puzzle_examples=1.0,
-        sets=["all"])
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        num_puzzle_identifiers=num_puzzle_identifiers,
+        total_groups=1,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     return ModelContext(metadata=metadata, batch_size=batch_size, forward_dtype=forward_dtype)
 
 
@@ -34,12 +47,37 @@ def count_parameters(model: nn.Module) -> int:
 
 PAPER_CONFIGS: dict[str, tuple[TRMConfig, int, int]] = {
     # name: (config, vocab_size, seq_len) — the data shapes of the reference builders.
-    "trm_att_arc": (TRMConfig(hidden_size=512, num_heads=8, expansion=4.0, L_layers=2, H_cycles=3,
-                              L_cycles=4, puzzle_emb_ndim=512, puzzle_emb_len=16,
-                              pos_encodings="rope"), 12, 900),
-    "trm_mlp_sudoku": (TRMConfig(hidden_size=512, num_heads=8, expansion=4.0, L_layers=2, H_cycles=3,
-                                 L_cycles=6, puzzle_emb_ndim=512, puzzle_emb_len=16,
-                                 pos_encodings="none", mlp_t=True), 11, 81),
+    "trm_att_arc": (
+        TRMConfig(
+            hidden_size=512,
+            num_heads=8,
+            expansion=4.0,
+            L_layers=2,
+            H_cycles=3,
+            L_cycles=4,
+            puzzle_emb_ndim=512,
+            puzzle_emb_len=16,
+            pos_encodings="rope",
+        ),
+        12,
+        900,
+    ),
+    "trm_mlp_sudoku": (
+        TRMConfig(
+            hidden_size=512,
+            num_heads=8,
+            expansion=4.0,
+            L_layers=2,
+            H_cycles=3,
+            L_cycles=6,
+            puzzle_emb_ndim=512,
+            puzzle_emb_len=16,
+            pos_encodings="none",
+            mlp_t=True,
+        ),
+        11,
+        81,
+    ),
 }
 """The papers' set-ups: TRM-att on ARC-AGI (≈ 7M in the paper) and TRM-MLP on
 Sudoku-Extreme (≈ 5M)."""

@@ -11,10 +11,22 @@ from rrcore.api import ModelSpec, hookimpl
 @hookimpl
 def rr_register_models() -> list[ModelSpec]:
     return [
-        ModelSpec(name="trm", factory=TRM, config_class=TRMConfig,
-                  description="Tiny Recursive Model (attention or mlp_t), arXiv 2510.04871"),
-        ModelSpec(name="totrm", factory=ToTRM, config_class=ToTRMConfig,
-                  description="tree-of-thought TRM: latents branch on the first L-cycles, then merge"),
-        ModelSpec(name="transformer", factory=Transformer, config_class=TransformerConfig,
-                  description="baseline: TRM's blocks once per ACT step, no recursion"),
+        ModelSpec(
+            name="trm",
+            factory=TRM,
+            config_class=TRMConfig,
+            description="Tiny Recursive Model (attention or mlp_t), arXiv 2510.04871",
+        ),
+        ModelSpec(
+            name="totrm",
+            factory=ToTRM,
+            config_class=ToTRMConfig,
+            description="tree-of-thought TRM: latents branch on the first L-cycles, then merge",
+        ),
+        ModelSpec(
+            name="transformer",
+            factory=Transformer,
+            config_class=TransformerConfig,
+            description="baseline: TRM's blocks once per ACT step, no recursion",
+        ),
     ]

@@ -77,16 +77,25 @@ class ToTRM(TRM):
 
     def __init__(self, config: ToTRMConfig, context: ModelContext) -> None:
         if config.tree_branching_steps > config.L_cycles:
-            raise ValueError(f"tree_branching_steps ({config.tree_branching_steps}) cannot exceed "
-                             f"L_cycles ({config.L_cycles}): branching happens on L-cycles")
+            raise ValueError(
+                f"tree_branching_steps ({config.tree_branching_steps}) cannot exceed "
+                f"L_cycles ({config.L_cycles}): branching happens on L-cycles"
+            )
         super().__init__(config, context)
-        self.width = 2 ** config.tree_branching_steps
-        self.branch_emb = nn.Parameter(trunc_normal_(
-            torch.empty(config.tree_branching_steps, 2, config.hidden_size), std=1.0))
+        self.width = 2**config.tree_branching_steps
+        self.branch_emb = nn.Parameter(
+            trunc_normal_(torch.empty(config.tree_branching_steps, 2, config.hidden_size), std=1.0)
+        )
         self.merge = BranchMerge(config.tree_merge, self.width, config.hidden_size)
 
-    def latent_recursion(self, x: Tensor, z_H: Tensor, z_L: Tensor, rotary: tuple[Tensor, Tensor] | None,
-                         record: StateRecord | None = None) -> tuple[Tensor, Tensor]:
+    def latent_recursion(
+        self,
+        x: Tensor,
+        z_H: Tensor,
+        z_L: Tensor,
+        rotary: tuple[Tensor, Tensor] | None,
+        record: StateRecord | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Like TRM's, with z_L branching on the first L-cycles and merged before z_H's update.
 
         Recording sees the merged z_L once per recursion (branches are batch rows until then)."""
@@ -96,8 +105,7 @@ class ToTRM(TRM):
         for step in range(self.config.L_cycles):
             if step < self.config.tree_branching_steps:
                 # (B, w, 1, S, D) + (2, 1, D) -> (B, w, 2, S, D): two children per branch.
-                children = (z_L.view(batch, width, 1, seq, hidden)
-                            + self.branch_emb[step].to(z_L.dtype)[:, None, :])
+                children = z_L.view(batch, width, 1, seq, hidden) + self.branch_emb[step].to(z_L.dtype)[:, None, :]
                 width *= 2
                 z_L = children.reshape(batch * width, seq, hidden)
             branch_injection = injection.unsqueeze(1).expand(batch, width, seq, hidden).reshape(z_L.shape)
@@ -107,4 +115,3 @@ class ToTRM(TRM):
         z_H = self.net(z_H, z_L, rotary)
         record_state(record, "z_H", z_H)
         return z_H, z_L
-

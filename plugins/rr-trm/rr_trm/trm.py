@@ -85,6 +85,7 @@ class TRMConfig(ReasoningModelConfig):
 # Building blocks, in order of use: embedding (rrcore), sequence MLP, block, net and heads (rrcore)
 # ---------------------------------------------------------------------------------------
 
+
 class SequenceMLP(nn.Module):
     """TRM-MLP's token mixer: a SwiGLU over the positions of each channel.
 
@@ -120,8 +121,9 @@ def make_block(config: Any, seq_len: int, recompute: str = "none") -> nn.Module:
         block = PostNormBlock.from_config(config)
     else:
         block_class = PositionNormBlock if config.mlp_t_norm == "positions" else PostNormBlock
-        block = block_class.from_config(config, mixer=SequenceMLP(seq_len, config.expansion,
-                                                                  recompute=recompute != "none"))
+        block = block_class.from_config(
+            config, mixer=SequenceMLP(seq_len, config.expansion, recompute=recompute != "none")
+        )
     block.mlp.recompute = recompute == "all_mlps"
     return block
 
@@ -129,6 +131,7 @@ def make_block(config: Any, seq_len: int, recompute: str = "none") -> nn.Module:
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
+
 
 class TRM(StateRecorder, ReasoningModel):
     """TRM's inner recurrence: one ACT step of ``H_cycles`` x (``L_cycles`` + 1) net calls.
@@ -143,15 +146,22 @@ class TRM(StateRecorder, ReasoningModel):
 
     def __init__(self, config: TRMConfig, context: ModelContext) -> None:
         super().__init__(config, context, input_name="embed")
-        self.net = InjectedStack(make_block(config, self.embed.total_len, config.recompute)
-                                 for _ in range(config.L_layers))
+        self.net = InjectedStack(
+            make_block(config, self.embed.total_len, config.recompute) for _ in range(config.L_layers)
+        )
         self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size, self.embed.puzzle_emb_len)
         self.register_carry(z_H="H_init", z_L="L_init")
 
     # -- recurrence --------------------------------------------------------------------
 
-    def latent_recursion(self, x: Tensor, z_H: Tensor, z_L: Tensor, rotary: tuple[Tensor, Tensor] | None,
-                         record: StateRecord | None = None) -> tuple[Tensor, Tensor]:
+    def latent_recursion(
+        self,
+        x: Tensor,
+        z_H: Tensor,
+        z_L: Tensor,
+        rotary: tuple[Tensor, Tensor] | None,
+        record: StateRecord | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """``L_cycles`` updates of the latent from (z_L, z_H + x), then one of the answer."""
         for _ in range(self.config.L_cycles):
             z_L = self.net(z_L, z_H + x, rotary)
@@ -177,4 +187,3 @@ class TRM(StateRecorder, ReasoningModel):
         z_H, z_L = self.latent_recursion(x, z_H, z_L, rotary, record)
         outputs = self.heads(z_H)
         return {"z_H": z_H.detach(), "z_L": z_L.detach()}, outputs
-

@@ -74,8 +74,13 @@ def test_outputs_and_carry_have_the_contract_shapes_and_dtypes(kind, dtype):
 def test_gradients_flow_only_through_the_last_H_cycle(kind, H_cycles):
     torch.manual_seed(0)
     L_cycles, L_layers = 2, 2
-    model = make_model(kind, H_cycles=H_cycles, L_cycles=L_cycles, L_layers=L_layers,
-                       **({"tree_branching_steps": 1} if kind == "totrm" else {}))
+    model = make_model(
+        kind,
+        H_cycles=H_cycles,
+        L_cycles=L_cycles,
+        L_layers=L_layers,
+        **({"tree_branching_steps": 1} if kind == "totrm" else {}),
+    )
     batch = make_batch()
     carry = fresh_step(model, batch)[0]
     carry = {name: state.clone().requires_grad_(True) for name, state in carry.items()}
@@ -128,7 +133,7 @@ def test_totrm_grows_to_width_two_to_the_n(branching_steps):
     rows = []
     model.net.register_forward_hook(lambda module, args, out: rows.append(out.shape[0]))
     carry, outputs = fresh_step(model, make_batch())
-    width = 2 ** branching_steps
+    width = 2**branching_steps
     expected_l_rows = [BATCH * 2 ** min(step + 1, branching_steps) for step in range(3)]
     assert rows == expected_l_rows + [BATCH]  # L-cycles on branches, then z_H on merged rows
     assert model.width == width
@@ -209,8 +214,7 @@ def test_mlp_t_norm_axis_changes_the_block():
     # The SwiGLU across positions mixes the 2 + SEQ positions (its input width).
     assert positions.net.blocks[0].mixer.mlp.gate_up_proj.weight.shape[1] == 2 + SEQ
     batch = make_batch()
-    assert not torch.allclose(fresh_step(positions, batch)[1]["logits"],
-                              fresh_step(channels, batch)[1]["logits"])
+    assert not torch.allclose(fresh_step(positions, batch)[1]["logits"], fresh_step(channels, batch)[1]["logits"])
 
 
 @pytest.mark.parametrize("kind", ["trm", "totrm", "transformer"])

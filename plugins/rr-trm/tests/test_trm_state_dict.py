@@ -13,23 +13,39 @@ from rr_trm.trm import TRM, TRMConfig
 TINY = dict(hidden_size=16, num_heads=2, expansion=2.0, puzzle_emb_ndim=16, puzzle_emb_len=2)
 CYCLES = dict(L_layers=1, H_cycles=2, L_cycles=2)
 
-ATTENTION_BLOCK = {"net.blocks.0.mixer.qkv_proj.weight": (48, 16), "net.blocks.0.mixer.o_proj.weight": (16, 16),
-                   "net.blocks.0.mlp.gate_up_proj.weight": (512, 16), "net.blocks.0.mlp.down_proj.weight": (16, 256)}
-TRM_KEYS = {"H_init": (16,), "L_init": (16,), "embed.embed_tokens.weight": (6, 16),
-            "embed.puzzle_emb.weights": (3, 16), **ATTENTION_BLOCK, "heads.lm_head.weight": (6, 16),
-            "heads.q_head.weight": (2, 16), "heads.q_head.bias": (2,)}
+ATTENTION_BLOCK = {
+    "net.blocks.0.mixer.qkv_proj.weight": (48, 16),
+    "net.blocks.0.mixer.o_proj.weight": (16, 16),
+    "net.blocks.0.mlp.gate_up_proj.weight": (512, 16),
+    "net.blocks.0.mlp.down_proj.weight": (16, 256),
+}
+TRM_KEYS = {
+    "H_init": (16,),
+    "L_init": (16,),
+    "embed.embed_tokens.weight": (6, 16),
+    "embed.puzzle_emb.weights": (3, 16),
+    **ATTENTION_BLOCK,
+    "heads.lm_head.weight": (6, 16),
+    "heads.q_head.weight": (2, 16),
+    "heads.q_head.bias": (2,),
+}
 RECORDED = {
     "trm": TRM_KEYS,
     "trm_mlp_t_learned": {
         **{k: v for k, v in TRM_KEYS.items() if "mixer" not in k},
         "embed.embed_pos.weight": (7, 16),
         "net.blocks.0.mixer.mlp.gate_up_proj.weight": (512, 7),
-        "net.blocks.0.mixer.mlp.down_proj.weight": (7, 256)},
+        "net.blocks.0.mixer.mlp.down_proj.weight": (7, 256),
+    },
     "totrm": {**TRM_KEYS, "branch_emb": (1, 2, 16), "merge.score": (16,), "merge.branch_bias": (2,)},
     "transformer": {
-        "embed.embed_tokens.weight": (6, 16), "embed.puzzle_emb.weights": (3, 16),
+        "embed.embed_tokens.weight": (6, 16),
+        "embed.puzzle_emb.weights": (3, 16),
         **{key.replace("net.blocks.0", f"blocks.{i}"): shape for i in (0, 1) for key, shape in ATTENTION_BLOCK.items()},
-        "heads.lm_head.weight": (6, 16), "heads.q_head.weight": (2, 16), "heads.q_head.bias": (2,)},
+        "heads.lm_head.weight": (6, 16),
+        "heads.q_head.weight": (2, 16),
+        "heads.q_head.bias": (2,),
+    },
 }
 
 

@@ -48,8 +48,11 @@ def test_training_in_act_wrapper_reduces_the_loss(kind):
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randint(1, VOCAB, (BATCH, SEQ), generator=generator, dtype=torch.int32)
     # The task: output each sequence reversed, which needs information across positions.
-    batch = {"inputs": inputs, "labels": inputs.flip(-1).to(torch.int64),
-             "puzzle_identifiers": torch.arange(BATCH, dtype=torch.int32)}
+    batch = {
+        "inputs": inputs,
+        "labels": inputs.flip(-1).to(torch.int64),
+        "puzzle_identifiers": torch.arange(BATCH, dtype=torch.int32),
+    }
     model = ACTModel(make_model(kind), ACTConfig(halt_max_steps=2, halt_exploration_prob=0.1))
     model.exploration_generator = torch.Generator().manual_seed(0)
     head = ACTLossHead(model)

@@ -85,9 +85,18 @@ class MuonWithAdamW(torch.optim.Optimizer):
                     target.append(new_group)
 
         lr = next(iter(muon_groups + adamw_groups), {}).get("lr", 1e-3)
-        self.muon = torch.optim.Muon(
-            muon_groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
-            ns_steps=config.ns_steps, adjust_lr_fn=config.adjust_lr) if muon_groups else None
+        self.muon = (
+            torch.optim.Muon(
+                muon_groups,
+                lr=lr,
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+                ns_steps=config.ns_steps,
+                adjust_lr_fn=config.adjust_lr,
+            )
+            if muon_groups
+            else None
+        )
         self.adamw = torch.optim.AdamW(adamw_groups, lr=lr, eps=config.adamw_eps) if adamw_groups else None
         # The outer optimizer shares the inner group dicts: setting a group's lr here sets it there.
         super().__init__(muon_groups + adamw_groups, defaults={})
@@ -106,14 +115,18 @@ class MuonWithAdamW(torch.optim.Optimizer):
         return loss
 
     def state_dict(self) -> dict[str, Any]:
-        return {"muon": self.muon.state_dict() if self.muon is not None else None,
-                "adamw": self.adamw.state_dict() if self.adamw is not None else None}
+        return {
+            "muon": self.muon.state_dict() if self.muon is not None else None,
+            "adamw": self.adamw.state_dict() if self.adamw is not None else None,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for key, optimizer in (("muon", self.muon), ("adamw", self.adamw)):
             if (optimizer is None) != (state_dict.get(key) is None):
-                raise ValueError(f"muon optimizer state has {key!r} = {state_dict.get(key) is not None}, "
-                                 f"this optimizer {'has' if optimizer is not None else 'has no'} {key} part")
+                raise ValueError(
+                    f"muon optimizer state has {key!r} = {state_dict.get(key) is not None}, "
+                    f"this optimizer {'has' if optimizer is not None else 'has no'} {key} part"
+                )
             if optimizer is not None:
                 optimizer.load_state_dict(state_dict[key])
         # torch rebuilds the group dicts on load: share the new ones again.

@@ -141,17 +141,17 @@ class URM(StateRecorder, ReasoningModel):
     def __init__(self, config: URMConfig, context: ModelContext) -> None:
         super().__init__(config, context)
         self.blocks = nn.ModuleList(
-            PostNormBlock.from_config(config, mlp=ConvSwiGLU(config.hidden_size, config.expansion,
-                                                             config.conv_kernel))
-            for _ in range(config.num_layers))
-        self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size,
-                                    self.embed_input.puzzle_emb_len)
+            PostNormBlock.from_config(config, mlp=ConvSwiGLU(config.hidden_size, config.expansion, config.conv_kernel))
+            for _ in range(config.num_layers)
+        )
+        self.heads = ReasoningHeads(config.hidden_size, context.metadata.vocab_size, self.embed_input.puzzle_emb_len)
         self.register_carry(hidden="init_hidden")
 
     # -- one ACT step ------------------------------------------------------------------
 
-    def cycle(self, hidden: Tensor, x: Tensor, rotary: tuple[Tensor, Tensor] | None,
-              record: StateRecord | None = None) -> Tensor:
+    def cycle(
+        self, hidden: Tensor, x: Tensor, rotary: tuple[Tensor, Tensor] | None, record: StateRecord | None = None
+    ) -> Tensor:
         """One H-cycle: ``L_cycles`` applications of the shared stack with input injection."""
         for _ in range(self.config.L_cycles):
             hidden = hidden + x

@@ -14,15 +14,31 @@ VOCAB, SEQ_LEN, BATCH = 6, 8, 4
 
 
 def tiny_context(batch_size: int = BATCH) -> ModelContext:
-    metadata = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=VOCAB,
-                               seq_len=SEQ_LEN, num_puzzle_identifiers=3, total_groups=3,
-                               mean_puzzle_examples=1.0, sets=["all"])
+    metadata = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=VOCAB,
+        seq_len=SEQ_LEN,
+        num_puzzle_identifiers=3,
+        total_groups=3,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     return ModelContext(metadata=metadata, batch_size=batch_size)
 
 
 def tiny_config(**overrides) -> URMConfig:
-    values = dict(hidden_size=32, num_heads=2, expansion=2.0, num_layers=2, H_cycles=2, L_cycles=2,
-                  puzzle_emb_ndim=32, attention_backend="sdpa")
+    values = dict(
+        hidden_size=32,
+        num_heads=2,
+        expansion=2.0,
+        num_layers=2,
+        H_cycles=2,
+        L_cycles=2,
+        puzzle_emb_ndim=32,
+        attention_backend="sdpa",
+    )
     return URMConfig(**{**values, **overrides})
 
 
@@ -31,8 +47,7 @@ def tiny_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     inputs = torch.randint(1, VOCAB, (BATCH, SEQ_LEN), generator=generator, dtype=torch.int32)
     # A fixed token permutation: every label is a function of its input token.
     labels = ((inputs - 1 + 2) % (VOCAB - 1) + 1).to(torch.int64)
-    return {"inputs": inputs, "labels": labels,
-            "puzzle_identifiers": torch.tensor([0, 1, 2, 1], dtype=torch.int32)}
+    return {"inputs": inputs, "labels": labels, "puzzle_identifiers": torch.tensor([0, 1, 2, 1], dtype=torch.int32)}
 
 
 def fresh_carry(model: URM, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -57,7 +72,7 @@ def test_conv_swiglu_mixes_only_the_kernel_neighbourhood(kernel_size):
     # Output t sees positions t - k//2 ... t + (k - 1 - k//2), so position p reaches these t:
     left = kernel_size // 2
     expected = torch.zeros(10, dtype=torch.bool)
-    expected[position - (kernel_size - 1 - left): position + left + 1] = True
+    expected[position - (kernel_size - 1 - left) : position + left + 1] = True
     assert torch.equal(changed, expected)
 
 
@@ -182,8 +197,9 @@ def test_reset_carry_replaces_only_reset_rows():
 def train(seed: int, steps: int, config: URMConfig | None = None) -> list[dict[str, float]]:
     """AdamW through the core's ACT loss head on one fixed batch; the metrics of every step."""
     torch.manual_seed(seed)
-    model = ACTModel(URM(config or tiny_config(), tiny_context()),
-                     ACTConfig(halt_max_steps=2, halt_exploration_prob=0.0))
+    model = ACTModel(
+        URM(config or tiny_config(), tiny_context()), ACTConfig(halt_max_steps=2, halt_exploration_prob=0.0)
+    )
     head = ACTLossHead(model)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=0.0)
     batch = tiny_batch()

@@ -54,8 +54,11 @@ def test_muon_minimises_a_least_squares_problem():
 
 def test_named_embeddings_and_heads_stay_on_adamw():
     weight, embedding, kernel = (torch.nn.Parameter(torch.randn(*shape)) for shape in [(4, 4), (10, 4), (4, 1, 2)])
-    named = [("blocks.0.mlp.down_proj.weight", weight), ("embed_input.embed_tokens.weight", embedding),
-             ("blocks.0.mlp.conv_weight", kernel)]
+    named = [
+        ("blocks.0.mlp.down_proj.weight", weight),
+        ("embed_input.embed_tokens.weight", embedding),
+        ("blocks.0.mlp.conv_weight", kernel),
+    ]
     optimizer = MuonWithAdamW([group(named)])
     muon_groups = [g for g in optimizer.param_groups if g["use_muon"]]
     adamw_groups = [g for g in optimizer.param_groups if not g["use_muon"]]
