@@ -172,7 +172,13 @@ def write_plots(result: dict[str, Any], folder: Path) -> list[Path]:
         axes.set_title(f"Participation ratio ({result['source']})", fontsize=9)
         save(figure, "participation_ratio.png")
 
-    figure = Figure(figsize=(5, 3.2), dpi=100)
+    save(_accuracy_figure(result, Figure), "accuracy_per_step.png")
+    return written
+
+
+def _accuracy_figure(result: dict[str, Any], figure_class: Any) -> Any:
+    """Exact and token accuracy of the decoded answer at each ACT step."""
+    figure = figure_class(figsize=(5, 3.2), dpi=100)
     axes = figure.add_subplot()
     steps = np.arange(1, result["act_steps"] + 1)
     axes.plot(steps, result["exact_accuracy_per_step"], "o-", label="exact")
@@ -183,8 +189,7 @@ def write_plots(result: dict[str, Any], folder: Path) -> list[Path]:
     axes.set_xticks(steps)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
-    save(figure, "accuracy_per_step.png")
-    return written
+    return figure
 
 
 def write_results(result: dict[str, Any], folder: Path) -> Path:

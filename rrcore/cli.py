@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -502,7 +503,12 @@ def solve(
             solution = solver.solve(text, max_steps=max_steps or 0, adaptive=halting == "adaptive")
         except PuzzleError as error:
             raise InputError(f"puzzle: {error}") from None
-    task = solver.task
+    _print_solution(solver.task, solution, as_json, trace)
+    sys.exit(EXIT_FAILED if solution.check.ok is False else 0)
+
+
+def _print_solution(task: Any, solution: Any, as_json: bool, trace: bool) -> None:
+    """``rr solve``'s output: a JSON record, or the answer drawn by the task with one summary line."""
     if as_json:
         record = {
             "puzzle": task.decode(solution.inputs),
@@ -531,7 +537,6 @@ def solve(
             f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
             f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}"
         )
-    sys.exit(EXIT_FAILED if solution.check.ok is False else 0)
 
 
 run_argument = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))

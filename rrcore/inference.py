@@ -18,9 +18,10 @@ above the training cap simply lets rows think longer (inference-time scaling).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -410,6 +411,17 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """``module`` in eval mode within the block, back in the mode it was in afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 def evaluate_split(
     loss_head: torch.nn.Module,
     data: Any,
@@ -427,23 +439,18 @@ def evaluate_split(
 ) -> dict[str, float]:
     """Evaluate ``data``'s split through :func:`run_pool`, then the evaluators.
 
-    Returns the evaluators' results plus ``eval/exact_accuracy``, ``eval/mean_steps``,
-    ``eval/puzzles_per_second`` and ``eval/seconds`` (the ACT loop alone) and
-    ``eval/max_steps``; with ``settings.augmentations`` and a ``task`` that can augment,
-    the ``vote/...`` figures of :func:`vote_over_augmentations`. On rank 0 writes ``steps.json`` (:func:`finish_table`) to
-    ``output_dir``, and with ``predictions`` ``predictions.jsonl``: one row per puzzle
-    (``index``, ``input``, ``prediction``, ``label``, ``correct``, ``steps``, ``q_halt``,
-    and ``trace`` with ``trace``), decoded by ``task`` when given, else token lists.
+    Returns the evaluators' results plus ``eval/exact_accuracy``, ``eval/mean_steps``, ``eval/puzzles_per_second``
+    and ``eval/seconds`` (the ACT loop alone) and ``eval/max_steps``; with ``settings.augmentations`` and a ``task``
+    that can augment, the ``vote/...`` figures of :func:`vote_over_augmentations`. On rank 0 writes ``steps.json``
+    (:func:`finish_table`) to ``output_dir``, and with ``predictions`` ``predictions.jsonl``: one row per puzzle
+    (``index``, ``input``, ``prediction``, ``label``, ``correct``, ``steps``, ``q_halt``, and ``trace`` with
+    ``trace``), decoded by ``task`` when given, else token lists.
     """
     _require_augmentations(settings, task)
     step = step or loss_head
     cap = settings.step_cap(halt_max_steps)
     adaptive = settings.halting == "adaptive"
-    was_training = loss_head.training
-    loss_head.eval()
-    for name, evaluator in evaluators:
-        evaluator.begin_eval(Path(output_dir) / name)
-    try:
+    with eval_mode(loss_head):
         sums = _solve_split(
             step,
             loss_head,
@@ -455,35 +462,67 @@ def evaluate_split(
             q_continue=q_continue,
             predictions=predictions,
             trace=trace,
+            output_dir=output_dir,
         )
+        votes = None
         if settings.augmentations:
             votes = vote_over_augmentations(
                 step, loss_head, data, task, settings, max_steps=cap, adaptive=adaptive, q_continue=q_continue
             )
-        results = _evaluator_results(evaluators)
-        # Every rank joins the same collectives in the same order before rank 0 goes on alone.
-        totals = all_reduce_sum(sums.totals)
-        if settings.augmentations:
-            votes = all_reduce_sum(votes)
-        table = {k: all_reduce_sum(v) for k, v in sums.table.items()}
-        gathered = gather_to_rank0(_concat(sums.rows)) if predictions else None
-        if rank != 0:
-            return results
-        results.update(_split_figures(totals, sums.seconds, sums.act_steps, cap))
-        if settings.augmentations:
-            results.update(finish_votes(votes, settings.augmentations))
-        if output_dir is not None:
-            _write_split_files(
-                Path(output_dir),
-                finish_table(table, adaptive, halt_max_steps),
-                results,
-                gathered,
-                task,
-                data.metadata.pad_id,
-            )
+        return _report_split(
+            sums,
+            votes,
+            evaluators,
+            settings,
+            cap=cap,
+            halt_max_steps=halt_max_steps,
+            output_dir=output_dir,
+            predictions=predictions,
+            task=task,
+            pad_id=data.metadata.pad_id,
+            rank=rank,
+        )
+
+
+def _report_split(
+    sums: Any,
+    votes: Tensor | None,
+    evaluators: list[tuple[str, Any]],
+    settings: EvalConfig,
+    *,
+    cap: int,
+    halt_max_steps: int,
+    output_dir: Path | None,
+    predictions: bool,
+    task: PuzzleTask | None,
+    pad_id: int,
+    rank: int,
+) -> dict[str, float]:
+    """Reduce a solved split over ranks (every rank joins the same collectives in the same
+    order), then on rank 0 add the figures and write the files; other ranks return the
+    evaluators' results."""
+    results = _evaluator_results(evaluators)
+    # Every rank joins the same collectives in the same order before rank 0 goes on alone.
+    totals = all_reduce_sum(sums.totals)
+    if settings.augmentations:
+        votes = all_reduce_sum(votes)
+    table = {k: all_reduce_sum(v) for k, v in sums.table.items()}
+    gathered = gather_to_rank0(_concat(sums.rows)) if predictions else None
+    if rank != 0:
         return results
-    finally:
-        loss_head.train(was_training)
+    results.update(_split_figures(totals, sums.seconds, sums.act_steps, cap))
+    if settings.augmentations:
+        results.update(finish_votes(votes, settings.augmentations))
+    if output_dir is not None:
+        _write_split_files(
+            Path(output_dir),
+            finish_table(table, settings.halting == "adaptive", halt_max_steps),
+            results,
+            gathered,
+            task,
+            pad_id,
+        )
+    return results
 
 
 def _require_augmentations(settings: EvalConfig, task: PuzzleTask | None) -> None:
@@ -534,8 +573,12 @@ def _solve_split(
     q_continue: bool,
     predictions: bool,
     trace: bool,
+    output_dir: Path | None,
 ) -> _SplitSums:
-    """Run every pool of the split, timing the ACT loop alone, and feed the evaluators."""
+    """Start the evaluators' pass, run every pool of the split, timing the ACT loop alone,
+    and feed the evaluators."""
+    for name, evaluator in evaluators:
+        evaluator.begin_eval(Path(output_dir) / name)
     keep = sorted(set().union(*(getattr(e, "required_outputs", set()) for _, e in evaluators)) - {"preds"})
     device = next(iter(loss_head.parameters())).device
     sums = _SplitSums(torch.zeros(3, dtype=torch.float64, device=device))

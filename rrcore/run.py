@@ -275,18 +275,7 @@ def build_run(
     model = _build_model(
         experiment, registry, ModelContext(train_data.metadata, layout.micro_batch, forward_dtype), info
     )
-    generator = torch.Generator(device=info.device)
-    generator.manual_seed(experiment.run.seed + 1)
-    act_model = ACTModel(model, experiment.act, generator=generator, global_batch_size=train.global_batch_size)
-    loss_head = build(registry.get("loss_head", experiment.loss.plugin), experiment.loss.config, act_model).to(
-        info.device
-    )
-    if not isinstance(getattr(loss_head, "metric_reductions", None), dict):
-        spec = registry.get("loss_head", experiment.loss.plugin)
-        raise TrainingError(
-            f"loss head plugin {spec.name!r} ({spec.distribution} {spec.version}) declares no "
-            f"metric_reductions (see rrcore.protocols.LossHead)"
-        )
+    act_model, loss_head = _build_act(experiment, registry, model, info.device)
     compiled = compile_enabled(train.compile, info.device)
     # CUDA graphs replay one recorded step; gradient accumulation would need the
     # gradients of several replays alive at once, so it keeps plain compilation.
@@ -364,6 +353,25 @@ def _open_data(
         on_device=train_data.on_device,
     )
     return train_data, eval_data
+
+
+def _build_act(
+    experiment: Experiment, registry: Registry, model: nn.Module, device: torch.device
+) -> tuple[ACTModel, nn.Module]:
+    """The ACT wrapper (its exploration generator seeded from ``run.seed``) and the loss head around it."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(experiment.run.seed + 1)
+    act_model = ACTModel(
+        model, experiment.act, generator=generator, global_batch_size=experiment.train.global_batch_size
+    )
+    spec = registry.get("loss_head", experiment.loss.plugin)
+    loss_head = build(spec, experiment.loss.config, act_model).to(device)
+    if not isinstance(getattr(loss_head, "metric_reductions", None), dict):
+        raise TrainingError(
+            f"loss head plugin {spec.name!r} ({spec.distribution} {spec.version}) declares no "
+            f"metric_reductions (see rrcore.protocols.LossHead)"
+        )
+    return act_model, loss_head
 
 
 def _build_model(

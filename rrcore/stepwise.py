@@ -164,30 +164,7 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
                 keep = batch["valid"].cpu().numpy().copy()
                 keep &= np.cumsum(keep) <= count - seen
                 seen += int(keep.sum())
-                recording = model.recording_states() if record_states else contextlib.nullcontext([])
-                preds, q_halt, q_continue = [], [], []
-                with recording as records:
-                    carry = loss_head.initial_carry(batch)
-                    for _ in range(steps):
-                        carry, _, _, outputs, _ = loss_head(carry, batch)
-                        preds.append(outputs["preds"].cpu().numpy()[keep])
-                        q_halt.append(outputs["q_halt_logits"].float().cpu().numpy()[keep])
-                        if run.experiment.act.q_continue:
-                            q_continue.append(outputs["q_continue_logits"].float().cpu().numpy()[keep])
-                for name, value in (
-                    ("index", batch["index"]),
-                    ("inputs", batch["inputs"]),
-                    ("labels", batch["labels"]),
-                ):
-                    parts.setdefault(name, []).append(value.cpu().numpy()[keep])
-                parts.setdefault("preds", []).append(np.stack(preds, axis=0))
-                parts.setdefault("q_halt", []).append(np.stack(q_halt, axis=0))
-                if q_continue:
-                    parts.setdefault("q_continue", []).append(np.stack(q_continue, axis=0))
-                for name in records[0] if records else {}:
-                    updates[name] = len(records[0][name])
-                    trajectory = torch.stack([s for record in records for s in record[name]], dim=1)
-                    states.setdefault(name, []).append(trajectory.float().cpu().numpy()[keep])
+                _trace_batch(run, batch, keep, steps, record_states, parts, states, updates)
     finally:
         loss_head.train(was_training)
     return StepTrace(
@@ -200,3 +177,37 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
         states={name: np.concatenate(chunks) for name, chunks in states.items()},
         updates_per_step=updates,
     )
+
+
+def _trace_batch(
+    run: OpenRun,
+    batch: dict[str, torch.Tensor],
+    keep: np.ndarray,
+    steps: int,
+    record_states: bool,
+    parts: dict[str, list[np.ndarray]],
+    states: dict[str, list[np.ndarray]],
+    updates: dict[str, int],
+) -> None:
+    """One batch through ``steps`` ACT steps; appends the ``keep`` rows to ``parts`` and ``states``."""
+    model, loss_head = run.run.model, run.run.loss_head
+    recording = model.recording_states() if record_states else contextlib.nullcontext([])
+    preds, q_halt, q_continue = [], [], []
+    with recording as records:
+        carry = loss_head.initial_carry(batch)
+        for _ in range(steps):
+            carry, _, _, outputs, _ = loss_head(carry, batch)
+            preds.append(outputs["preds"].cpu().numpy()[keep])
+            q_halt.append(outputs["q_halt_logits"].float().cpu().numpy()[keep])
+            if run.experiment.act.q_continue:
+                q_continue.append(outputs["q_continue_logits"].float().cpu().numpy()[keep])
+    for name in ("index", "inputs", "labels"):
+        parts.setdefault(name, []).append(batch[name].cpu().numpy()[keep])
+    parts.setdefault("preds", []).append(np.stack(preds, axis=0))
+    parts.setdefault("q_halt", []).append(np.stack(q_halt, axis=0))
+    if q_continue:
+        parts.setdefault("q_continue", []).append(np.stack(q_continue, axis=0))
+    for name in records[0] if records else {}:
+        updates[name] = len(records[0][name])
+        trajectory = torch.stack([s for record in records for s in record[name]], dim=1)
+        states.setdefault(name, []).append(trajectory.float().cpu().numpy()[keep])
