@@ -26,6 +26,7 @@ from rrcore.checkpoint import CheckpointError, Stateful, load_file, load_parts
 from rrcore.config import ConfigError, Experiment, tomllib
 from rrcore.data import DataSourceError, PuzzleDataset, data_cache_dir
 from rrcore.ema import EMA
+from rrcore.inference import eval_mode
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
 from rrcore.optim import LRSchedule, Optimizers
 from rrcore.protocols import EvalContext, ModelContext
@@ -265,7 +266,7 @@ def build_run(
         )
     layout = BatchLayout(info.rank, info.world_size, train.global_batch_size, train.grad_accum_steps)
     torch.manual_seed(experiment.run.seed)
-    data_dir = _build_data(experiment, registry, info.rank)
+    data_dir = build_data(experiment, registry, info.rank)
     train_data, eval_data = _open_data(experiment, data_dir, layout, info.device)
     total_steps = max(1, int(train.epochs * train_data.steps_per_epoch))
     if train.max_steps:
@@ -306,7 +307,8 @@ def build_run(
     return run
 
 
-def _build_data(experiment: Experiment, registry: Registry, rank: int) -> Path:
+def build_data(experiment: Experiment, registry: Registry, rank: int = 0) -> Path:
+    """The experiment's data set folder, built (rank 0 first) or found in the cache."""
     section = experiment.data
     spec = registry.get("dataset", section.plugin)
     cache_dir = data_cache_dir(experiment.run.cache_dir)
@@ -442,11 +444,9 @@ def run_evaluation(
     the loss head itself by default.
     """
     step = step or loss_head
-    was_training = loss_head.training
-    loss_head.eval()
     for name, evaluator in evaluators:
         evaluator.begin_eval(output_dir / name)
-    try:
+    with eval_mode(loss_head):
         for batch in data.eval_batches():
             carry = loss_head.initial_carry(batch)
             for _ in range(halt_max_steps):
@@ -459,5 +459,3 @@ def run_evaluation(
             if values:
                 results.update({f"{name}/{k}": float(v) for k, v in values.items()})
         return results
-    finally:
-        loss_head.train(was_training)

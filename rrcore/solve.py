@@ -138,12 +138,9 @@ def run_metadata(run_dir: Path, experiment: Experiment, registry: Any) -> tuple[
     saved = Path(run_dir) / RUN_METADATA_FILE
     if saved.exists():
         return DatasetMetadata.from_json(saved), str(saved)
-    from rrcore.data import data_cache_dir
-    from rrcore.run import build
+    from rrcore.run import build_data
 
-    section = experiment.data
-    cache_dir = data_cache_dir(experiment.run.cache_dir)
-    data_dir = Path(build(registry.get("dataset", section.plugin), section.config, cache_dir))
+    data_dir = build_data(experiment, registry)
     return DatasetMetadata.from_json(data_dir / "train" / "dataset.json"), str(data_dir / "train")
 
 

@@ -22,6 +22,7 @@ import torch
 
 from rrcore.checkpoint import CheckpointError, resolve_checkpoint
 from rrcore.config import Experiment, load_experiment
+from rrcore.inference import eval_mode
 from rrcore.nn import IGNORE_LABEL
 
 
@@ -148,25 +149,19 @@ def trace_steps(run: OpenRun, count: int, record_states: bool = False) -> StepTr
             f"model plugin {spec.name!r} ({spec.distribution} {spec.version}) does not record its "
             f"states: it needs recording_states() (rrcore.protocols.RecordsStates)"
         )
-    loss_head = built.loss_head
-    was_training = loss_head.training
-    loss_head.eval()
     parts: dict[str, list[np.ndarray]] = {}
     states: dict[str, list[np.ndarray]] = {}
     updates: dict[str, int] = {}
     steps = run.experiment.act.halt_max_steps
     seen = 0
-    try:
-        with built.evaluation_weights():
-            for batch in built.eval_data.eval_batches():
-                if seen >= count:
-                    break
-                keep = batch["valid"].cpu().numpy().copy()
-                keep &= np.cumsum(keep) <= count - seen
-                seen += int(keep.sum())
-                _trace_batch(run, batch, keep, steps, record_states, parts, states, updates)
-    finally:
-        loss_head.train(was_training)
+    with eval_mode(built.loss_head), built.evaluation_weights():
+        for batch in built.eval_data.eval_batches():
+            if seen >= count:
+                break
+            keep = batch["valid"].cpu().numpy().copy()
+            keep &= np.cumsum(keep) <= count - seen
+            seen += int(keep.sum())
+            _trace_batch(run, batch, keep, steps, record_states, parts, states, updates)
     return StepTrace(
         index=np.concatenate(parts["index"]),
         inputs=np.concatenate(parts["inputs"]),
