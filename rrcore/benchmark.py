@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from rrcore import distributed
 from rrcore.config import Experiment
+from rrcore.profiling import write_profile
 from rrcore.run import Run, build_run, run_evaluation
 from rrcore.trainer import train_step
 
@@ -63,9 +65,19 @@ class _StepTimer:
         return [1000 * (b - a) for a, b in zip(self.marks, self.marks[1:])]
 
 
-def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_batches: int = 2) -> dict[str, Any]:
+def benchmark(
+    experiment: Experiment,
+    *,
+    steps: int = 30,
+    warmup: int = 5,
+    eval_batches: int = 2,
+    profile_dir: Path | None = None,
+    profile_steps: int = 3,
+) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` untimed ones, then ``eval_batches``
-    evaluation batches of ``halt_max_steps`` ACT steps each. Nothing is saved."""
+    evaluation batches of ``halt_max_steps`` ACT steps each. With ``profile_dir``,
+    ``profile_steps`` more training steps run under the profiler
+    (:func:`rrcore.profiling.write_profile`; figures under ``profile``). Nothing else is saved."""
     run = build_run(experiment, evaluators=False)
     device = run.device
     counters_start = _compile_counters()
@@ -79,7 +91,7 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
         "compile": run.step_fn.compiled,
         "cuda_graphs": run.step_fn.cuda_graphs,
         "dtype": str(run.forward_dtype).replace("torch.", ""),
-        **_training_figures(run, steps, warmup),
+        **_training_figures(run, steps, warmup, profile_dir, profile_steps),
     }
     after_steps = _compile_counters()
     figures["graph_breaks"] = after_steps["graph_breaks"] - counters_start["graph_breaks"]
@@ -95,8 +107,11 @@ def benchmark(experiment: Experiment, *, steps: int = 30, warmup: int = 5, eval_
     return figures
 
 
-def _training_figures(run: Run, steps: int, warmup: int) -> dict[str, Any]:
-    """Step times of ``steps`` training steps after ``warmup`` untimed ones (the first one timed alone)."""
+def _training_figures(
+    run: Run, steps: int, warmup: int, profile_dir: Path | None = None, profile_steps: int = 0
+) -> dict[str, Any]:
+    """Step times of ``steps`` training steps after ``warmup`` untimed ones (the first one
+    timed alone), then ``profile_steps`` profiled ones when ``profile_dir`` is given."""
     device, batches = run.device, run.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
     carries: list[Any] = []
@@ -119,7 +134,7 @@ def _training_figures(run: Run, steps: int, warmup: int) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     rank_step_ms = distributed.gather_floats(statistics.median(timer.durations_ms()), device)
     step_ms = max(rank_step_ms)
-    return {
+    figures = {
         "first_step_seconds": round(first_step_seconds, 2) if first_step_seconds is not None else None,
         "timed_steps": steps,
         "step_ms": round(step_ms, 2),
@@ -129,6 +144,16 @@ def _training_figures(run: Run, steps: int, warmup: int) -> dict[str, Any]:
         "train_examples_per_second_per_rank": [round(run.layout.local_batch * 1000 / ms, 1) for ms in rank_step_ms],
         "recompiles_after_warmup": _compile_counters()["graphs_compiled"] - after_warmup["graphs_compiled"],
     }
+    if profile_dir is not None:
+
+        def run_steps(count: int) -> None:
+            for i in range(count):
+                train_step(run, carries, next(batches)[1], sums, warmup + steps + i)
+
+        if run.layout.world_size > 1:
+            profile_dir = profile_dir / f"rank{run.layout.rank}"
+        figures["profile"] = write_profile(run_steps, profile_steps, profile_dir, device)
+    return figures
 
 
 def _eval_figures(run: Run, eval_batches: int) -> dict[str, Any]:

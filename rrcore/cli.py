@@ -349,6 +349,15 @@ def eval_command(
 @click.option("--eval-batches", default=2, show_default=True, help="Timed evaluation batches (0: skip).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the figures as JSON here.")
 @click.option(
+    "--profile",
+    "profile_dir",
+    type=click.Path(file_okay=False),
+    help="Then profile --profile-steps more training steps: a table of where the time goes "
+    "(GPU kernels by kind and name; CPU operators on a CPU) in DIR/profile.txt, the timeline in "
+    "DIR/trace.json.gz. For every kernel on a GPU, add --set train.cuda_graphs=false.",
+)
+@click.option("--profile-steps", default=3, show_default=True, help="Training steps --profile records.")
+@click.option(
     "--single-json",
     type=click.Path(exists=True, dir_okay=False),
     help="Figures of a one-process rr bench of the same experiment (its --json-out): "
@@ -361,6 +370,8 @@ def bench(
     warmup: int,
     eval_batches: int,
     json_out: str | None,
+    profile_dir: str | None,
+    profile_steps: int,
     single_json: str | None,
 ) -> None:
     """Measure training steps/s, examples/s, peak memory and evaluation speed of EXPERIMENT.
@@ -378,7 +389,14 @@ def bench(
         except json.JSONDecodeError as error:
             _fail(f"{single_json}: not JSON written by rr bench --json-out ({error})", EXIT_CONFIG)
     try:
-        figures = benchmark(_load(experiment, overrides), steps=steps, warmup=warmup, eval_batches=eval_batches)
+        figures = benchmark(
+            _load(experiment, overrides),
+            steps=steps,
+            warmup=warmup,
+            eval_batches=eval_batches,
+            profile_dir=Path(profile_dir) if profile_dir else None,
+            profile_steps=profile_steps,
+        )
     finally:
         distributed.teardown()
     is_main = int(os.environ.get("RANK", "0")) == 0
