@@ -8,6 +8,8 @@
 # Default: each paper config at its paper's batch (TRM 768, HRM 384, URM 128).
 # Writes OUT_DIR/NAME.json (`rr bench --json-out`) and OUT_DIR/NAME.log.
 # RR: the command that runs rr (default `rr`; `python3 -m rrcore` where pip --target left no script).
+# LARGEST_BATCH=1: also double each config's batch while it fits (rr bench --largest-batch: one
+# process per size, each compiling again, so minutes more per config).
 set -uo pipefail
 puzzles=$1
 out=$2
@@ -30,6 +32,7 @@ bench() {  # bench SPEC [--set K=V]...
   echo "== $name (global batch ${batch:-as in the file})"
   local args=(--set "data.train_path=$puzzles" --set data.jobs=0)
   [ -n "$batch" ] && args+=(--set "train.global_batch_size=$batch")
+  [ -n "${LARGEST_BATCH:-}" ] && args+=(--largest-batch)
   # shellcheck disable=SC2086
   $rr bench "examples/$config.toml" --steps 30 --warmup 5 --eval-batches 2 "${args[@]}" "$@" \
     --json-out "$out/$name.json" > "$out/$name.log" 2>&1 || echo "$name failed (see $name.log)"
@@ -37,7 +40,8 @@ bench() {  # bench SPEC [--set K=V]...
 import json, sys
 f = json.load(open(sys.argv[1]))
 keys = ("global_batch_size", "step_ms", "train_examples_per_second", "peak_memory_gib", "eval_puzzles_per_second",
-        "first_step_seconds", "graph_breaks", "recompiles_after_warmup", "cudagraph_skips")
+        "first_step_seconds", "graph_breaks", "recompiles_after_warmup", "cudagraph_skips",
+        "largest_fitting_batch", "largest_fitting_batch_examples_per_second")
 print("   " + "  ".join(f"{k}={f[k]}" for k in keys if k in f))
 PY
 }

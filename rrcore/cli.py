@@ -358,6 +358,17 @@ def eval_command(
 )
 @click.option("--profile-steps", default=3, show_default=True, help="Training steps --profile records.")
 @click.option(
+    "--largest-batch",
+    is_flag=True,
+    help="Then double the global batch while it fits on the GPU (each size timed in its own process, "
+    "without evaluation) and report examples/s at each and at the largest that fits.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    help="Largest global batch --largest-batch tries (default: 16x the experiment's).",
+)
+@click.option(
     "--single-json",
     type=click.Path(exists=True, dir_okay=False),
     help="Figures of a one-process rr bench of the same experiment (its --json-out): "
@@ -372,6 +383,8 @@ def bench(
     json_out: str | None,
     profile_dir: str | None,
     profile_steps: int,
+    largest_batch: bool,
+    max_batch: int | None,
     single_json: str | None,
 ) -> None:
     """Measure training steps/s, examples/s, peak memory and evaluation speed of EXPERIMENT.
@@ -382,6 +395,8 @@ def bench(
     from rrcore import distributed
     from rrcore.benchmark import benchmark, scaling
 
+    if largest_batch and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _fail("--largest-batch runs in one process: run rr bench --largest-batch without torchrun", EXIT_CONFIG)
     single = None
     if single_json:
         try:
@@ -400,6 +415,8 @@ def bench(
     finally:
         distributed.teardown()
     is_main = int(os.environ.get("RANK", "0")) == 0
+    if largest_batch:
+        figures.update(_search_batches(experiment, overrides, figures, steps, warmup, max_batch))
     if single is not None:
         try:
             figures = scaling(figures, single)
@@ -413,6 +430,30 @@ def bench(
     click.echo(text)
     if json_out:
         Path(json_out).write_text(text + "\n")
+
+
+def _search_batches(
+    experiment: str, overrides: tuple[str, ...], figures: dict[str, Any], steps: int, warmup: int, limit: int | None
+) -> dict[str, Any]:
+    """``rr bench --largest-batch``: free this process's GPU memory, then :func:`rrcore.batchsearch.largest_batch`."""
+    import gc
+
+    import torch
+
+    from rrcore.batchsearch import BatchSearchError, bench_in_child, largest_batch
+
+    torch._dynamo.reset()  # compiled steps hold their CUDA-graph memory pools
+    gc.collect()
+    held = {}
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        held["memory_held_during_search_gib"] = round(torch.cuda.memory_reserved() / 2**30, 2)
+    start = figures["global_batch_size"]
+    try:
+        found = largest_batch(bench_in_child(experiment, overrides, steps, warmup), start, limit or 16 * start)
+    except BatchSearchError as error:
+        _fail(str(error))
+    return {**found, **held}
 
 
 @main.command(name="list-plugins")

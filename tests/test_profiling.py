@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 from types import SimpleNamespace
 
+import pytest
 import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
+from rrcore.batchsearch import BatchSearchError, bench_in_child, largest_batch
 from rrcore.cli import main
 from rrcore.profiling import _kernel_table, kernel_kind
 
@@ -69,3 +72,50 @@ def test_the_kernel_table_counts_per_step_and_skips_annotations():
     assert not any("Optimizer.step" in line for line in lines)
     empty, lines = _kernel_table([cpu_op], steps=1)
     assert empty["kernels"] == 0 and "train.cuda_graphs=false" in lines[1]
+
+
+def test_largest_batch_doubles_until_a_size_does_not_fit():
+    fits_up_to = 32
+    asked = []
+
+    def try_batch(size):
+        asked.append(size)
+        return {"global_batch_size": size, "train_examples_per_second": 10.0 * size} if size <= fits_up_to else None
+
+    found = largest_batch(try_batch, start=8, limit=1024)
+    assert asked == [16, 32, 64]
+    assert found["largest_fitting_batch"] == 32 and found["largest_fitting_batch_examples_per_second"] == 320.0
+    assert [row["fits"] for row in found["larger_batches"]] == [True, True, False]
+    assert not found["largest_batch_tried_fits"]
+    capped = largest_batch(try_batch, start=8, limit=16)  # the limit, not memory, ended it
+    assert capped["largest_fitting_batch"] == 16 and capped["largest_batch_tried_fits"]
+    none = largest_batch(lambda size: None, start=8, limit=64)
+    assert none["largest_fitting_batch"] == 8 and none["largest_fitting_batch_examples_per_second"] is None
+
+
+def test_a_child_out_of_memory_does_not_fit_and_any_other_failure_stops(monkeypatch):
+    def finished(stderr):
+        return lambda command, **_: subprocess.CompletedProcess(command, 1, "", stderr)
+
+    try_batch = bench_in_child("exp.toml", ("train.lr=1e-3",), steps=2, warmup=1)
+    monkeypatch.setattr(subprocess, "run", finished("torch.OutOfMemoryError: CUDA out of memory. Tried to..."))
+    assert try_batch(1536) is None
+    monkeypatch.setattr(subprocess, "run", finished("Traceback ...\nValueError: bad shape\n"))
+    with pytest.raises(BatchSearchError, match="global batch 1536 failed .exit 1.: ValueError: bad shape"):
+        try_batch(1536)
+
+
+def test_bench_largest_batch_times_each_size_in_its_own_process(toy_registry, toy_env, tmp_path, monkeypatch):
+    path = str(toy_experiment(tmp_path / "exp.toml"))
+    monkeypatch.setenv("PYTHONPATH", toy_env["PYTHONPATH"])  # the children load the toy plugin too
+    timing = ["--steps", "2", "--warmup", "1", "--eval-batches", "0"]
+    result = CliRunner().invoke(main, ["bench", path, *timing, "--largest-batch", "--max-batch", "16"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output[result.output.index("{") :])
+    assert figures["global_batch_size"] == 8
+    (row,) = figures["larger_batches"]
+    assert row["global_batch_size"] == 16 and row["fits"] and row["train_examples_per_second"] > 0
+    assert figures["largest_fitting_batch"] == 16 and figures["largest_batch_tried_fits"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    refused = CliRunner().invoke(main, ["bench", path, *timing, "--largest-batch"])
+    assert refused.exit_code == 2 and "without torchrun" in refused.output
