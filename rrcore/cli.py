@@ -356,7 +356,13 @@ def eval_command(
     "(GPU kernels by kind and name; CPU operators on a CPU) in DIR/profile.txt, the timeline in "
     "DIR/trace.json.gz. For every kernel on a GPU, add --set train.cuda_graphs=false.",
 )
-@click.option("--profile-steps", default=3, show_default=True, help="Training steps --profile records.")
+@click.option(
+    "--profile-steps",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training steps --profile records.",
+)
 @click.option(
     "--largest-batch",
     is_flag=True,
