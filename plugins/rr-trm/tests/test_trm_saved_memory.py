@@ -169,12 +169,35 @@ def test_only_the_differentiated_cycle_keeps_block_values():
     (_, block_backward), (step_forward, step_backward) = recorder.partitions
     per_block = len(_saved(block_backward))
     regions = set(_region_calls(step_forward))
-    region_outputs = {
-        n.name for n in step_forward.graph.nodes if n.target is operator.getitem and n.args[0] in regions
-    }
+    region_outputs = {n.name for n in step_forward.graph.nodes if n.target is operator.getitem and n.args[0] in regions}
     from_blocks = [n for n in _saved(step_backward) if n.name in region_outputs]
     grad_blocks = L_LAYERS * (L_CYCLES + 1)
     assert len(from_blocks) == grad_blocks * per_block, (
         f"the step keeps {len(from_blocks)} values from its blocks, not {per_block} for each of the "
         f"{grad_blocks} blocks of the last cycle: a cycle without gradients keeps activations"
     )
+
+
+def test_recomputing_the_products_leaves_losses_and_gradients_bit_for_bit_the_same():
+    def loss_and_gradients(recompute: str) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        context = model_context(VOCAB, SEQ, batch_size=BATCH, forward_dtype=torch.bfloat16)
+        config = TRMConfig(
+            hidden_size=HIDDEN, num_heads=2, puzzle_emb_ndim=HIDDEN, puzzle_emb_len=PREFIX, L_layers=L_LAYERS,
+            H_cycles=H_CYCLES, L_cycles=L_CYCLES, mlp_t=True, pos_encodings="none", recompute=recompute,
+        )  # fmt: skip
+        head = ACTLossHead(ACTModel(TRM(config, context), ACTConfig(halt_max_steps=4))).train()
+        generator = torch.Generator().manual_seed(1)
+        batch = {
+            "inputs": torch.randint(1, VOCAB, (BATCH, SEQ), dtype=torch.int32, generator=generator),
+            "labels": torch.randint(1, VOCAB, (BATCH, SEQ), generator=generator),
+            "puzzle_identifiers": torch.zeros(BATCH, dtype=torch.int32),
+        }
+        _, loss, *_ = head(head.initial_carry(batch), batch, torch.zeros(BATCH, dtype=torch.int32))
+        loss.backward()
+        return [loss.detach()] + [p.grad for p in head.parameters() if p.grad is not None]
+
+    kept, recomputed = loss_and_gradients("none"), loss_and_gradients("swiglu_products")
+    assert len(kept) == len(recomputed) > 5
+    for a, b in zip(kept, recomputed):
+        assert torch.equal(a, b), "recomputing silu(gate) * up in backward changed the numbers"
