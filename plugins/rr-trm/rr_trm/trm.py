@@ -66,7 +66,9 @@ class TRMConfig(ReasoningModelConfig):
     ``recompute`` trades compute for memory in the differentiated cycle: the SwiGLU
     activations of the sequence MLP (``sequence_mlp``: 1024 values per channel for
     Sudoku's 97 positions, the largest tensors kept for backward, cheap to recompute)
-    or of every MLP (``all_mlps``) are recomputed in the backward pass instead of kept.
+    or of every MLP (``all_mlps``) are recomputed in the backward pass instead of kept;
+    ``swiglu_products`` recomputes only every SwiGLU's ``silu(gate) * up``, elementwise from
+    the gate and up activations kept anyway (no matrix product repeated in backward).
     ``eval_extra_H_cycles`` more latent recursions per ACT step in eval mode:
     inference-time scaling, thinking longer than in training (0 = as trained).
     """
@@ -76,7 +78,7 @@ class TRMConfig(ReasoningModelConfig):
     L_cycles: int = attrs.field(default=6, validator=at_least(1))
     mlp_t: bool = False
     mlp_t_norm: Literal["positions", "channels"] = "positions"
-    recompute: Literal["none", "sequence_mlp", "all_mlps"] = "none"
+    recompute: Literal["none", "sequence_mlp", "all_mlps", "swiglu_products"] = "none"
     eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
     puzzle_emb_len: int = attrs.field(default=16, validator=non_negative)  # the reference's prefix
 
@@ -94,9 +96,11 @@ class SequenceMLP(nn.Module):
     rule, ``2/3 * expansion * L`` rounded up to a multiple of 256, as the reference.
     """
 
-    def __init__(self, seq_len: int, expansion: float, recompute: bool = False) -> None:
+    def __init__(
+        self, seq_len: int, expansion: float, recompute: bool = False, recompute_product: bool = False
+    ) -> None:
         super().__init__()
-        self.mlp = SwiGLU(seq_len, expansion, recompute=recompute)
+        self.mlp = SwiGLU(seq_len, expansion, recompute=recompute, recompute_product=recompute_product)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(x.transpose(1, 2)).transpose(1, 2)
@@ -121,10 +125,15 @@ def make_block(config: Any, seq_len: int, recompute: str = "none") -> nn.Module:
         block = PostNormBlock.from_config(config)
     else:
         block_class = PositionNormBlock if config.mlp_t_norm == "positions" else PostNormBlock
-        block = block_class.from_config(
-            config, mixer=SequenceMLP(seq_len, config.expansion, recompute=recompute != "none")
+        mixer = SequenceMLP(
+            seq_len,
+            config.expansion,
+            recompute=recompute in ("sequence_mlp", "all_mlps"),
+            recompute_product=recompute == "swiglu_products",
         )
+        block = block_class.from_config(config, mixer=mixer)
     block.mlp.recompute = recompute == "all_mlps"
+    block.mlp.recompute_product = recompute == "swiglu_products"
     return block
 
 
