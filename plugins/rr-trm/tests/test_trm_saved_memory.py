@@ -2,14 +2,13 @@
 
 The partitioner decides which forward values the backward pass keeps: at the paper's
 batch of 768 that is most of TRM-MLP's peak memory on the GPU. The step is traced and
-partitioned on CPU at a tiny size (no kernels are generated), and the values kept by
-one differentiated block are compared with what its backward needs at least: each
-SwiGLU's input and gate/up activations, each RMSNorm's input and statistics.
+partitioned on CPU at a tiny size (no kernels are generated), at two batch sizes: the
+difference is what the step keeps per example (weights cancel), compared with what the
+differentiated blocks' backward needs at least: each SwiGLU's input and gate/up
+activations, each RMSNorm's input and statistics.
 """
 
 from __future__ import annotations
-
-import operator
 
 import pytest
 import torch
@@ -21,10 +20,8 @@ from rrcore.act import ACTConfig, ACTLossHead, ACTModel
 from rrcore.nn import swiglu_width
 
 inductor_config = pytest.importorskip("torch._inductor.config")
-if getattr(inductor_config, "custom_partitioner_fn", "missing") == "missing" or not hasattr(
-    torch.compiler, "nested_compile_region"
-):
-    pytest.skip("needs torch's custom_partitioner_fn and nested_compile_region", allow_module_level=True)
+if getattr(inductor_config, "custom_partitioner_fn", "missing") == "missing":
+    pytest.skip("needs torch's inductor custom_partitioner_fn", allow_module_level=True)
 
 from torch._functorch.partitioners import min_cut_rematerialization_partition  # noqa: E402
 from torch._inductor.custom_graph_pass import CustomPartitionerFn  # noqa: E402
@@ -48,16 +45,10 @@ class RecordingPartitioner(CustomPartitionerFn):
     def __call__(self, gm, joint_inputs, **kwargs):
         forward, backward = min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
         self.partitions.append((forward, backward))
-        if _region_calls(forward):  # the outer graph, partitioned after the block's
-            raise Partitioned
-        return forward, backward
+        raise Partitioned  # the whole step is one graph (blocks with gradients are inlined)
 
     def uuid(self):
         return None
-
-
-def _region_calls(graph_module: fx.GraphModule) -> list[fx.Node]:
-    return graph_module.graph.find_nodes(op="call_function", target=torch.ops.higher_order.invoke_subgraph)
 
 
 def _saved(backward: fx.GraphModule) -> list[fx.Node]:
@@ -70,21 +61,30 @@ def _bytes(node: fx.Node) -> int:
     return value.numel() * value.element_size() if isinstance(value, torch.Tensor) else 0
 
 
-def _partition_step(recompute: str) -> RecordingPartitioner:
+def _kept_per_example(recompute: str, h_cycles: int = H_CYCLES) -> int:
+    """Bytes per example the step keeps for backward: the difference between two batch sizes."""
+    kept = []
+    for batch in (BATCH, 2 * BATCH):
+        ((_, backward),) = _partition_step(recompute, batch, h_cycles).partitions
+        kept.append(sum(_bytes(n) for n in _saved(backward)))
+    return (kept[1] - kept[0]) // BATCH
+
+
+def _partition_step(recompute: str, batch: int, h_cycles: int) -> RecordingPartitioner:
     recorder = RecordingPartitioner()
     # No cache: a cached compilation would skip the partitioner.
     with (
         inductor_config.patch(custom_partitioner_fn=recorder, fx_graph_cache=False),
         torch._functorch.config.patch(enable_autograd_cache=False),
     ):
-        _compile_step(recompute)
+        _compile_step(recompute, batch, h_cycles)
     return recorder
 
 
-def _compile_step(recompute: str) -> None:
+def _compile_step(recompute: str, batch_size: int, h_cycles: int) -> None:
     torch._dynamo.reset()
     torch.manual_seed(0)
-    context = model_context(VOCAB, SEQ, batch_size=BATCH, forward_dtype=torch.bfloat16)
+    context = model_context(VOCAB, SEQ, batch_size=batch_size, forward_dtype=torch.bfloat16)
     config = TRMConfig(
         hidden_size=HIDDEN,
         num_heads=2,
@@ -92,7 +92,7 @@ def _compile_step(recompute: str) -> None:
         puzzle_emb_ndim=HIDDEN,
         puzzle_emb_len=PREFIX,
         L_layers=L_LAYERS,
-        H_cycles=H_CYCLES,
+        H_cycles=h_cycles,
         L_cycles=L_CYCLES,
         mlp_t=True,
         pos_encodings="none",
@@ -100,38 +100,18 @@ def _compile_step(recompute: str) -> None:
     )
     head = ACTLossHead(ACTModel(TRM(config, context), ACTConfig(halt_max_steps=4))).train()
     batch = {
-        "inputs": torch.randint(1, VOCAB, (BATCH, SEQ), dtype=torch.int32),
-        "labels": torch.randint(1, VOCAB, (BATCH, SEQ)),
-        "puzzle_identifiers": torch.zeros(BATCH, dtype=torch.int32),
+        "inputs": torch.randint(1, VOCAB, (batch_size, SEQ), dtype=torch.int32),
+        "labels": torch.randint(1, VOCAB, (batch_size, SEQ)),
+        "puzzle_identifiers": torch.zeros(batch_size, dtype=torch.int32),
     }
     step = torch.compile(head, dynamic=False)
     try:
-        step(head.initial_carry(batch), batch, torch.zeros(BATCH, dtype=torch.int32))
+        step(head.initial_carry(batch), batch, torch.zeros(batch_size, dtype=torch.int32))
     except Exception as error:  # dynamo wraps what the backend raises
         if not isinstance(error, Partitioned) and "Partitioned" not in repr(error):
             raise
     finally:
         torch._dynamo.reset()
-
-
-def _activation_values(forward: fx.GraphModule, saved: list[fx.Node]) -> list[fx.Node]:
-    """The saved values computed from the block's input (B, positions, hidden), not from
-    its weights alone (bf16 copies of the weights, the same at any batch size)."""
-    by_name = {n.name: n for n in forward.graph.nodes}
-    state = [
-        n
-        for n in forward.graph.find_nodes(op="placeholder")
-        if tuple(n.meta["val"].shape) == (BATCH, POSITIONS, HIDDEN)
-    ]
-    assert len(state) == 1, "expected one block input of shape (batch, positions, hidden)"
-
-    def from_state(node: fx.Node, seen: set[fx.Node]) -> bool:
-        if node is state[0]:
-            return True
-        seen.add(node)
-        return any(from_state(i, seen) for i in node.all_input_nodes if i not in seen)
-
-    return [n for n in saved if from_state(by_name[n.name], set())]
 
 
 def _needed_activation_bytes() -> int:
@@ -149,33 +129,23 @@ def _product_bytes() -> int:
     return BF16 * (HIDDEN * swiglu_width(POSITIONS, 4.0) + POSITIONS * swiglu_width(HIDDEN, 4.0))
 
 
+HEAD_BYTES = 2048  # per example: what the heads and the loss keep (about 1 KB at these sizes)
+
+
 @pytest.mark.parametrize(("recompute", "kept_products"), [("swiglu_products", False), ("none", True)])
-def test_a_differentiated_block_keeps_only_what_its_backward_needs(recompute, kept_products):
-    recorder = _partition_step(recompute)
-    assert len(recorder.partitions) == 2, "expected one partition of the block region and one of the step"
-    (block_forward, block_backward), _ = recorder.partitions
-    activations = _activation_values(block_forward, _saved(block_backward))
-    kept = sum(_bytes(n) for n in activations) // BATCH
-    needed = _needed_activation_bytes() + kept_products * _product_bytes()
-    assert kept <= needed, (
-        f"with recompute={recompute!r} one differentiated TRM-MLP block keeps {kept} bytes per example "
-        f"for backward, more than the {needed} its backward needs: "
-        + ", ".join(f"{n.name} {tuple(n.meta['val'].shape)}" for n in activations)
-    )
-
-
-def test_only_the_differentiated_cycle_keeps_block_values():
-    recorder = _partition_step("swiglu_products")
-    (_, block_backward), (step_forward, step_backward) = recorder.partitions
-    per_block = len(_saved(block_backward))
-    regions = set(_region_calls(step_forward))
-    region_outputs = {n.name for n in step_forward.graph.nodes if n.target is operator.getitem and n.args[0] in regions}
-    from_blocks = [n for n in _saved(step_backward) if n.name in region_outputs]
+def test_the_differentiated_blocks_keep_only_what_their_backward_needs(recompute, kept_products):
+    kept = _kept_per_example(recompute)
     grad_blocks = L_LAYERS * (L_CYCLES + 1)
-    assert len(from_blocks) == grad_blocks * per_block, (
-        f"the step keeps {len(from_blocks)} values from its blocks, not {per_block} for each of the "
-        f"{grad_blocks} blocks of the last cycle: a cycle without gradients keeps activations"
+    needed = grad_blocks * (_needed_activation_bytes() + kept_products * _product_bytes()) + HEAD_BYTES
+    assert kept <= needed, (
+        f"with recompute={recompute!r} TRM-MLP's step keeps {kept} bytes per example for backward, "
+        f"more than the {needed} its {grad_blocks} differentiated blocks and heads need"
     )
+
+
+def test_cycles_without_gradients_keep_nothing():
+    kept = {h_cycles: _kept_per_example("swiglu_products", h_cycles) for h_cycles in (H_CYCLES, H_CYCLES + 1)}
+    assert kept[H_CYCLES + 1] == kept[H_CYCLES], f"one more cycle without gradients keeps more: {kept}"
 
 
 def test_recomputing_the_products_leaves_losses_and_gradients_bit_for_bit_the_same():
