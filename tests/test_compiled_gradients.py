@@ -28,7 +28,7 @@ def bundled_registry(tmp_path, monkeypatch):
     torch._dynamo.reset()
     set_registry(None)
     registry = load_registry()
-    if not {"trm", "hrm"} <= {s.name for s in registry.all_components() if s.kind == "model"}:
+    if not {"trm", "hrm", "urm"} <= {s.name for s in registry.all_components() if s.kind == "model"}:
         pytest.skip("the bundled model plugins are not installed")
     set_registry(registry)
     yield registry
@@ -36,11 +36,23 @@ def bundled_registry(tmp_path, monkeypatch):
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("example", ["sudoku4x4-trm.toml", "sudoku4x4-hrm.toml"])
-def test_inductor_gradients_equal_eager_gradients(bundled_registry, example):
-    experiment = load_experiment(
-        EXAMPLES / example, ["run.device='cpu'", "train.compile='off'", "data.train_size=64", "data.test_size=16"]
-    )
+# Small versions of the papers' architectures on the generated 4x4 Sudoku (as tests/test_gpu.py).
+ARCHITECTURES = {
+    "trm-mlp": ("sudoku4x4-trm.toml", []),
+    "trm-att": (
+        "sudoku4x4-trm.toml",
+        ["model.mlp_t=false", "model.pos_encodings='rope'", "model.puzzle_emb_ndim=64", "model.puzzle_emb_len=1"],
+    ),
+    "hrm": ("sudoku4x4-hrm.toml", []),
+    "urm": ("sudoku4x4-urm.toml", []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_inductor_gradients_equal_eager_gradients(bundled_registry, name):
+    example, overrides = ARCHITECTURES[name]
+    sizes = ["run.device='cpu'", "train.compile='off'", "data.train_size=64", "data.test_size=16"]
+    experiment = load_experiment(EXAMPLES / example, [*overrides, *sizes])
     differences = gradient_differences(build_run(experiment, optimizers=False, evaluators=False), "inductor")
     wrong = {name: round(d, 4) for name, d in differences.items() if d > 1e-4}
     assert not wrong, f"compiled gradients differ from eager ones (relative): {wrong}"
