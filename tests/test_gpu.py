@@ -148,7 +148,7 @@ def test_compiled_and_eager_steps_agree(bundled_registry, tmp_path, name):
 def test_compiled_and_eager_gradients_agree(bundled_registry, tmp_path, name):
     """Every parameter's gradient of one step, compiled against eager, within bf16 noise.
     Losses alone missed gradients 45% off (tests/test_compiled_gradients.py checks the
-    same in float32 on CPU, to 1e-4)."""
+    same in float32 on CPU, to 1e-3)."""
     differences = gradient_differences(_trainer(name, tmp_path, "off").run, "inductor")
     wrong = {key: round(d, 3) for key, d in differences.items() if d > 0.1}
     assert not wrong, f"compiled gradients differ from eager ones (relative): {wrong}"

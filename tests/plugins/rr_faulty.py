@@ -107,6 +107,17 @@ class KeepsPrefix(Sound):
         return carry, outputs
 
 
+class CompiledGradientDiffers(Sound):
+    """The same outputs compiled, but a gradient twice the eager one (as a compiler bug gave)."""
+
+    def forward(self, carry, batch):
+        carry, outputs = super().forward(carry, batch)
+        if torch.compiler.is_compiling():
+            logits = outputs["logits"]
+            outputs["logits"] = logits.detach() + 2 * (logits - logits.detach())
+        return carry, outputs
+
+
 class ClaimsQContinue(Sound):
     """Declares that it predicts Q-continue (so ``[act] q_continue`` follows) but outputs none."""
 
@@ -132,6 +143,7 @@ def rr_register_models():
         _model("reads_on_host", ReadsOnHost),
         _model("keeps_prefix", KeepsPrefix),
         _model("claims_q_continue", ClaimsQContinue),
+        _model("compiled_gradient_differs", CompiledGradientDiffers),
     ]
 
 
