@@ -50,3 +50,23 @@ def toy_registry(toy_env):
     registry = load_registry()
     set_registry(registry)
     return registry
+
+
+@pytest.fixture
+def bundled_registry(tmp_path, monkeypatch):
+    """The installed plugins (rr-trm, rr-hrm, rr-urm, rr-sudoku), data cached in tmp."""
+    import torch._dynamo
+
+    monkeypatch.delenv("RR_LOAD_PLUGINS", raising=False)
+    monkeypatch.setenv("RR_CACHE_DIR", str(tmp_path / "cache"))
+    # Each test builds new modules; dynamo's per-function cache would otherwise fill up
+    # (8 entries) and silently fall back to eager, making compile checks vacuous.
+    torch._dynamo.reset()
+    set_registry(None)
+    registry = load_registry()
+    if not {"trm", "hrm", "urm"} <= {s.name for s in registry.all_components() if s.kind == "model"}:
+        pytest.skip("the bundled model plugins are not installed")
+    set_registry(registry)
+    yield registry
+    set_registry(None)
+    torch._dynamo.reset()

@@ -1,10 +1,28 @@
-"""One ACT step's gradients, eager and compiled, for tests that compare the two."""
+"""The bundled architectures' small test set-ups, and one ACT step's gradients, eager and
+compiled, for tests that compare the two."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from rrcore.run import Run
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+# Small versions of the papers' architectures on generated 4x4 Sudoku (built in seconds):
+# name -> (example file, overrides).
+ARCHITECTURES = {
+    "trm-mlp": ("sudoku4x4-trm.toml", []),
+    "trm-att": (
+        "sudoku4x4-trm.toml",
+        ["model.mlp_t=false", "model.pos_encodings='rope'", "model.puzzle_emb_ndim=64", "model.puzzle_emb_len=1"],
+    ),
+    "trm-mlp-recompute": ("sudoku4x4-trm.toml", ["model.recompute='all_mlps'"]),
+    "hrm": ("sudoku4x4-hrm.toml", ["model.puzzle_emb_ndim=64"]),
+    "urm": ("sudoku4x4-urm.toml", []),
+}
 
 
 def step_gradients(run: Run, step, carry, batch, exploration) -> dict[str, torch.Tensor]:

@@ -8,30 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from gradient_helpers import gradient_differences
+from gradient_helpers import ARCHITECTURES, EXAMPLES, gradient_differences
 from toy_helpers import toy_experiment
 
 from rrcore.benchmark import _compile_counters
 from rrcore.config import load_experiment
 from rrcore.nn import _flash_attn_func, attention
-from rrcore.registry import load_registry, set_registry
 from rrcore.trainer import Trainer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
-
-EXAMPLES = Path(__file__).parent.parent / "examples"
-
-# Small versions of the papers' architectures on generated 4x4 Sudoku (built in seconds).
-ARCHITECTURES = {
-    "trm-mlp": ("sudoku4x4-trm.toml", []),
-    "trm-att": (
-        "sudoku4x4-trm.toml",
-        ["model.mlp_t=false", "model.pos_encodings='rope'", "model.puzzle_emb_ndim=64", "model.puzzle_emb_len=1"],
-    ),
-    "trm-mlp-recompute": ("sudoku4x4-trm.toml", ["model.recompute='all_mlps'"]),
-    "hrm": ("sudoku4x4-hrm.toml", ["model.puzzle_emb_ndim=64"]),
-    "urm": ("sudoku4x4-urm.toml", []),
-}
 
 
 @pytest.mark.skipif(_flash_attn_func() is None, reason="flash-attn is not installed")
@@ -64,23 +49,6 @@ def test_training_step_never_waits_for_the_gpu(toy_registry, tmp_path):
         torch.cuda.set_sync_debug_mode("default")
     assert not torch.equal(table, trainer.model.puzzle_emb.weights)  # sign-SGD ran on the GPU
     assert torch.isfinite(sums["lm_loss"]).item()
-
-
-@pytest.fixture
-def bundled_registry(tmp_path, monkeypatch):
-    """The installed plugins (rr-trm, rr-hrm, rr-urm, rr-sudoku), data cached in tmp."""
-    monkeypatch.delenv("RR_LOAD_PLUGINS", raising=False)
-    monkeypatch.setenv("RR_CACHE_DIR", str(tmp_path / "cache"))
-    # Each test builds new modules; dynamo's per-function cache would otherwise fill up
-    # (8 entries) and silently fall back to eager, making these checks vacuous.
-    torch._dynamo.reset()
-    set_registry(None)
-    registry = load_registry()
-    if not {"trm", "hrm", "urm"} <= {s.name for s in registry.all_components() if s.kind == "model"}:
-        pytest.skip("the bundled model plugins are not installed")
-    set_registry(registry)
-    yield registry
-    set_registry(None)
 
 
 def _trainer(name: str, tmp_path: Path, compile: str, *extra: str) -> Trainer:
