@@ -37,7 +37,7 @@ from rrcore.grids import (
     inverse_dihedral,
     shape_preserving_transforms,
 )
-from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
+from rrcore.model_kit import ReasoningModel, ReasoningModelConfig, model_context
 from rrcore.nn import (
     IGNORE_LABEL,
     Attention,
@@ -111,6 +111,7 @@ __all__ = [
     "LossHead",
     "Model",
     "ModelContext",
+    "model_context",
     "Outputs",
     "Puzzle",
     "PuzzleError",

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from rrcore.act import reset_rows
+from rrcore.data import DatasetMetadata
 from rrcore.nn import (
     AttentionBackend,
     PositionEncoding,
@@ -129,3 +130,27 @@ class ReasoningModel(nn.Module):
             name: getattr(self, buffer) if buffer is not None else 0 for name, buffer in self.carry_states.items()
         }
         return reset_rows(reset, carry, initial)
+
+
+def model_context(
+    vocab_size: int,
+    seq_len: int,
+    *,
+    num_puzzle_identifiers: int = 1,
+    batch_size: int = 1,
+    forward_dtype: torch.dtype = torch.float32,
+) -> ModelContext:
+    """A :class:`~rrcore.protocols.ModelContext` for a data set of this shape, without building
+    one: to build a model for tests, parameter counts or tools."""
+    metadata = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        num_puzzle_identifiers=num_puzzle_identifiers,
+        total_groups=1,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
+    return ModelContext(metadata=metadata, batch_size=batch_size, forward_dtype=forward_dtype)

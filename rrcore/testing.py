@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from rrcore.data import DatasetMetadata, PuzzleDataset
+from rrcore.model_kit import model_context
 from rrcore.nn import IGNORE_LABEL
 from rrcore.protocols import ModelContext
 from rrcore.registry import Registry, Spec, get_registry
@@ -128,19 +129,11 @@ def model_case(
     if config is None or isinstance(config, Mapping):
         config = spec.make_config(**dict(config or {}))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    metadata = DatasetMetadata(
-        pad_id=0,
-        ignore_label_id=0,
-        blank_identifier_id=0,
-        vocab_size=vocab_size,
-        seq_len=seq_len,
-        num_puzzle_identifiers=num_puzzle_identifiers,
-        total_groups=1,
-        mean_puzzle_examples=1.0,
-        sets=["all"],
-    )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # as the trainer chooses
-    return ModelCase(plugin, spec, config, ModelContext(metadata, batch_size, dtype), device, registry)
+    context = model_context(
+        vocab_size, seq_len, num_puzzle_identifiers=num_puzzle_identifiers, batch_size=batch_size, forward_dtype=dtype
+    )
+    return ModelCase(plugin, spec, config, context, device, registry)
 
 
 def check_model(

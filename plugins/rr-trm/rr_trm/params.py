@@ -10,34 +10,10 @@ and so are the fixed initial states ``H_init`` / ``L_init``.
 from __future__ import annotations
 
 import attrs
-import torch
 from torch import nn
 
 from rr_trm.trm import TRM, TRMConfig
-from rrcore.api import DatasetMetadata, ModelContext
-
-
-def model_context(
-    vocab_size: int,
-    seq_len: int,
-    *,
-    num_puzzle_identifiers: int = 1,
-    batch_size: int = 1,
-    forward_dtype: torch.dtype = torch.float32,
-) -> ModelContext:
-    """A :class:`ModelContext` for a data set of this shape, without building one."""
-    metadata = DatasetMetadata(
-        pad_id=0,
-        ignore_label_id=0,
-        blank_identifier_id=0,
-        vocab_size=vocab_size,
-        seq_len=seq_len,
-        num_puzzle_identifiers=num_puzzle_identifiers,
-        total_groups=1,
-        mean_puzzle_examples=1.0,
-        sets=["all"],
-    )
-    return ModelContext(metadata=metadata, batch_size=batch_size, forward_dtype=forward_dtype)
+from rrcore.api import model_context
 
 
 def count_parameters(model: nn.Module) -> int:

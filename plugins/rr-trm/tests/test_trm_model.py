@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import rr_trm.plugin
 import torch
-from rr_trm.params import model_context
 from rr_trm.totrm import ToTRM, ToTRMConfig
 from rr_trm.transformer import Transformer, TransformerConfig
 from rr_trm.trm import TRM, SequenceMLP, TRMConfig
 
 from rrcore.act import ACTConfig, ACTModel
+from rrcore.api import model_context
 from rrcore.nn import Attention, SparsePuzzleEmbedding
 from rrcore.registry import load_registry
 

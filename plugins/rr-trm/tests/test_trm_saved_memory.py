@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rr_trm.params import model_context
 from rr_trm.trm import TRM, TRMConfig
 from torch import fx
 
 from rrcore.act import ACTConfig, ACTLossHead, ACTModel
+from rrcore.api import model_context
 from rrcore.nn import swiglu_width
 
 inductor_config = pytest.importorskip("torch._inductor.config")

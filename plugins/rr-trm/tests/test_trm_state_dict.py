@@ -5,10 +5,11 @@ code before that change (same tiny configs: vocab 6, 5 positions, 3 puzzle ident
 from __future__ import annotations
 
 import pytest
-from rr_trm.params import model_context
 from rr_trm.totrm import ToTRM, ToTRMConfig
 from rr_trm.transformer import Transformer, TransformerConfig
 from rr_trm.trm import TRM, TRMConfig
+
+from rrcore.api import model_context
 
 TINY = dict(hidden_size=16, num_heads=2, expansion=2.0, puzzle_emb_ndim=16, puzzle_emb_len=2)
 CYCLES = dict(L_layers=1, H_cycles=2, L_cycles=2)

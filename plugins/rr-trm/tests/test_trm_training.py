@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rr_trm.params import count_parameters, model_context, paper_parameter_counts
+from rr_trm.params import count_parameters, paper_parameter_counts
 from rr_trm.totrm import ToTRM, ToTRMConfig
 from rr_trm.transformer import Transformer, TransformerConfig
 from rr_trm.trm import TRM, TRMConfig
 
 from rrcore.act import ACTConfig, ACTLossHead, ACTModel
+from rrcore.api import model_context
 from rrcore.nn import swiglu_width
 
 BATCH, SEQ, VOCAB = 8, 4, 5
