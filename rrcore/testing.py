@@ -411,7 +411,7 @@ def check_compiles(case: ModelCase, backend: str = "aot_eager", steps: int = 3) 
     carry = loss_head.initial_carry(batch)
     rows = batch["inputs"].shape[0]
     explorations = [act.exploration(rows, case.device, row_offset=rows) for _ in range(steps)]
-    eager = _step_gradients(loss_head, loss_head, carry, batch, explorations[0])
+    eager = step_gradients(loss_head, loss_head, carry, batch, explorations[0])
     try:
         for index, exploration in enumerate(explorations):
             carry, loss, _, _, _ = step(carry, batch, exploration)
@@ -437,17 +437,34 @@ def check_compiles(case: ModelCase, backend: str = "aot_eager", steps: int = 3) 
 
 
 def _gradients(module: nn.Module) -> dict[str, Tensor]:
-    return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
+    """Every gradient ``module`` holds: its parameters' and its buffers' that take one (the
+    puzzle embedding's rows of the batch)."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return {name: t.grad.detach().clone() for name, t in tensors if t.grad is not None}
 
 
-def _step_gradients(loss_head: nn.Module, step: Any, carry: Any, batch: Any, exploration: Any) -> dict[str, Tensor]:
-    """The gradients of one ACT step of ``step`` (the loss head, or it compiled)."""
-    loss_head.zero_grad(set_to_none=True)
+def _clear_gradients(module: nn.Module) -> None:
+    for _, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        tensor.grad = None
+
+
+def step_gradients(loss_head: nn.Module, step: Any, carry: Any, batch: Any, exploration: Any) -> dict[str, Tensor]:
+    """The gradients of one ACT step of ``step`` (``loss_head`` itself, or it compiled) on
+    ``carry`` and ``batch``, by parameter (and gradient-taking buffer) name; none are left behind."""
+    _clear_gradients(loss_head)
     _, loss, _, _, _ = step(carry, batch, exploration)
     loss.backward()
     gradients = _gradients(loss_head)
-    loss_head.zero_grad(set_to_none=True)
+    _clear_gradients(loss_head)
     return gradients
+
+
+def relative_differences(got: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> dict[str, float]:
+    """Per name: the norm of ``got - expected`` over the norm of ``expected`` (in float64)."""
+    return {
+        name: float((got[name].double() - want.double()).norm() / want.double().norm().clamp_min(1e-30))
+        for name, want in expected.items()
+    }
 
 
 def _check_same_gradients(case: ModelCase, eager: dict[str, Tensor], compiled: dict[str, Tensor], backend: str) -> None:
@@ -457,10 +474,7 @@ def _check_same_gradients(case: ModelCase, eager: dict[str, Tensor], compiled: d
             "the same parameters trained compiled as eager",
         )
     tolerance = 1e-3 if case.context.forward_dtype == torch.float32 else 3e-2
-    for name, gradient in eager.items():
-        difference = float(
-            (compiled[name].double() - gradient.double()).norm() / gradient.double().norm().clamp_min(1e-30)
-        )
+    for name, difference in relative_differences(compiled, eager).items():
         if difference > tolerance:
             raise case.fail(
                 f"compiled with {backend!r}, the step's gradient of {name} is {difference:.2g} off the eager one "

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from rrcore.run import Run
+from rrcore.testing import relative_differences, step_gradients
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -25,21 +26,6 @@ ARCHITECTURES = {
 }
 
 
-def step_gradients(run: Run, step, carry, batch, exploration) -> dict[str, torch.Tensor]:
-    """Gradients of every parameter (and the puzzle-embedding rows) after ``step`` (the loss
-    head itself or a compiled version of it) on ``carry`` and ``batch``."""
-    head = run.loss_head
-    head.zero_grad(set_to_none=True)
-    _, loss, *_ = step(carry, batch, exploration)
-    loss.backward()
-    grads = {name: p.grad.detach().clone() for name, p in head.named_parameters() if p.grad is not None}
-    embedding = run.model.puzzle_emb
-    if embedding is not None and embedding.local_weights.grad is not None:
-        grads["puzzle_emb.local_weights"] = embedding.local_weights.grad.clone()
-        embedding.local_weights.grad = None
-    return grads
-
-
 def gradient_differences(run: Run, backend: str) -> dict[str, float]:
     """Relative difference (norm of the difference over the eager gradient's norm) of each
     gradient between the eager step and the step compiled with ``backend``, on a carry one
@@ -49,10 +35,7 @@ def gradient_differences(run: Run, backend: str) -> dict[str, float]:
     exploration = run.act_model.exploration(batch["inputs"].shape[0], run.device) if run.act_model.explores else None
     with torch.no_grad():
         carry, *_ = head(head.initial_carry(batch), batch, exploration)
-    eager = step_gradients(run, head, carry, batch, exploration)
-    compiled = step_gradients(run, torch.compile(head, backend=backend, dynamic=False), carry, batch, exploration)
+    eager = step_gradients(head, head, carry, batch, exploration)
+    compiled = step_gradients(head, torch.compile(head, backend=backend, dynamic=False), carry, batch, exploration)
     assert compiled.keys() == eager.keys(), "the compiled step trains other parameters"
-    return {
-        name: float((compiled[name].double() - grad.double()).norm() / grad.double().norm().clamp_min(1e-30))
-        for name, grad in eager.items()
-    }
+    return relative_differences(compiled, eager)
