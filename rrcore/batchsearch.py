@@ -9,6 +9,7 @@ failure stops the search with that process's last error line.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import torch
 
 KEPT = ("global_batch_size", "step_ms", "train_examples_per_second", "peak_memory_gib")
 OUT_OF_MEMORY = ("OutOfMemoryError", "CUDA out of memory")
@@ -69,3 +72,19 @@ def bench_in_child(experiment: str, overrides: tuple[str, ...], steps: int, warm
         )
 
     return try_batch
+
+
+def search(
+    experiment: str, overrides: tuple[str, ...], start: int, steps: int, warmup: int, limit: int | None = None
+) -> dict[str, Any]:
+    """``rr bench --largest-batch`` after this process's own benchmark at ``start``: free the
+    GPU memory it holds, then :func:`largest_batch` up to ``limit`` (default 16x ``start``),
+    each size in a child process; the figures say how much memory this process still held."""
+    torch._dynamo.reset()  # compiled steps hold their CUDA-graph memory pools
+    gc.collect()
+    held = {}
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        held["memory_held_during_search_gib"] = round(torch.cuda.memory_reserved() / 2**30, 2)
+    found = largest_batch(bench_in_child(experiment, overrides, steps, warmup), start, limit or 16 * start)
+    return {**found, **held}

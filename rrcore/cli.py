@@ -34,7 +34,9 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 @contextlib.contextmanager
 def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
     """One line and the exit code for what a command can raise: a config error (and any of
-    ``bad_input``) is bad input, 2; a training, checkpoint or data failure, 1."""
+    ``bad_input``) is bad input, 2; a training, checkpoint or data failure (or a batch size
+    rr bench --largest-batch could not time), 1."""
+    from rrcore.batchsearch import BatchSearchError
     from rrcore.checkpoint import CheckpointError
     from rrcore.config import ConfigError
     from rrcore.data import DataFormatError
@@ -44,7 +46,7 @@ def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
         yield
     except (ConfigError, *bad_input) as error:
         _fail(str(error), EXIT_CONFIG)
-    except (TrainingError, CheckpointError, DataFormatError) as error:
+    except (TrainingError, CheckpointError, DataFormatError, BatchSearchError) as error:
         _fail(str(error))
 
 
@@ -422,7 +424,10 @@ def bench(
         distributed.teardown()
     is_main = int(os.environ.get("RANK", "0")) == 0
     if largest_batch:
-        figures.update(_search_batches(experiment, overrides, figures, steps, warmup, max_batch))
+        from rrcore.batchsearch import search
+
+        with _exit_codes():
+            figures.update(search(experiment, overrides, figures["global_batch_size"], steps, warmup, max_batch))
     if single is not None:
         try:
             figures = scaling(figures, single)
@@ -436,30 +441,6 @@ def bench(
     click.echo(text)
     if json_out:
         Path(json_out).write_text(text + "\n")
-
-
-def _search_batches(
-    experiment: str, overrides: tuple[str, ...], figures: dict[str, Any], steps: int, warmup: int, limit: int | None
-) -> dict[str, Any]:
-    """``rr bench --largest-batch``: free this process's GPU memory, then :func:`rrcore.batchsearch.largest_batch`."""
-    import gc
-
-    import torch
-
-    from rrcore.batchsearch import BatchSearchError, bench_in_child, largest_batch
-
-    torch._dynamo.reset()  # compiled steps hold their CUDA-graph memory pools
-    gc.collect()
-    held = {}
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        held["memory_held_during_search_gib"] = round(torch.cuda.memory_reserved() / 2**30, 2)
-    start = figures["global_batch_size"]
-    try:
-        found = largest_batch(bench_in_child(experiment, overrides, steps, warmup), start, limit or 16 * start)
-    except BatchSearchError as error:
-        _fail(str(error))
-    return {**found, **held}
 
 
 @main.command(name="list-plugins")
