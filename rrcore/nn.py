@@ -61,12 +61,13 @@ def repeated_region(fn: Callable[..., Any]) -> Callable[..., Any]:
     Calls with gradients are compiled where they stand: with their backward passes as
     regions, inductor returned wrong gradients (torch 2.13, CPU, float32: TRM's token
     embedding 45% off, HRM's L-level weights 5-8%, the loss unchanged; plain calls and
-    ``aot_eager`` were right; ``tests/test_compiled_gradients.py``). Most calls have no
-    gradients (TRM: 28 of 42 block calls a step, HRM: 40 of 48), so most of the saving
-    stays: on one H200 (torch 2.11) regions for every call cut the first, compiling step
-    of HRM from 75 to 45 s and of TRM-MLP from 53 to 38 s; on CPU, HRM's first step at
-    the paper's sizes took 103 s without regions and 72 s with regions for the calls
-    without gradients (not yet measured on a GPU).
+    ``aot_eager`` were right; ``tests/test_compiled_gradients.py``). Part of the cause:
+    regions of one function share one cache of traced regions, and grad mode is not part
+    of a cached region's reuse condition, so a region traced in a cycle without gradients
+    was stamped out again for a differentiated call. Keep to one region per function, for
+    calls without gradients. Most calls have none (TRM: 28 of 42 block calls a step, HRM:
+    40 of 48); on one H200 (torch 2.11) the first step took 62.7 s for HRM and 88.6 s for
+    URM, against 44.6 and 52.8 with regions for every call and 74.9 for HRM without any.
     """
     region = getattr(torch.compiler, "nested_compile_region", None)
     if region is None:  # an older torch: each call is compiled where it stands, as before
