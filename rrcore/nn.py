@@ -61,13 +61,15 @@ def repeated_region(fn: Callable[..., Any]) -> Callable[..., Any]:
     Calls with gradients are compiled where they stand: with their backward passes as
     regions, inductor returned wrong gradients (torch 2.13, CPU, float32: TRM's token
     embedding 45% off, HRM's L-level weights 5-8%, the loss unchanged; plain calls and
-    ``aot_eager`` were right; ``tests/test_compiled_gradients.py``). Part of the cause:
-    regions of one function share one cache of traced regions, and grad mode is not part
-    of a cached region's reuse condition, so a region traced in a cycle without gradients
-    was stamped out again for a differentiated call. Keep to one region per function, for
-    calls without gradients. Most calls have none (TRM: 28 of 42 block calls a step, HRM:
-    40 of 48); on one H200 (torch 2.11) the first step took 62.7 s for HRM and 88.6 s for
-    URM, against 44.6 and 52.8 with regions for every call and 74.9 for HRM without any.
+    ``aot_eager`` were right; ``tests/test_compiled_gradients.py``). Regions of one
+    function share one cache of traced regions, and grad mode is not part of a cached
+    region's reuse condition: a region traced without gradients can be stamped out for a
+    call with them (a two-block stack's compiled loss then did not require grad). Other
+    arrangements with differentiated regions were wrong too, for reasons not found
+    (``benchmarks/README.md``). Keep to one region per function, for calls without
+    gradients. Most calls have none (TRM: 28 of 42 block calls a step, HRM: 40 of 48); on
+    one H200 (torch 2.11) the first step took 62.7 s for HRM and 88.6 s for URM, against
+    44.6 and 52.8 with regions for every call and 74.9 for HRM without any.
     """
     region = getattr(torch.compiler, "nested_compile_region", None)
     if region is None:  # an older torch: each call is compiled where it stands, as before
