@@ -40,6 +40,8 @@ def _compile_counters() -> dict[str, int]:
         "graph_breaks": sum(counters["graph_break"].values()),
         "graphs_compiled": counters["stats"]["unique_graphs"],
         "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+        "compile_cache_hits": counters["inductor"]["fxgraph_cache_hit"]
+        + counters["aot_autograd"]["autograd_cache_hit"],
     }
 
 
@@ -96,6 +98,8 @@ def benchmark(
     after_steps = _compile_counters()
     figures["graph_breaks"] = after_steps["graph_breaks"] - counters_start["graph_breaks"]
     figures["cudagraph_skips"] = after_steps["cudagraph_skips"] - counters_start["cudagraph_skips"]
+    # 0 means the first step compiled from nothing: its time is a cold start's.
+    figures["compile_cache_hits"] = after_steps["compile_cache_hits"] - counters_start["compile_cache_hits"]
     if device.type == "cuda":
         # Over warm-up too: a CUDA-graph replay allocates nothing, its memory was taken
         # when the graph was recorded.

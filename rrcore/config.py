@@ -56,7 +56,9 @@ class RunConfig:
     """``[run]``: naming, seeding and placement of a run.
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-    ``cache_dir``: where data sets are built (empty: ``$RR_CACHE_DIR`` or ``~/.cache/rr``).
+    ``cache_dir``: where data sets are built and compiled code is cached, in ``compile/``
+    (empty: ``$RR_CACHE_DIR`` or ``~/.cache/rr``; ``$TORCHINDUCTOR_CACHE_DIR`` overrides
+    the compile cache's place).
     ``cpu_threads``: torch threads per process on CPU (0: torch's default). Tiny models
     run fastest on 1: several threads on a few busy cores spend their time waiting.
     """
