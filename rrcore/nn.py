@@ -61,11 +61,11 @@ def repeated_region(fn: Callable[..., Any]) -> Callable[..., Any]:
     Calls with gradients are compiled where they stand: with their backward passes as
     regions, inductor returned wrong gradients (torch 2.13, CPU, float32: TRM's token
     embedding 45% off, HRM's L-level weights 5-8%, the loss unchanged; plain calls and
-    ``aot_eager`` were right; ``tests/test_compiled_gradients.py``). Regions of one
-    function share one cache of traced regions, and grad mode is not part of a cached
-    region's reuse condition: a region traced without gradients can be stamped out for a
-    call with them (a two-block stack's compiled loss then did not require grad). Other
-    arrangements with differentiated regions were wrong too, for reasons not found
+    ``aot_eager`` were right; ``tests/test_compiled_gradients.py``). The smallest case
+    found, ``benchmarks/region_gradients.py``: a region applied twice to ``z + x`` with
+    ``x`` gathered from an embedding table gives the table a wrong gradient. Regions of one
+    function also share one cache of traced regions without grad mode in its reuse
+    condition, so a region traced without gradients can be stamped out for a call with them
     (``benchmarks/README.md``). Keep to one region per function, for calls without
     gradients. Most calls have none (TRM: 28 of 42 block calls a step, HRM: 40 of 48); on
     one H200 (torch 2.11) the first step took 62.7 s for HRM and 88.6 s for URM, against
