@@ -43,30 +43,37 @@ def _rr_run(path: Path, run_dir: Path, *extra: str) -> list[str]:
 
 
 def _two_agents(path: Path, run_dir: Path, env: dict[str, str], *extra: str) -> list[subprocess.Popen]:
-    """Two torchrun agents of one job, as on two nodes: one process each, c10d rendezvous."""
-    endpoint = f"localhost:{_free_port()}"
-    return [
-        subprocess.Popen(
-            _torchrun(
-                "--nnodes",
-                "2",
-                "--nproc-per-node",
-                "1",
-                "--rdzv-backend",
-                "c10d",
-                "--rdzv-endpoint",
-                endpoint,
-                "--rdzv-id",
-                "toy",
-                *_rr_run(path, run_dir, *extra),
-            ),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    """Two torchrun agents of one job, as on two nodes: one process each, c10d rendezvous.
+    The first hosts the rendezvous store, as the endpoint's node does on a cluster: the
+    second starts once the store listens (started together, either could host it, and a
+    signal to the host would take the other's report down with the store)."""
+    port = _free_port()
+    command = _torchrun(
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"localhost:{port}",
+        "--rdzv-id",
+        "toy",
+        *_rr_run(path, run_dir, *extra),
+    )
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    host = start()
+    _wait_for(lambda: _listening(port) or host.poll() is not None, 60, "rendezvous store")
+    assert host.poll() is None, host.communicate()[0]
+    return [host, start()]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("localhost", port)) == 0
 
 
 def _wait_for(condition, seconds: float, what: str) -> None:
