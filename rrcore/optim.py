@@ -16,11 +16,13 @@ layout of adam-atan2-pytorch 0.4.1, so checkpoints of either load in the other.
 
 On CPU the update runs eagerly with Python scalars, operation for operation as
 adam-atan2-pytorch (the pinned CPU trajectory depends on it). On CUDA the whole
-update of a parameter group is one ``torch.compile``d function: the learning rate
-and bias corrections live in a small device tensor (filled each step, so no
-recompilation when the schedule moves them and no host synchronisation), and the
-compiler fuses the per-parameter arithmetic instead of a Python loop of about ten
-kernel launches per parameter.
+update of a parameter group is one ``torch.compile``d kernel over flat tensors: the
+moments live in two flat buffers (each parameter's state a view into them), parameters
+and gradients are gathered with one ``cat`` each and written back with one
+``_foreach_copy_``. The learning rate and bias corrections live in a small device
+tensor (filled each step, so no recompilation when the schedule moves them and no host
+synchronisation). Compiling lists of parameters instead made inductor generate a
+kernel per parameter inside one combined kernel, which took most of 10 s to compile.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ def _update_eager(
         p.add_(update, alpha=-lr * a)
 
 
-def _update_fused(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
+def _update_flat(
+    params: Tensor,
+    grads: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
     scalars: Tensor,
     *,
     beta1: float,
@@ -76,15 +78,37 @@ def _update_fused(
     a: float,
     b: float,
 ) -> None:
-    """``scalars`` = (lr, 1 / bias_correct1, b**2 / bias_correct2) on the device."""
+    """The update of one parameter group laid end to end in flat tensors (one fused
+    kernel once compiled). ``scalars`` = (lr, 1 / bias_correct1, b**2 / bias_correct2)."""
     lr, inv_bias1, den_scale = scalars[0], scalars[1], scalars[2]
-    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
-    torch._foreach_lerp_(exp_avg_sqs, torch._foreach_mul(grads, grads), 1.0 - beta2)
-    for p, exp_avg, exp_avg_sq in zip(params, exp_avgs, exp_avg_sqs):
-        update = torch.atan2(exp_avg * inv_bias1, (exp_avg_sq * den_scale).sqrt())
-        if weight_decay > 0:
-            p.mul_(1.0 - lr * weight_decay)
-        p.sub_(update * (lr * a))
+    exp_avg.lerp_(grads, 1.0 - beta1)
+    exp_avg_sq.lerp_(grads * grads, 1.0 - beta2)
+    update = torch.atan2(exp_avg * inv_bias1, (exp_avg_sq * den_scale).sqrt())
+    if weight_decay > 0:
+        params.mul_(1.0 - lr * weight_decay)
+    params.sub_(update * (lr * a))
+
+
+class _FlatState:
+    """``exp_avg`` and ``exp_avg_sq`` of a list of parameters as two flat buffers, each
+    parameter's state tensors views into them, so the compiled update sees four flat
+    tensors instead of four lists: one small graph to compile and one kernel, however
+    many parameters the model has."""
+
+    def __init__(self, states: list[dict[str, Any]]) -> None:
+        self.numels = [s["exp_avg"].numel() for s in states]
+        for key in ("exp_avg", "exp_avg_sq"):
+            flat = torch.cat([s[key].reshape(-1) for s in states])
+            for state, view in zip(states, flat.split(self.numels)):
+                state[key] = view.view_as(state[key])
+            setattr(self, key, flat)
+        self.views = [(s["exp_avg"], s["exp_avg_sq"]) for s in states]
+
+    def holds(self, states: list[dict[str, Any]]) -> bool:
+        """Whether ``states`` are still this buffer's views (a loaded checkpoint replaces them)."""
+        return len(states) == len(self.views) and all(
+            s["exp_avg"] is m and s["exp_avg_sq"] is v for s, (m, v) in zip(states, self.views)
+        )
 
 
 class AdamAtan2(torch.optim.Optimizer):
@@ -113,6 +137,7 @@ class AdamAtan2(torch.optim.Optimizer):
         self.fused = fused
         self._compiled: Callable[..., None] | None = None
         self._scalars: dict[torch.device, Tensor] = {}
+        self._flat: dict[tuple[int, ...], _FlatState] = {}
 
     def _use_fused(self, device: torch.device) -> bool:
         return self.fused if self.fused is not None else device.type == "cuda"
@@ -135,11 +160,11 @@ class AdamAtan2(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["steps"] += 1
             # Parameters that joined late (grad None earlier) have fewer steps: update
-            # each step count together.
-            by_steps: dict[int, list[int]] = {}
-            for i, state in enumerate(states):
-                by_steps.setdefault(state["steps"], []).append(i)
-            for steps, members in by_steps.items():
+            # each step count (and dtype, for the flat buffers) together.
+            parts: dict[tuple[int, torch.dtype], list[int]] = {}
+            for i, (p, state) in enumerate(zip(params, states)):
+                parts.setdefault((state["steps"], p.dtype), []).append(i)
+            for (steps, _), members in parts.items():
                 self._update([params[i] for i in members], [states[i] for i in members], group, steps)
         return loss
 
@@ -160,9 +185,17 @@ class AdamAtan2(torch.optim.Optimizer):
         scalars[0].fill_(group["lr"])
         scalars[1].fill_(1.0 / (1.0 - beta1**steps))
         scalars[2].fill_(group["b"] ** 2 / (1.0 - beta2**steps))
+        key = tuple(map(id, params))
+        flat = self._flat.get(key)
+        if flat is None or not flat.holds(states):
+            flat = self._flat[key] = _FlatState(states)
         if self._compiled is None:
-            self._compiled = torch.compile(_update_fused, dynamic=False)
-        self._compiled(params, grads, exp_avgs, exp_avg_sqs, scalars, **options)
+            self._compiled = torch.compile(_update_flat, dynamic=False)
+        flat_params = torch.cat([p.detach().reshape(-1) for p in params])
+        flat_grads = torch.cat([g.reshape(-1) for g in grads])
+        self._compiled(flat_params, flat_grads, flat.exp_avg, flat.exp_avg_sq, scalars, **options)
+        updated = [t.view_as(p) for t, p in zip(flat_params.split(flat.numels), params)]
+        torch._foreach_copy_([p.detach() for p in params], updated)
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -132,6 +133,42 @@ def test_fused_adam_atan2_matches_the_eager_update_over_steps():
         assert optimizer.state[params[0]]["steps"] == 4
     for eager, fused in zip(*runs):
         torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_adam_atan2_resumes_from_its_state_dict_as_if_never_stopped():
+    """The compiled update keeps its moments in flat buffers; a loaded state dict replaces
+    the per-parameter tensors, and the next step must carry on from the loaded values."""
+    from rrcore.optim import AdamAtan2
+
+    def make(seed: int = 0) -> tuple[list[torch.nn.Parameter], AdamAtan2]:
+        g = torch.Generator().manual_seed(seed)
+        params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in [(4, 3), (6,)]]
+        return params, AdamAtan2(params, lr=0.05, weight_decay=0.1, fused=True)
+
+    def steps(params: list[torch.nn.Parameter], optimizer: AdamAtan2, seeds: range) -> None:
+        for seed in seeds:
+            g = torch.Generator().manual_seed(100 + seed)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            optimizer.step()
+
+    straight, straight_opt = make()
+    steps(straight, straight_opt, range(4))
+
+    first, first_opt = make()
+    steps(first, first_opt, range(2))
+    saved = copy.deepcopy(first_opt.state_dict())
+    assert saved["state"][0]["exp_avg"].shape == (4, 3)  # the per-parameter layout of the checkpoint
+    resumed, resumed_opt = make(seed=1)
+    steps(resumed, resumed_opt, range(7, 8))  # flat buffers exist before the load replaces the state
+    with torch.no_grad():
+        for r, f in zip(resumed, first):
+            r.copy_(f)
+    resumed_opt.load_state_dict(saved)
+    steps(resumed, resumed_opt, range(2, 4))
+    for a, b in zip(resumed, straight):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
+    assert resumed_opt.state[resumed[1]]["steps"] == 4
 
 
 def test_sparse_embedding_stays_trainable_after_moving_the_module():
