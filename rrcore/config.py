@@ -104,6 +104,7 @@ class TrainConfig:
     log_interval: int = attrs.field(default=10, validator=at_least(1))  # steps
     compile: Literal["auto", "on", "off"] = "auto"
     cuda_graphs: bool = True  # with compile on CUDA: replay the step as CUDA graphs
+    autotune_pointwise: bool = False  # with compile on CUDA: time launch configs of element-wise kernels
     data_on_device: Literal["auto", "on", "off"] = "auto"
     init_from: str = ""  # empty: the model's own initialisation
 

@@ -281,7 +281,7 @@ def build_run(
     compiled = compile_enabled(train.compile, info.device)
     if compiled:
         use_compile_cache(data_cache_dir(experiment.run.cache_dir))
-        skip_pointwise_autotuning()
+        autotune_pointwise(train.autotune_pointwise)
     # CUDA graphs replay one recorded step; gradient accumulation would need the
     # gradients of several replays alive at once, so it keeps plain compilation.
     cuda_graphs = compiled and info.device.type == "cuda" and train.cuda_graphs and train.grad_accum_steps == 1
@@ -321,15 +321,16 @@ def use_compile_cache(cache_dir: Path) -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "compile"))
 
 
-def skip_pointwise_autotuning() -> None:
-    """Give each element-wise Triton kernel inductor's heuristic launch configuration
-    instead of compiling several and timing them at its first call. On one H200, with an
-    empty compile cache: HRM's first step 40.8 -> 33.1 s and TRM-MLP's 39.3 -> 34.6 s,
-    their steps unchanged (39.4 -> 39.0 ms, 127.4 -> 128.2 ms: within run-to-run spread).
-    Reductions, where the launch configuration matters more, are still timed."""
+def autotune_pointwise(on: bool) -> None:
+    """``train.autotune_pointwise``: whether inductor compiles several launch configurations
+    of each element-wise Triton kernel and times them at its first call, or takes its
+    heuristic one (rr's default). On one H200, with an empty compile cache, skipping it took
+    HRM's first step 40.8 -> 33.1 s and TRM-MLP's 39.3 -> 34.6 s, their steps unchanged
+    (39.4 -> 39.0 ms, 127.4 -> 128.2 ms: within run-to-run spread). Reductions, whose
+    launch configuration matters more, are timed either way."""
     import torch._inductor.config as inductor_config
 
-    inductor_config.triton.autotune_pointwise = False
+    inductor_config.triton.autotune_pointwise = on
 
 
 def build_data(experiment: Experiment, registry: Registry, rank: int = 0) -> Path:

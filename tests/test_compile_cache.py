@@ -11,7 +11,8 @@ import sys
 
 from toy_helpers import toy_experiment
 
-from rrcore.run import use_compile_cache
+from rrcore.config import load_experiment
+from rrcore.run import build_run, use_compile_cache
 
 
 def _bench(path, env, out):
@@ -40,3 +41,13 @@ def test_an_explicit_torchinductor_cache_dir_is_kept(tmp_path, monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     use_compile_cache(tmp_path / "cache")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "compile")
+
+
+def test_pointwise_autotuning_is_off_unless_the_experiment_asks_for_it(toy_registry, tmp_path):
+    """Skipping it shortens the first compiled step on a GPU; train.autotune_pointwise brings it back."""
+    import torch._inductor.config as inductor_config
+
+    path = toy_experiment(tmp_path / "exp.toml", compile='"on"')
+    for overrides, expected in (([], False), (["train.autotune_pointwise=true"], True), ([], False)):
+        build_run(load_experiment(path, overrides), toy_registry, optimizers=False)
+        assert inductor_config.triton.autotune_pointwise is expected, overrides
