@@ -92,6 +92,7 @@ def benchmark(
         "world_size": run.layout.world_size,
         "compile": run.step_fn.compiled,
         "cuda_graphs": run.step_fn.cuda_graphs,
+        "autotune_pointwise": run.step_fn.compiled and experiment.train.autotune_pointwise,
         "dtype": str(run.forward_dtype).replace("torch.", ""),
         **_training_figures(run, steps, warmup, profile_dir, profile_steps),
     }
