@@ -21,8 +21,9 @@ moments live in two flat buffers (each parameter's state a view into them), para
 and gradients are gathered with one ``cat`` each and written back with one
 ``_foreach_copy_``. The learning rate and bias corrections live in a small device
 tensor (filled each step, so no recompilation when the schedule moves them and no host
-synchronisation). Compiling lists of parameters instead made inductor generate a
-kernel per parameter inside one combined kernel, which took most of 10 s to compile.
+synchronisation). Compiled over lists of parameters, as before, inductor generated a
+combined kernel with a part per parameter, slow to build: the flat update took HRM's
+first step with an empty compile cache from 44.0 to 40.8 s on an H200.
 """
 
 from __future__ import annotations
