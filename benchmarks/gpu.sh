@@ -41,7 +41,7 @@ import json, sys
 f = json.load(open(sys.argv[1]))
 keys = ("global_batch_size", "step_ms", "train_examples_per_second", "peak_memory_gib", "eval_puzzles_per_second",
         "first_step_seconds", "compile_cache_hits", "graph_breaks", "recompiles_after_warmup", "cudagraph_skips",
-        "largest_fitting_batch", "largest_fitting_batch_examples_per_second")
+        "largest_fitting_batch", "largest_fitting_batch_examples_per_second", "warmup_compile_seconds")
 print("   " + "  ".join(f"{k}={f[k]}" for k in keys if k in f))
 PY
 }

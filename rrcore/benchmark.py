@@ -5,7 +5,8 @@ optimizer. Steps are timed one by one (CUDA events on a GPU, so timing adds no h
 synchronisation) after untimed warm-up steps in which ``torch.compile`` compiles;
 the figure reported is the median. Peak memory is the most the caching allocator
 handed out over the whole benchmark, warm-up included. Compilation is counted too: graph breaks, graphs
-compiled after warm-up (recompilations) and steps whose CUDA-graph capture was skipped.
+compiled after warm-up (recompilations), steps whose CUDA-graph capture was skipped, and
+the seconds the warm-up spent compiling, by phase (``warmup_compile_seconds``).
 
 Under ``torchrun`` every rank times its own steps; the job goes at the pace of the slowest
 rank, so ``step_ms`` is the largest of the ranks' medians, and each rank's figure is listed
@@ -43,6 +44,37 @@ def _compile_counters() -> dict[str, int]:
         "compile_cache_hits": counters["inductor"]["fxgraph_cache_hit"]
         + counters["aot_autograd"]["autograd_cache_hit"],
     }
+
+
+# torch's dynamo_timed names: dynamo's compilation of a frame (tracing, then the backend:
+# AOTAutograd and inductor on the forward graph), the backward graph's compilation (at the
+# first backward pass, outside dynamo's), inductor's own work on every graph, and waits for
+# its parallel kernel compiles.
+_COMPILE_PHASES = {
+    "frames": "_compile.compile_inner",
+    "frame_backends": "OutputGraph.call_user_compiler",
+    "backward": "compile_fx.<locals>.bw_compiler",
+    "inductor": "compile_fx_inner",
+    "kernel_compile_wait": "async_compile.wait",
+}
+
+
+def _compile_seconds(since: dict[str, float] | None = None) -> dict[str, float]:
+    """Seconds spent compiling (since the figures ``since``): ``total`` (frames and
+    backward graphs), ``dynamo_tracing`` (frames less their backends), ``inductor`` and
+    ``kernel_compile_wait``. A phase that did not run, such as inductor on a compile-cache
+    hit, counts 0. Where a first step's time goes."""
+    from torch._dynamo.utils import compilation_time_metrics
+
+    since = since or {}
+    raw = {phase: sum(compilation_time_metrics.get(name, [])) for phase, name in _COMPILE_PHASES.items()}
+    seconds = {
+        "total": raw["frames"] + raw["backward"],
+        "dynamo_tracing": raw["frames"] - raw["frame_backends"],
+        "inductor": raw["inductor"],
+        "kernel_compile_wait": raw["kernel_compile_wait"],
+    }
+    return {phase: round(value - since.get(phase, 0.0), 2) for phase, value in seconds.items()}
 
 
 class _StepTimer:
@@ -120,6 +152,7 @@ def _training_figures(
     device, batches = run.device, run.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
     carries: list[Any] = []
+    compile_start = _compile_seconds()
     started = time.perf_counter()
     first_step_seconds = None
     for i in range(warmup):
@@ -129,6 +162,7 @@ def _training_figures(
             first_step_seconds = time.perf_counter() - started
     _sync(device)
     after_warmup = _compile_counters()
+    compile_seconds = _compile_seconds(since=compile_start)
     timer = _StepTimer(device)
     start = time.perf_counter()
     timer.mark()
@@ -141,6 +175,7 @@ def _training_figures(
     step_ms = max(rank_step_ms)
     figures = {
         "first_step_seconds": round(first_step_seconds, 2) if first_step_seconds is not None else None,
+        "warmup_compile_seconds": compile_seconds,
         "timed_steps": steps,
         "step_ms": round(step_ms, 2),
         "mean_step_ms": round(1000 * seconds / steps, 2),

@@ -32,6 +32,10 @@ def test_a_second_compiled_run_reuses_the_first_ones_compiled_code(toy_env, tmp_
     assert any((tmp_path / "cache" / "compile").iterdir()), "nothing was cached beside the data sets"
     second = _bench(path, env, tmp_path / "second.json")
     assert second["compile_cache_hits"] > first["compile_cache_hits"], (first, second)
+    # Where the first step went: the cached run skips inductor's compilation, not dynamo's tracing.
+    cold, warm = first["warmup_compile_seconds"], second["warmup_compile_seconds"]
+    assert 0 < cold["dynamo_tracing"] < cold["total"] <= first["first_step_seconds"], cold
+    assert warm["inductor"] < cold["inductor"] / 2, (cold, warm)
 
 
 def test_an_explicit_torchinductor_cache_dir_is_kept(tmp_path, monkeypatch):
