@@ -172,11 +172,11 @@ class AdamAtan2(torch.optim.Optimizer):
     def _update(self, params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any], steps: int) -> None:
         beta1, beta2 = group["betas"]
         grads = [p.grad for p in params]
-        exp_avgs = [s["exp_avg"] for s in states]
-        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
         options = dict(beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], a=group["a"], b=group["b"])
         device = params[0].device
         if not self._use_fused(device):
+            exp_avgs = [s["exp_avg"] for s in states]
+            exp_avg_sqs = [s["exp_avg_sq"] for s in states]
             _update_eager(params, grads, exp_avgs, exp_avg_sqs, lr=group["lr"], steps=steps, **options)
             return
         scalars = self._scalars.get(device)
