@@ -8,8 +8,8 @@
 # Default: each paper config at its paper's batch (TRM 768, HRM 384, URM 128).
 # Writes OUT_DIR/NAME.json (`rr bench --json-out`) and OUT_DIR/NAME.log.
 # RR: the command that runs rr (default `rr`; `python3 -m rrcore` where pip --target left no script).
-# LARGEST_BATCH=1: also double each config's batch while it fits (rr bench --largest-batch: one
-# process per size, each compiling again, so minutes more per config).
+# LARGEST_BATCH=1: also find each config's largest power-of-two multiple of the batch that fits
+# (rr bench --largest-batch: one process per size tried, each compiling again, so minutes more per config).
 set -uo pipefail
 puzzles=$1
 out=$2

@@ -368,8 +368,9 @@ def eval_command(
 @click.option(
     "--largest-batch",
     is_flag=True,
-    help="Then double the global batch while it fits on the GPU (each size timed in its own process, "
-    "without evaluation) and report examples/s at each and at the largest that fits.",
+    help="Then find the largest power-of-two multiple of the global batch that fits on the GPU, starting "
+    "from the size this run's peak memory says fits (each size timed in its own process, without "
+    "evaluation), and report examples/s at each size tried and at the largest that fits.",
 )
 @click.option(
     "--max-batch",
@@ -427,7 +428,8 @@ def bench(
         from rrcore.batchsearch import search
 
         with _exit_codes():
-            figures.update(search(experiment, overrides, figures["global_batch_size"], steps, warmup, max_batch))
+            start, peak = figures["global_batch_size"], figures.get("peak_memory_gib")
+            figures.update(search(experiment, overrides, start, steps, warmup, max_batch, peak))
     if single is not None:
         try:
             figures = scaling(figures, single)

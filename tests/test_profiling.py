@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.batchsearch import BatchSearchError, bench_in_child, largest_batch
+from rrcore.batchsearch import BatchSearchError, bench_in_child, first_exponent, largest_batch
 from rrcore.cli import main
 from rrcore.profiling import _kernel_table, kernel_kind
 
@@ -91,6 +91,42 @@ def test_largest_batch_doubles_until_a_size_does_not_fit():
     assert capped["largest_fitting_batch"] == 16 and capped["largest_batch_tried_fits"]
     none = largest_batch(lambda size: None, start=8, limit=64)
     assert none["largest_fitting_batch"] == 8 and none["largest_fitting_batch_examples_per_second"] is None
+
+
+def test_largest_batch_starts_where_memory_says_and_narrows_the_gap_after_a_miss():
+    def fits_up_to(largest, asked):
+        def try_batch(size):
+            asked.append(size)
+            return {"global_batch_size": size, "train_examples_per_second": float(size)} if size <= largest else None
+
+        return try_batch
+
+    asked = []  # a first guess too large: halve the gap until it closes
+    found = largest_batch(fits_up_to(64, asked), start=8, limit=1024, first=5)
+    assert asked == [256, 32, 64, 128]  # exponents 5, then the middles of 0-5, 2-5, 3-5
+    assert found["largest_fitting_batch"] == 64 and not found["largest_batch_tried_fits"]
+    assert [(row["global_batch_size"], row["fits"]) for row in found["larger_batches"]] == [
+        (256, False),
+        (32, True),
+        (64, True),
+        (128, False),
+    ]
+    asked = []  # a first guess that fits: on up from there
+    found = largest_batch(fits_up_to(256, asked), start=8, limit=1024, first=3)
+    assert asked == [64, 128, 256, 512] and found["largest_fitting_batch"] == 256
+    asked = []  # the limit ends it, and no guess goes past it
+    found = largest_batch(fits_up_to(4096, asked), start=8, limit=100, first=9)
+    assert asked == [64] and found["largest_batch_tried_fits"]
+    assert largest_batch(fits_up_to(4096, []), start=8, limit=15)["larger_batches"] == []
+
+
+def test_the_first_size_tried_is_the_largest_the_measured_peak_scaled_up_fits():
+    # HRM at 384 took 5.6 GiB on the H200 (139.8 GiB): 16x fits in 90% of it when memory grows with the batch.
+    assert first_exponent(384, 16 * 384, peak_gib=5.6, capacity_gib=139.8) == 4
+    assert first_exponent(768, 16 * 768, peak_gib=29.6, capacity_gib=139.8) == 2  # 118 GiB; 237 would not fit
+    assert first_exponent(384, 2 * 384, peak_gib=5.6, capacity_gib=139.8) == 1  # the limit caps it
+    assert first_exponent(768, 16 * 768, peak_gib=100.0, capacity_gib=139.8) == 1  # always one size up
+    assert first_exponent(8, 1024, peak_gib=None, capacity_gib=None) == 1  # CPU: plain doubling
 
 
 def test_a_child_out_of_memory_does_not_fit_and_any_other_failure_stops(monkeypatch):
