@@ -121,6 +121,7 @@ def benchmark(
         "model": experiment.model.plugin,
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "global_batch_size": experiment.train.global_batch_size,
+        "train_examples_per_epoch": run.train_data.examples_per_epoch,
         "world_size": run.layout.world_size,
         "compile": run.step_fn.compiled,
         "cuda_graphs": run.step_fn.cuda_graphs,

@@ -375,7 +375,8 @@ def eval_command(
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
-    help="Largest global batch --largest-batch tries (default: 16x the experiment's).",
+    help="Largest global batch --largest-batch tries (default: 16x the experiment's; never more than "
+    "one epoch of the training set).",
 )
 @click.option(
     "--single-json",
@@ -424,12 +425,19 @@ def bench(
     finally:
         distributed.teardown()
     is_main = int(os.environ.get("RANK", "0")) == 0
+    search_error = None
     if largest_batch:
-        from rrcore.batchsearch import search
+        from rrcore.batchsearch import BatchSearchError, search
 
+        start, peak = figures["global_batch_size"], figures.get("peak_memory_gib")
+        # A batch larger than an epoch would repeat the training set within one step.
+        limit = min(max_batch or 16 * start, figures["train_examples_per_epoch"])
+        figures["largest_batch_limit"] = limit
         with _exit_codes():
-            start, peak = figures["global_batch_size"], figures.get("peak_memory_gib")
-            figures.update(search(experiment, overrides, start, steps, warmup, max_batch, peak))
+            try:
+                figures.update(search(experiment, overrides, start, steps, warmup, limit, peak))
+            except BatchSearchError as error:  # this run's own figures are kept, the error with them
+                search_error = figures["largest_batch_error"] = str(error)
     if single is not None:
         try:
             figures = scaling(figures, single)
@@ -443,6 +451,8 @@ def bench(
     click.echo(text)
     if json_out:
         Path(json_out).write_text(text + "\n")
+    if search_error:
+        _fail(search_error, EXIT_FAILED)
 
 
 @main.command(name="list-plugins")

@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
+from rrcore import batchsearch
 from rrcore.batchsearch import BatchSearchError, bench_in_child, first_exponent, largest_batch
 from rrcore.cli import main
 from rrcore.profiling import _kernel_table, kernel_kind
@@ -155,3 +156,26 @@ def test_bench_largest_batch_times_each_size_in_its_own_process(toy_registry, to
     monkeypatch.setenv("WORLD_SIZE", "2")
     refused = CliRunner().invoke(main, ["bench", path, *timing, "--largest-batch"])
     assert refused.exit_code == 2 and "without torchrun" in refused.output
+
+
+def test_bench_largest_batch_keeps_its_own_figures_when_a_larger_size_fails(toy_registry, tmp_path, monkeypatch):
+    path = str(toy_experiment(tmp_path / "exp.toml"))
+    asked = []
+
+    def failing_child(experiment, overrides, steps, warmup):
+        def try_batch(size):
+            asked.append(size)
+            raise BatchSearchError(f"rr bench at global batch {size} failed (exit 1): ValueError: bad shape")
+
+        return try_batch
+
+    monkeypatch.setattr(batchsearch, "bench_in_child", failing_child)
+    out = tmp_path / "figures.json"
+    timing = ["--steps", "2", "--warmup", "1", "--eval-batches", "0", "--json-out", str(out)]
+    result = CliRunner().invoke(main, ["bench", path, *timing, "--largest-batch"])
+    assert result.exit_code == 1 and "bad shape" in result.output
+    figures = json.loads(out.read_text())  # the batch of the experiment was timed: that is not lost
+    assert figures["step_ms"] > 0 and "global batch 16 failed" in figures["largest_batch_error"]
+    assert asked == [16]
+    # No size beyond one epoch of the training set: it would repeat examples within a step.
+    assert figures["largest_batch_limit"] == min(16 * 8, figures["train_examples_per_epoch"])
