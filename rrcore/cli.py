@@ -427,17 +427,7 @@ def bench(
     is_main = int(os.environ.get("RANK", "0")) == 0
     search_error = None
     if largest_batch:
-        from rrcore.batchsearch import BatchSearchError, search
-
-        start, peak = figures["global_batch_size"], figures.get("peak_memory_gib")
-        # A batch larger than an epoch would repeat the training set within one step.
-        limit = min(max_batch or 16 * start, figures["train_examples_per_epoch"])
-        figures["largest_batch_limit"] = limit
-        with _exit_codes():
-            try:
-                figures.update(search(experiment, overrides, start, steps, warmup, limit, peak))
-            except BatchSearchError as error:  # this run's own figures are kept, the error with them
-                search_error = figures["largest_batch_error"] = str(error)
+        search_error = _search_largest_batch(figures, experiment, overrides, steps, warmup, max_batch)
     if single is not None:
         try:
             figures = scaling(figures, single)
@@ -453,6 +443,27 @@ def bench(
         Path(json_out).write_text(text + "\n")
     if search_error:
         _fail(search_error, EXIT_FAILED)
+
+
+def _search_largest_batch(
+    figures: dict, experiment: str, overrides: tuple[str, ...], steps: int, warmup: int, max_batch: int | None
+) -> str | None:
+    """``rr bench --largest-batch``: add the search's figures to this run's ``figures``;
+    returns the error of a size that failed for a reason other than memory, kept in
+    ``figures`` too (this run's own figures are not lost to it)."""
+    from rrcore.batchsearch import BatchSearchError, search
+
+    start, peak = figures["global_batch_size"], figures.get("peak_memory_gib")
+    # A batch larger than an epoch would repeat the training set within one step.
+    limit = min(max_batch or 16 * start, figures["train_examples_per_epoch"])
+    figures["largest_batch_limit"] = limit
+    with _exit_codes():
+        try:
+            figures.update(search(experiment, overrides, start, steps, warmup, limit, peak))
+        except BatchSearchError as error:
+            figures["largest_batch_error"] = str(error)
+            return str(error)
+    return None
 
 
 @main.command(name="list-plugins")
