@@ -453,13 +453,16 @@ def _search_largest_batch(
     ``figures`` too (this run's own figures are not lost to it)."""
     from rrcore.batchsearch import BatchSearchError, search
 
-    start, peak = figures["global_batch_size"], figures.get("peak_memory_gib")
+    start, epoch = figures["global_batch_size"], figures["train_examples_per_epoch"]
     # A batch larger than an epoch would repeat the training set within one step.
-    limit = min(max_batch or 16 * start, figures["train_examples_per_epoch"])
+    limit = min(max_batch or 16 * start, epoch)
     figures["largest_batch_limit"] = limit
+    if limit < 2 * start:
+        why = f"--max-batch {max_batch}" if limit == max_batch else f"one epoch of the training set ({epoch} examples)"
+        click.echo(f"rr bench --largest-batch: no larger batch to try: {why} is less than twice {start}", err=True)
     with _exit_codes():
         try:
-            figures.update(search(experiment, overrides, start, steps, warmup, limit, peak))
+            figures.update(search(experiment, overrides, start, steps, warmup, limit, figures.get("peak_memory_gib")))
         except BatchSearchError as error:
             figures["largest_batch_error"] = str(error)
             return str(error)

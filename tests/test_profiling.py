@@ -179,3 +179,9 @@ def test_bench_largest_batch_keeps_its_own_figures_when_a_larger_size_fails(toy_
     assert asked == [16]
     # No size beyond one epoch of the training set: it would repeat examples within a step.
     assert figures["largest_batch_limit"] == min(16 * 8, figures["train_examples_per_epoch"])
+
+    path = str(toy_experiment(tmp_path / "exp.toml", global_batch_size=24))  # the toy's epoch: 32 examples
+    asked.clear()
+    result = CliRunner().invoke(main, ["bench", path, *timing, "--largest-batch"])
+    assert result.exit_code == 0 and not asked
+    assert "no larger batch to try: one epoch of the training set (32 examples) is less than twice 24" in result.output
