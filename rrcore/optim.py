@@ -103,10 +103,14 @@ class _FlatState:
             for state, view in zip(states, flat.split(self.numels)):
                 state[key] = view.view_as(state[key])
             setattr(self, key, flat)
+        self.states = states
         self.views = [(s["exp_avg"], s["exp_avg_sq"]) for s in states]
 
-    def holds(self, states: list[dict[str, Any]]) -> bool:
-        """Whether ``states`` are still this buffer's views (a loaded checkpoint replaces them)."""
+    def holds(self, states: list[dict[str, Any]] | None = None) -> bool:
+        """Whether ``states`` (default: the ones it was built from) are still this buffer's
+        views: a loaded checkpoint, or a later buffer over some of the same parameters,
+        replaces them."""
+        states = self.states if states is None else states
         return len(states) == len(self.views) and all(
             s["exp_avg"] is m and s["exp_avg_sq"] is v for s, (m, v) in zip(states, self.views)
         )
@@ -190,6 +194,9 @@ class AdamAtan2(torch.optim.Optimizer):
         flat = self._flat.get(key)
         if flat is None or not flat.holds(states):
             flat = self._flat[key] = _FlatState(states)
+            # When the set of parameters with gradients changes, states move to new buffers:
+            # keep only the buffers that still hold theirs (a dropped one is rebuilt if needed).
+            self._flat = {k: f for k, f in self._flat.items() if f.holds()}
         if self._compiled is None:
             self._compiled = torch.compile(_update_flat, dynamic=False)
         flat_params = torch.cat([p.detach().reshape(-1) for p in params])

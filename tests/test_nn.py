@@ -171,6 +171,31 @@ def test_fused_adam_atan2_resumes_from_its_state_dict_as_if_never_stopped():
     assert resumed_opt.state[resumed[1]]["steps"] == 4
 
 
+def test_fused_adam_atan2_follows_a_changing_set_of_gradients_without_keeping_old_buffers():
+    """A parameter without a gradient skips a step (its moments wait, its step count falls
+    behind); the compiled update must match the eager one, and the flat buffers of sets no
+    longer stepped together must not stay alive beside the current ones."""
+    from rrcore.optim import AdamAtan2
+
+    runs = []
+    for fused in (False, True):
+        g = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in [(4, 3), (6,), (5,)]]
+        optimizer = AdamAtan2(params, lr=0.05, weight_decay=0.1, fused=fused)
+        grads = torch.Generator().manual_seed(1)
+        for step in range(6):
+            for i, p in enumerate(params):
+                skip = i == 0 and step in (1, 2)
+                p.grad = None if skip else torch.randn(p.shape, generator=grads)
+            optimizer.step()
+        runs.append(params)
+        buffered = sum(f.exp_avg.numel() for f in optimizer._flat.values())
+        assert buffered <= sum(p.numel() for p in params)
+    for eager, fused in zip(*runs):
+        torch.testing.assert_close(fused.detach(), eager.detach(), rtol=1e-5, atol=1e-6)
+    assert optimizer.state[runs[1][0]]["steps"] == 4
+
+
 def test_sparse_embedding_stays_trainable_after_moving_the_module():
     """.to(device) copies buffers; the batch rows must still be a leaf that gets .grad."""
     module = torch.nn.Module()
