@@ -9,7 +9,8 @@
 # Writes OUT_DIR/NAME.json (`rr bench --json-out`) and OUT_DIR/NAME.log.
 # RR: the command that runs rr (default `rr`; `python3 -m rrcore` where pip --target left no script).
 # LARGEST_BATCH=1: also find each config's largest power-of-two multiple of the batch that fits
-# (rr bench --largest-batch: one process per size tried, each compiling again, so minutes more per config).
+# (rr bench --largest-batch: one process per size tried, each compiling again, so minutes more per config);
+# MAX_BATCH=N: the largest global batch that search tries (rr bench --max-batch).
 set -uo pipefail
 puzzles=$1
 out=$2
@@ -33,6 +34,7 @@ bench() {  # bench SPEC [--set K=V]...
   local args=(--set "data.train_path=$puzzles" --set data.jobs=0)
   [ -n "$batch" ] && args+=(--set "train.global_batch_size=$batch")
   [ -n "${LARGEST_BATCH:-}" ] && args+=(--largest-batch)
+  [ -n "${MAX_BATCH:-}" ] && args+=(--max-batch "$MAX_BATCH")
   # shellcheck disable=SC2086
   $rr bench "examples/$config.toml" --steps 30 --warmup 5 --eval-batches 2 "${args[@]}" "$@" \
     --json-out "$out/$name.json" > "$out/$name.log" 2>&1 || echo "$name failed (see $name.log)"
