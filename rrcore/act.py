@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_map
 from rrcore.metrics import PER_EXAMPLE, PER_HALTED
 from rrcore.nn import IGNORE_LABEL, LOSS_FUNCTIONS
 from rrcore.protocols import Batch, InnerCarry, Model, Outputs
-from rrcore.validators import at_least, fraction, non_negative
+from rrcore.validators import at_least, fraction, in_range, non_negative
 
 
 @attrs.define
@@ -153,13 +153,26 @@ class ACTModel(nn.Module):
         rows = slice(row_offset, row_offset + batch_size)
         return torch.where(draw[rows] < self.config.halt_exploration_prob, steps[rows], 0)
 
+    def load_halted(self, carry: Carry, batch: Batch) -> Carry:
+        """``carry`` with its halted rows started on ``batch``'s rows: latent reset to the
+        initial states, step count 0, the new example loaded (``halted`` left as it is).
+
+        The start of every :meth:`forward`. Test-time trajectory noise
+        (:class:`rrcore.inference.TrajectoryNoise`) calls it before the step, adds noise
+        to the fresh latent and clears ``halted``, so the step keeps that latent.
+        """
+        halted = carry.halted
+        return Carry(
+            self.inner.reset_carry(halted, carry.inner),
+            torch.where(halted, 0, carry.steps),
+            halted,
+            {k: torch.where(_rows(halted, v), batch[k], v) for k, v in carry.current_data.items()},
+        )
+
     def forward(self, carry: Carry, batch: Batch, exploration: Tensor | None = None) -> tuple[Carry, Outputs]:
         """One ACT step. ``exploration``: :meth:`exploration`'s draw for this step
         (training only); drawn here when omitted, which ``torch.compile`` cannot trace."""
-        halted = carry.halted
-        inner = self.inner.reset_carry(halted, carry.inner)
-        steps = torch.where(halted, 0, carry.steps)
-        current = {k: torch.where(_rows(halted, v), batch[k], v) for k, v in carry.current_data.items()}
+        inner, steps, _, current = self.load_halted(carry, batch)
         if self.training and self.explores and exploration is None:
             exploration = self.exploration(steps.shape[0], steps.device)
 
@@ -196,11 +209,20 @@ class ACTLossConfig:
 
     ``loss_type``: ``stablemax_cross_entropy`` (float64, the papers' default) or
     ``softmax_cross_entropy``. ``q_loss_weight``: weight of the Q-halt (+ Q-continue)
-    BCE terms relative to the LM loss (0.5 in the papers).
+    BCE terms relative to the LM loss (0.5 in the papers). The Q-halt term is a binary
+    cross-entropy of q_halt against "the whole answer is right" at this step; with
+    ``[act] q_continue = false`` it is the only halting loss (TRM; the fast Sudoku recipe
+    weighs it 0.05). ``label_smoothing`` ε: the LM loss's target puts ``1 - ε`` on the
+    label and ``ε / V`` on each of the V classes (0: none, the papers').
+    ``later_step_weight`` w: a row's LM loss at its ACT step ``n`` (1-based) is weighted
+    ``w ** (n - 1)``, so later supervision steps count less (CGAR's decaying weights;
+    1: every step alike, the papers').
     """
 
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
     q_loss_weight: float = attrs.field(default=0.5, validator=non_negative)
+    label_smoothing: float = attrs.field(default=0.0, validator=in_range(0, 1, high_open=True))
+    later_step_weight: float = attrs.field(default=1.0, validator=in_range(0, 1))
 
 
 class ACTLossHead(nn.Module):
@@ -256,7 +278,15 @@ class ACTLossHead(nn.Module):
                 "steps": torch.where(valid, carry.steps, 0).sum(),
             }
 
-        lm_loss = (self.loss_fn(logits, labels) / divisor.unsqueeze(-1)).sum().to(torch.float32)
+        smoothing = self.config.label_smoothing
+        token_loss = (
+            self.loss_fn(logits, labels, label_smoothing=smoothing) if smoothing else self.loss_fn(logits, labels)
+        )
+        row_loss = token_loss / divisor.unsqueeze(-1)
+        if self.config.later_step_weight != 1.0:
+            weight = torch.pow(self.config.later_step_weight, (carry.steps - 1).to(row_loss.dtype))
+            row_loss = row_loss * weight.unsqueeze(-1)
+        lm_loss = row_loss.sum().to(torch.float32)
         q_halt_loss = F.binary_cross_entropy_with_logits(
             outputs["q_halt_logits"].to(torch.float32), seq_correct.to(torch.float32), reduction="sum"
         )

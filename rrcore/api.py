@@ -63,6 +63,7 @@ from rrcore.nn import (
 from rrcore.progress import progress
 from rrcore.protocols import (
     Batch,
+    BatchAugmenter,
     Check,
     EvalContext,
     Evaluator,
@@ -103,6 +104,7 @@ __all__ = [
     "TaskSpec",
     # The contracts a component implements and the contexts its factory receives.
     "Batch",
+    "BatchAugmenter",
     "Check",
     "EvalContext",
     "Evaluator",

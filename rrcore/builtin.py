@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -14,7 +14,7 @@ from rrcore.act import ACTLossConfig, ACTLossHead
 from rrcore.evaluation import EvalContext, all_reduce_sum
 from rrcore.nn import IGNORE_LABEL
 from rrcore.registry import DatasetSpec, EvaluatorSpec, LoggerSpec, LossHeadSpec, OptimizerSpec
-from rrcore.validators import positive
+from rrcore.validators import in_range, positive
 
 # -- loss head ---------------------------------------------------------------------------
 
@@ -64,6 +64,49 @@ def _make_adamw(param_groups: list[dict[str, Any]], config: AdamWConfig) -> torc
     return torch.optim.AdamW(param_groups, lr=param_groups[0]["lr"], eps=config.eps)
 
 
+@attrs.define
+class MuonMatricesConfig:
+    """Extra keys of the ``muon_matrices`` optimizer: ``torch.optim.Muon`` alone, over
+    exactly the parameters it is given, each a matrix (give it the hidden weight matrices
+    with ``[optimizer.groups.NAME] params = "hidden_matrices"``; the rest stays with
+    ``[optimizer]``). rr-urm's ``muon`` instead splits one group into Muon and AdamW itself.
+
+    Each step: ``buffer = lerp(buffer, g, 1 - momentum)``; the update (with ``nesterov``,
+    ``lerp(g, buffer, momentum)``) is orthogonalised by ``ns_steps`` Newton-Schulz
+    iterations (in bfloat16); ``p *= 1 - lr * weight_decay`` (decoupled); ``p -= lr * scale
+    * update``, with ``scale`` from ``adjust_lr``: ``original`` (Keller Jordan's Muon)
+    ``sqrt(max(1, rows / cols))``, ``match_rms_adamw`` (Moonlight) ``0.2 * sqrt(max(rows,
+    cols))``, giving the step AdamW's RMS. Defaults are torch's (and Keller Jordan's).
+    """
+
+    momentum: float = attrs.field(default=0.95, validator=in_range(0, 1, high_open=True))
+    nesterov: bool = True
+    ns_steps: int = attrs.field(default=5, validator=in_range(1, 99))
+    adjust_lr: Literal["original", "match_rms_adamw"] = "original"
+
+
+def _make_muon_matrices(param_groups: list[dict[str, Any]], config: MuonMatricesConfig) -> torch.optim.Optimizer:
+    from rrcore.config import ConfigError
+
+    for group in param_groups:
+        names = group.get("param_names") or [f"parameter {i}" for i in range(len(group["params"]))]
+        for name, param in zip(names, group["params"]):
+            if param.ndim != 2:
+                raise ConfigError(
+                    f"muon_matrices trains only matrices (2-D parameters), not {name} of shape "
+                    f'{tuple(param.shape)}; params = "hidden_matrices" selects the hidden weight matrices'
+                )
+    groups = [{key: value for key, value in group.items() if key != "betas"} for group in param_groups]
+    return torch.optim.Muon(
+        groups,
+        lr=groups[0]["lr"],
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        ns_steps=config.ns_steps,
+        adjust_lr_fn=config.adjust_lr,
+    )
+
+
 @hookimpl
 def rr_register_optimizers() -> list[OptimizerSpec]:
     return [
@@ -78,6 +121,13 @@ def rr_register_optimizers() -> list[OptimizerSpec]:
             factory=_make_adamw,
             config_class=AdamWConfig,
             description="torch.optim.AdamW with decoupled weight decay",
+        ),
+        OptimizerSpec(
+            name="muon_matrices",
+            factory=_make_muon_matrices,
+            config_class=MuonMatricesConfig,
+            description="torch.optim.Muon for 2-D parameters only, e.g. an [optimizer.groups] table "
+            'with params = "hidden_matrices"',
         ),
     ]
 

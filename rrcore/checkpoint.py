@@ -11,7 +11,8 @@ the checkpoint lacks. Files::
 
     state.pt        parts kept once (written by rank 0): ``model`` (weights and buffers,
                     the puzzle-embedding tables included), ``ema`` (with ``train.ema``) and
-                    ``optimizers`` (each optimizer's state by name: ``model``, ``puzzle_emb``)
+                    ``optimizers`` (each optimizer's state by name: ``model``, one per
+                    ``[optimizer.groups.NAME]`` under ``NAME``, ``puzzle_emb``)
     rank<R>.pt      that rank's parts: ``rng`` (torch, CUDA and ACT exploration generator
                     states) and ``carries`` (the ACT carry of each micro-batch)
     trainer.json    step, data stream position, world size, accumulation steps, total steps
@@ -195,9 +196,10 @@ def rank_state_for_layout(
 
     The ACT carries of every saved rank, in global row order, are cut anew for this
     layout, so each row goes on with the example and latent state it had. The RNG states
-    are rank 0's: every rank draws exploration noise for the whole global batch from the
-    same seed, so all ranks' exploration generators are equal. ``carries`` is empty when
-    the saved carries do not cover ``global_batch_size`` rows (the batch size changed).
+    are rank 0's: every rank draws exploration noise (and batch augmentations) for the
+    whole global batch from the same seed, so all ranks' generators for them are equal.
+    ``carries`` is empty when the saved carries do not cover ``global_batch_size`` rows
+    (the batch size changed).
     """
     saved_world = int(trainer_state.get("world_size", 1))
     saved_accum = int(trainer_state.get("grad_accum_steps", 1))

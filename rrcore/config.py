@@ -26,7 +26,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from rrcore.act import ACTConfig
 from rrcore.inference import EvalConfig
-from rrcore.optim import PuzzleEmbOptimizerConfig
+from rrcore.optim import MAIN_PART, PUZZLE_EMB_PART, OptimizerGroupConfig, PuzzleEmbOptimizerConfig
 from rrcore.registry import ModelSpec, Registry, UnknownPluginError
 from rrcore.validators import (
     Each,
@@ -72,6 +72,17 @@ class RunConfig:
 
 
 @attrs.define
+class CurriculumPhase:
+    """One entry of ``[[train.curriculum]]``: until optimizer step ``until_step`` (and from
+    the previous entry's), train with these ``[model]`` keys replaced (integers, e.g.
+    ``{ H_cycles = 2, L_cycles = 1 }``). From the last ``until_step`` on, ``[model]`` holds
+    as written: the model that evaluation after training, ``rr eval`` and ``rr export`` use."""
+
+    until_step: int = attrs.field(validator=at_least(1))
+    model: dict[str, int] = attrs.field(factory=dict)
+
+
+@attrs.define
 class TrainConfig:
     """``[train]``: optimisation, schedule, evaluation and checkpoint cadence.
 
@@ -82,6 +93,13 @@ class TrainConfig:
     ``init_from``: an export folder (``rr export``) or a checkpoint whose evaluation
     weights a new run starts from (fine-tuning: fresh optimizer state, step 0; checked
     when the run starts, by :func:`rrcore.export.check_init_from`; a resumed run ignores it).
+    ``ema_start_step``: the EMA copies the weights until this step and averages from it on
+    (0: from the start). ``curriculum``: model keys for early steps (:class:`CurriculumPhase`;
+    a depth curriculum sets ``H_cycles``/``L_cycles``), in increasing ``until_step`` order;
+    an evaluation during training uses the phase in force, and each phase compiles once. ``time_budget_minutes``: stop
+    (finished, with the final evaluation and checkpoint) once training has run this long,
+    compilation counted, evaluation not (0: no budget). ``eval_at_minutes``: also evaluate
+    when the training clock passes each of these minutes (the time-to-accuracy curve).
     """
 
     global_batch_size: int = attrs.field(default=768, validator=at_least(1))
@@ -107,10 +125,19 @@ class TrainConfig:
     autotune_pointwise: bool = False  # with compile on CUDA: time launch configs of element-wise kernels
     data_on_device: Literal["auto", "on", "off"] = "auto"
     init_from: str = ""  # empty: the model's own initialisation
+    ema_start_step: int = attrs.field(default=0, validator=non_negative)
+    curriculum: list[CurriculumPhase] = attrs.field(factory=list)
+    time_budget_minutes: float = attrs.field(default=0.0, validator=non_negative)  # 0 = none
+    eval_at_minutes: list[float] = attrs.field(factory=list, validator=Each(positive))
 
     def __attrs_post_init__(self) -> None:
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas}")
+        steps = [phase.until_step for phase in self.curriculum]
+        if steps != sorted(set(steps)):
+            raise ValueError(f"curriculum until_step values must increase, got {steps}")
+        if self.eval_at_minutes != sorted(set(self.eval_at_minutes)):
+            raise ValueError(f"eval_at_minutes must increase, got {self.eval_at_minutes}")
         if self.global_batch_size % self.grad_accum_steps:
             raise ValueError(
                 f"global_batch_size {self.global_batch_size} is not divisible by "
@@ -127,11 +154,26 @@ class PluginSection:
 
 
 @attrs.define
+class OptimizerGroup(PluginSection):
+    """One ``[optimizer.groups.NAME]``, resolved: its optimizer ``plugin`` and that plugin's
+    ``config``, as any plugin section, and the group's own ``keys``
+    (:class:`rrcore.optim.OptimizerGroupConfig`: ``params``, ``lr``, and ``weight_decay``
+    and ``betas`` filled in from ``[train]`` when left out)."""
+
+    keys: OptimizerGroupConfig = attrs.field(kw_only=True)
+
+
+@attrs.define
 class OptimizerSection(PluginSection):
-    """``[optimizer]``: the plugin that trains the model's parameters, and
-    ``[optimizer.puzzle_emb]``, the sign-SGD that trains sparse puzzle embeddings."""
+    """``[optimizer]``: the plugin that trains the model's parameters (``lr``,
+    ``weight_decay`` and ``betas`` from ``[train]``); ``[optimizer.groups.NAME]`` tables,
+    each a part of the parameters trained by an optimizer, learning rate and weight decay
+    of its own (:class:`rrcore.optim.OptimizerGroupConfig`; ``[optimizer]`` keeps what no
+    group claims); and ``[optimizer.puzzle_emb]``, the sign-SGD that trains sparse puzzle
+    embeddings."""
 
     puzzle_emb: PuzzleEmbOptimizerConfig = attrs.field(factory=PuzzleEmbOptimizerConfig)
+    groups: dict[str, OptimizerGroup] = attrs.field(factory=dict)
 
 
 # Keys that moved: old experiment files (and the config.toml of older runs) still load.
@@ -164,13 +206,23 @@ class Experiment:
             values = attrs.asdict(s.config) if s.config is not None else {}
             return {"plugin": s.plugin, **values}
 
+        def group_dict(g: OptimizerGroup) -> dict[str, Any]:
+            options = attrs.asdict(g.config) if g.config is not None else {}
+            return {"plugin": g.plugin, **attrs.asdict(g.keys), **options}
+
+        groups = self.optimizer.groups
         return {
             "run": attrs.asdict(self.run),
             "data": section(self.data),
             "model": section(self.model),
             "act": attrs.asdict(self.act),
             "loss": section(self.loss),
-            "optimizer": {**section(self.optimizer), "puzzle_emb": attrs.asdict(self.optimizer.puzzle_emb)},
+            "optimizer": {
+                **section(self.optimizer),
+                "puzzle_emb": attrs.asdict(self.optimizer.puzzle_emb),
+                # Left out when empty: the config.toml of runs without groups stays as it was.
+                **({"groups": {name: group_dict(g) for name, g in groups.items()}} if groups else {}),
+            },
             "train": attrs.asdict(self.train),
             "evaluators": [section(s) for s in self.evaluators],
             "loggers": [section(s) for s in self.loggers],
@@ -379,22 +431,86 @@ def resolve(raw: dict[str, Any], registry: Registry, where: str = "<experiment>"
     for name, cls in CORE_SECTIONS.items():
         values[name] = structure(raw.get(name, {}), cls, where, name)
     optimizer = raw.get("optimizer", DEFAULTS["optimizer"])
-    puzzle_emb = {}
+    puzzle_emb, groups = {}, {}
     if isinstance(optimizer, dict):
         optimizer = dict(optimizer)
         puzzle_emb = optimizer.pop("puzzle_emb", {})
+        groups = optimizer.pop("groups", {})
         raw = {**raw, "optimizer": optimizer}
     puzzle_emb = structure(puzzle_emb, PuzzleEmbOptimizerConfig, where, "optimizer.puzzle_emb")
     for name, kind in PLUGIN_SECTIONS.items():
         values[name] = _plugin_section(raw.get(name, DEFAULTS.get(name)), kind, where, name, registry)
-    values["optimizer"] = OptimizerSection(values["optimizer"].plugin, values["optimizer"].config, puzzle_emb)
+    groups = _optimizer_groups(groups, optimizer, values["train"], registry, where)
+    values["optimizer"] = OptimizerSection(values["optimizer"].plugin, values["optimizer"].config, puzzle_emb, groups)
     for name, kind in LIST_SECTIONS.items():
         entries = raw.get(name, DEFAULTS[name])
         if not isinstance(entries, list):
             raise ConfigError(f"{where}: {name}: expected an array of tables ([[{name}]]), got {entries!r}")
         values[name] = [_plugin_section(e, kind, where, f"{name}.{i}", registry) for i, e in enumerate(entries)]
     _match_q_continue(values["act"], raw.get("act", {}), registry.get("model", values["model"].plugin), where)
+    _check_curriculum(values["train"], values["model"], where)
     return Experiment(**values, source=where)
+
+
+def _check_curriculum(train: TrainConfig, model: PluginSection, where: str) -> None:
+    """Every ``[[train.curriculum]]`` phase must name integer keys of the model's config,
+    with values its validators accept."""
+    fields = {f.name: f for f in attrs.fields(type(model.config))} if model.config is not None else {}
+    for index, phase in enumerate(train.curriculum):
+        for key in phase.model:
+            path = f"train.curriculum.{index}.model.{key}"
+            if key not in fields:
+                raise ConfigError(f"{where}: {path}: model {model.plugin!r} has no key {key!r}")
+            if fields[key].type not in (int, "int"):
+                raise ConfigError(f"{where}: {path}: only integer model keys can change by step")
+        try:
+            attrs.evolve(model.config, **phase.model)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{where}: train.curriculum.{index}.model: {error}") from None
+
+
+def _optimizer_groups(
+    raw: Any, main: dict[str, Any], train: TrainConfig, registry: Registry, where: str
+) -> dict[str, OptimizerGroup]:
+    """The ``[optimizer.groups.NAME]`` tables: each one's core keys
+    (:class:`rrcore.optim.OptimizerGroupConfig`, ``weight_decay`` and ``betas`` from
+    ``[train]`` when left out) and its plugin section (``main``, the ``[optimizer]`` table,
+    under the group's keys when the group names no plugin)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: optimizer.groups: expected tables [optimizer.groups.NAME], got {raw!r}")
+    core_keys = [field.name for field in attrs.fields(OptimizerGroupConfig)]
+    groups = {}
+    for name, table in raw.items():
+        path = f"optimizer.groups.{name}"
+        if name in (MAIN_PART, PUZZLE_EMB_PART) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(
+                f"{where}: {path}: a group needs a name of letters, digits, '_' or '-' other than "
+                f"{MAIN_PART!r} and {PUZZLE_EMB_PART!r} (the optimizer state's other parts)"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {path}: expected a table with params and lr, got {table!r}")
+        table = dict(table) if "plugin" in table else {**main, **table}
+        plugin = table.get("plugin")
+        spec = registry.components["optimizer"].get(plugin) if isinstance(plugin, str) else None
+        if spec is not None:  # else _plugin_section says what is wrong with the plugin
+            options = [f.name for f in attrs.fields(spec.config_class)] if spec.config_class is not None else []
+            valid = ["plugin", *core_keys, *options]
+            for key in table:
+                if key not in valid:
+                    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+                    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+                    raise ConfigError(f"{where}: {path}.{key}: unknown key; {hint}")
+        core = {key: table.pop(key) for key in core_keys if key in table}
+        if isinstance(core.get("params"), str):
+            core["params"] = [core["params"]]
+        keys = structure(core, OptimizerGroupConfig, where, path)
+        if keys.weight_decay is None:
+            keys.weight_decay = train.weight_decay
+        if keys.betas is None:
+            keys.betas = list(train.betas)
+        section = _plugin_section(table, "optimizer", where, path, registry)
+        groups[name] = OptimizerGroup(section.plugin, section.config, keys=keys)
+    return groups
 
 
 def _match_q_continue(act: ACTConfig, raw_act: dict[str, Any], model: ModelSpec, where: str) -> None:

@@ -13,18 +13,25 @@ class EMA:
     """Shadow copies of every parameter, updated as ``shadow += (1 - rate) * (param - shadow)``.
 
     Buffers (e.g. the sign-SGD puzzle embedding table) are not averaged: evaluation
-    uses them as trained.
+    uses them as trained. Before optimizer step ``start_step`` the shadow copies the
+    weights instead (a short-horizon average, such as rate 0.9, is of no use while the
+    weights still move fast).
     """
 
-    def __init__(self, module: nn.Module, rate: float) -> None:
+    def __init__(self, module: nn.Module, rate: float, start_step: int = 0) -> None:
         self.rate = rate
+        self.start_step = start_step
         self.names = [name for name, _ in module.named_parameters()]
         self.shadow = [p.detach().clone() for _, p in module.named_parameters()]
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, step: int | None = None) -> None:
+        """Average in the weights after optimizer step ``step`` (0-based; None: always average)."""
         params = [p.detach() for p in module.parameters()]
-        torch._foreach_lerp_(self.shadow, params, 1.0 - self.rate)
+        if step is not None and step < self.start_step:
+            torch._foreach_copy_(self.shadow, params)
+        else:
+            torch._foreach_lerp_(self.shadow, params, 1.0 - self.rate)
 
     @contextmanager
     def applied(self, module: nn.Module) -> Iterator[None]:

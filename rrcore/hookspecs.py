@@ -67,9 +67,12 @@ def rr_register_datasets() -> list[DatasetSpec]:
     :class:`rrcore.data.DataSourceError` for bad input (a missing file, an unusable
     value). ``rr run`` calls it on rank 0 before training and ``rr data build``
     calls it for an experiment or for the plugin's name, its ``--set`` keys being the
-    config class's fields. Builders must be deterministic. Implemented by task
-    plugins (rr-sudoku, rr-arc, ...); the core registers ``built`` for folders made
-    elsewhere.
+    config class's fields. Builders must be deterministic. A spec may also name a
+    ``batch_augmenter(config, metadata)``: ``rr run`` calls it once after the build and
+    applies the :class:`~rrcore.protocols.BatchAugmenter` it returns (None: none) to
+    every training batch on the device, fresh augmentations each step (rr-sudoku's
+    ``online_augment``). Implemented by task plugins (rr-sudoku, rr-arc, ...); the core
+    registers ``built`` for folders made elsewhere.
     """
 
 
@@ -97,10 +100,14 @@ def rr_register_optimizers() -> list[OptimizerSpec]:
     """Return optimizers: ``factory(param_groups, config) -> torch.optim.Optimizer``.
 
     ``param_groups`` is a list of dicts with ``params``, ``param_names``, ``lr``,
-    ``weight_decay`` and ``betas`` already set from the experiment's ``[train]`` section; the
-    optimizer config holds only the optimizer's own extra keys. Sparse puzzle
-    embeddings are not among the parameters: the core trains them with sign-SGD
-    (``[optimizer.puzzle_emb]``). The core registers ``adam_atan2`` (default) and ``adamw``.
+    ``weight_decay`` and ``betas`` already set from the experiment's ``[train]`` section
+    (for an ``[optimizer.groups.NAME]`` table, from the group's keys, over the parameters it
+    claims); the optimizer config holds only the optimizer's own extra keys. A factory that
+    cannot train the parameters it is given (Muon: matrices only) raises
+    :class:`rrcore.config.ConfigError` saying which; the core adds the file and key. Sparse
+    puzzle embeddings are not among the parameters: the core trains them with sign-SGD
+    (``[optimizer.puzzle_emb]``). The core registers ``adam_atan2`` (default), ``adamw`` and
+    ``muon_matrices``.
     """
 
 

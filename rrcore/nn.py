@@ -175,6 +175,12 @@ def swiglu_width(hidden_size: int, expansion: float, multiple: int = 256) -> int
 class SwiGLU(nn.Module):
     """Gated feed-forward: ``down(silu(gate(x)) * up(x))``.
 
+    With ``gated_norm`` the product is ``sigmoid(gate) * rms_norm(gate * up)`` (RMSNorm
+    without a gain over the inner width): ``silu(gate) * up`` is ``sigmoid(gate) * gate * up``,
+    whose magnitude grows with both projections; normalising ``gate * up`` bounds it, which
+    lets an optimizer such as Muon take large steps on the projections (the gated-norm
+    SwiGLU of the "Speed is Confidence" Sudoku recipe, 2026).
+
     With ``recompute`` the inner activations (``2 * width`` per position) are not kept
     for the backward pass but recomputed from ``x``: one more ``gate_up`` product per
     use, for much less memory where the width is large relative to the input.
@@ -188,7 +194,13 @@ class SwiGLU(nn.Module):
     """
 
     def __init__(
-        self, hidden_size: int, expansion: float, recompute: bool = False, recompute_product: bool = False
+        self,
+        hidden_size: int,
+        expansion: float,
+        recompute: bool = False,
+        recompute_product: bool = False,
+        gated_norm: bool = False,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         width = swiglu_width(hidden_size, expansion)
@@ -196,13 +208,20 @@ class SwiGLU(nn.Module):
         self.down_proj = CastedLinear(width, hidden_size)
         self.recompute = recompute
         self.recompute_product = recompute_product
+        self.gated_norm = gated_norm
+        self.norm_eps = norm_eps
+
+    def _product(self, gate_up: Tensor) -> Tensor:
+        if self.gated_norm:
+            return _gated_norm_product(gate_up, self.norm_eps)
+        return _gated_product(gate_up)
 
     def _forward(self, x: Tensor) -> Tensor:
         gate_up = self.gate_up_proj(x)
         if self.recompute_product and torch.is_grad_enabled():
-            product = torch.utils.checkpoint.checkpoint(_gated_product, gate_up, use_reentrant=False)
+            product = torch.utils.checkpoint.checkpoint(self._product, gate_up, use_reentrant=False)
         else:
-            product = _gated_product(gate_up)
+            product = self._product(gate_up)
         return self.down_proj(product)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -215,6 +234,12 @@ def _gated_product(gate_up: Tensor) -> Tensor:
     """``silu(gate) * up`` for ``gate_up`` = (..., 2 * width) holding both halves."""
     gate, up = gate_up.chunk(2, dim=-1)
     return F.silu(gate) * up
+
+
+def _gated_norm_product(gate_up: Tensor, eps: float) -> Tensor:
+    """``sigmoid(gate) * rms_norm(gate * up)`` for ``gate_up`` = (..., 2 * width)."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return torch.sigmoid(gate) * rms_norm(gate * up, eps)
 
 
 AttentionBackend = Literal["auto", "sdpa", "flash"]
@@ -490,25 +515,34 @@ def log_stablemax(x: Tensor, dim: int = -1) -> Tensor:
     return torch.log(s / s.sum(dim=dim, keepdim=True))
 
 
-def stablemax_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_LABEL) -> Tensor:
+def stablemax_cross_entropy(
+    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_LABEL, label_smoothing: float = 0.0
+) -> Tensor:
     """Per-token stablemax cross-entropy in float64, 0 where ``labels == ignore_index``.
 
-    ``logits`` (..., V), ``labels`` (...); returns (...) float64.
+    ``logits`` (..., V), ``labels`` (...); returns (...) float64. ``label_smoothing`` ε
+    takes the target as ``(1 - ε)`` on the label plus ``ε / V`` on every class.
     """
     log_probs = log_stablemax(logits.to(torch.float64), dim=-1)
     valid = labels != ignore_index
     safe_labels = torch.where(valid, labels, 0)
     picked = torch.gather(log_probs, -1, safe_labels.to(torch.int64).unsqueeze(-1)).squeeze(-1)
+    if label_smoothing:
+        picked = (1.0 - label_smoothing) * picked + label_smoothing * log_probs.mean(-1)
     return torch.where(valid, -picked, 0)
 
 
-def softmax_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_LABEL) -> Tensor:
-    """Per-token softmax cross-entropy in float32, 0 where ``labels == ignore_index``."""
+def softmax_cross_entropy(
+    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_LABEL, label_smoothing: float = 0.0
+) -> Tensor:
+    """Per-token softmax cross-entropy in float32, 0 where ``labels == ignore_index``
+    (``label_smoothing`` as in :func:`stablemax_cross_entropy`)."""
     flat = F.cross_entropy(
         logits.to(torch.float32).reshape(-1, logits.shape[-1]),
         labels.to(torch.int64).reshape(-1),
         ignore_index=ignore_index,
         reduction="none",
+        label_smoothing=label_smoothing,
     )
     return flat.view(labels.shape)
 

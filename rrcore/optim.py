@@ -1,5 +1,6 @@
 """The optimizers of a run: rr's AdamAtan2, and :class:`Optimizers`, which steps the
-model's optimizer and the puzzle embedding's sign-SGD as one.
+model's optimizer, those of the ``[optimizer.groups]`` (:func:`assign_parameters`) and
+the puzzle embedding's sign-SGD as one.
 
 AdamAtan2 is the papers' optimizer, its update compiled on CUDA.
 
@@ -28,16 +29,18 @@ first step with an empty compile cache from 44.0 to 40.8 s on an H200.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rrcore.distributed import all_reduce_gradients
+from rrcore.nn import CastedEmbedding, ReasoningHeads
 from rrcore.schedule import cosine_with_warmup
-from rrcore.validators import non_negative
+from rrcore.validators import Each, OutOfRange, in_range, non_negative, positive
 
 
 def _update_eager(
@@ -224,6 +227,116 @@ class PuzzleEmbOptimizerConfig:
     weight_decay: float = attrs.field(default=0.1, validator=non_negative)
 
 
+MAIN_PART = "model"
+"""The name of the ``[optimizer]`` plugin's part of :class:`Optimizers` (and of its checkpoint state)."""
+PUZZLE_EMB_PART = "puzzle_emb"
+"""The name of the sparse puzzle embedding's sign-SGD part."""
+HIDDEN_MATRICES = "hidden_matrices"
+"""The ``params`` entry that names the model's hidden weight matrices (:func:`hidden_matrices`)."""
+
+
+def _parameter_selection(instance: Any, attribute: attrs.Attribute, value: list[str]) -> None:
+    if not value or not all(value):
+        raise OutOfRange(attribute.name, value, f'"{HIDDEN_MATRICES}" or glob patterns of parameter names')
+
+
+def _two_betas(instance: Any, attribute: attrs.Attribute, value: list[float] | None) -> None:
+    if value is not None:
+        if len(value) != 2:
+            raise OutOfRange(attribute.name, value, "two numbers")
+        Each(in_range(0, 1, high_open=True))(instance, attribute, value)
+
+
+@attrs.define
+class OptimizerGroupConfig:
+    """The core keys of ``[optimizer.groups.NAME]``: a part of the model trained by an
+    optimizer of its own, stepped with the others and saved under ``NAME`` in checkpoints.
+
+    ``plugin`` (handled by :func:`rrcore.config.resolve`): the group's optimizer (default:
+    ``[optimizer]``'s, with its keys, which the group's override); every key of the table
+    not listed here is that plugin's. ``params``: the trainable parameters the group takes,
+    a list whose entries are ``"hidden_matrices"`` (:func:`hidden_matrices`) or glob
+    patterns over the model's parameter names as in its state dict
+    (``"net.blocks.*.mlp.*.weight"``; ``*`` also crosses dots); one string is a list of one.
+    ``lr``: the group's base learning rate, which follows ``[train]``'s warmup and decay.
+    ``weight_decay``, ``betas``: as ``[train]``'s when left out (filled in when the
+    experiment is resolved, so ``rr validate`` prints them).
+
+    A parameter belongs to at most one group; what no group claims stays with
+    ``[optimizer]``. ``train.grad_clip`` clips the gradients of all parameters together.
+    """
+
+    params: list[str] = attrs.field(validator=_parameter_selection)
+    lr: float = attrs.field(validator=positive)
+    weight_decay: float | None = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
+    betas: list[float] | None = attrs.field(default=None, validator=_two_betas)
+
+
+def hidden_matrices(model: nn.Module) -> list[str]:
+    """``params = "hidden_matrices"``: the names of ``model``'s trainable 2-D parameters,
+    except those of embeddings (:class:`rrcore.nn.CastedEmbedding` — token and learned
+    position embeddings — and ``torch.nn.Embedding``) and of the output heads
+    (:class:`rrcore.nn.ReasoningHeads`: ``lm_head``, ``q_head``). Chosen by module type, so
+    every architecture built from rrcore's layers gets its blocks' weight matrices (the
+    sparse puzzle embedding holds buffers, never parameters)."""
+    outside = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, CastedEmbedding | nn.Embedding | ReasoningHeads)
+        for p in m.parameters()
+    }
+    return [name for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2 and id(p) not in outside]
+
+
+def assign_parameters(
+    model: nn.Module, named: list[tuple[str, Tensor]], groups: dict[str, list[str]]
+) -> dict[str, list[tuple[str, Tensor]]]:
+    """Split the trainable parameters ``named`` (``(name, tensor)`` pairs, in order) among the
+    ``[optimizer.groups]``: ``groups`` maps each group name to its ``params`` entries.
+
+    Returns ``{MAIN_PART: unclaimed, group: claimed, ...}``, each list in the order of
+    ``named`` (with no groups: ``named`` itself, the run as before groups existed).
+    Entries match the names in ``model`` (those of its state dict); a parameter outside
+    ``model`` is matched by its name in ``named``. Raises ``ValueError`` naming
+    ``optimizer.groups.NAME.params`` for an entry that matches no parameter, a parameter
+    two groups claim, or groups that leave ``[optimizer]`` nothing.
+    """
+    if not groups:
+        return {MAIN_PART: list(named)}
+    model_names = {id(p): name for name, p in model.named_parameters()}
+    names = [model_names.get(id(p), name) for name, p in named]
+    hidden = set(hidden_matrices(model))
+    owner: dict[int, str] = {}
+    for group, entries in groups.items():
+        for entry in entries:
+            matched = [
+                i
+                for i, name in enumerate(names)
+                if (name in hidden if entry == HIDDEN_MATRICES else fnmatch.fnmatchcase(name, entry))
+            ]
+            if not matched:
+                examples = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                raise ValueError(
+                    f"optimizer.groups.{group}.params: {entry!r} matches no trainable parameter "
+                    f"(their names: {examples})"
+                )
+            for i in matched:
+                if owner.setdefault(i, group) != group:
+                    raise ValueError(
+                        f"optimizer.groups.{group}.params: {names[i]} is also claimed by "
+                        f"optimizer.groups.{owner[i]}; a parameter belongs to one group"
+                    )
+    if len(owner) == len(named):
+        raise ValueError(
+            f"optimizer.groups.{next(iter(groups))}.params: the groups claim every parameter, "
+            "leaving [optimizer] none; narrow a group's params"
+        )
+    parts = {MAIN_PART: [pair for i, pair in enumerate(named) if i not in owner]}
+    for group in groups:
+        parts[group] = [pair for i, pair in enumerate(named) if owner.get(i) == group]
+    return parts
+
+
 @attrs.define
 class LRSchedule:
     """``[train]``'s schedule: linear warmup, then cosine decay to ``min_ratio`` of each base rate."""
@@ -238,11 +351,13 @@ class LRSchedule:
 
 class Optimizers:
     """Every optimizer of a run, by name, with its base learning rate: ``model`` (the
-    ``[optimizer]`` plugin, over the trainable parameters) and, when the model has sparse
-    puzzle embeddings, ``puzzle_emb`` (:class:`rrcore.nn.SignSGD`).
+    ``[optimizer]`` plugin, over the trainable parameters no group claims), one per
+    ``[optimizer.groups.NAME]`` under its ``NAME`` and, when the model has sparse puzzle
+    embeddings, ``puzzle_emb`` (:class:`rrcore.nn.SignSGD`).
 
-    One :meth:`step` sums gradients over ranks, clips them, sets every learning rate for
-    the step and steps every optimizer; the checkpoint saves its :meth:`state_dict`.
+    One :meth:`step` sums gradients over ranks, clips them (all ``parameters`` together),
+    sets every learning rate for the step (one schedule, each part's own base rate) and
+    steps every optimizer; the checkpoint saves its :meth:`state_dict`, by part name.
     """
 
     def __init__(
@@ -260,13 +375,22 @@ class Optimizers:
     @property
     def lr(self) -> float:
         """The main optimizer's current learning rate (logged as ``train/lr``)."""
-        return self.parts["model"][0].param_groups[0]["lr"]
+        return self.parts[MAIN_PART][0].param_groups[0]["lr"]
+
+    def lr_metrics(self) -> dict[str, float]:
+        """The learning rates to log: ``train/lr`` (the ``[optimizer]`` plugin's) and
+        ``train/lr_NAME`` for each ``[optimizer.groups.NAME]``."""
+        metrics = {"train/lr": self.lr}
+        for name, (optimizer, _) in self.parts.items():
+            if name not in (MAIN_PART, PUZZLE_EMB_PART):
+                metrics[f"train/lr_{name}"] = optimizer.param_groups[0]["lr"]
+        return metrics
 
     def accumulate(self) -> None:
         """Between gradient-accumulation micro-batches: keep the sparse gradients, whose
         buffers the next micro-batch refills with other rows."""
-        if "puzzle_emb" in self.parts:
-            self.parts["puzzle_emb"][0].accumulate()
+        if PUZZLE_EMB_PART in self.parts:
+            self.parts[PUZZLE_EMB_PART][0].accumulate()
 
     def step(self, step: int) -> None:
         """Apply the gradients of optimizer step ``step`` (0-based) and clear them."""

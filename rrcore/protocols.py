@@ -207,6 +207,33 @@ class Evaluator(Protocol):
 
 
 @runtime_checkable
+class BatchAugmenter(Protocol):
+    """Fresh answer-preserving transforms of every training batch, drawn on the device.
+
+    Offered by a data set plugin (:class:`~rrcore.registry.DatasetSpec`'s
+    ``batch_augmenter``), so a run can draw new augmentations each step on top of the
+    original puzzles instead of reading augmented copies built ahead. The trainer calls
+    ``augmenter(batch, generator, row_offset, global_batch_size)`` on this rank's rows of
+    each training batch, outside the compiled step and before the batch is split into
+    micro-batches; evaluation batches are never augmented.
+
+    ``generator`` is a :class:`torch.Generator` on the batch's device, seeded from
+    ``run.seed`` alike on every rank and saved with checkpoints. Draw the random numbers
+    for all ``global_batch_size`` rows and use rows ``row_offset`` to ``row_offset + B``,
+    so a run does not depend on how many ranks share the batch (as ACT exploration does).
+    Return a new batch with ``inputs`` and ``labels`` transformed alike (same shapes and
+    dtypes; ``-100`` labels stay ``-100``) and the other entries unchanged. Keep every
+    tensor on the device: no ``.item()``, ``.cpu()`` or Python branching on tensor values.
+
+    ``puzzle_identifiers`` are passed through: every fresh copy of a puzzle shares the
+    puzzle's identifier, where a builder's augmented copies may each have their own (a
+    per-puzzle embedding then learns one vector for all copies).
+    """
+
+    def __call__(self, batch: Batch, generator: torch.Generator, row_offset: int, global_batch_size: int) -> Batch: ...
+
+
+@runtime_checkable
 class Logger(Protocol):
     """Receives metrics on rank 0: ``log(step, metrics)``, then ``close()``."""
 

@@ -101,9 +101,20 @@ class ModelSpec(Spec):
 @attrs.frozen
 class DatasetSpec(Spec):
     """A data source: ``build_dataset(config, cache_dir: Path) -> Path`` of a built data set
-    (the contract is in :func:`rrcore.hookspecs.rr_register_datasets`)."""
+    (the contract is in :func:`rrcore.hookspecs.rr_register_datasets`).
+
+    ``batch_augmenter`` (optional): ``batch_augmenter(config, metadata) -> BatchAugmenter |
+    None``, called once per run after the data set is built, with the ``[data]`` config and
+    the train split's :class:`~rrcore.data.DatasetMetadata`; it returns the
+    :class:`~rrcore.protocols.BatchAugmenter` the trainer applies to every training batch,
+    or None when the config does not ask for one (say, a plugin key left false).
+    """
 
     kind: ClassVar[str] = "dataset"
+
+    batch_augmenter: Callable[[Any, Any], Any] | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.is_callable())
+    )
 
 
 @attrs.frozen

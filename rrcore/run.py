@@ -29,8 +29,8 @@ from rrcore.data import DataSourceError, PuzzleDataset, data_cache_dir
 from rrcore.ema import EMA
 from rrcore.inference import eval_mode
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
-from rrcore.optim import LRSchedule, Optimizers
-from rrcore.protocols import EvalContext, ModelContext
+from rrcore.optim import MAIN_PART, PUZZLE_EMB_PART, LRSchedule, Optimizers, assign_parameters
+from rrcore.protocols import Batch, BatchAugmenter, EvalContext, ModelContext
 from rrcore.registry import Registry, Spec, get_registry
 
 
@@ -43,7 +43,7 @@ def build(spec: Spec, *args: Any) -> Any:
     and its distribution (the original exception stays chained for debugging)."""
     try:
         return spec.factory(*args)
-    except (TrainingError, CheckpointError):
+    except (TrainingError, CheckpointError, ConfigError):  # a plugin's ConfigError: it refuses the input
         raise
     except DataSourceError as error:  # the input is wrong, not the plugin: exit 2, one line
         raise ConfigError(f"data plugin {spec.name!r}: {error}") from error
@@ -101,6 +101,8 @@ class Run:
 
     ``optimizers`` is None when built without them (``rr eval``); ``evaluators`` are
     ``(name, evaluator)`` pairs, empty without a test split or when not asked for.
+    ``batch_augmenter`` is the data set plugin's (None without one) and
+    ``augmentation_generator`` the generator it draws from.
     """
 
     experiment: Experiment
@@ -119,10 +121,24 @@ class Run:
     optimizers: Optimizers | None
     evaluators: list[tuple[str, Any]]
     forward_dtype: torch.dtype = torch.float32
+    batch_augmenter: BatchAugmenter | None = None
+    augmentation_generator: torch.Generator | None = None
 
     @property
     def metadata(self) -> Any:
         return self.train_data.metadata
+
+    def use_phase(self, step: int) -> None:
+        """Give the model the ``[[train.curriculum]]`` keys in force at optimizer step ``step``
+        (``[model]`` as written after the last phase). A compiled step sees a changed
+        config and compiles once for each phase."""
+        curriculum = self.experiment.train.curriculum
+        if not curriculum:
+            return
+        keys = next((phase.model for phase in curriculum if step < phase.until_step), {})
+        config = attrs.evolve(self.experiment.model.config, **keys)
+        if self.model.config != config:
+            self.model.config = config
 
     @property
     def headline(self) -> list[str]:
@@ -132,6 +148,16 @@ class Run:
             for name, evaluator in self.evaluators
             for metric in getattr(evaluator, "headline_metrics", ("accuracy", "exact_accuracy"))
         ]
+
+    def augment(self, batch: Batch) -> Batch:
+        """This rank's rows of a training batch with fresh augmentations drawn by the data
+        set plugin's :class:`~rrcore.protocols.BatchAugmenter`; ``batch`` itself without one."""
+        if self.batch_augmenter is None:
+            return batch
+        layout = self.layout
+        return self.batch_augmenter(
+            batch, self.augmentation_generator, layout.rank * layout.local_batch, layout.global_batch_size
+        )
 
     def checkpoint_parts(self) -> dict[str, Stateful]:
         """The stateful parts a checkpoint holds once for all ranks (``state.pt``)."""
@@ -171,6 +197,14 @@ class Run:
             was, now = config.get(section, {}).get("plugin"), mine[section]["plugin"]
             if was is not None and was != now:
                 raise ConfigError(f"{path} was trained with {section} {was!r}, this experiment uses {now!r}; {advice}")
+        saved_groups = config.get("optimizer", {}).get("groups", {}) if self.optimizers is not None else {}
+        for name, group in mine["optimizer"].get("groups", {}).items():
+            was = saved_groups.get(name, {}).get("plugin")
+            if was is not None and was != group["plugin"]:
+                raise ConfigError(
+                    f"{path} was trained with optimizer.groups.{name}.plugin {was!r}, this experiment "
+                    f"uses {group['plugin']!r}; {advice}"
+                )
         model_state, expected = saved.get("model"), self.model.state_dict()
         if (
             model_state is not None
@@ -185,12 +219,16 @@ class Run:
             what = "; ".join(changed) or _state_difference(model_state, expected)
             raise ConfigError(f"{path} does not fit this model ({what}); {advice}")
         if self.optimizers is not None and saved.get("optimizers") is not None:
-            groups_saved = list(self.optimizers.group_sizes(saved["optimizers"]).values())
-            groups_now = list(self.optimizers.group_sizes().values())
+            groups_saved = self.optimizers.group_sizes(saved["optimizers"])
+            groups_now = self.optimizers.group_sizes()
             if groups_saved != groups_now:
+
+                def sizes(groups: dict[str, list[int]]) -> str:
+                    return ", ".join(f"{name} {tensors}" for name, tensors in groups.items())
+
                 raise ConfigError(
-                    f"{path}: the optimizer state has parameter groups of {groups_saved} tensors, "
-                    f"this experiment {groups_now}; {advice}"
+                    f"{path}: the optimizer state has parameter groups of {sizes(groups_saved)} tensors, "
+                    f"this experiment {sizes(groups_now)}; {advice}"
                 )
 
     def evaluation_weights(self) -> contextlib.AbstractContextManager[None]:
@@ -278,16 +316,10 @@ def build_run(
         experiment, registry, ModelContext(train_data.metadata, layout.micro_batch, forward_dtype), info
     )
     act_model, loss_head = _build_act(experiment, registry, model, info.device)
-    compiled = compile_enabled(train.compile, info.device)
-    if compiled:
-        use_compile_cache(data_cache_dir(experiment.run.cache_dir))
-        autotune_pointwise(train.autotune_pointwise)
-    # CUDA graphs replay one recorded step; gradient accumulation would need the
-    # gradients of several replays alive at once, so it keeps plain compilation.
-    cuda_graphs = compiled and info.device.type == "cuda" and train.cuda_graphs and train.grad_accum_steps == 1
-    step_fn = CompiledStep(loss_head, compile=compiled, cuda_graphs=cuda_graphs)
+    step_fn = _compiled_step(experiment, loss_head, info.device)
     run_optimizers = _build_optimizers(experiment, registry, loss_head, model, total_steps) if optimizers else None
-    ema = EMA(model, train.ema_rate) if train.ema else None
+    _prepare_curriculum(experiment, model)
+    ema = EMA(model, train.ema_rate, train.ema_start_step) if train.ema else None
     run = Run(
         experiment,
         registry,
@@ -306,9 +338,40 @@ def build_run(
         [],
         forward_dtype,
     )
+    run.batch_augmenter, run.augmentation_generator = _build_batch_augmenter(run)
     if evaluators and eval_data is not None:
         run.evaluators = _build_evaluators(run)
     return run
+
+
+def _compiled_step(experiment: Experiment, loss_head: nn.Module, device: torch.device) -> CompiledStep:
+    """The ACT step as ``train.compile`` and ``train.cuda_graphs`` ask, on ``device``."""
+    train = experiment.train
+    compiled = compile_enabled(train.compile, device)
+    if compiled:
+        use_compile_cache(data_cache_dir(experiment.run.cache_dir))
+        autotune_pointwise(train.autotune_pointwise)
+    # CUDA graphs replay one recorded step; gradient accumulation would need the
+    # gradients of several replays alive at once, so it keeps plain compilation.
+    cuda_graphs = compiled and device.type == "cuda" and train.cuda_graphs and train.grad_accum_steps == 1
+    return CompiledStep(loss_head, compile=compiled, cuda_graphs=cuda_graphs)
+
+
+def _prepare_curriculum(experiment: Experiment, model: nn.Module) -> None:
+    """Check that ``[[train.curriculum]]`` can change the model's keys, and let torch compile
+    every phase: each compiles the training and the evaluation step once more, and past
+    torch's limit of compilations per function it would fall back to eager steps silently."""
+    curriculum = experiment.train.curriculum
+    if not curriculum:
+        return
+    if not attrs.has(type(getattr(model, "config", None))):
+        raise ConfigError(
+            f"{experiment.source}: train.curriculum: model {experiment.model.plugin!r} keeps no attrs "
+            "config in model.config for the curriculum to change"
+        )
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 8 + 2 * len(curriculum))
 
 
 def use_compile_cache(cache_dir: Path) -> None:
@@ -383,6 +446,23 @@ def _open_data(
     return train_data, eval_data
 
 
+def _build_batch_augmenter(run: Run) -> tuple[BatchAugmenter | None, torch.Generator | None]:
+    """The data set plugin's batch augmenter for this run (None when it offers none or its
+    ``[data]`` keys ask for none) and the generator it draws from, on the device and seeded
+    from ``run.seed`` alike on every rank (apart from ACT exploration's)."""
+    experiment = run.experiment
+    spec = run.registry.get("dataset", experiment.data.plugin)
+    if spec.batch_augmenter is None:
+        return None, None
+    # Through build(), so that a failure names the plugin and its distribution.
+    augmenter = build(attrs.evolve(spec, factory=spec.batch_augmenter), experiment.data.config, run.metadata)
+    if augmenter is None:
+        return None, None
+    generator = torch.Generator(device=run.device)
+    generator.manual_seed(experiment.run.seed + 2)
+    return augmenter, generator
+
+
 def _build_act(
     experiment: Experiment, registry: Registry, model: nn.Module, device: torch.device
 ) -> tuple[ACTModel, nn.Module]:
@@ -417,31 +497,44 @@ def _build_model(
 def _build_optimizers(
     experiment: Experiment, registry: Registry, loss_head: nn.Module, model: nn.Module, total_steps: int
 ) -> Optimizers:
-    """The ``[optimizer]`` plugin over the trainable parameters, and sign-SGD over the
-    model's sparse puzzle embeddings (tables of buffers no other optimizer could train)."""
+    """The ``[optimizer]`` plugin over the trainable parameters no ``[optimizer.groups]``
+    table claims, each group's plugin over its own, and sign-SGD over the model's sparse
+    puzzle embeddings (tables of buffers no other optimizer could train)."""
     train, section = experiment.train, experiment.optimizer
     named = [(name, p) for name, p in loss_head.named_parameters() if p.requires_grad]
-    parameters = [p for _, p in named]
-    # param_names (torch's convention) lets optimizers such as Muon route by name.
-    groups = [
-        {
-            "params": parameters,
-            "param_names": [name for name, _ in named],
-            "lr": train.lr,
-            "weight_decay": train.weight_decay,
-            "betas": tuple(train.betas),
+    try:
+        assigned = assign_parameters(model, named, {name: group.keys.params for name, group in section.groups.items()})
+    except ValueError as error:
+        raise ConfigError(f"{experiment.source}: {error}") from None
+    # Each part's plugin section, the key its errors name, and its lr, weight decay and betas.
+    settings = {MAIN_PART: (section, "optimizer.plugin", train.lr, train.weight_decay, train.betas)}
+    for name, group in section.groups.items():
+        keys = group.keys
+        settings[name] = (group, f"optimizer.groups.{name}.params", keys.lr, keys.weight_decay, keys.betas)
+    parts = {}
+    for name, part in assigned.items():
+        plugin, key, lr, weight_decay, betas = settings[name]
+        # param_names (torch's convention) lets optimizers such as Muon route by name.
+        group = {
+            "params": [p for _, p in part],
+            "param_names": [n for n, _ in part],
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "betas": tuple(betas),
         }
-    ]
-    parts = {"model": (build(registry.get("optimizer", section.plugin), groups, section.config), train.lr)}
+        try:
+            parts[name] = (build(registry.get("optimizer", plugin.plugin), [group], plugin.config), lr)
+        except ConfigError as error:
+            raise ConfigError(f"{experiment.source}: {key}: {error}") from None
     embeddings = [m for m in model.modules() if isinstance(m, SparsePuzzleEmbedding)]
     if embeddings:
         puzzle_emb = section.puzzle_emb
-        parts["puzzle_emb"] = (
+        parts[PUZZLE_EMB_PART] = (
             SignSGD(embeddings, lr=puzzle_emb.lr, weight_decay=puzzle_emb.weight_decay),
             puzzle_emb.lr,
         )
     schedule = LRSchedule(train.lr_warmup_steps, total_steps, train.lr_min_ratio)
-    return Optimizers(parts, parameters, schedule, train.grad_clip)
+    return Optimizers(parts, [p for _, p in named], schedule, train.grad_clip)
 
 
 def _build_evaluators(run: Run) -> list[tuple[str, Any]]:

@@ -184,7 +184,7 @@ def _default_columns(runs: list[SweepRun]) -> list[str]:
     keys: dict[str, None] = {}
     for run in runs:
         for key in run.metrics:
-            if key.count("/") <= 1 and not key.endswith("/count"):
+            if key.count("/") <= 1 and not key.endswith("/count") and not key.startswith("time/"):
                 keys[key] = None
     return list(keys)
 

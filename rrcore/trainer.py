@@ -31,6 +31,7 @@ from rrcore.checkpoint import (
     save_checkpoint,
     state_of,
 )
+from rrcore.clock import TrainingClock
 from rrcore.config import Experiment, RunConfig, dump_experiment
 from rrcore.data import StreamPosition, save_run_metadata
 from rrcore.export import check_init_from, is_export
@@ -90,21 +91,29 @@ class Carries(list):
 
 
 class RandomState:
-    """This rank's random generators: torch's (CPU and CUDA) and ACT exploration's; a
-    checkpoint part of each rank."""
+    """This rank's random generators: torch's (CPU and CUDA), ACT exploration's and, when
+    the data set plugin augments batches, the batch augmenter's; a checkpoint part of each rank."""
 
-    def __init__(self, exploration: torch.Generator, device: torch.device) -> None:
-        self.exploration, self.device = exploration, device
+    def __init__(
+        self, exploration: torch.Generator, device: torch.device, augmentation: torch.Generator | None = None
+    ) -> None:
+        self.exploration, self.device, self.augmentation = exploration, device, augmentation
 
     def state_dict(self) -> dict[str, Any]:
         cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        return {"torch": torch.get_rng_state(), "cuda": cuda, "exploration": self.exploration.get_state()}
+        state = {"torch": torch.get_rng_state(), "cuda": cuda, "exploration": self.exploration.get_state()}
+        if self.augmentation is not None:
+            state["augmentation"] = self.augmentation.get_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         if state.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda"], self.device)
         self.exploration.set_state(state["exploration"])
+        # A checkpoint saved without batch augmentation leaves the generator at its seed.
+        if self.augmentation is not None and state.get("augmentation") is not None:
+            self.augmentation.set_state(state["augmentation"])
 
 
 def train_step(
@@ -115,6 +124,7 @@ def train_step(
     place. Returns the (device) loss sum."""
     layout, act_model = run.layout, run.act_model
     run.loss_head.train()
+    batch = run.augment(batch)  # fresh augmentations when the data set plugin draws them
     micro_batches = [
         {k: v[micro * layout.micro_batch : (micro + 1) * layout.micro_batch] for k, v in batch.items()}
         for micro in range(layout.grad_accum_steps)
@@ -138,7 +148,7 @@ def train_step(
     metric_sums["loss"] = metric_sums.get("loss", 0) + total_loss.to(torch.float64)
     run.optimizers.step(step)
     if run.ema is not None:
-        run.ema.update(run.model)
+        run.ema.update(run.model, step)
     return total_loss
 
 
@@ -153,6 +163,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         overwrite: bool = False,
     ) -> None:
+        self._created = time.perf_counter()  # the training clock counts building the run too
         info = join(experiment)
         self.rank, self.world_size = info.rank, info.world_size
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(experiment)
@@ -176,11 +187,16 @@ class Trainer:
         self.step = 0
         self.position = StreamPosition()
         self.carries = Carries(self.device)
-        self.random_state = RandomState(self.act_model.exploration_generator, self.device)
+        self.random_state = RandomState(self.act_model.exploration_generator, self.device, run.augmentation_generator)
         self.last_checkpoint: Path | None = None
         self._stop_signal: int | None = None
+        self._last_eval_step: int | None = None
+        train_seconds = 0.0
         if resume:
-            self._restore(resume)
+            train_seconds = self._restore(resume)
+        self.clock = TrainingClock(
+            self.device, experiment.train.time_budget_minutes, experiment.train.eval_at_minutes, train_seconds
+        )
         self.context = RunContext(
             experiment,
             self.run_dir,
@@ -220,6 +236,7 @@ class Trainer:
             "world_size": self.world_size,
             "grad_accum_steps": self.experiment.train.grad_accum_steps,
             "total_steps": self.total_steps,
+            "train_seconds": self.clock.seconds,
         }
 
     def save(self) -> Path:
@@ -235,7 +252,8 @@ class Trainer:
         )
         return self.last_checkpoint
 
-    def _restore(self, reference: str) -> None:
+    def _restore(self, reference: str) -> float:
+        """Load checkpoint ``reference``; returns the training seconds it had run."""
         path = resolve_checkpoint(reference, self.checkpoint_dir)
         shared, per_rank, progress = load_checkpoint(path, self.rank)
         self.run.restore(path, shared)
@@ -257,6 +275,7 @@ class Trainer:
         if per_rank is not None:
             load_parts(self._rank_parts(), per_rank, path / f"rank{self.rank}.pt")
         self.last_checkpoint = path
+        return float(progress.get("train_seconds", 0.0))
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -314,7 +333,9 @@ class Trainer:
         window_steps, train_metrics, eval_results, status = 0, {}, {}, "finished"
         first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         batches = self.train_data.train_batches(self.position)
+        self.clock.start(at=self._created)
         while self.step < self.total_steps:
+            self.run.use_phase(self.step)
             self.position, batch = next(batches)
             loss = self.train_step(batch, metric_sums)
             first_bad_step = torch.where(
@@ -330,8 +351,12 @@ class Trainer:
             self.registry.hook.rr_on_step_end(
                 context=self.context, step=self.step, metrics=train_metrics if log_now else None
             )
-            if self._due(self.eval_every):
+            if self._due(self.eval_every) or self.clock.eval_due():
                 eval_results = self._evaluate_and_log(loggers, progress)
+            if self.clock.out_of_time():
+                if progress:
+                    progress.message(f"rr: time budget of {train.time_budget_minutes:g} minutes reached")
+                break
             if self._due(self.checkpoint_every):
                 self._check_finite(first_bad_step)
                 self.save()
@@ -339,7 +364,7 @@ class Trainer:
                 status = "interrupted"
                 break
         self._check_finite(first_bad_step)
-        if status == "finished":
+        if status == "finished" and self._last_eval_step != self.step:  # a mark may have evaluated this step
             eval_results = self._evaluate_and_log(loggers, progress)
         self.save()
         if progress:
@@ -361,7 +386,7 @@ class Trainer:
             "train",
             self.world_size,
         )
-        metrics["train/lr"] = self.run.optimizers.lr
+        metrics.update(self.run.optimizers.lr_metrics())  # train/lr, and train/lr_NAME per group
         if self.rank == 0:
             progress.update(self.step, metrics)
             for logger in loggers:
@@ -447,7 +472,11 @@ class Trainer:
     def _evaluate_and_log(self, loggers: list[Any], progress: TrainingProgress | None) -> dict[str, float]:
         if self.eval_data is None or not self.run.evaluators:
             return {}
+        train_seconds = self.clock.pause()
         results = self.evaluate()
+        self._last_eval_step = self.step
+        results["time/train_minutes"] = train_seconds / 60.0
+        self.clock.resume()
         if self.rank == 0:
             for logger in loggers:
                 logger.log(self.step, results)

@@ -120,3 +120,67 @@ def test_compiled_and_eager_gradients_agree(bundled_registry, tmp_path, name):
     differences = gradient_differences(_trainer(name, tmp_path, "off").run, "inductor")
     wrong = {key: round(d, 3) for key, d in differences.items() if d > 0.1}
     assert not wrong, f"compiled gradients differ from eager ones (relative): {wrong}"
+
+
+FAST_RECIPE_PARTS = [
+    "model.gated_norm=true",
+    "model.mlp_t_norm='channels'",
+    "loss.label_smoothing=0.2",
+    "loss.q_loss_weight=0.05",
+    "loss.later_step_weight=0.9",
+    "data.num_aug=0",
+    "data.online_augment=true",
+    "optimizer.plugin='adamw'",
+    "optimizer.groups.hidden.plugin='muon_matrices'",
+    "optimizer.groups.hidden.params='hidden_matrices'",
+    "optimizer.groups.hidden.lr=0.02",
+    "optimizer.groups.hidden.momentum=0.6",
+    "optimizer.groups.hidden.ns_steps=3",
+    "train.grad_clip=1.0",
+    "train.lr_min_ratio=0.0",
+    "train.ema_start_step=2",
+    "train.ema_rate=0.9",
+]
+
+
+def test_fast_recipe_step_is_one_graph_and_never_waits(bundled_registry, tmp_path):
+    """The fast Sudoku recipe's options (examples/sudoku-fast-trm.toml) on the 4x4 demo: the
+    augmentation drawn on the GPU, Muon's group, the gated-norm SwiGLU, label smoothing and the
+    EMA's start keep the step one graph that never recompiles and never waits for the GPU."""
+    trainer = _trainer("trm-mlp", tmp_path, "on", *FAST_RECIPE_PARTS)
+    assert set(trainer.run.optimizers.parts) >= {"model", "hidden"}
+    batches = trainer.train_data.train_batches()
+    sums: dict[str, torch.Tensor] = {}
+    start = _compile_counters()
+    for _ in range(4):  # compile; the EMA starts averaging at step 2
+        trainer.train_step(next(batches)[1], sums)
+    warm = _compile_counters()
+    assert warm["graph_breaks"] == start["graph_breaks"], "the ACT step breaks the graph"
+    assert warm["cudagraph_skips"] == start["cudagraph_skips"], "CUDA-graph capture was skipped"
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            trainer.train_step(next(batches)[1], sums)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert _compile_counters() == warm, "recompiled after warm-up"
+    assert torch.isfinite(sums["lm_loss"]).item()
+
+
+def test_depth_curriculum_compiles_once_per_phase(bundled_registry, tmp_path):
+    """Three phases of (H_cycles, L_cycles): each compiles its step once, and steps of a
+    phase seen before (here the last one, again) compile nothing."""
+    curriculum = "train.curriculum=[{until_step=3, model={H_cycles=1, L_cycles=1}}, {until_step=6, model={L_cycles=1}}]"
+    trainer = _trainer("trm-mlp", tmp_path, "on", curriculum)
+    batches = trainer.train_data.train_batches()
+    sums: dict[str, torch.Tensor] = {}
+    compiled = []
+    for step in range(12):
+        trainer.run.use_phase(step)
+        trainer.train_step(next(batches)[1], sums)
+        compiled.append(_compile_counters()["graphs_compiled"])
+    assert trainer.model.config.H_cycles == trainer.experiment.model.config.H_cycles
+    new_graphs = [b - a for a, b in zip(compiled, compiled[1:])]
+    # A compile happens at the first step of each phase (steps 3 and 6) and nowhere else.
+    assert [i + 1 for i, n in enumerate(new_graphs) if n] == [3, 6], new_graphs

@@ -30,6 +30,7 @@ CORE_COMMANDS = {
     "new-plugin",
     "sweep",
     "export",
+    "time-to-accuracy",
 }
 TASK_GROUPS = {"sudoku", "arc", "maze", "rubik"}
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import numpy as np
 
-from rr_sudoku.augment import augment
+from rr_sudoku.augment import SudokuBatchAugmenter, augment
 from rr_sudoku.generator import DifficultyTarget, GenerationError, generate_many
-from rr_sudoku.grid import BLANK_TOKEN, PAD_TOKEN, geometry, to_tokens
+from rr_sudoku.grid import BLANK_TOKEN, PAD_TOKEN, geometry, size_of_length, to_tokens
 from rr_sudoku.readers import (
     NO_SOLUTION,
     SEVERAL_SOLUTIONS,
@@ -51,7 +51,10 @@ class SudokuDataConfig:
     ``source = "generate"``: ``train_size`` and ``test_size`` new puzzles of
     ``size`` x ``size`` with ``givens`` givens (0 = minimal) and a guess count in
     ``[min_guesses, max_guesses]`` (-1 = no upper bound).
-    ``num_aug`` augmentations per training puzzle; ``on_error`` says whether a
+    ``num_aug`` augmentations per training puzzle written to disk; ``online_augment``
+    draws a fresh one for every training row of every batch on the device instead
+    (:class:`rr_sudoku.augment.SudokuBatchAugmenter`; with ``num_aug = 0`` the built set is the
+    puzzles alone, and it builds nothing anew). ``on_error`` says whether a
     malformed puzzle (bad line, contradictory givens, no or several solutions) is
     skipped and counted or rejects the whole build. ``jobs`` worker processes for
     labelling and generating (0 = all CPUs; does not change the result).
@@ -68,6 +71,7 @@ class SudokuDataConfig:
     min_guesses: int = 0
     max_guesses: int = -1
     num_aug: int = 0
+    online_augment: bool = False
     seed: int = 0
     on_error: Literal["skip", "reject"] = "skip"
     jobs: int = 0
@@ -113,9 +117,11 @@ def _source_stamp(path: str) -> dict[str, object]:
 
 
 def cache_key(config: SudokuDataConfig) -> dict[str, object]:
-    """Everything a build depends on: config (less ``jobs``), builder version, source files."""
+    """Everything a build depends on: config (less ``jobs`` and ``online_augment``, which
+    change no file), builder version, source files."""
     values = attrs.asdict(config)
     values.pop("jobs")
+    values.pop("online_augment")
     sources = [config.train_path, config.test_path] if config.source == "files" else []
     return {
         "builder": "sudoku",
@@ -311,6 +317,18 @@ def _report_skipped(problems: ProblemLog) -> None:
     reasons = ", ".join(f"{count} {reason}" for reason, count in problems.counts().items())
     lines = [f"sudoku: skipped {len(skipped)} puzzles ({reasons}):"] + [f"  {p}" for p in skipped[:10]]
     sys.stderr.write("\n".join(lines) + "\n")
+
+
+def batch_augmenter(config: SudokuDataConfig, metadata: Any) -> SudokuBatchAugmenter | None:
+    """The ``sudoku`` data set's batch augmenter: with ``online_augment``, fresh symmetries
+    of every training batch for the grid size of the built data (``metadata.seq_len``)."""
+    if not config.online_augment:
+        return None
+    try:
+        size = size_of_length(metadata.seq_len)
+    except ValueError as error:
+        raise SudokuDataError(f"[data] online_augment: {error}") from None
+    return SudokuBatchAugmenter(size)
 
 
 def build_dataset(config: SudokuDataConfig, cache_dir: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rr_sudoku.builder import SudokuDataConfig, build_dataset
+from rr_sudoku.builder import SudokuDataConfig, batch_augmenter, build_dataset
 from rr_sudoku.evaluator import SudokuEvalConfig, SudokuEvaluator
 from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
@@ -24,6 +24,7 @@ def rr_register_datasets() -> list[DatasetSpec]:
             factory=build_dataset,
             config_class=SudokuDataConfig,
             description="Sudoku 4x4/9x9 from puzzle files, CSV or the generator, with augmentation",
+            batch_augmenter=batch_augmenter,
         )
     ]
 

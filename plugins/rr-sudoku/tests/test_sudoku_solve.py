@@ -125,7 +125,7 @@ def test_rr_eval_writes_predictions_and_scores_test_time_selection(checkpoint, t
     assert results["vote/augmentations"] == 4
     assert results["vote/single_exact_accuracy"] == pytest.approx(results["sudoku/exact_accuracy"])
     assert results["vote/any_exact_accuracy"] >= results["vote/majority_exact_accuracy"]
-    assert "test-time selection over 4 augmentations: accuracy@1" in result.stderr
+    assert "test-time selection over 4 copies of each of 64 puzzles (4 augmentations):" in result.stderr
     assert "steps used by adaptive halting (64 puzzles" in result.stderr
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 64 and rows[0]["index"] == 0
@@ -133,6 +133,32 @@ def test_rr_eval_writes_predictions_and_scores_test_time_selection(checkpoint, t
     assert len(first["input"]) == len(first["prediction"]) == 16 and len(first["trace"]) == first["steps"]
     assert first["trace"][-1] == first["prediction"]
     assert sum(row["correct"] for row in rows) / 64 == pytest.approx(results["sudoku/exact_accuracy"])
+
+
+def test_rr_eval_selects_over_augmentations_times_noisy_trajectories(checkpoint, tmp_path):
+    options = ["--augmentations", "2", "--trajectories", "3", "--trajectory-noise", "0.3", "--halting", "adaptive"]
+    result = CliRunner().invoke(main, ["eval", str(checkpoint), "--output", str(tmp_path), *options])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)
+    assert results["vote/copies"] == 6 and results["vote/puzzles"] == 64
+    assert results["vote/single_exact_accuracy"] == pytest.approx(results["sudoku/exact_accuracy"])
+    rules = ("single", "majority", "best_q", "halt_first")
+    assert all(results["vote/any_exact_accuracy"] >= results[f"vote/{rule}_exact_accuracy"] for rule in rules)
+    assert "over 6 copies of each of 64 puzzles (2 augmentations x 3 trajectories, noise std 0.3)" in result.stderr
+
+
+def test_rr_solve_with_trajectories_answers_by_q_and_says_how_many_agreed(checkpoint):
+    options = ["--trajectories", "4", "--trajectory-noise", "0.3"]
+    record = json.loads(CliRunner().invoke(main, ["solve", str(checkpoint), PUZZLE, "--json", *options]).stdout)
+    assert record["trajectories"] == 4 and 1 <= record["agreeing"] <= 4 and record["check"]["ok"]
+    plain = json.loads(CliRunner().invoke(main, ["solve", str(checkpoint), PUZZLE, "--json"]).stdout)
+    assert "trajectories" not in plain and plain["solution"] == SOLVED
+    result = CliRunner().invoke(main, ["solve", str(checkpoint), PUZZLE, *options])
+    assert f"| {record['agreeing']} of 4 trajectories gave this answer | check ok" in result.stdout
+    bad = CliRunner().invoke(main, ["solve", str(checkpoint), PUZZLE, "--trajectories", "0"])
+    assert bad.exit_code == 2 and bad.stderr.strip() == (
+        "rr: error: --trajectories 0: must be >= 1 (the runs of each puzzle; 1: no selection)"
+    )
 
 
 def test_rr_solve_needs_no_data_set_and_falls_back_to_it_for_older_runs(checkpoint, tmp_path):

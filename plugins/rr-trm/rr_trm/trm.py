@@ -71,6 +71,9 @@ class TRMConfig(ReasoningModelConfig):
     the gate and up activations kept anyway (no matrix product repeated in backward).
     ``eval_extra_H_cycles`` more latent recursions per ACT step in eval mode:
     inference-time scaling, thinking longer than in training (0 = as trained).
+    ``gated_norm``: every SwiGLU (the sequence MLP's too) computes
+    ``sigmoid(gate) * rms_norm(gate * up)`` instead of ``silu(gate) * up``
+    (:class:`rrcore.nn.SwiGLU`; the fast Sudoku recipe's choice, off in the paper).
     """
 
     L_layers: int = attrs.field(default=2, validator=at_least(1))
@@ -81,6 +84,7 @@ class TRMConfig(ReasoningModelConfig):
     recompute: Literal["none", "sequence_mlp", "all_mlps", "swiglu_products"] = "none"
     eval_extra_H_cycles: int = attrs.field(default=0, validator=non_negative)
     puzzle_emb_len: int = attrs.field(default=16, validator=non_negative)  # the reference's prefix
+    gated_norm: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -97,10 +101,17 @@ class SequenceMLP(nn.Module):
     """
 
     def __init__(
-        self, seq_len: int, expansion: float, recompute: bool = False, recompute_product: bool = False
+        self,
+        seq_len: int,
+        expansion: float,
+        recompute: bool = False,
+        recompute_product: bool = False,
+        gated_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.mlp = SwiGLU(seq_len, expansion, recompute=recompute, recompute_product=recompute_product)
+        self.mlp = SwiGLU(
+            seq_len, expansion, recompute=recompute, recompute_product=recompute_product, gated_norm=gated_norm
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(x.transpose(1, 2)).transpose(1, 2)
@@ -130,10 +141,12 @@ def make_block(config: Any, seq_len: int, recompute: str = "none") -> nn.Module:
             config.expansion,
             recompute=recompute in ("sequence_mlp", "all_mlps"),
             recompute_product=recompute == "swiglu_products",
+            gated_norm=getattr(config, "gated_norm", False),
         )
         block = block_class.from_config(config, mixer=mixer)
     block.mlp.recompute = recompute == "all_mlps"
     block.mlp.recompute_product = recompute == "swiglu_products"
+    block.mlp.gated_norm = getattr(config, "gated_norm", False)
     return block
 
 
