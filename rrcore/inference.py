@@ -54,6 +54,18 @@ class EvalConfig:
     selection over this many augmented copies of each puzzle (0: off; needs the
     task's ``augment``), with ``seed`` for drawing them.
 
+    ``trajectories`` K: test-time selection over K runs of each puzzle (of each
+    augmented copy, with ``augmentations``: K x A copies) that differ by Gaussian noise
+    of std ``trajectory_noise`` on the model's latent (PTRM); 1: off. Trajectory 0 runs
+    without noise, so its answer is exactly the plain evaluation's (accuracy@1) and
+    K = 1 is the evaluation without trajectories. ``trajectory_noise_at``: ``start``
+    adds the noise once, to the initial latent of each puzzle's run; ``every_step`` to
+    the latent carried into every ACT step (the first included).
+    ``trajectory_noise_states``: the model's carry states that get noise (TRM and
+    HRM: ``z_H``, ``z_L``; empty: every floating-point state). The noise is drawn on
+    the device from a generator seeded with ``seed``, so a rerun repeats it.
+    :func:`select_over_copies` reports each selection rule beside accuracy@1.
+
     Left at the defaults, evaluation during training is the papers' batched loop;
     ``rr eval`` always runs through :func:`evaluate_split` and reports more.
     """
@@ -63,6 +75,27 @@ class EvalConfig:
     sync_every: int = attrs.field(default=8, validator=at_least(1))
     augmentations: int = attrs.field(default=0, validator=non_negative)
     seed: int = attrs.field(default=0, validator=non_negative)
+    trajectories: int = attrs.field(default=1, validator=at_least(1))
+    trajectory_noise: float = attrs.field(default=0.0, validator=non_negative)
+    trajectory_noise_at: Literal["start", "every_step"] = "start"
+    trajectory_noise_states: list[str] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        if self.trajectories > 1 and not self.trajectory_noise:
+            raise ValueError(
+                f"trajectories = {self.trajectories} needs trajectory_noise > 0: without noise "
+                f"every trajectory is the same run"
+            )
+
+    @property
+    def selects(self) -> bool:
+        """Whether evaluation also runs test-time selection (augmentations or trajectories)."""
+        return self.augmentations > 0 or self.trajectories > 1
+
+    @property
+    def copies(self) -> int:
+        """Runs of each puzzle in test-time selection: augmented copies x trajectories."""
+        return max(self.augmentations, 1) * self.trajectories
 
     def step_cap(self, halt_max_steps: int) -> int:
         """The evaluation step cap given the training cap."""
@@ -102,6 +135,87 @@ def q_says_halt(outputs: dict[str, Tensor], q_continue: bool) -> Tensor:
     return q_halt > 0
 
 
+class TrajectoryNoise:
+    """Gaussian noise on the latent of the trajectories of each puzzle in :func:`run_pool`.
+
+    The pool holds ``trajectories`` consecutive rows per puzzle (row i is trajectory
+    i % K); trajectory 0 stays noiseless. Called between ACT steps, outside the
+    (compiled) step: it starts the halted rows on their new puzzle as the step would
+    (:meth:`rrcore.act.ACTModel.load_halted`), adds ``std`` x N(0, 1) to the chosen
+    states of the inner carry — of the rows that just started (``at="start"``) or of
+    every row (``"every_step"``) — and clears ``halted``, so the step keeps that
+    latent. The draws come from ``generator`` on the device and nothing reads the
+    device; ``states``: the carry states that get noise (empty: every floating-point one).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        trajectories: int,
+        std: float,
+        at: Literal["start", "every_step"],
+        generator: torch.Generator,
+        states: Iterable[str] = (),
+    ) -> None:
+        self.model = model
+        self.trajectories = trajectories
+        self.std = std
+        self.at = at
+        self.generator = generator
+        self.states = tuple(states)
+
+    @classmethod
+    def from_settings(cls, loss_head: torch.nn.Module, settings: EvalConfig) -> TrajectoryNoise | None:
+        """The noise ``[eval]`` asks for (None without trajectories), seeded with ``settings.seed``."""
+        if settings.trajectories == 1:
+            return None
+        model = getattr(loss_head, "model", None)
+        if not hasattr(model, "load_halted"):
+            from rrcore.config import ConfigError
+
+            raise ConfigError(
+                f"eval.trajectories needs a loss head whose ACT model is its .model "
+                f"({type(loss_head).__name__} has none)"
+            )
+        device = next(iter(loss_head.parameters())).device
+        return cls(
+            model,
+            trajectories=settings.trajectories,
+            std=settings.trajectory_noise,
+            at=settings.trajectory_noise_at,
+            generator=torch.Generator(device=device).manual_seed(settings.seed),
+            states=settings.trajectory_noise_states,
+        )
+
+    def __call__(self, carry: Any, batch: Batch) -> Any:
+        """``carry`` ready for the next step: halted rows started on ``batch``, noise added."""
+        carry = self.model.load_halted(carry, batch)
+        noisy = carry.current_data["index"] % self.trajectories != 0
+        if self.at == "start":
+            noisy = noisy & carry.halted
+        inner = dict(carry.inner)
+        for name in self._names(inner):
+            state = inner[name]
+            draw = torch.randn(state.shape, generator=self.generator, device=state.device, dtype=state.dtype)
+            scale = (noisy * self.std).to(state.dtype).view(-1, *([1] * (state.ndim - 1)))
+            inner[name] = state + scale * draw
+        return carry._replace(inner=inner, halted=torch.zeros_like(carry.halted))
+
+    def _names(self, inner: dict[str, Tensor]) -> tuple[str, ...]:
+        if not self.states:
+            return tuple(name for name, state in inner.items() if state.is_floating_point())
+        unknown = [name for name in self.states if name not in inner]
+        if unknown:
+            from rrcore.config import ConfigError
+
+            raise ConfigError(
+                f"eval.trajectory_noise_states names {', '.join(map(repr, unknown))}, which the model's "
+                f"carry lacks; it has {', '.join(map(repr, inner))}"
+            )
+        return self.states
+
+
 @torch.no_grad()
 def run_pool(
     step: StepFn,
@@ -115,12 +229,14 @@ def run_pool(
     sync_every: int = 8,
     trace: bool = False,
     keep_outputs: Iterable[str] = (),
+    noise: TrajectoryNoise | None = None,
 ) -> PoolResult:
     """Solve every puzzle of ``pool`` (``inputs``, ``labels``, ``puzzle_identifiers``,
     each with M rows) with ``batch_size`` slots; see the module doc.
 
     ``step(carry, batch)`` runs one ACT step like the loss head (pass the compiled
     :class:`~rrcore.act.CompiledStep`); ``loss_head`` supplies the initial carry.
+    ``noise`` perturbs the latent between steps (the pool's rows its trajectories).
     """
     work = _PoolWork.start(
         pool,
@@ -138,7 +254,10 @@ def run_pool(
     while True:
         for _ in range(sync_every):
             index, cursor = _refill(carry, cursor)
-            carry, _, _, outputs, _ = step(carry, work.batch_for(index))
+            batch = work.batch_for(index)
+            if noise is not None:
+                carry = noise(carry, batch)
+            carry, _, _, outputs, _ = step(carry, batch)
             act_steps += 1
             carry, newly_finished = work.record(carry, outputs)
             finished = finished + newly_finished
@@ -291,7 +410,7 @@ def task_for(registry: Any, data_section: Any, metadata: Any) -> PuzzleTask | No
     when its plugin registers none. A failing factory raises naming the plugin."""
     from rrcore.run import build
 
-    spec = registry.components.get("task", {}).get(data_section.plugin)
+    spec = registry.find("task", data_section.plugin)
     return build(spec, data_section.config, metadata) if spec is not None else None
 
 
@@ -363,16 +482,34 @@ def finish_table(sums: dict[str, Tensor], adaptive: bool, training_cap: int) -> 
 
 
 def format_votes(results: dict[str, float]) -> str | None:
-    """One line on test-time selection from :func:`finish_votes`' results (None without it)."""
+    """Test-time selection from :func:`finish_votes`' results as a table, one rule a row
+    (None without it); accuracy@1's puzzles/s is the plain pass's (``eval/...``)."""
     if "vote/augmentations" not in results:
         return None
+    copies = int(results.get("vote/copies", results["vote/augmentations"]))
+    augmentations, trajectories = int(results["vote/augmentations"]), int(results.get("vote/trajectories", 1))
+    made = [f"{augmentations} augmentations"] * bool(augmentations)
+    if trajectories > 1:
+        made.append(f"{trajectories} trajectories, noise std {results['vote/trajectory_noise']:g}")
     single = results["vote/single_exact_accuracy"]
-    parts = [f"accuracy@1 {single:.2%}"]
-    for name, label in (("majority", "majority vote"), ("best_q", "best Q")):
-        value = results[f"vote/{name}_exact_accuracy"]
-        parts.append(f"{label} {value:.2%} ({100 * (value - single):+.2f} points)")
-    parts.append(f"any copy right {results['vote/any_exact_accuracy']:.2%}")
-    return f"test-time selection over {int(results['vote/augmentations'])} augmentations: " + ", ".join(parts)
+    lines = [
+        f"test-time selection over {copies} copies of each of {int(results.get('vote/puzzles', 0))} "
+        f"puzzles ({' x '.join(made)}):",
+        f"{'rule':<13}  {'exact':>7}  {'vs accuracy@1':>13}  {'puzzles/s':>10}",
+        f"{'accuracy@1':<13}  {single:>7.2%}  {'':>13}  {results.get('eval/puzzles_per_second', 0.0):>10.1f}",
+    ]
+    speed = results.get("vote/puzzles_per_second", 0.0)
+    for name, label in SELECTION_RULES.items():
+        if f"vote/{name}_exact_accuracy" in results:
+            value = results[f"vote/{name}_exact_accuracy"]
+            gain = f"{100 * (value - single):+.2f} points"
+            lines.append(f"{label:<13}  {value:>7.2%}  {gain:>13}  {speed:>10.1f}")
+    if "vote/halt_first_exact_accuracy" not in results:
+        lines.append("halt-first: adaptive halting only (under fixed halting every copy runs the cap: it is best Q)")
+    lines.append(
+        "oracle: any copy right, the ceiling of every rule; accuracy@1: copy 0, the plain puzzle without noise"
+    )
+    return "\n".join(lines)
 
 
 def format_step_table(table: dict[str, Any]) -> str:
@@ -440,9 +577,9 @@ def evaluate_split(
     """Evaluate ``data``'s split through :func:`run_pool`, then the evaluators.
 
     Returns the evaluators' results plus ``eval/exact_accuracy``, ``eval/mean_steps``, ``eval/puzzles_per_second``
-    and ``eval/seconds`` (the ACT loop alone) and ``eval/max_steps``; with ``settings.augmentations`` and a ``task``
-    that can augment, the ``vote/...`` figures of :func:`vote_over_augmentations`. On rank 0 writes ``steps.json``
-    (:func:`finish_table`) to ``output_dir``, and with ``predictions`` ``predictions.jsonl``: one row per puzzle
+    and ``eval/seconds`` (the ACT loop alone) and ``eval/max_steps``; with ``settings.selects``, :func:`finish_votes`'
+    ``vote/...`` figures. On rank 0 writes ``steps.json`` (:func:`finish_table`, with those results) to ``output_dir``,
+    and with ``predictions`` ``predictions.jsonl``: one row per puzzle
     (``index``, ``input``, ``prediction``, ``label``, ``correct``, ``steps``, ``q_halt``, and ``trace`` with
     ``trace``), decoded by ``task`` when given, else token lists.
     """
@@ -465,8 +602,8 @@ def evaluate_split(
             output_dir=output_dir,
         )
         votes = None
-        if settings.augmentations:
-            votes = vote_over_augmentations(
+        if settings.selects:
+            votes = select_over_copies(
                 step, loss_head, data, task, settings, max_steps=cap, adaptive=adaptive, q_continue=q_continue
             )
         return _report_split(
@@ -486,7 +623,7 @@ def evaluate_split(
 
 def _report_split(
     sums: Any,
-    votes: Tensor | None,
+    votes: tuple[Tensor, float] | None,
     evaluators: list[tuple[str, Any]],
     settings: EvalConfig,
     *,
@@ -504,15 +641,16 @@ def _report_split(
     results = _evaluator_results(evaluators)
     # Every rank joins the same collectives in the same order before rank 0 goes on alone.
     totals = all_reduce_sum(sums.totals)
-    if settings.augmentations:
-        votes = all_reduce_sum(votes)
+    if votes is not None:
+        votes = all_reduce_sum(votes[0]), votes[1]
     table = {k: all_reduce_sum(v) for k, v in sums.table.items()}
     gathered = gather_to_rank0(_concat(sums.rows)) if predictions else None
     if rank != 0:
         return results
     results.update(_split_figures(totals, sums.seconds, sums.act_steps, cap))
-    if settings.augmentations:
-        results.update(finish_votes(votes, settings.augmentations))
+    if votes is not None:
+        vote_sums, vote_seconds = votes
+        results.update(finish_votes(vote_sums, settings, vote_seconds, adaptive=settings.halting == "adaptive"))
     if output_dir is not None:
         _write_split_files(
             Path(output_dir),
@@ -654,7 +792,7 @@ def _write_split_files(
     """``steps.json`` (the step table with the ``eval/...`` results) and, when gathered,
     ``predictions.jsonl``."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    summary["results"] = {k: v for k, v in results.items() if k.startswith("eval/")}
+    summary["results"] = {k: v for k, v in results.items() if k.startswith(("eval/", "vote/"))}
     (output_dir / "steps.json").write_text(json.dumps(summary, indent=2) + "\n")
     if gathered is not None:
         write_predictions(output_dir / "predictions.jsonl", gathered, task, pad_id)
@@ -714,49 +852,50 @@ def write_predictions(
             handle.write(json.dumps(record) + "\n")
 
 
-# -- test-time selection over augmentations ---------------------------------------------------
+# -- test-time selection over augmented copies and noisy trajectories --------------------------
 
-VOTE_FIGURES = ("puzzles", "single", "majority", "best_q", "any")
+VOTE_FIGURES = ("puzzles", "single", "majority", "best_q", "halt_first", "any")
 
 
 @torch.no_grad()
-def vote_over_augmentations(
+def select_over_copies(
     step: StepFn,
     loss_head: torch.nn.Module,
     data: Any,
-    task: PuzzleTask,
+    task: PuzzleTask | None,
     settings: EvalConfig,
     *,
     max_steps: int,
     adaptive: bool,
     q_continue: bool = False,
-) -> Tensor:
-    """Solve ``settings.augmentations`` augmented copies of every puzzle (copy 0 the
-    puzzle itself), map the answers back with the task's inverse and select one.
+) -> tuple[Tensor, float]:
+    """Solve :attr:`EvalConfig.copies` copies of every puzzle: ``settings.augmentations``
+    augmented copies (copy 0 the puzzle itself; needs ``task``), each run
+    ``settings.trajectories`` times with :class:`TrajectoryNoise` (trajectory 0 noiseless);
+    map the answers back with the task's inverse and select one.
 
-    Returns sums over this rank's puzzles, in the order of :data:`VOTE_FIGURES`: puzzles,
-    exactly right with the plain puzzle (accuracy@1), with the majority answer (ties
-    broken by Q-halt), with the answer of the most confident copy (best Q-halt), and
-    with any copy (the ceiling a selector could reach).
+    Returns sums over this rank's puzzles in the order of :data:`VOTE_FIGURES` (see
+    :func:`select`) and the seconds the ACT loop took.
     """
-    count = settings.augmentations
+    copies = settings.copies
     rng = np.random.default_rng(settings.seed)
+    noise = TrajectoryNoise.from_settings(loss_head, settings)
     device = next(iter(loss_head.parameters())).device
     sums = torch.zeros(len(VOTE_FIGURES), dtype=torch.float64, device=device)
-    seq_len = data.metadata.seq_len
-    for group in pools(data.eval_batches(), seq_len, max_steps, False, copies=count):
+    seconds = 0.0
+    for group in pools(data.eval_batches(), data.metadata.seq_len, max_steps, False, copies=copies):
         valid = torch.cat([b["valid"] for b in group]).bool()
         inputs = torch.cat([b["inputs"] for b in group])[valid]
         labels = torch.cat([b["labels"] for b in group])[valid]
         identifiers = torch.cat([b["puzzle_identifiers"] for b in group])[valid]
-        puzzles = inputs.shape[0]
-        augmented, state = task.augment(inputs.cpu().numpy(), count, rng)
-        augmented = torch.as_tensor(np.asarray(augmented).reshape(puzzles * count, seq_len), device=device)
+        copied, state = _copies(inputs, task, settings, rng)
         pool = {
-            "inputs": augmented.to(inputs.dtype),
-            "labels": torch.full_like(augmented, IGNORE_LABEL, dtype=torch.long),
-            "puzzle_identifiers": identifiers.repeat_interleave(count),
+            "inputs": copied,
+            "labels": torch.full_like(copied, IGNORE_LABEL, dtype=torch.long),
+            "puzzle_identifiers": identifiers.repeat_interleave(copies),
         }
+        _sync(device)
+        started = time.perf_counter()
         result = run_pool(
             step,
             loss_head,
@@ -766,45 +905,108 @@ def vote_over_augmentations(
             adaptive=adaptive,
             q_continue=q_continue,
             sync_every=settings.sync_every,
+            noise=noise,
         )
-        answers = task.invert(result.preds.cpu().numpy().reshape(puzzles, count, seq_len), state)
-        answers = torch.as_tensor(np.asarray(answers), device=device).long()  # (N, count, L)
-        q_halt = result.q_halt.view(puzzles, count)
-        sums += select(answers, q_halt, labels)
-    return sums
+        _sync(device)
+        seconds += time.perf_counter() - started
+        puzzles = inputs.shape[0]
+        steps = result.steps.view(puzzles, copies) if adaptive else None
+        sums += select(
+            _answers(result.preds, task, state, settings), result.q_halt.view(puzzles, copies), labels, steps
+        )
+    return sums, seconds
 
 
-def select(answers: Tensor, q_halt: Tensor, labels: Tensor, rows: int = 4096) -> Tensor:
-    """:data:`VOTE_FIGURES` sums for answers (N, count, L) with their Q-halt (N, count)
-    against ``labels`` (N, L); in chunks of ``rows`` puzzles (the vote compares every pair)."""
+def _copies(
+    inputs: Tensor, task: PuzzleTask | None, settings: EvalConfig, rng: np.random.Generator
+) -> tuple[Tensor, Any]:
+    """The selection pool's rows for puzzles ``inputs`` (N, L): (N * copies, L), each puzzle's
+    augmented copies in turn and each copy's trajectories in turn (as :class:`TrajectoryNoise`
+    counts them); and the task's state for inverting the augmentations (None without)."""
+    state = None
+    if settings.augmentations:
+        augmented, state = task.augment(inputs.cpu().numpy(), settings.augmentations, rng)
+        shape = (inputs.shape[0] * settings.augmentations, inputs.shape[1])
+        inputs = torch.as_tensor(np.asarray(augmented).reshape(shape), device=inputs.device).to(inputs.dtype)
+    return inputs.repeat_interleave(settings.trajectories, 0), state
+
+
+def _answers(preds: Tensor, task: PuzzleTask | None, state: Any, settings: EvalConfig) -> Tensor:
+    """The selection pool's answers (N * copies, L) as (N, copies, L), mapped back to the
+    puzzle; copy ``a * K + k`` is augmentation a's trajectory k."""
+    augmentations, trajectories = max(settings.augmentations, 1), settings.trajectories
+    answers = preds.long().view(-1, augmentations, trajectories, preds.shape[-1])
+    if settings.augmentations:
+        host = answers.cpu().numpy()
+        inverted = [np.asarray(task.invert(np.ascontiguousarray(host[:, :, k]), state)) for k in range(trajectories)]
+        answers = torch.as_tensor(np.stack(inverted, axis=2), device=preds.device).long()
+    return answers.reshape(answers.shape[0], augmentations * trajectories, -1)
+
+
+def select(answers: Tensor, q_halt: Tensor, labels: Tensor, steps: Tensor | None = None, rows: int = 4096) -> Tensor:
+    """:data:`VOTE_FIGURES` sums for answers (N, copies, L) with their Q-halt (N, copies)
+    against ``labels`` (N, L), in chunks of ``rows`` puzzles (the vote compares every pair).
+
+    The figures: puzzles; exactly right with copy 0 (the plain puzzle, noiseless:
+    accuracy@1); with the majority answer (ties broken by Q-halt); with the most confident
+    copy's (best Q-halt); with the copy that halted first by ``steps`` (N, copies), ties
+    by Q-halt (without ``steps``, as under fixed halting where every copy runs the cap:
+    best Q); and with any copy (the oracle: the ceiling a selector could reach).
+    """
     sums = torch.zeros(len(VOTE_FIGURES), dtype=torch.float64, device=answers.device)
     for start in range(0, answers.shape[0], rows):
-        chunk, q, label = answers[start : start + rows], q_halt[start : start + rows], labels[start : start + rows]
-        right = ((chunk == label[:, None]) | (label[:, None] == IGNORE_LABEL)).all(-1)  # (n, count)
-        agree = (chunk[:, :, None] == chunk[:, None, :]).all(-1).sum(-1)  # (n, count)
+        chunk, q, label = (
+            answers[start : start + rows],
+            q_halt[start : start + rows].float(),
+            labels[start : start + rows],
+        )
+        right = ((chunk == label[:, None]) | (label[:, None] == IGNORE_LABEL)).all(-1)  # (n, copies)
+        agree = (chunk[:, :, None] == chunk[:, None, :]).all(-1).sum(-1)  # (n, copies)
         # Votes are whole numbers; sigmoid(q) / 2 < 1 only breaks ties.
-        majority = (agree + torch.sigmoid(q.float()) / 2).argmax(1, keepdim=True)
+        majority = (agree + torch.sigmoid(q) / 2).argmax(1, keepdim=True)
         best_q = q.argmax(1, keepdim=True)
+        halt_first = best_q
+        if steps is not None:
+            used = steps[start : start + rows]
+            first = used == used.min(1, keepdim=True).values
+            halt_first = torch.where(first, q, -torch.inf).argmax(1, keepdim=True)
         sums += torch.stack(
             [
                 torch.tensor(float(chunk.shape[0]), device=sums.device),
                 right[:, 0].sum(),
                 right.gather(1, majority).sum(),
                 right.gather(1, best_q).sum(),
+                right.gather(1, halt_first).sum(),
                 right.any(1).sum(),
             ]
         ).double()
     return sums
 
 
-def finish_votes(sums: Tensor, augmentations: int) -> dict[str, float]:
-    """``vote/...`` results: accuracy of each selector and its gain over accuracy@1."""
+SELECTION_RULES = {"majority": "majority vote", "best_q": "best Q", "halt_first": "halt-first", "any": "oracle"}
+"""The ``vote/<rule>_exact_accuracy`` figures beside accuracy@1 and how ``rr eval`` names them."""
+
+
+def finish_votes(sums: Tensor, settings: EvalConfig, seconds: float, adaptive: bool) -> dict[str, float]:
+    """``vote/...`` results: the copies run, the accuracy of accuracy@1 and of each rule of
+    :data:`SELECTION_RULES` with its gain over accuracy@1, and the selection pass's
+    puzzles/s (each original puzzle counted once; the ACT loop alone, as ``eval/...``).
+    Halt-first only under adaptive halting: with fixed halting it is best Q."""
     values = dict(zip(VOTE_FIGURES, sums.tolist()))
     puzzles = max(values["puzzles"], 1.0)
     single = values["single"] / puzzles
-    out = {"vote/augmentations": float(augmentations), "vote/single_exact_accuracy": single}
-    for name in ("majority", "best_q", "any"):
-        out[f"vote/{name}_exact_accuracy"] = values[name] / puzzles
-    out["vote/majority_gain"] = out["vote/majority_exact_accuracy"] - single
-    out["vote/best_q_gain"] = out["vote/best_q_exact_accuracy"] - single
+    out = {
+        "vote/puzzles": values["puzzles"],
+        "vote/augmentations": float(settings.augmentations),
+        "vote/trajectories": float(settings.trajectories),
+        "vote/trajectory_noise": float(settings.trajectory_noise),
+        "vote/copies": float(settings.copies),
+        "vote/puzzles_per_second": values["puzzles"] / seconds if seconds else 0.0,
+        "vote/seconds": seconds,
+        "vote/single_exact_accuracy": single,
+    }
+    for name in SELECTION_RULES:
+        if name != "halt_first" or adaptive:
+            out[f"vote/{name}_exact_accuracy"] = values[name] / puzzles
+            out[f"vote/{name}_gain"] = out[f"vote/{name}_exact_accuracy"] - single
     return out
