@@ -188,7 +188,8 @@ _METRICS = (("train/loss", "loss"), ("train/accuracy", "acc"), ("train/exact_acc
 class TrainingProgress:
     """Rank 0's training progress: step, loss, accuracy, exact accuracy, steps/s and ETA.
 
-    ``update(step, metrics)`` on logging steps; plain output prints the first update,
+    ``advance(step)`` on every other step moves the count alone; ``update(step, metrics)``
+    on logging steps also shows the new numbers. Plain output prints the first update,
     then one line every ``interval`` seconds, and the last step.
     """
 
@@ -201,7 +202,13 @@ class TrainingProgress:
         )
         self._updates = 0
 
+    def advance(self, step: int) -> None:
+        """Move the count to ``step``, the numbers shown left as they are: called every step,
+        it reads nothing from the device (the metrics stay there until a logging step)."""
+        self._progress.update(step - self._progress.count)
+
     def update(self, step: int, metrics: dict[str, float]) -> None:
+        """Move the count to ``step`` and show ``metrics`` (a logging step)."""
         self._progress.status(" | ".join(f"{label} {metrics[key]:.4f}" for key, label in _METRICS if key in metrics))
         self._updates += 1
         self._progress.update(step - self._progress.count, force=self._updates == 1 or step >= self.total_steps)

@@ -146,3 +146,50 @@ def test_rewritten_example_resolves_as_before(flat: Path, monkeypatch) -> None:
     after = runner.invoke(main, ["validate", f"examples/{flat.name}"])
     assert before.exit_code == 0 and after.exit_code == 0, before.output + after.output
     assert after.output == before.output
+
+
+def test_a_model_that_is_not_trm_shaped_composes_with_the_4x4_base(tmp_path, monkeypatch) -> None:
+    """The 4x4 base holds only the [model] keys every rrcore.model_kit model takes: a model
+    with none of its own (tests/plugins/rr_onepass.py) validates and trains on it."""
+    import importlib.util
+
+    rr_sudoku_plugin = pytest.importorskip("rr_sudoku.plugin")
+    from rrcore.trainer import train
+
+    spec = importlib.util.spec_from_file_location("rr_onepass", Path(__file__).parent / "plugins" / "rr_onepass.py")
+    onepass = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(onepass)
+    registry = load_registry(entry_point_group=None, extra_modules=[rr_sudoku_plugin, onepass])
+    monkeypatch.setenv("RR_CACHE_DIR", str(tmp_path / "cache"))
+    path = write(
+        tmp_path / "onepass.toml",
+        f"""\
+        base = "{ROOT / "examples" / "base" / "sudoku4x4.toml"}"
+        [run]
+        device = "cpu"
+        [model]
+        plugin = "onepass"
+        """,
+    )
+    experiment = load_experiment(path, ["train.max_steps=2", "data.train_size=64", "data.test_size=8"], registry)
+    assert experiment.model.config.hidden_size == 64 and experiment.model.config.puzzle_emb_ndim == 0
+    result = train(experiment, registry=registry, run_dir=tmp_path / "run")
+    assert result.step == 2
+
+
+def test_an_error_in_a_base_names_the_base_file(toy_registry, tmp_path) -> None:
+    (tmp_path / "bases").mkdir()
+    toy_experiment(tmp_path / "bases" / "toy.toml")
+    base = write(tmp_path / "bases" / "shared.toml", 'base = "toy.toml"\n[model]\ncylces = 3\n')
+    child = write(tmp_path / "mine.toml", 'base = "bases/shared.toml"\n[run]\nname = "mine"\n')
+    line = _cli_error(child)
+    assert f"{base} (a base of {child}): model.cylces: unknown key; did you mean 'cycles'?" in line
+    # A key the child sets (or --set sets) is the child's, even when the base set it too.
+    child.write_text('base = "bases/shared.toml"\n[model]\ncylces = 4\n')
+    assert f"rr: error: {child}: model.cylces: unknown key" in _cli_error(child)
+    child.write_text('base = "bases/shared.toml"\n[model]\nplugin = "toy"\n')
+    result = CliRunner().invoke(main, ["validate", str(child), "--set", "model.cylces=5"])
+    assert result.exit_code == 2 and f"rr: error: {child}: model.cylces" in result.output
+    # A value out of range in the base names it too.
+    write(base, 'base = "toy.toml"\n[train]\nlr = -1.0\n')
+    assert f"{base} (a base of {child}): train.lr = -1: must be" in _cli_error(child)

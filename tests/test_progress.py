@@ -60,3 +60,38 @@ def test_on_a_terminal_it_draws_a_bar_in_place():
     text = stream.getvalue()
     assert "\r" in text and "20/50" in text and "loss 0.7500" in text and "steps/s" in text
     assert "rr: checkpoint step_20\n" in text
+
+
+def test_advance_moves_the_count_and_keeps_the_numbers_shown():
+    stream = io.StringIO()
+    bar = TrainingProgress(10, stream=stream, start_step=0, interval=0)
+    bar.update(1, {"train/loss": 2.0})
+    bar.advance(2)
+    bar.advance(3)
+    lines = [line.split(" | ")[:2] for line in stream.getvalue().splitlines()]
+    assert lines == [["train: 1/10 steps (10%)", "loss 2.0000"]] + [
+        [f"train: {n}/10 steps ({10 * n}%)", "loss 2.0000"] for n in (2, 3)
+    ]
+
+
+def test_the_bar_advances_every_training_step_between_log_steps(toy_registry, tmp_path, monkeypatch):
+    from toy_helpers import toy_experiment
+
+    import rrcore.trainer
+    from rrcore.config import load_experiment
+
+    counts: list[int] = []
+
+    class Recording(TrainingProgress):
+        def advance(self, step: int) -> None:
+            counts.append(step)
+            super().advance(step)
+
+        def update(self, step: int, metrics: dict[str, float]) -> None:
+            counts.append(step)
+            super().update(step, metrics)
+
+    monkeypatch.setattr(rrcore.trainer, "TrainingProgress", Recording)
+    experiment = load_experiment(toy_experiment(tmp_path / "toy.toml", max_steps=7, log_interval=5))
+    rrcore.trainer.train(experiment)
+    assert counts == list(range(1, 8))
