@@ -109,12 +109,7 @@ def have_matplotlib() -> bool:
 
 def render_png(curve: Curve, data: Series, width: float = 6.0, height: float = 3.6) -> bytes:
     """The curve as PNG bytes (needs matplotlib)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = new_axes(width, height)
     for key, (steps, values) in data.items():
         style = "-" if key.startswith("train/") else "o-"
         axes.plot(steps, values, style, label=key, markersize=4, linewidth=1.5)
@@ -122,6 +117,21 @@ def render_png(curve: Curve, data: Series, width: float = 6.0, height: float = 3
         axes.set_yscale("log")
     axes.set_title(curve.title, fontsize=10)
     axes.set_xlabel("step")
+    return finish_png(figure, axes)
+
+
+def new_axes(width: float, height: float) -> tuple[Any, Any]:
+    """A figure of ``width`` x ``height`` inches with one set of axes (needs matplotlib)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
+
+
+def finish_png(figure: Any, axes: Any) -> bytes:
+    """The figure as PNG bytes, with a grid and a legend on ``axes``."""
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()

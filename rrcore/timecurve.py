@@ -12,16 +12,19 @@ curves of all experiments of the call in one PNG.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rrcore.plots import read_metrics
+from rrcore.config import Experiment, load_experiment
+from rrcore.plots import finish_png, new_axes, read_metrics
 
 MINUTES_KEY = "time/train_minutes"
 
@@ -37,6 +40,48 @@ def run_command(experiment: str, run_dir: Path, minutes: float, marks: list[floa
     for setting in [*settings, *overrides]:
         args += ["--set", setting]
     return args
+
+
+SET_UP_SECONDS = 30.0
+"""Time a run spends before its first step (building the run, loading data), left out of the
+steps :func:`fitted_settings` plans."""
+
+
+def measure_step(experiment: str, overrides: list[str], out: Path) -> dict[str, Any]:
+    """``rr bench`` of ``experiment`` in a process of its own, with a compile cache of its own so
+    the timed run after it still compiles from nothing: its step time and first step."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = ["bench", experiment, "--steps", "10", "--warmup", "2", "--eval-batches", "0", "--json-out", str(out)]
+    for setting in overrides:
+        args += ["--set", setting]
+    with tempfile.TemporaryDirectory(prefix="rr-fit-compile-") as compile_cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": compile_cache}
+        code = subprocess.call([sys.executable, "-m", "rrcore", *args], env=env)
+    if code != 0:
+        raise RuntimeError(f"rr bench {experiment} failed with exit code {code} (its output is above)")
+    return json.loads(out.read_text())
+
+
+def fitted_settings(experiment: Experiment, minutes: float, step_ms: float, first_step_seconds: float) -> list[str]:
+    """``--set`` strings that fit the experiment's schedule into ``minutes``: ``max_steps`` as
+    many steps as the budget holds after set-up and the first step, and every other step count
+    of the schedule (warmup, the EMA's start, the curriculum's phases) scaled by the same
+    factor, so the run is the recipe compressed, not the recipe cut off."""
+    train = experiment.train
+    if not train.max_steps:
+        raise ValueError(f"{experiment.source}: --fit-steps needs train.max_steps, the length the recipe plans for")
+    steps = int((minutes * 60 - SET_UP_SECONDS - first_step_seconds) * 1000 / step_ms)
+    if steps < 1:
+        raise ValueError(f"{experiment.source}: {minutes:g} minutes hold no step after the first ({step_ms:g} ms each)")
+    factor = steps / train.max_steps
+    settings = [f"train.max_steps={steps}"]
+    if train.lr_warmup_steps:
+        settings.append(f"train.lr_warmup_steps={round(train.lr_warmup_steps * factor)}")
+    if train.ema_start_step:
+        settings.append(f"train.ema_start_step={round(train.ema_start_step * factor)}")
+    for index, phase in enumerate(train.curriculum):
+        settings.append(f"train.curriculum.{index}.until_step={max(1, round(phase.until_step * factor))}")
+    return settings
 
 
 def read_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
@@ -71,25 +116,24 @@ def write_curve(out_dir: Path, name: str, record: dict[str, Any]) -> Path:
 
 def render_curves(curves: dict[str, list[dict[str, float]]], metric: str, title: str) -> bytes:
     """One PNG of every curve: training minutes against ``metric`` (needs matplotlib)."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 4.0), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = new_axes(6.4, 4.0)
     for name, points in curves.items():
         axes.plot([p["minutes"] for p in points], [p[metric] for p in points], "o-", label=name, markersize=4)
     axes.set_xlabel("training minutes (compilation included, evaluation not)")
     axes.set_ylabel(metric)
     axes.set_title(title, fontsize=10)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return finish_png(figure, axes)
+
+
+def train_for_budget(name: str, args: list[str], minutes: float, run_dir: Path) -> float:
+    """Run ``rr`` with ``args`` (:func:`run_command`'s) in a process of its own; returns its wall
+    seconds, evaluations included. Raises ``RuntimeError`` when it fails."""
+    started = time.perf_counter()
+    print(f"rr: time-to-accuracy: {name} for {minutes:g} minutes in {run_dir}", file=sys.stderr, flush=True)
+    code = subprocess.call([sys.executable, "-m", "rrcore", *args])
+    if code != 0:
+        raise RuntimeError(f"rr {' '.join(args[:2])} failed with exit code {code} (its output is above)")
+    return time.perf_counter() - started
 
 
 def time_to_accuracy(
@@ -102,24 +146,27 @@ def time_to_accuracy(
     metric: str,
     overrides: list[str],
     collect_only: bool = False,
+    fit_steps: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Train each experiment for ``minutes`` (unless ``collect_only``: read the run folders
-    a previous call left), then write each curve's JSON and the PNG of all of them.
+    a previous call left), then write each curve's JSON and the PNG of all of them. With
+    ``fit_steps``, first time a few steps of each (:func:`measure_step`) and compress its
+    schedule into the budget (:func:`fitted_settings`).
     Returns the records by experiment name; raises ``RuntimeError`` naming a run that failed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict[str, Any]] = {}
     for experiment in experiments:
         name = Path(experiment).stem
         run_dir = runs_dir / name
-        args = run_command(experiment, run_dir, minutes, marks, overrides)
-        wall = None
-        if not collect_only:
-            started = time.perf_counter()
-            print(f"rr: time-to-accuracy: {name} for {minutes:g} minutes in {run_dir}", file=sys.stderr, flush=True)
-            code = subprocess.call([sys.executable, "-m", "rrcore", *args])
-            wall = time.perf_counter() - started
-            if code != 0:
-                raise RuntimeError(f"rr run {experiment} failed with exit code {code} (its output is above)")
+        settings, measured = list(overrides), None
+        if fit_steps and not collect_only:
+            measured = measure_step(experiment, overrides, runs_dir / f"{name}.bench.json")
+            fitted = fitted_settings(
+                load_experiment(experiment, overrides), minutes, measured["step_ms"], measured["first_step_seconds"]
+            )
+            settings += fitted
+        args = run_command(experiment, run_dir, minutes, marks, settings)
+        wall = None if collect_only else train_for_budget(name, args, minutes, run_dir)
         points = read_curve(run_dir, metric)
         records[name] = {
             "experiment": experiment,
@@ -128,19 +175,30 @@ def time_to_accuracy(
             "budget_minutes": minutes,
             "eval_at_minutes": marks,
             "wall_seconds_with_evaluation": wall,
+            "fitted_from_bench": (
+                {k: measured.get(k) for k in ("step_ms", "first_step_seconds", "global_batch_size")}
+                if measured
+                else None
+            ),
             "machine": describe_machine(),
             "points": points,
         }
         write_curve(out_dir, name, records[name])
-    curves = {name: record["points"] for name, record in records.items() if record["points"]}
-    if curves:
-        try:
-            png = render_curves(curves, metric, f"time to accuracy on {describe_machine()['device']}")
-        except ImportError:
-            print("rr: matplotlib is not installed; no PNG written", file=sys.stderr)
-        else:
-            (out_dir / f"time-to-accuracy-{'-vs-'.join(curves)}.png").write_bytes(png)
+    write_png(records, metric, out_dir)
     return records
+
+
+def write_png(records: dict[str, dict[str, Any]], metric: str, out_dir: Path) -> None:
+    """``out_dir/time-to-accuracy-<names>.png`` of every curve with points (none without matplotlib)."""
+    curves = {name: record["points"] for name, record in records.items() if record["points"]}
+    if not curves:
+        return
+    try:
+        png = render_curves(curves, metric, f"time to accuracy on {describe_machine()['device']}")
+    except ImportError:
+        print("rr: matplotlib is not installed; no PNG written", file=sys.stderr)
+        return
+    (out_dir / f"time-to-accuracy-{'-vs-'.join(curves)}.png").write_bytes(png)
 
 
 def summary_lines(records: dict[str, dict[str, Any]], metric: str) -> list[str]:
