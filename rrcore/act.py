@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_map
 from rrcore.metrics import PER_EXAMPLE, PER_HALTED
 from rrcore.nn import IGNORE_LABEL, LOSS_FUNCTIONS
 from rrcore.protocols import Batch, InnerCarry, Model, Outputs
-from rrcore.validators import at_least, fraction, in_range, non_negative
+from rrcore.validators import STEP_COUNT_MAX, fraction, in_range, non_negative
 
 
 @attrs.define
@@ -41,7 +41,7 @@ class ACTConfig:
     contradicts the model is refused (:func:`rrcore.config.resolve`).
     """
 
-    halt_max_steps: int = attrs.field(default=16, validator=at_least(1))
+    halt_max_steps: int = attrs.field(default=16, validator=in_range(1, STEP_COUNT_MAX))
     halt_exploration_prob: float = attrs.field(default=0.1, validator=fraction)
     q_continue: bool = False
 

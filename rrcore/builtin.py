@@ -14,7 +14,7 @@ from rrcore.act import ACTLossConfig, ACTLossHead
 from rrcore.evaluation import EvalContext, all_reduce_sum
 from rrcore.nn import IGNORE_LABEL
 from rrcore.registry import DatasetSpec, EvaluatorSpec, LoggerSpec, LossHeadSpec, OptimizerSpec
-from rrcore.validators import in_range, positive
+from rrcore.validators import RATE_MAX, in_range
 
 # -- loss head ---------------------------------------------------------------------------
 
@@ -43,8 +43,8 @@ class AdamAtan2Config:
     factor); adam-atan2-pytorch's own default is 1.27.
     """
 
-    a: float = attrs.field(default=1.0, validator=positive)
-    b: float = attrs.field(default=1.0, validator=positive)
+    a: float = attrs.field(default=1.0, validator=in_range(0, RATE_MAX, low_open=True))
+    b: float = attrs.field(default=1.0, validator=in_range(0, RATE_MAX, low_open=True))
 
 
 def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config) -> torch.optim.Optimizer:
@@ -57,7 +57,7 @@ def _make_adam_atan2(param_groups: list[dict[str, Any]], config: AdamAtan2Config
 class AdamWConfig:
     """Extra keys of the ``adamw`` optimizer."""
 
-    eps: float = attrs.field(default=1e-8, validator=positive)
+    eps: float = attrs.field(default=1e-8, validator=in_range(0, RATE_MAX, low_open=True))
 
 
 def _make_adamw(param_groups: list[dict[str, Any]], config: AdamWConfig) -> torch.optim.Optimizer:

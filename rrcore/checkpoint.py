@@ -3,7 +3,13 @@
 A save writes every file into ``checkpoints/.tmp-step_N`` and renames the folder
 to ``checkpoints/step_N`` only when all ranks have finished writing, then
 rewrites ``latest`` (itself atomically). A crash at any point leaves the previous
-checkpoint and the pointer to it intact.
+checkpoint and the pointer to it intact; so does a full disk, which removes the partial
+folder and raises :class:`rrcore.files.DiskFullError` naming the file it could not write.
+
+Readers (``rr eval``, ``rr solve``, ``rr report``, ``rr export``) open a checkpoint with
+:func:`hold_checkpoint`, a shared ``flock`` on its folder; rotation removes only
+checkpoints no reader holds (a held one goes at a later save), so a reader never finds
+the checkpoint it resolved half removed, even with ``keep_checkpoints = 1``.
 
 The ``.pt`` files hold named parts, each the ``state_dict()`` of a :class:`Stateful`
 part of the run; restoring calls each part's ``load_state_dict`` and names any part
@@ -27,17 +33,23 @@ then takes its rows of every saved rank's ACT carries (:func:`rank_state_for_lay
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
+import pickle
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from rrcore.distributed import barrier, regroup_rows
+from rrcore.files import atomic_write_text, reporting_full_disk
+from rrcore.validators import INT64_MAX, show
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -82,15 +94,16 @@ def upgrade_rank_state(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _save(state: Any, path: Path) -> None:
+    # Through a Python file object: a full disk is then an OSError (ENOSPC) that names the
+    # file, where torch.save(state, path) reports "unexpected pos".
+    with reporting_full_disk(path), open(path, "wb") as handle:
+        torch.save(state, handle)
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
     """Complete checkpoints in ``directory``, oldest first."""
-    if not directory.exists():
+    if not directory.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
@@ -116,17 +129,25 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    torch.save(per_rank, tmp / f"rank{rank}.pt")
-    if rank == 0:
-        torch.save(shared, tmp / "state.pt")
-        (tmp / "config.toml").write_text(config_toml)
-        (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
+    try:
+        _save(per_rank, tmp / f"rank{rank}.pt")
+        if rank == 0:
+            _save(shared, tmp / "state.pt")
+            for name, text in (("config.toml", config_toml), ("trainer.json", json.dumps(trainer_state, indent=2))):
+                with reporting_full_disk(tmp / name):
+                    (tmp / name).write_text(text)
+    except BaseException:
+        # A full disk leaves the previous checkpoint and ``latest`` as they were; the
+        # partial folder goes, giving back the space it took.
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     barrier()
     if rank == 0:
         if final.exists():  # re-saving the same step (e.g. signal right after a periodic save)
-            shutil.rmtree(final)
+            _remove(final, wait=True)
         os.replace(tmp, final)
-        _atomic_write_text(directory / "latest", final.name + "\n")
+        atomic_write_text(directory / "latest", final.name + "\n")
         _rotate(directory, final, keep)
     barrier()
     return final
@@ -138,7 +159,68 @@ def _rotate(directory: Path, newest: Path, keep: int) -> None:
     one just written (resumed from an earlier checkpoint), and those must not push it out."""
     others = [p for p in list_checkpoints(directory) if p != newest]
     for old in others[: max(0, len(others) - (keep - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old, wait=False)
+
+
+def _remove(checkpoint: Path, wait: bool) -> None:
+    """Delete a checkpoint folder unless a reader holds it (:func:`hold_checkpoint`);
+    ``wait``: until the readers are done, else leave it for a later rotation."""
+    try:
+        fd = os.open(checkpoint, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        except OSError:  # a file system without locks: nobody can hold it
+            pass
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    finally:
+        os.close(fd)  # readers blocked on it find it gone and resolve again
+
+
+def _hold(path: Path) -> int | None:
+    """A file descriptor of ``path`` with a shared lock on it, or None when the folder is
+    gone or no longer a complete checkpoint (rotated away since it was resolved)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with contextlib.suppress(OSError):  # a file system without locks: read unheld
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a save removes this very folder
+    try:
+        still_there = os.stat(path).st_ino == os.fstat(fd).st_ino and (path / "state.pt").is_file()
+    except FileNotFoundError:
+        still_there = False
+    if not still_there:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def hold_checkpoint(reference: str | Path, run_checkpoints: Path | None = None) -> Iterator[Path]:
+    """The checkpoint folder ``reference`` names (as :func:`resolve_checkpoint`), kept from
+    rotation while the ``with`` body reads it. A checkpoint rotated away between finding
+    and holding it is found again: ``latest`` then names a newer one."""
+    for attempt in range(3):
+        try:
+            path = resolve_checkpoint(reference, run_checkpoints)
+        except CheckpointError:  # ``latest`` named one just rotated away: read it again
+            if attempt == 2:
+                raise
+            continue
+        fd = _hold(path)
+        if fd is not None:
+            break
+    else:
+        raise CheckpointError(f"{path}: removed while being opened (a run is saving here); try again")
+    try:
+        yield path
+    finally:
+        os.close(fd)
 
 
 def resolve_checkpoint(reference: str | Path, run_checkpoints: Path | None = None) -> Path:
@@ -170,9 +252,23 @@ def load_file(path: Path) -> Any:
         raise CheckpointError(f"{path}: missing from the checkpoint (incomplete or copied partially?)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, bad pickle, wrong format
+    except pickle.UnpicklingError as error:
+        # torch's message runs over several lines; the one naming what was refused is enough.
+        lines = str(error).splitlines()
+        refused = next((line for line in lines if "WeightsUnpickler error: " in line), None)
+        if refused is None:
+            refused = lines[0] if lines else type(error).__name__
+        # Not torch's advice to allow-list the global: that is how a payload would run.
+        refused = refused.split("WeightsUnpickler error: ")[-1].split(" Please use")[0].strip().rstrip(".")
         raise CheckpointError(
-            f"{path}: cannot be read ({type(error).__name__}: {error}); the file is "
+            f"{path}: cannot be read: it holds what torch.load(weights_only=True) refuses to "
+            f"unpickle ({refused}); rr writes tensors and plain values only, so the file is not "
+            f"an rr checkpoint or was altered (nothing in it was run)"
+        ) from None
+    except Exception as error:  # truncated zip, wrong format
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"{path}: cannot be read ({type(error).__name__}: {first}); the file is "
             f"corrupt or truncated — resume from an earlier checkpoint"
         ) from None
 
@@ -182,11 +278,44 @@ def load_checkpoint(path: Path, rank: int = 0) -> tuple[dict[str, Any], dict[str
     shared = load_file(path / "state.pt")
     rank_file = path / f"rank{rank}.pt"
     per_rank = upgrade_rank_state(load_file(rank_file)) if rank_file.exists() else None
+    return shared, per_rank, read_trainer_state(path, required=("step", "position"))
+
+
+def read_trainer_state(path: Path, required: tuple[str, ...] = ("step",)) -> dict[str, Any]:
+    """The ``trainer.json`` of the checkpoint folder ``path``, checked before anything trusts
+    it: ``step`` (the N of a ``step_N`` folder) and ``position`` (epoch, offset) integers
+    >= 0; ``world_size``, ``grad_accum_steps`` and ``total_steps`` integers >= 1 and
+    ``train_seconds`` a number >= 0. Keys other than ``required`` may be missing (older
+    checkpoints lack some). A damaged or edited file is a :class:`CheckpointError` naming
+    it and the key."""
+    file = path / "trainer.json"
     try:
-        trainer_state = json.loads((path / "trainer.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path / 'trainer.json'}: unreadable ({error})") from None
-    return shared, per_rank, trainer_state
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{file}: unreadable ({error})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: unreadable (a JSON {type(state).__name__}, not an object)")
+
+    def refuse(key: str, expected: str) -> None:
+        value = show(state[key]) if key in state else "missing"
+        raise CheckpointError(f"{file}: {key} = {value}: must be {expected} (the file is damaged or was edited)")
+
+    def count(value: Any, least: int) -> bool:
+        return type(value) is int and least <= value <= INT64_MAX
+
+    for key, least in (("step", 0), ("world_size", 1), ("grad_accum_steps", 1), ("total_steps", 1)):
+        if (key in required or key in state) and not count(state.get(key), least):
+            refuse(key, f"an integer >= {least}")
+    position = state.get("position", [0, 0] if "position" not in required else None)
+    if not (isinstance(position, list) and len(position) == 2 and all(count(value, 0) for value in position)):
+        refuse("position", "[epoch, offset], two integers >= 0")
+    seconds = state.get("train_seconds", 0.0)
+    if type(seconds) not in (int, float) or not (math.isfinite(seconds) and seconds >= 0):
+        refuse("train_seconds", "a number >= 0")
+    folder = STEP_DIR.match(path.name)
+    if folder and int(folder.group(1)) != state["step"]:
+        refuse("step", f"{folder.group(1)}, the step of its folder {path.name}")
+    return state
 
 
 def rank_state_for_layout(

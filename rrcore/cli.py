@@ -1,6 +1,6 @@
 """The ``rr`` command line.
 
-``rr run``, ``rr validate``, ``rr export``, ``rr sweep``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
+``rr run``, ``rr validate``, ``rr export``, ``rr import``, ``rr sweep``, ``rr eval``, ``rr bench``, ``rr list-plugins``, ``rr solve``,
 ``rr report``, ``rr analyze``, ``rr data build`` and ``rr new-plugin`` are the core's; plugins add their own sub-commands through
 ``rr_cli_commands``.
 """
@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from rrcore import __version__
+from rrcore.validators import STEP_COUNT_MAX
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2  # bad input: the message says what to change
@@ -31,6 +32,68 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, as Ctrl-C raises KeyboardInterrupt: what
+    cleans up after Ctrl-C (a data build's temporary folder, a pool of worker processes)
+    cleans up after SIGTERM too. ``rr run`` takes SIGTERM over once training starts."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate_handler(owner: int) -> Any:
+    """The SIGTERM handler of process ``owner``: raise :class:`Terminated` there; in a
+    child forked before it set handlers of its own (a worker process starting), exit
+    quietly as the default action would."""
+
+    def terminate(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            os._exit(EXIT_SIGNAL + signum)
+        raise Terminated(signum)
+
+    return terminate
+
+
+def _signal_number(interrupt: KeyboardInterrupt) -> int:
+    return getattr(interrupt, "signum", signal.SIGINT)
+
+
+class _RrGroup(click.Group):
+    """The ``rr`` command group: for every command, plugin commands included, SIGTERM
+    interrupts as Ctrl-C does (:class:`Terminated`), an interruption no command reported
+    is one line (exit 128 + N), and so is a full disk (exit 2, the message names the file)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from rrcore.files import disk_full_error
+
+        previous = None
+        with contextlib.suppress(ValueError):  # signals can be set in the main thread only
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                previous = signal.signal(signal.SIGTERM, _terminate_handler(os.getpid()))
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            signum = _signal_number(interrupt)
+            _fail(f"interrupted by {signal.Signals(signum).name}", EXIT_SIGNAL + signum)
+        except (OSError, RuntimeError) as error:  # torch.save reports ENOSPC as a RuntimeError
+            full = disk_full_error(error)
+            if full is None:
+                raise
+            _fail(_disk_full_message(full), EXIT_CONFIG)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _disk_full_message(error: OSError) -> str:
+    from rrcore.files import DiskFullError
+
+    if isinstance(error, DiskFullError):
+        return str(error)
+    return "no space left on device" + (f" writing {error.filename}" if error.filename else "")
+
+
 @contextlib.contextmanager
 def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
     """One line and the exit code for what a command can raise: a config error (and any of
@@ -40,11 +103,12 @@ def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
     from rrcore.checkpoint import CheckpointError
     from rrcore.config import ConfigError
     from rrcore.data import DataFormatError
+    from rrcore.registry import RegistryError
     from rrcore.run import TrainingError
 
     try:
         yield
-    except (ConfigError, *bad_input) as error:
+    except (ConfigError, RegistryError, *bad_input) as error:
         _fail(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError, DataFormatError, BatchSearchError) as error:
         _fail(str(error))
@@ -54,8 +118,9 @@ def _exit_codes(*bad_input: type[Exception]) -> Iterator[None]:
 def _interrupted_before(what: str) -> Iterator[None]:
     try:
         yield
-    except KeyboardInterrupt:
-        _fail(f"interrupted before {what}; nothing was saved", EXIT_SIGNAL + signal.SIGINT)
+    except KeyboardInterrupt as interrupt:
+        signum = _signal_number(interrupt)
+        _fail(f"interrupted by {signal.Signals(signum).name} before {what}; nothing was saved", EXIT_SIGNAL + signum)
 
 
 def _registry():
@@ -64,7 +129,7 @@ def _registry():
     try:
         return get_registry()
     except RegistryError as error:
-        _fail(str(error))
+        _fail(str(error), EXIT_CONFIG)
 
 
 def _load(experiment: str, overrides: tuple[str, ...]):
@@ -85,7 +150,7 @@ set_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_RrGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rr")
 def main() -> None:
     """rr: recursive reasoning models (HRM, TRM, URM) from TOML experiment files."""
@@ -110,8 +175,10 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
     A run folder holds one run: config.toml, metrics.jsonl, checkpoints/, eval/ and
     resume.sh, the exact command that continues the run. A new run in a folder that
     holds another run is refused: continue that run with --resume latest, choose
-    another --run-dir, or add --overwrite. SIGINT (Ctrl-C) or SIGTERM saves a
-    checkpoint, prints the command that continues the run, and exits.
+    another --run-dir, or add --overwrite. So is a folder another rr run is writing
+    (its lock file .rr.lock names the pid and host) and a non-empty folder that is
+    not an rr run; --overwrite moves aside only an rr run. SIGINT (Ctrl-C) or SIGTERM
+    saves a checkpoint, prints the command that continues the run, and exits.
 
     \b
     Exit codes (of every process under torchrun; torchrun itself then exits 1
@@ -120,9 +187,12 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
       1    failed: non-finite loss, unreadable checkpoint, a plugin error...
       2    bad input: experiment file or values, data set too small for the
            batch, CUDA asked for but absent, run folder taken, checkpoint
-           that does not match the experiment
+           that does not match the experiment; or no space left on device
+           (the message names the file; the last checkpoint and config.toml
+           are kept, the one being written removed)
       130  interrupted by SIGINT, after saving a checkpoint
       143  interrupted by SIGTERM, after saving a checkpoint
+           (before training starts: nothing saved, no partial data set left)
     """
     from rrcore.rundir import default_run_dir, resume_command
     from rrcore.trainer import train
@@ -139,11 +209,8 @@ def run(experiment: str, overrides: tuple[str, ...], resume: str | None, run_dir
         nodes=int(os.environ.get("GROUP_WORLD_SIZE", "1")),  # set by torchrun
         rendezvous_id=os.environ.get("TORCHELASTIC_RUN_ID", "rr"),
     )
-    try:
-        with _exit_codes():
-            result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
-    except KeyboardInterrupt:  # before the trainer's own handlers were in place: nothing to save
-        _fail("interrupted before training started; nothing was saved", EXIT_SIGNAL + signal.SIGINT)
+    with _exit_codes(), _interrupted_before("training started"):  # the trainer's own handlers save after
+        result = train(resolved, resume=resume, run_dir=run_dir, overwrite=overwrite, command=command)
     if result.status == "interrupted":  # the trainer printed how to continue
         sys.exit(EXIT_SIGNAL + result.stop_signal)
 
@@ -172,9 +239,11 @@ def export_command(checkpoint: str, directory: str) -> None:
     one; buffers such as the puzzle-embedding table included), config.toml (the resolved
     experiment), dataset.json (the data set's metadata), export.json and README.md
     (model plugin, parameters, step, source). rr eval, rr solve and [train] init_from
-    accept the folder; loading it unpickles nothing. Exit codes: 0 written, 1 a plugin
-    failed, 2 bad input (DIR not empty, no or an unreadable checkpoint, weights that do
-    not fit their config).
+    accept the folder; loading it unpickles nothing. The folder is written as .DIR.partial
+    beside DIR and renamed when complete; one left by an export that did not finish is
+    removed (saying so), one holding other files is refused. Exit codes: 0 written, 1 a
+    plugin failed, 2 bad input (DIR not empty, no or an unreadable checkpoint, weights
+    that do not fit their config) or a full disk.
     """
     from rrcore.checkpoint import CheckpointError
     from rrcore.export import export
@@ -240,6 +309,10 @@ def sweep(
     and sweep.json (also after each run). Ctrl-C or SIGTERM stops the run in progress as
     rr run does (a checkpoint and its resume command) and starts no further run.
 
+    A sweep holds at most 10,000 runs; a larger grid is refused with its count, except
+    with --print-commands, which then checks each value once (the other keys at their
+    first value) and prints the commands as it goes.
+
     \b
     Exit codes:
       0    every run finished
@@ -251,10 +324,12 @@ def sweep(
 
     with _exit_codes(), _interrupted_before("any run started"):
         axes = [sweeps.parse_axis(text) for text in grid]
+        total = sweeps.check_size(axes, streaming=print_commands)
+        if total > 100:  # checking every run takes a while: say what is coming
+            click.echo(f"rr: sweep of {total:,} runs ({sweeps.grid_shape(axes)})", err=True)
         resolved = _load(experiment, overrides)
         folder = Path(sweep_dir) if sweep_dir else sweeps.sweep_folder(resolved)
-        runs = sweeps.plan(axes, list(overrides), folder, resolved.run.name)
-        sweeps.check(experiment, runs, _registry())
+        runs = _checked_runs(experiment, axes, list(overrides), folder, resolved.run.name, total)
         if print_commands:
             for run in runs:
                 click.echo(shlex.join(["rr", *sweeps.run_command(experiment, run, overwrite)]))
@@ -276,6 +351,52 @@ def sweep(
     sys.exit(code)
 
 
+def _checked_runs(
+    experiment: str, axes: list[Any], overrides: list[str], folder: Path, run_name: str, total: int
+) -> Any:
+    """The sweep's runs, validated: all of them, in a list; beyond ``MAX_RUNS`` (only
+    --print-commands gets there) each value once, the runs then made one at a time."""
+    from rrcore import sweep as sweeps
+
+    if total > sweeps.MAX_RUNS:
+        sweeps.check(experiment, sweeps.edge_runs(axes, overrides, folder, run_name), _registry())
+        return sweeps.iter_plan(axes, overrides, folder, run_name)
+    runs = sweeps.plan(axes, overrides, folder, run_name)
+    sweeps.check(experiment, runs, _registry())
+    return runs
+
+
+trajectories_option = click.option(
+    "--trajectories",
+    type=int,
+    metavar="K",
+    help="Also run each puzzle K times, all but the first with Gaussian noise on the model's "
+    "latent, and select among the K answers (eval.trajectories; needs a noise: "
+    "--trajectory-noise or eval.trajectory_noise; where it goes: eval.trajectory_noise_at).",
+)
+trajectory_noise_option = click.option(
+    "--trajectory-noise",
+    type=float,
+    metavar="STD",
+    help="Standard deviation of the --trajectories noise (eval.trajectory_noise).",
+)
+
+
+def _trajectory_settings(trajectories: int | None, noise: float | None) -> list[str]:
+    """``--set`` strings for --trajectories and --trajectory-noise, refusing a bad value
+    in one line that names the option."""
+    if trajectories is not None and trajectories < 1:
+        _fail(f"--trajectories {trajectories}: must be >= 1 (the runs of each puzzle; 1: no selection)", EXIT_CONFIG)
+    if noise is not None and not noise >= 0:
+        _fail(f"--trajectory-noise {noise:g}: must be a number >= 0 (a standard deviation)", EXIT_CONFIG)
+    settings = []
+    if trajectories is not None:
+        settings.append(f"eval.trajectories={trajectories}")
+    if noise is not None:
+        settings.append(f"eval.trajectory_noise={noise!r}")
+    return settings
+
+
 @main.command(name="eval")
 @click.argument("checkpoint")
 @set_option
@@ -288,7 +409,7 @@ def sweep(
 )
 @click.option(
     "--max-steps",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=STEP_COUNT_MAX),
     help="Step cap (eval.max_steps; default act.halt_max_steps); above it: think longer.",
 )
 @click.option("--trace", is_flag=True, help="Add the prediction after every step to predictions.jsonl.")
@@ -299,6 +420,8 @@ def sweep(
     "answers back and report accuracy@1, majority vote and best-Q selection "
     "(eval.augmentations; needs a task plugin that augments).",
 )
+@trajectories_option
+@trajectory_noise_option
 def eval_command(
     checkpoint: str,
     overrides: tuple[str, ...],
@@ -307,6 +430,8 @@ def eval_command(
     max_steps: int | None,
     trace: bool,
     augmentations: int | None,
+    trajectories: int | None,
+    trajectory_noise: float | None,
 ) -> None:
     """Evaluate a saved CHECKPOINT (a run folder, checkpoint folder or rr export folder) on its test split.
 
@@ -316,17 +441,24 @@ def eval_command(
     test split is built from its config.toml's [data]). OUTPUT/predictions.jsonl holds one row per
     puzzle (input, prediction, label, correct, steps, q_halt) and OUTPUT/steps.json the accuracy
     at every step up to the cap (fixed halting) or the steps puzzles used (adaptive), also
-    printed as a table on stderr. Exit codes as rr run.
+    printed as a table on stderr. With --augmentations or --trajectories, a table of the
+    test-time selection rules follows: accuracy@1 (the plain puzzle, no noise), majority
+    vote, best Q, halt-first (adaptive halting) and the oracle (any copy right), each with
+    its puzzles/s; the same figures are the vote/... results in the JSON and steps.json.
+    Exit codes as rr run, except that a checkpoint rr eval cannot read (missing, damaged,
+    or refused by torch.load's weights-only unpickler) is bad input, 2, as in rr solve,
+    rr export, rr report and rr analyze.
     """
-    from rrcore.export import resolve_source
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.export import hold_source
     from rrcore.trainer import default_eval_dir, evaluate_checkpoint
 
-    with _exit_codes():
-        path = resolve_source(checkpoint)
+    with _exit_codes(CheckpointError), hold_source(checkpoint) as path:  # a run saving meanwhile rotates others
         settings = (
             [f"eval.halting={halting}"] * bool(halting)
             + [f"eval.max_steps={max_steps}"] * bool(max_steps)
             + [f"eval.augmentations={augmentations}"] * bool(augmentations)
+            + _trajectory_settings(trajectories, trajectory_noise)
         )
         resolved = _load(str(path / "config.toml"), (*overrides, *settings))
         output_dir = Path(output) if output else default_eval_dir(path)
@@ -414,14 +546,15 @@ def bench(
         except json.JSONDecodeError as error:
             _fail(f"{single_json}: not JSON written by rr bench --json-out ({error})", EXIT_CONFIG)
     try:
-        figures = benchmark(
-            _load(experiment, overrides),
-            steps=steps,
-            warmup=warmup,
-            eval_batches=eval_batches,
-            profile_dir=Path(profile_dir) if profile_dir else None,
-            profile_steps=profile_steps,
-        )
+        with _exit_codes():
+            figures = benchmark(
+                _load(experiment, overrides),
+                steps=steps,
+                warmup=warmup,
+                eval_batches=eval_batches,
+                profile_dir=Path(profile_dir) if profile_dir else None,
+                profile_steps=profile_steps,
+            )
     finally:
         distributed.teardown()
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -472,7 +605,11 @@ def _search_largest_batch(
 @main.command(name="list-plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_plugins(as_json: bool) -> None:
-    """List installed plugins and what they register (and plugins that failed to load)."""
+    """List installed plugins and what they register (and plugins that failed to load).
+
+    A name two plugins register for one kind cannot be used; each such name ends the list
+    with an error line naming both distributions, and the exit code is 2.
+    """
     registry = _registry()
     rows = [
         {
@@ -503,10 +640,13 @@ def list_plugins(as_json: bool) -> None:
                         {"name": f.name, "distribution": f.distribution, "version": f.version, "error": f.error}
                         for f in registry.failures
                     ],
+                    "conflicts": registry.conflicts(),
                 },
                 indent=2,
             )
         )
+        if registry.conflicts():
+            sys.exit(EXIT_CONFIG)
         return
     headers = ("kind", "name", "distribution", "version", "description")
     table = [headers] + [tuple(r[h] for h in headers) for r in rows]
@@ -518,6 +658,10 @@ def list_plugins(as_json: bool) -> None:
             f"\nfailed to load plugin {failure.name!r} ({failure.distribution} {failure.version}): {failure.error}",
             err=True,
         )
+    for conflict in registry.conflicts():
+        click.echo(f"rr: error: {conflict}", err=True)
+    if registry.conflicts():
+        sys.exit(EXIT_CONFIG)
 
 
 @main.command()
@@ -533,11 +677,13 @@ def list_plugins(as_json: bool) -> None:
 )
 @click.option(
     "--max-steps",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=STEP_COUNT_MAX),
     help="Step cap (default eval.max_steps, else act.halt_max_steps); higher: think longer.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--trace", is_flag=True, help="Also show the answer after every step.")
+@trajectories_option
+@trajectory_noise_option
 def solve(
     checkpoint: str,
     puzzle: str,
@@ -546,6 +692,8 @@ def solve(
     max_steps: int | None,
     as_json: bool,
     trace: bool,
+    trajectories: int | None,
+    trajectory_noise: float | None,
 ) -> None:
     """Solve PUZZLE with the model of CHECKPOINT (a run folder, checkpoint folder or rr export folder).
 
@@ -554,7 +702,10 @@ def solve(
     lines; a maze: its text grid; ARC: a task JSON, whose first test input is solved;
     Rubik 2x2x2: a scramble such as "R U2 F'"). Prints the answer, the steps used, the
     Q-head's confidence sigmoid(q_halt) and the task's own check of the answer. The
-    data set is not needed: the run (or export) folder keeps its metadata.
+    data set is not needed: the run (or export) folder keeps its metadata. With
+    --trajectories K the puzzle runs K times (all but the first with noise on the latent)
+    and the answer is the run the Q-head is most confident of, with how many of the K
+    runs gave that answer.
 
     \b
     Exit codes:
@@ -568,9 +719,10 @@ def solve(
     from rrcore.protocols import PuzzleError
     from rrcore.solve import Solver, read_puzzle
 
+    settings = _trajectory_settings(trajectories, trajectory_noise)
     text = read_puzzle(puzzle, sys.stdin)
     with _exit_codes(CheckpointError):  # a missing checkpoint is bad input here
-        solver = Solver(checkpoint, list(overrides))
+        solver = Solver(checkpoint, [*overrides, *settings])
         try:
             solution = solver.solve(text, max_steps=max_steps or 0, adaptive=halting == "adaptive")
         except PuzzleError as error:
@@ -592,6 +744,9 @@ def _print_solution(task: Any, solution: Any, as_json: bool, trace: bool) -> Non
             "confidence": round(solution.confidence, 4),
             "check": {"ok": solution.check.ok, "message": solution.check.message},
         }
+        if solution.trajectories > 1:
+            record["trajectories"] = solution.trajectories
+            record["agreeing"] = solution.agreeing
         if solution.note:
             record["note"] = solution.note
         if trace:
@@ -605,9 +760,12 @@ def _print_solution(task: Any, solution: Any, as_json: bool, trace: bool) -> Non
                 click.echo(f"step {number}: {task.decode(row)}")
         click.echo(task.render(solution.prediction))
         verdict = {True: "ok", False: "FAILED", None: "-"}[solution.check.ok]
+        agreement = ""
+        if solution.trajectories > 1:
+            agreement = f" | {solution.agreeing} of {solution.trajectories} trajectories gave this answer"
         click.echo(
             f"steps {solution.steps} of at most {solution.max_steps} | Q-confidence "
-            f"{solution.confidence:.3f} | check {verdict}: {solution.check.message}"
+            f"{solution.confidence:.3f}{agreement} | check {verdict}: {solution.check.message}"
         )
 
 
@@ -649,10 +807,11 @@ def report(
     failed, with the decoded answer after every ACT step of the checkpoint (changed
     and wrong cells marked, Q-values per step). No scripts or network needed to view it.
     """
+    from rrcore.checkpoint import CheckpointError
     from rrcore.report import write_report
     from rrcore.stepwise import RunInputError, open_run
 
-    with _exit_codes(RunInputError), open_run(run_dir, overrides, checkpoint) as opened:
+    with _exit_codes(RunInputError, CheckpointError), open_run(run_dir, overrides, checkpoint) as opened:
         path = write_report(opened, Path(output) if output else Path(run_dir) / "report.html", puzzles, scan)
     click.echo(str(path))
 
@@ -688,9 +847,13 @@ def analyze(
     """
     from rrcore import analyze as analysis
     from rrcore import plots
+    from rrcore.checkpoint import CheckpointError
     from rrcore.stepwise import RunInputError, open_run, trace_steps
 
-    with _exit_codes(RunInputError), open_run(run_dir, overrides, checkpoint, untrained=untrained) as opened:
+    with (
+        _exit_codes(RunInputError, CheckpointError),
+        open_run(run_dir, overrides, checkpoint, untrained=untrained, untrained_option=True) as opened,
+    ):
         trace = trace_steps(opened, puzzles, record_states=True)
         result = {
             "source": f"{opened.experiment.run.name} ({opened.label})",
@@ -748,14 +911,15 @@ def data_build(source: str, settings: tuple[str, ...], cache_dir: str | None) ->
     EXP_OR_PLUGIN is an experiment file, whose [data] section is built exactly as rr run
     builds it (the same folder), or the name of a data plugin, built with its defaults.
     --set changes single keys of either. A summary goes to stderr. Exit codes: 0 built,
-    1 the builder failed, 2 bad input (a key, a value or an input file).
+    1 the builder failed, 2 bad input (a key, a value or an input file) or a full disk,
+    130 or 143 interrupted by SIGINT or SIGTERM (the partial data set is removed).
     """
     import time
 
     from rrcore.databuild import build, existing, resolve_request, summary
 
     started = time.time()
-    with _exit_codes():
+    with _exit_codes(), _interrupted_before("the data set was built"):
         request = resolve_request(source, settings, cache_dir, _registry())
         before = existing(request)
         folder = build(request)
@@ -793,7 +957,9 @@ def new_plugin(name: str, kind: str, output: str | None) -> None:
         _fail(str(error), EXIT_CONFIG)
     registry = _registry()
     for component in REGISTERS[kind]:
-        taken = registry.components[component].get(name)
+        taken = registry.components[component].get(name) or next(
+            iter(registry.ambiguous[component].get(name, [])), None
+        )
         if taken is not None:
             _fail(
                 f"NAME {name!r}: a {component} plugin of that name is installed ({taken.distribution} "
@@ -810,6 +976,163 @@ def new_plugin(name: str, kind: str, output: str | None) -> None:
         f"rr run {example}",
     ):
         click.echo(f"  {line}")
+
+
+@main.command(name="time-to-accuracy")
+@click.argument("experiments", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@set_option
+@click.option(
+    "--minutes",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Training budget of each experiment (compilation counted, evaluation not).",
+)
+@click.option(
+    "--at",
+    "marks",
+    default="1,2,5,10,15,20",
+    show_default=True,
+    help="Training minutes at which to evaluate the held-out set (comma-separated).",
+)
+@click.option("--metric", default="sudoku/exact_accuracy", show_default=True, help="The accuracy the curve plots.")
+@click.option(
+    "--runs-dir",
+    default="runs/time-to-accuracy",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where each experiment's run folder goes (RUNS_DIR/<experiment name>).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="benchmarks/results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where time-to-accuracy-<name>.json and the PNG go.",
+)
+@click.option("--collect", is_flag=True, help="Train nothing: write the curves of the run folders already there.")
+@click.option(
+    "--fit-steps",
+    is_flag=True,
+    help="First time a few steps of each experiment (rr bench, its own compile cache) and compress its "
+    "schedule into the budget: train.max_steps as many steps as fit, warmup, EMA start and curriculum "
+    "phases scaled alike (needs train.max_steps).",
+)
+def time_to_accuracy_command(
+    experiments: tuple[str, ...],
+    overrides: tuple[str, ...],
+    minutes: float,
+    marks: str,
+    metric: str,
+    runs_dir: str,
+    out_dir: str,
+    collect: bool,
+    fit_steps: bool,
+) -> None:
+    """Train each EXPERIMENT for --minutes of wall-clock, one after another on this machine,
+    evaluating the held-out set at the --at minutes, and write the curves (training minutes
+    against --metric) to OUT/time-to-accuracy-<name>.json and one PNG.
+
+    The training clock counts compilation and leaves evaluation out; --set applies to every
+    experiment. A run that outlives a session can be read again with --collect.
+    """
+    from rrcore.timecurve import summary_lines, time_to_accuracy
+
+    try:
+        at = sorted({float(m) for m in marks.split(",") if m.strip()})
+    except ValueError:
+        _fail(f"--at {marks!r}: expected minutes separated by commas, e.g. 1,2,5,10", EXIT_CONFIG)
+    if any(m <= 0 for m in at):
+        _fail(f"--at {marks!r}: minutes must be above 0", EXIT_CONFIG)
+    for experiment in experiments:
+        if not collect and not Path(experiment).is_file():
+            _fail(f"{experiment}: no such experiment file", EXIT_CONFIG)
+    try:
+        records = time_to_accuracy(
+            list(experiments),
+            minutes=minutes,
+            marks=[m for m in at if m <= minutes],
+            runs_dir=Path(runs_dir),
+            out_dir=Path(out_dir),
+            metric=metric,
+            overrides=list(overrides),
+            collect_only=collect,
+            fit_steps=fit_steps,
+        )
+    except ValueError as error:
+        _fail(str(error), EXIT_CONFIG)
+    except RuntimeError as error:
+        _fail(f"rr time-to-accuracy: {error}")
+    for line in summary_lines(records, metric):
+        click.echo(line)
+
+
+@main.command(name="import")
+@click.argument("checkpoint", metavar="REFERENCE_CHECKPOINT")
+@click.argument("directory", metavar="DIR", type=click.Path())
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="The reference's config (default: all_config.yaml, config.yaml or .hydra/config.yaml beside the checkpoint).",
+)
+@click.option(
+    "--experiment",
+    type=click.Path(dir_okay=False),
+    help="An rr experiment on the same data: the export keeps its [data] (the task rr solve uses), "
+    "evaluators and loss; [model] and [act] come from the reference.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    help="The data set folder the reference trained on (its train/dataset.json gives vocabulary, "
+    "sequence length, puzzle identifiers; default: the config's data_path when it exists here).",
+)
+@click.option(
+    "--seq-len", type=click.IntRange(min=1), help="Sequence length, when neither --data nor the tensors give it."
+)
+@set_option
+def import_command(
+    checkpoint: str,
+    directory: str,
+    config_file: str | None,
+    experiment: str | None,
+    data_dir: str | None,
+    seq_len: int | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Write a reference repository's checkpoint (HRM, TRM or URM) to DIR as an rr export.
+
+    REFERENCE_CHECKPOINT is a step_N file saved by sapientinc/HRM, SamsungSAILMontreal/
+    TinyRecursiveModels or zitian-gao/URM (UbiquantAI/URM), with or without torch.compile's
+    _orig_mod. prefix, or a folder of them (the latest). It is read with
+    torch.load(weights_only=True): a file holding code is refused, nothing in it is run.
+    Every tensor is mapped by name and checked by shape; [model] and [act] come from the
+    reference's config (--set overrides any key). rr eval, rr solve and [train] init_from
+    accept DIR. Exit codes: 0 written, 1 a plugin failed, 2 bad input (a missing, extra or
+    mis-shaped tensor, named; a refused file; DIR not empty) or a full disk.
+    """
+    from rrcore.checkpoint import CheckpointError
+    from rrcore.reference_import import import_reference
+
+    with _exit_codes(CheckpointError):
+        info = import_reference(
+            checkpoint,
+            Path(directory),
+            config=config_file,
+            experiment=experiment,
+            data=data_dir,
+            seq_len=seq_len,
+            overrides=list(overrides),
+            registry=_registry(),
+        )
+    click.echo(
+        f"rr: imported {info['model']!r} ({info['parameters']:,} parameters, step {info['step']}) from {info['source']}",
+        err=True,
+    )
+    click.echo(directory)
 
 
 def _add_plugin_commands() -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import sys
 import typing
+from collections.abc import MutableSequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,9 +31,12 @@ from rrcore.inference import EvalConfig
 from rrcore.optim import MAIN_PART, PUZZLE_EMB_PART, OptimizerGroupConfig, PuzzleEmbOptimizerConfig
 from rrcore.registry import ModelSpec, Registry, UnknownPluginError
 from rrcore.validators import (
+    INT64_MAX,
+    RATE_MAX,
     Each,
     OutOfRange,
     at_least,
+    folder_name,
     fraction,
     in_range,
     non_negative,
@@ -55,20 +60,22 @@ class ConfigError(ValueError):
 class RunConfig:
     """``[run]``: naming, seeding and placement of a run.
 
+    ``name``: the run folder's name in ``out_dir``, one folder name (:func:`~rrcore.validators.folder_name`).
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     ``cache_dir``: where data sets are built and compiled code is cached, in ``compile/``
     (empty: ``$RR_CACHE_DIR`` or ``~/.cache/rr``; ``$TORCHINDUCTOR_CACHE_DIR`` overrides
     the compile cache's place).
     ``cpu_threads``: torch threads per process on CPU (0: torch's default). Tiny models
-    run fastest on 1: several threads on a few busy cores spend their time waiting.
+    run fastest on 1: several threads on a few busy cores spend their time waiting. At
+    most 1024, beyond any machine's cores (tens of thousands cannot even be started).
     """
 
-    name: str = "rr-run"
+    name: str = attrs.field(default="rr-run", validator=folder_name)
     seed: int = attrs.field(default=0, validator=non_negative)
     out_dir: str = "runs"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cache_dir: str = ""
-    cpu_threads: int = attrs.field(default=0, validator=non_negative)
+    cpu_threads: int = attrs.field(default=0, validator=in_range(0, 1024))
 
 
 @attrs.define
@@ -106,10 +113,10 @@ class TrainConfig:
     epochs: float = attrs.field(default=1.0, validator=positive)
     max_steps: int = attrs.field(default=0, validator=non_negative)  # 0 = no cap
     grad_accum_steps: int = attrs.field(default=1, validator=at_least(1))
-    lr: float = attrs.field(default=1e-4, validator=positive)
+    lr: float = attrs.field(default=1e-4, validator=in_range(0, RATE_MAX, low_open=True))
     lr_min_ratio: float = attrs.field(default=1.0, validator=fraction)
     lr_warmup_steps: int = attrs.field(default=0, validator=non_negative)
-    weight_decay: float = attrs.field(default=0.1, validator=non_negative)
+    weight_decay: float = attrs.field(default=0.1, validator=in_range(0, RATE_MAX))
     betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95], validator=Each(in_range(0, 1, high_open=True)))
     grad_clip: float = attrs.field(default=0.0, validator=non_negative)  # 0 = off
     ema: bool = False
@@ -262,6 +269,8 @@ def _strict(expected: type, accept: tuple[type, ...], convert: Any = None) -> An
     def hook(value: Any, _: Any) -> Any:
         if isinstance(value, bool) and expected is not bool or not isinstance(value, accept):
             raise TypeError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise OutOfRange("", value, "a 64-bit integer, in [-2**63, 2**63 - 1]")
         return convert(value) if convert else value
 
     return hook
@@ -273,6 +282,16 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict(float, (int, float), float))
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
     converter.register_structure_hook(str, _strict(str, (str,)))
+
+    def structure_list(value: Any, tp: Any) -> list[Any]:
+        # A string or table where a list belongs is refused whole: structured, each of its
+        # characters (or keys) would be an error of its own, one line each.
+        if not isinstance(value, list):
+            raise TypeError(f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        (element,) = typing.get_args(tp) or (Any,)
+        return converter.structure(value, MutableSequence[element])  # cattrs' own list hook
+
+    converter.register_structure_hook_func(lambda tp: typing.get_origin(tp) is list, structure_list)
     return converter
 
 
@@ -307,12 +326,16 @@ def _describe(error: BaseException, path: list[str], expected: Any) -> list[tupl
         return out
     if isinstance(error, KeyError):
         return [(".".join(path), "required key is missing")]
-    if isinstance(error, OutOfRange):
-        return [(f"{'.'.join([*path, error.key])} = {show(error.value)}", f"must be {error.requirement}")]
+    if isinstance(error, OutOfRange):  # from a validator (naming its key) or a structure hook
+        key = ".".join([*path, error.key] if error.key else path)
+        return [(f"{key} = {show(error.value)}", f"must be {error.requirement}")]
     message = str(error)
     if expected is not None and "expected" not in message:
         message = f"expected {_type_name(expected)} ({message})"
     return [(".".join(path), message)]
+
+
+MAX_PROBLEMS = 3  # lines of a ConfigError listing several problems, then a count of the rest
 
 
 def structure(values: dict[str, Any], cls: type, where: str, path: str) -> Any:
@@ -323,7 +346,9 @@ def structure(values: dict[str, Any], cls: type, where: str, path: str) -> Any:
         return _converter.structure(values, cls)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as error:
         problems = _describe(error, [path] if path else [], None)
-        lines = [f"{where}: {key}: {message}" for key, message in problems]
+        lines = [f"{where}: {key}: {message}" for key, message in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            lines.append(f"{where}: and {len(problems) - MAX_PROBLEMS} more problems")
         raise ConfigError("\n".join(lines)) from None
     except (TypeError, ValueError) as error:  # validators and __attrs_post_init__ checks
         raise ConfigError(f"{where}: {path}: {error}") from None
@@ -346,6 +371,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"value = {raw.strip()}")["value"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except ValueError as error:  # an integer of thousands of digits (Python's conversion limit)
+        raise ConfigError(f"--set {key}: {str(error).split(';')[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value nests arrays or tables too deeply") from None
     return key.split("."), value
 
 
@@ -367,6 +396,8 @@ def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
             elif i == 0 and key not in node and key in DEFAULTS:  # e.g. --set loss.q_loss_weight=1
                 node[key] = dict(DEFAULTS[key])
             node = node.setdefault(key, {})
+        if not isinstance(node, dict | list):  # --set train.lr.x=1: lr is a number
+            raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is {show(node)}, not a table of keys")
     last = keys[-1]
     if isinstance(node, list):
         raise ConfigError(f"--set {'.'.join(keys)}: name an entry index, e.g. {'.'.join(keys[:-1])}.0.{last}")
@@ -534,6 +565,7 @@ def _match_q_continue(act: ACTConfig, raw_act: dict[str, Any], model: ModelSpec,
 
 
 BASE_KEY = "base"
+SAVED_EXPERIMENT_FILE = "config.toml"  # the resolved experiment a run or export folder keeps
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -558,26 +590,40 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such {what}") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, not {what}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a TOML text file (byte {error.start} is not UTF-8)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the {what} ({error.strerror})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except ValueError as error:  # an integer of thousands of digits (Python's conversion limit)
+        raise ConfigError(f"{path}: not valid TOML: {str(error).split(';')[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
-def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+def load_raw(
+    path: str | Path, _chain: tuple[Path, ...] = (), files: list[tuple[Path, dict[str, Any]]] | None = None
+) -> dict[str, Any]:
     """The experiment file at ``path`` as a dict, its ``base = "other.toml"`` chain merged in.
 
     ``base`` names another experiment file, relative to the file that names it; that file
     is read first (and may have a base of its own) and this file's keys are merged over it
     (see :func:`merge`). A missing base file or a cycle is a :class:`ConfigError` naming it.
+    ``files``, when given, receives each file of the chain with its own keys, ``path``
+    first and its bases after it (what :func:`set_by` reads).
     """
     path = Path(path)
     raw = _read_toml(path, "experiment file" if not _chain else "base experiment file")
+    if files is not None:
+        files.append((path, raw))
     if BASE_KEY not in raw:
         return raw
     base = raw.pop(BASE_KEY)
@@ -593,19 +639,70 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: base = {base!r} makes a cycle ({loop}); one file of it must not name a base")
     if not base_path.exists():
         raise ConfigError(f"{path}: base = {base!r}: no such file {base_path} (the path is relative to {path})")
-    return merge(load_raw(base_path, chain), raw)
+    return merge(load_raw(base_path, chain, files), raw)
+
+
+def set_by(files: list[tuple[Path, dict[str, Any]]], keys: list[str]) -> Path | None:
+    """The file of ``files`` (from :func:`load_raw`, the experiment file first) whose own
+    keys set the key path ``keys`` (``["model", "H_cycles"]``), or None when none does (a
+    default). A list such as ``[[evaluators]]`` is set whole by one file, entries and all."""
+    for path, raw in files:
+        node: Any = raw
+        for key in keys:
+            if not isinstance(node, dict):
+                break  # a list or a value: this file set it, and what is below it
+            if key not in node:
+                node = None
+                break
+            node = node[key]
+        if node is not None:
+            return path
+    return None
+
+
+def _name_base_files(
+    error: ConfigError, where: str, files: list[tuple[Path, dict[str, Any]]], keys_set: list[list[str]]
+) -> str:
+    """``error``'s lines (``WHERE: KEY...``), each naming instead the base file that set
+    ``KEY`` when one did and no ``--set`` (``keys_set``) changed it or a table above it."""
+    lines = []
+    for line in str(error).split("\n"):
+        rest = line[len(where) + 2 :] if line.startswith(f"{where}: ") else ""
+        key = re.match(r"[\w.-]+", rest)
+        keys = key.group().split(".") if key else []
+        source = set_by(files, keys) if keys else None
+        overridden = any(keys[: len(set_)] == set_ or set_[: len(keys)] == keys for set_ in keys_set)
+        if source is not None and source != files[0][0] and not overridden:
+            line = f"{source} (a base of {where}): {rest}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def load_experiment(path: str | Path, overrides: list[str] = (), registry: Registry | None = None) -> Experiment:
-    """Read (with its ``base`` files), override and validate an experiment file."""
+    """Read (with its ``base`` files), override and validate an experiment file.
+
+    An error about a key names the file that set it (a base file, when it came from one).
+    When ``path`` is an experiment saved in a run or export folder (``config.toml``) and a
+    plugin it was made with is not loaded, the error ends with which package and version
+    to install (:func:`rrcore.provenance.install_hint`)."""
+    from rrcore.provenance import install_hint
     from rrcore.registry import get_registry
 
     path = Path(path)
-    raw = load_raw(path)
+    files: list[tuple[Path, dict[str, Any]]] = []
+    raw = load_raw(path, files=files)
+    keys_set: list[list[str]] = []
     for override in overrides:
         keys, value = parse_override(override)
         apply_override(raw, keys, value)
-    return resolve(raw, registry or get_registry(), str(path))
+        keys_set.append(keys)
+    registry = registry or get_registry()
+    try:
+        return resolve(raw, registry, str(path))
+    except ConfigError as error:
+        message = _name_base_files(error, str(path), files, keys_set)
+        hint = install_hint(path.parent, registry) if path.name == SAVED_EXPERIMENT_FILE else None
+        raise ConfigError(f"{message}; {hint}" if hint else message) from None
 
 
 # ---------------------------------------------------------------------------------------

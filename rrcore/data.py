@@ -20,6 +20,7 @@ every example in order.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import attrs
 import numpy as np
 import torch
 
+from rrcore.files import DiskFullError, atomic_write_text, is_disk_full
 from rrcore.nn import IGNORE_LABEL
 
 ARRAY_NAMES = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -89,7 +91,7 @@ so that ``rr solve`` can rebuild the model without the data set."""
 
 def save_run_metadata(run_dir: Path, metadata: DatasetMetadata) -> None:
     """Write ``metadata`` to the run folder's :data:`RUN_METADATA_FILE`."""
-    (Path(run_dir) / RUN_METADATA_FILE).write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
+    atomic_write_text(Path(run_dir) / RUN_METADATA_FILE, json.dumps(metadata.to_dict(), indent=2) + "\n")
 
 
 @attrs.define
@@ -575,6 +577,14 @@ class PuzzleDataset:
     def num_eval_batches(self) -> int:
         return -(-self.num_examples // self.global_batch_size)
 
+    def rebatched(self, global_batch_size: int) -> PuzzleDataset:
+        """This split in global batches of ``global_batch_size`` (the arrays shared, not copied)."""
+        if global_batch_size % self.world_size:
+            raise ValueError(f"global batch size {global_batch_size} is not divisible by the {self.world_size} ranks")
+        split = copy.copy(self)
+        split.global_batch_size, split.local_batch_size = global_batch_size, global_batch_size // self.world_size
+        return split
+
 
 # ---------------------------------------------------------------------------------------
 # Build cache
@@ -610,7 +620,9 @@ def cached_build(cache_dir: Path, name: str, key: Any, build: Any) -> Path:
 
     ``build(folder)`` must write the ``train/`` and ``test/`` splits into ``folder``
     (a fresh temporary folder); it is renamed into place only when ``build``
-    returns, so an interrupted build never leaves a half-written data set behind.
+    returns, so an interrupted build never leaves a half-written data set behind (the
+    temporary folder goes on any exception, ``KeyboardInterrupt`` and the ``rr`` command
+    line's SIGTERM included; a full disk is a :class:`~rrcore.files.DiskFullError`).
     ``key`` must capture everything the result depends on (config, builder version,
     input file sizes and times).
     """
@@ -633,7 +645,9 @@ def cached_build(cache_dir: Path, name: str, key: Any, build: Any) -> Path:
             shutil.rmtree(tmp)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(error) and not isinstance(error, DiskFullError):
+            raise DiskFullError(error.filename or target, "the partial data set was removed") from None
         raise
     return target

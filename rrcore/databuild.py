@@ -29,6 +29,7 @@ from rrcore.config import (
     structure,
 )
 from rrcore.data import DataFormatError, DataSourceError, data_cache_dir
+from rrcore.files import is_disk_full
 from rrcore.registry import DatasetSpec, Registry
 
 
@@ -115,6 +116,7 @@ def resolve_request(source: str, settings: tuple[str, ...], cache_dir: str | Non
             experiment = load_experiment(path, overrides, registry)
         return DataRequest(spec, experiment.data.config, cache or data_cache_dir(experiment.run.cache_dir), str(path))
     if source not in datasets:
+        registry.find("dataset", source)  # a name two plugins register: says so
         close = difflib.get_close_matches(source, datasets, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise InputError(
@@ -136,6 +138,8 @@ def build(request: DataRequest) -> Path:
     except DataSourceError as error:
         raise InputError(str(error)) from None
     except Exception as error:
+        if is_disk_full(error):  # the disk, not the plugin: one line naming the file
+            raise
         raise DataFormatError(
             f"data plugin {spec.name!r} ({spec.distribution} {spec.version}) failed: {type(error).__name__}: {error}"
         ) from error

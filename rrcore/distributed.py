@@ -61,6 +61,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def from_rank0(value: Any) -> Any:
+    """Rank 0's ``value`` (any picklable object) on every rank; one process: ``value``."""
+    if not is_distributed():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def gather_floats(value: float, device: torch.device) -> list[float]:
     """``value`` from every rank, in rank order (one process: ``[value]``)."""
     if not is_distributed():

@@ -8,7 +8,9 @@ An export folder holds::
     config.toml         the resolved experiment the model was trained with
     dataset.json        the training split's metadata (vocabulary, sequence length, puzzle
                         identifiers): what rebuilds the model without the data set
-    export.json         what it is: model plugin, parameter count, step, source checkpoint
+    export.json         what it is: model plugin, parameter count, step, source checkpoint, and
+                        its provenance: rrcore's and each plugin's distribution and version,
+                        torch, Python, the git commit (:mod:`rrcore.provenance`)
     README.md           the same, for people
 
 ``rr eval``, ``rr solve`` and ``[train] init_from`` accept such a folder wherever they
@@ -18,19 +20,23 @@ nothing in an export is unpickled, so a downloaded export cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import shutil
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from rrcore.checkpoint import CheckpointError, load_file, resolve_checkpoint
+from rrcore.checkpoint import CheckpointError, hold_checkpoint, load_file, read_trainer_state, resolve_checkpoint
 from rrcore.config import ConfigError
+from rrcore.files import reporting_full_disk
 
 WEIGHTS_FILE = "model.safetensors"
 INFO_FILE = "export.json"
@@ -48,6 +54,17 @@ def resolve_source(reference: str | Path) -> Path:
     """An export folder as it is, else the checkpoint folder ``reference`` names (a run
     folder, a checkpoints folder or a checkpoint; see :func:`rrcore.checkpoint.resolve_checkpoint`)."""
     return Path(reference) if is_export(reference) else resolve_checkpoint(reference)
+
+
+@contextlib.contextmanager
+def hold_source(reference: str | Path) -> Iterator[Path]:
+    """:func:`resolve_source`, the checkpoint kept from rotation while the ``with`` body
+    reads it (:func:`rrcore.checkpoint.hold_checkpoint`; an export folder is never rotated)."""
+    if is_export(reference):
+        yield Path(reference)
+        return
+    with hold_checkpoint(reference) as path:
+        yield path
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -163,26 +180,47 @@ def check_destination(directory: Path) -> None:
         raise ConfigError(f"{directory}: not empty; rr export writes into a new or empty folder")
 
 
+def _clear_partial(directory: Path) -> Path:
+    """The folder ``rr export`` writes before renaming it to ``directory``: ``.NAME.partial``
+    beside it. One left by an export that did not finish (killed; any other failure removes
+    its own) holds export files only and is removed, saying so on stderr; a folder holding
+    anything else is not rr's to remove, and is refused."""
+    from rrcore.data import RUN_METADATA_FILE
+
+    partial = directory.with_name(f".{directory.name}.partial")
+    if not partial.exists() and not partial.is_symlink():
+        return partial
+    ours = {WEIGHTS_FILE, "config.toml", RUN_METADATA_FILE, f".{RUN_METADATA_FILE}.tmp", INFO_FILE, "README.md"}
+    if partial.is_symlink() or not partial.is_dir() or any(p.name not in ours for p in partial.iterdir()):
+        raise ConfigError(
+            f"{partial}: in the way (rr export writes {directory.name} there first) and holds "
+            f"what rr export does not write; move it away or export to another DIR"
+        )
+    print(f"rr: removing {partial}, left by an export that did not finish", file=sys.stderr)
+    shutil.rmtree(partial)
+    return partial
+
+
 def export(reference: str | Path, directory: str | Path, registry: Any = None) -> dict[str, Any]:
     """Write the model of ``reference`` (a run folder or checkpoint) to ``directory`` as an
-    export folder (see the module doc) and return what ``export.json`` says."""
+    export folder (see the module doc) and return what ``export.json`` says. The folder is
+    written as ``.NAME.partial`` beside ``directory`` and renamed into place when complete
+    (see :func:`_clear_partial`); a failure, a full disk included, removes it."""
     from rrcore import __version__
-    from rrcore.config import dump_experiment, load_experiment
-    from rrcore.data import save_run_metadata
+    from rrcore.config import load_experiment
+    from rrcore.provenance import record
     from rrcore.registry import get_registry
     from rrcore.solve import load_model, run_metadata
 
     directory = Path(directory)
     check_destination(directory)
-    checkpoint = resolve_checkpoint(reference)
+    partial = _clear_partial(directory)
     registry = registry or get_registry()
-    experiment = load_experiment(checkpoint / "config.toml", [], registry)
-    metadata, _ = run_metadata(checkpoint.parent.parent, experiment, registry)
-    model = load_model(checkpoint, experiment, metadata, registry, torch.device("cpu"))
-    try:
-        step = int(json.loads((checkpoint / "trainer.json").read_text())["step"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError) as error:
-        raise CheckpointError(f"{checkpoint / 'trainer.json'}: unreadable ({error})") from None
+    with hold_checkpoint(reference) as checkpoint:
+        experiment = load_experiment(checkpoint / "config.toml", [], registry)
+        metadata, _ = run_metadata(checkpoint.parent.parent, experiment, registry)
+        model = load_model(checkpoint, experiment, metadata, registry, torch.device("cpu"))
+        step = read_trainer_state(checkpoint)["step"]
     state = model.state_dict()
     parameters = sum(p.numel() for p in model.parameters())
     info = {
@@ -198,25 +236,39 @@ def export(reference: str | Path, directory: str | Path, registry: Any = None) -
         "source": str(checkpoint.resolve()),
         "rrcore_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "provenance": record(experiment, registry),  # what to install to load it (rrcore.provenance)
     }
-    from safetensors.torch import save_file
-
-    partial = directory.with_name(f".{directory.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_file(
-        unique_tensors(state),
-        str(partial / WEIGHTS_FILE),
-        metadata={"format": FORMAT, "model": experiment.model.plugin, "step": str(step)},
-    )
-    (partial / "config.toml").write_text(dump_experiment(experiment))
-    save_run_metadata(partial, metadata)
-    (partial / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    (partial / "README.md").write_text(describe(info))
-    if directory.exists():
-        directory.rmdir()  # empty, checked above
-    os.replace(partial, directory)
+    _write(partial, directory, unique_tensors(state), experiment, metadata, info)
     return info
+
+
+def _write(
+    partial: Path, directory: Path, tensors: dict[str, torch.Tensor], experiment: Any, metadata: Any, info: dict
+) -> None:
+    """Write the export into ``partial`` and rename it to ``directory`` (new or empty);
+    any failure, a full disk included, removes ``partial``."""
+    from safetensors.torch import save
+
+    from rrcore.config import dump_experiment
+    from rrcore.data import save_run_metadata
+
+    partial.mkdir(parents=True)
+    try:
+        with reporting_full_disk(directory):
+            # Bytes written by Python: a full disk is an OSError (safetensors' save_file
+            # reports it in a message only).
+            weights = save(tensors, metadata={"format": FORMAT, "model": info["model"], "step": str(info["step"])})
+            (partial / WEIGHTS_FILE).write_bytes(weights)
+            (partial / "config.toml").write_text(dump_experiment(experiment))
+            save_run_metadata(partial, metadata)
+            (partial / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+            (partial / "README.md").write_text(describe(info))
+        if directory.exists():
+            directory.rmdir()  # empty, checked above
+        os.replace(partial, directory)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -238,7 +290,7 @@ by rrcore {info["rrcore_version"]} on {info["created"]} from `{info["source"]}`.
 | `model.safetensors` | the weights and persistent buffers (safetensors: loading runs no code) |
 | `config.toml` | the resolved experiment it was trained with |
 | `dataset.json` | the training data set's metadata (vocabulary, sequence length, puzzle identifiers) |
-| `export.json` | this description, for programs |
+| `export.json` | this description, for programs, with the packages and versions that made it (`provenance`) |
 
 With rr and the plugins named in `config.toml` installed:
 

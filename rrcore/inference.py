@@ -33,7 +33,7 @@ from torch import Tensor
 from rrcore.evaluation import all_reduce_sum, gather_to_rank0
 from rrcore.nn import IGNORE_LABEL
 from rrcore.protocols import Batch, PuzzleTask
-from rrcore.validators import at_least, non_negative
+from rrcore.validators import STEP_COUNT_MAX, at_least, in_range, non_negative
 
 POOL_BYTES = 1 << 30
 """Rough device memory for one pool of puzzles (inputs, labels, results); larger
@@ -71,7 +71,7 @@ class EvalConfig:
     """
 
     halting: Literal["fixed", "adaptive"] = "fixed"
-    max_steps: int = attrs.field(default=0, validator=non_negative)
+    max_steps: int = attrs.field(default=0, validator=in_range(0, STEP_COUNT_MAX))
     sync_every: int = attrs.field(default=8, validator=at_least(1))
     augmentations: int = attrs.field(default=0, validator=non_negative)
     seed: int = attrs.field(default=0, validator=non_negative)
@@ -251,8 +251,10 @@ def run_pool(
     cursor = torch.zeros((), dtype=torch.long, device=work.device)
     finished = torch.zeros((), dtype=torch.long, device=work.device)
     act_steps = 0
+    # Past every puzzle of the pool run one after another to the cap, more steps are waste.
+    steps_between_looks = min(sync_every, work.count * max_steps + 1)
     while True:
-        for _ in range(sync_every):
+        for _ in range(steps_between_looks):
             index, cursor = _refill(carry, cursor)
             batch = work.batch_for(index)
             if noise is not None:

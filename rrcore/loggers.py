@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import attrs
 
+from rrcore.files import is_disk_full, reporting_full_disk
 from rrcore.validators import positive
 
 METRICS_FILE = "metrics.jsonl"  # read back by rr report, the plots, rr sweep and the run-folder check
@@ -46,11 +47,17 @@ class JsonlLogger:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in metrics.items()}
-        self._file.write(json.dumps({"step": step, "time": time.time(), **clean}) + "\n")
-        self._file.flush()
+        with reporting_full_disk(self.path):
+            self._file.write(json.dumps({"step": step, "time": time.time(), **clean}) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            # The line that did not fit was reported by log(); readers skip a cut line.
 
 
 @attrs.define

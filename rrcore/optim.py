@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from rrcore.distributed import all_reduce_gradients
 from rrcore.nn import CastedEmbedding, ReasoningHeads
 from rrcore.schedule import cosine_with_warmup
-from rrcore.validators import Each, OutOfRange, in_range, non_negative, positive
+from rrcore.validators import RATE_MAX, Each, OutOfRange, in_range
 
 
 def _update_eager(
@@ -223,8 +223,8 @@ class PuzzleEmbOptimizerConfig:
     decoupled and applies only to the rows in the batch.
     """
 
-    lr: float = attrs.field(default=1e-2, validator=non_negative)
-    weight_decay: float = attrs.field(default=0.1, validator=non_negative)
+    lr: float = attrs.field(default=1e-2, validator=in_range(0, RATE_MAX))
+    weight_decay: float = attrs.field(default=0.1, validator=in_range(0, RATE_MAX))
 
 
 MAIN_PART = "model"
@@ -267,8 +267,8 @@ class OptimizerGroupConfig:
     """
 
     params: list[str] = attrs.field(validator=_parameter_selection)
-    lr: float = attrs.field(validator=positive)
-    weight_decay: float | None = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
+    lr: float = attrs.field(validator=in_range(0, RATE_MAX, low_open=True))
+    weight_decay: float | None = attrs.field(default=None, validator=attrs.validators.optional(in_range(0, RATE_MAX)))
     betas: list[float] | None = attrs.field(default=None, validator=_two_betas)
 
 

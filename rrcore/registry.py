@@ -2,8 +2,10 @@
 
 The registry loads the core's built-in plugins (``DEFAULT_PLUGINS``) and then
 every module named under the ``rr`` entry-point group. A plugin that fails to
-import is recorded in :attr:`Registry.failures` and the others still load; two
-plugins registering the same name for one kind is an error naming both.
+import is recorded in :attr:`Registry.failures` and the others still load (so is a
+plugin whose entry-point name another plugin took). A name that two plugins register
+for one kind is ambiguous: neither is used, looking it up is an
+:class:`AmbiguousPluginError` naming both distributions, and every other name works.
 
 Environment variables (useful when a broken plugin is installed):
 
@@ -45,6 +47,11 @@ class UnknownPluginError(KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class AmbiguousPluginError(UnknownPluginError, RegistryError):
+    """A name that several plugins registered for one kind; the message names their
+    distributions and how to keep one."""
 
 
 def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -203,6 +210,9 @@ class Registry:
         self.plugins: list[PluginInfo] = []
         self.failures: list[PluginFailure] = []
         self.components: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
+        self.ambiguous: dict[str, dict[str, list[Spec]]] = {kind: {} for kind in KINDS}
+        """Names registered more than once for a kind, with every registration (none of
+        them is in :attr:`components`)."""
         self._origin: dict[int, tuple[str, str]] = {}
 
     @property
@@ -244,13 +254,11 @@ class Registry:
                     f"{_HOOK_FOR_KIND[kind][0]}; expected {spec_class.__name__}"
                 )
             spec = attrs.evolve(spec, distribution=distribution, version=version)
-            existing = self.components[kind].get(spec.name)
-            if existing is not None:
-                raise RegistryError(
-                    f"{kind} {spec.name!r} is registered twice: by {existing.distribution} and by "
-                    f"{distribution}; uninstall one or set RR_DISABLE_PLUGINS"
-                )
-            self.components[kind][spec.name] = spec
+            existing = self.components[kind].pop(spec.name, None)
+            if existing is not None or spec.name in self.ambiguous[kind]:
+                self.ambiguous[kind].setdefault(spec.name, [existing]).append(spec)
+            else:
+                self.components[kind][spec.name] = spec
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Load every plugin of the entry-point group, isolating import failures."""
@@ -263,6 +271,14 @@ class Registry:
             if entry_point.name in disabled or dist_name in disabled:
                 continue
             if only is not None and entry_point.name not in only and dist_name not in only:
+                continue
+            if self.plugin_manager.has_plugin(entry_point.name):
+                first = self._origin[id(self.plugin_manager.get_plugin(entry_point.name))][0]
+                error = (
+                    f"another plugin is named {entry_point.name!r} ({first}); uninstall one "
+                    f"or set RR_DISABLE_PLUGINS={dist_name}"
+                )
+                self.failures.append(PluginFailure(entry_point.name, dist_name, dist_version, error, error))
                 continue
             try:
                 module = entry_point.load()
@@ -284,11 +300,41 @@ class Registry:
 
     # -- lookup ----------------------------------------------------------------------
 
+    def ambiguity(self, kind: str, name: str) -> str | None:
+        """Why ``name`` of ``kind`` cannot be used (the distributions that registered it),
+        or None when at most one plugin registered it."""
+        specs = self.ambiguous[kind].get(name)
+        if not specs:
+            return None
+        times, others = (
+            ("twice", "the other or naming it")
+            if len(specs) == 2
+            else (f"{len(specs)} times", "the others or naming them")
+        )
+        by = " and by ".join(spec.distribution for spec in specs)
+        return (
+            f"{kind.replace('_', ' ')} {name!r} is registered {times}: by {by}; keep one by "
+            f"uninstalling {others} in RR_DISABLE_PLUGINS (e.g. RR_DISABLE_PLUGINS={specs[-1].distribution})"
+        )
+
+    def conflicts(self) -> list[str]:
+        """:meth:`ambiguity` of every ambiguous name, by kind then name."""
+        return [self.ambiguity(kind, name) or "" for kind in KINDS for name in sorted(self.ambiguous[kind])]
+
+    def find(self, kind: str, name: str) -> Spec | None:
+        """The component ``name`` of ``kind``, or None when no plugin registered it; an
+        ambiguous name raises :class:`AmbiguousPluginError`."""
+        why = self.ambiguity(kind, name)
+        if why is not None:
+            raise AmbiguousPluginError(why)
+        return self.components[kind].get(name)
+
     def get(self, kind: str, name: str) -> Spec:
         """The component ``name`` of ``kind``; unknown names list what is available."""
         available = self.components[kind]
-        if name in available:
-            return available[name]
+        found = self.find(kind, name)
+        if found is not None:
+            return found
         message = (
             f"unknown {kind.replace('_', ' ')} plugin {name!r}; available: {', '.join(sorted(available)) or 'none'}"
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,16 @@ from torch import nn
 from rrcore import distributed
 from rrcore.act import ACTModel, CompiledStep
 from rrcore.checkpoint import CheckpointError, Stateful, load_file, load_parts
-from rrcore.config import ConfigError, Experiment, tomllib
+from rrcore.config import ConfigError, Experiment, dumps_toml, tomllib
 from rrcore.data import DataSourceError, PuzzleDataset, data_cache_dir
 from rrcore.ema import EMA
+from rrcore.files import is_disk_full
 from rrcore.inference import eval_mode
 from rrcore.nn import SignSGD, SparsePuzzleEmbedding
 from rrcore.optim import MAIN_PART, PUZZLE_EMB_PART, LRSchedule, Optimizers, assign_parameters
 from rrcore.protocols import Batch, BatchAugmenter, EvalContext, ModelContext
 from rrcore.registry import Registry, Spec, get_registry
+from rrcore.validators import INT64_MAX, show
 
 
 class TrainingError(RuntimeError):
@@ -48,6 +51,8 @@ def build(spec: Spec, *args: Any) -> Any:
     except DataSourceError as error:  # the input is wrong, not the plugin: exit 2, one line
         raise ConfigError(f"data plugin {spec.name!r}: {error}") from error
     except Exception as error:
+        if is_disk_full(error):  # the disk, not the plugin: one line naming the file
+            raise
         raise TrainingError(
             f"{spec.kind.replace('_', ' ')} plugin {spec.name!r} ({spec.distribution} "
             f"{spec.version}) failed: {type(error).__name__}: {error}"
@@ -189,8 +194,7 @@ class Run:
     def check_fits(self, path: Path, saved: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` saying what differs when a checkpoint's model or
         optimizer is not this experiment's (loading would fail later, deep in torch)."""
-        saved_config = path / "config.toml"
-        config = tomllib.loads(saved_config.read_text()) if saved_config.exists() else {}
+        config = saved_config(path)
         mine = self.experiment.to_dict()
         advice = "resume with the experiment it was trained with, or start a new run (another --run-dir)"
         for section in ("model", "optimizer") if self.optimizers is not None else ("model",):
@@ -307,9 +311,7 @@ def build_run(
     torch.manual_seed(experiment.run.seed)
     data_dir = build_data(experiment, registry, info.rank)
     train_data, eval_data = _open_data(experiment, data_dir, layout, info.device)
-    total_steps = max(1, int(train.epochs * train_data.steps_per_epoch))
-    if train.max_steps:
-        total_steps = min(total_steps, train.max_steps)
+    total_steps = _total_steps(experiment, train_data.steps_per_epoch)
 
     forward_dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
     model = _build_model(
@@ -412,6 +414,52 @@ def build_data(experiment: Experiment, registry: Registry, rank: int = 0) -> Pat
     return path
 
 
+def _total_steps(experiment: Experiment, steps_per_epoch: float) -> int:
+    """The run's optimizer steps: ``train.epochs`` of ``steps_per_epoch``, at most
+    ``train.max_steps``. A key counted in epochs (``epochs`` unless ``max_steps`` caps the
+    run, ``eval_interval``, ``checkpoint_interval``) that comes to more steps than an int64
+    holds is a :class:`ConfigError` naming it: checked before training, so no work is lost."""
+    train = experiment.train
+    keys = ([] if train.max_steps else ["epochs"]) + ["eval_interval", "checkpoint_interval"]
+    for key in keys:
+        epochs = getattr(train, key)
+        if epochs * steps_per_epoch > INT64_MAX:
+            raise ConfigError(
+                f"{experiment.source}: train.{key} = {show(epochs)}: at {steps_per_epoch:g} steps per epoch "
+                f"that is more than 2**63 - 1 steps; use at most {INT64_MAX / steps_per_epoch:g}"
+            )
+    steps = train.epochs * steps_per_epoch
+    return max(1, int(min(steps, train.max_steps) if train.max_steps else steps))
+
+
+def saved_config(checkpoint: Path) -> dict[str, Any]:
+    """The experiment a checkpoint folder was saved with (its ``config.toml``), as plain
+    data; empty when it has none (checkpoints of early versions)."""
+    file = checkpoint / "config.toml"
+    if not file.exists():
+        return {}
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:
+        raise CheckpointError(f"{file}: unreadable ({error}); the checkpoint is damaged") from None
+
+
+def check_same_data(checkpoint: Path, experiment: Experiment) -> None:
+    """Refuse (:class:`ConfigError`, naming each changed key with both values) to resume
+    ``checkpoint`` on other data than it was trained on: ``experiment``'s ``[data]`` must
+    match the checkpoint's, key by key (a key only one of them has, as after an upgrade of
+    the data plugin, is not compared)."""
+    was = saved_config(checkpoint).get("data", {})
+    now = tomllib.loads(dumps_toml({"data": experiment.to_dict()["data"]}))["data"]  # as the file writes it
+    keys = ["plugin"] if was.get("plugin", now["plugin"]) != now["plugin"] else [k for k in now if k in was]
+    changed = [f"data.{key} = {show(was[key])} there, {show(now[key])} here" for key in keys if was[key] != now[key]]
+    if changed:
+        raise ConfigError(
+            f"{checkpoint} was trained on other data ({'; '.join(changed)}); resume with the [data] it "
+            f"was trained with, or start a new run from its weights with train.init_from = {str(checkpoint)!r}"
+        )
+
+
 def _open_data(
     experiment: Experiment, data_dir: Path, layout: BatchLayout, device: torch.device
 ) -> tuple[PuzzleDataset, PuzzleDataset | None]:
@@ -436,14 +484,39 @@ def _open_data(
         return train_data, None
     eval_data = PuzzleDataset(
         data_dir / "test",
-        global_batch_size=train.eval_global_batch_size or train.global_batch_size,
+        global_batch_size=layout.world_size,  # batched below, once the split's size is known
         rank=layout.rank,
         world_size=layout.world_size,
         seed=experiment.run.seed,
         device=device,
         on_device=train_data.on_device,
     )
-    return train_data, eval_data
+    return train_data, eval_data.rebatched(_eval_batch_size(experiment, eval_data.num_examples, layout))
+
+
+def _eval_batch_size(experiment: Experiment, examples: int, layout: BatchLayout) -> int:
+    """The evaluation's global batch: ``train.eval_global_batch_size`` (0: the training
+    batch), but one set above the padded test set (its examples rounded up to a multiple of
+    the ranks) is that: every example is then in one batch, and more rows would be padding
+    only, memory and time spent on nothing. A user would mean just that, and evaluation
+    results do not change (each row is evaluated alone), so the value is lowered, with a note."""
+    train = experiment.train
+    whole = max(1, -(-examples // layout.world_size)) * layout.world_size
+    if train.eval_global_batch_size > whole:
+        if layout.rank == 0:
+            print(
+                f"rr: note: train.eval_global_batch_size = {train.eval_global_batch_size} is more than the "
+                f"{examples} test examples; evaluating in one batch of {whole}",
+                file=sys.stderr,
+            )
+        return whole
+    batch = train.eval_global_batch_size or train.global_batch_size
+    if batch % layout.world_size:
+        raise ConfigError(
+            f"{experiment.source}: train.eval_global_batch_size = {batch} does not divide into "
+            f"{layout.world_size} ranks; use a multiple of {layout.world_size}"
+        )
+    return batch
 
 
 def _build_batch_augmenter(run: Run) -> tuple[BatchAugmenter | None, torch.Generator | None]:

@@ -5,7 +5,7 @@ The checkpoint's experiment names the data set; that data set's task plugin
 it by the task's own rules. The data set itself is not needed: the run folder keeps
 a copy of its metadata (vocabulary, sequence length, puzzle identifiers). The model
 runs :func:`rrcore.inference.run_pool` on a pool of one puzzle with one slot,
-recording the prediction after every step.
+recording the prediction after every step (K copies in K slots with ``[eval] trajectories``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from rrcore.config import ConfigError, Experiment, load_experiment
 from rrcore.data import RUN_METADATA_FILE, DatasetMetadata
 from rrcore.distributed import pick_device
-from rrcore.export import is_export, load_weights, resolve_source
-from rrcore.inference import run_pool, task_for
+from rrcore.export import hold_source, is_export, load_weights
+from rrcore.inference import TrajectoryNoise, run_pool, task_for
 from rrcore.nn import IGNORE_LABEL
 from rrcore.protocols import Check, Puzzle, PuzzleTask
 
@@ -31,7 +31,9 @@ class Solution:
     """What the model made of one puzzle: ``inputs`` and ``prediction`` token rows,
     ``steps`` used of at most ``max_steps``, ``q_halt`` (logit) at the last step,
     ``trace`` (steps, L) the prediction after every step, the task's ``check`` and its
-    ``note`` on how the puzzle was posed (:class:`~rrcore.protocols.Puzzle`)."""
+    ``note`` on how the puzzle was posed (:class:`~rrcore.protocols.Puzzle`). With
+    several ``trajectories`` (noisy runs, ``[eval] trajectories``) these are the run with
+    the highest Q-halt, and ``agreeing`` counts the runs (it included) that gave its answer."""
 
     inputs: np.ndarray
     prediction: np.ndarray
@@ -41,6 +43,8 @@ class Solution:
     trace: np.ndarray
     check: Check
     note: str = ""
+    trajectories: int = 1
+    agreeing: int = 1
 
     @property
     def confidence(self) -> float:
@@ -62,15 +66,16 @@ class Solver:
     def __init__(self, reference: str | Path, overrides: list[str] = ()) -> None:
         from rrcore.registry import get_registry
 
-        self.checkpoint = resolve_source(reference)
-        self.experiment: Experiment = load_experiment(self.checkpoint / "config.toml", list(overrides))
-        self.registry = get_registry()
-        folder = self.checkpoint if is_export(self.checkpoint) else self.checkpoint.parent.parent
-        self.metadata, self.metadata_source = run_metadata(folder, self.experiment, self.registry)
-        self.device = pick_device(self.experiment.run.device)
-        if self.device.type == "cpu" and self.experiment.run.cpu_threads:
-            torch.set_num_threads(self.experiment.run.cpu_threads)
-        self.loss_head = load_for_inference(self.checkpoint, self.experiment, self.metadata, self.registry, self.device)
+        with hold_source(reference) as checkpoint:  # a run saving meanwhile rotates others, not this one
+            self.checkpoint = checkpoint
+            self.experiment: Experiment = load_experiment(checkpoint / "config.toml", list(overrides))
+            self.registry = get_registry()
+            folder = checkpoint if is_export(checkpoint) else checkpoint.parent.parent
+            self.metadata, self.metadata_source = run_metadata(folder, self.experiment, self.registry)
+            self.device = pick_device(self.experiment.run.device)
+            if self.device.type == "cpu" and self.experiment.run.cpu_threads:
+                torch.set_num_threads(self.experiment.run.cpu_threads)
+            self.loss_head = load_for_inference(checkpoint, self.experiment, self.metadata, self.registry, self.device)
         task = task_for(self.registry, self.experiment.data, self.metadata)
         if task is None:
             raise ConfigError(
@@ -83,7 +88,9 @@ class Solver:
         """Parse ``text`` with the task, run the model and check its answer.
 
         ``max_steps``: the step cap (0: the experiment's ``[eval]`` cap);
-        :class:`~rrcore.protocols.PuzzleError` when the task cannot read the puzzle.
+        :class:`~rrcore.protocols.PuzzleError` when the task cannot read the puzzle. With
+        ``[eval] trajectories`` K > 1 the puzzle runs K times, all but the first with the
+        ``[eval]`` trajectory noise, and the answer is the run with the highest Q-halt.
         """
         parsed = self.task.parse(text)
         puzzle = parsed if isinstance(parsed, Puzzle) else Puzzle(parsed)
@@ -95,27 +102,32 @@ class Solver:
                 f"the model reads {metadata.seq_len}"
             )
         device = self.device
-        tokens = torch.as_tensor(inputs.astype(np.int64), device=device)[None].to(torch.int32)
+        settings = self.experiment.eval
+        runs = settings.trajectories
+        tokens = torch.as_tensor(inputs.astype(np.int64), device=device)[None].to(torch.int32).repeat(runs, 1)
         pool = {
             "inputs": tokens,
             "labels": torch.full_like(tokens, IGNORE_LABEL, dtype=torch.long),
-            "puzzle_identifiers": torch.full((1,), metadata.blank_identifier_id, dtype=torch.int32, device=device),
+            "puzzle_identifiers": torch.full((runs,), metadata.blank_identifier_id, dtype=torch.int32, device=device),
         }
-        cap = max_steps or self.experiment.eval.step_cap(self.experiment.act.halt_max_steps)
+        cap = max_steps or settings.step_cap(self.experiment.act.halt_max_steps)
         head = self.loss_head
         result = run_pool(
             head,
             head,
             pool,
-            batch_size=1,
+            batch_size=runs,
             max_steps=cap,
             adaptive=adaptive,
             q_continue=self.experiment.act.q_continue,
             sync_every=1,
             trace=True,
+            noise=TrajectoryNoise.from_settings(head, settings),
         )
-        steps = int(result.steps[0])
-        prediction = result.preds[0].cpu().numpy()
+        best = int(result.q_halt.argmax())  # the first run on a tie: the noiseless one
+        agreeing = int((result.preds == result.preds[best]).all(-1).sum())
+        steps = int(result.steps[best])
+        prediction = result.preds[best].cpu().numpy()
         if puzzle.answer is None:
             check = self.task.check(inputs, prediction)
         else:
@@ -125,10 +137,12 @@ class Solver:
             prediction,
             steps,
             cap,
-            float(result.q_halt[0]),
-            result.trace[0, :steps].cpu().numpy(),
+            float(result.q_halt[best]),
+            result.trace[best, :steps].cpu().numpy(),
             check,
             puzzle.note,
+            runs,
+            agreeing,
         )
 
 
@@ -180,12 +194,21 @@ def load_for_inference(
 
 def read_puzzle(argument: str, stdin: Any) -> str:
     """The puzzle text of ``rr solve``'s argument: ``-`` reads stdin, an existing file
-    is read, anything else is the puzzle itself."""
-    if argument == "-":
-        return stdin.read()
-    path = Path(argument)
+    is read, anything else is the puzzle itself. A file or stdin that is not UTF-8 text is
+    an :class:`~rrcore.cli_input.InputError` naming it."""
+    from rrcore.cli_input import InputError
+
+    where = "stdin" if argument == "-" else argument
     try:
-        is_file = len(argument) < 4096 and path.is_file()
-    except OSError:
-        is_file = False
-    return path.read_text(encoding="utf-8-sig") if is_file else argument
+        if argument == "-":
+            return stdin.read()
+        path = Path(argument)
+        try:
+            is_file = len(argument) < 4096 and path.is_file()
+        except OSError:
+            is_file = False
+        return path.read_text(encoding="utf-8-sig") if is_file else argument
+    except UnicodeDecodeError as error:
+        raise InputError(f"{where}: not a puzzle in text (byte {error.start} is not UTF-8)") from None
+    except OSError as error:
+        raise InputError(f"{where}: cannot read the puzzle ({error.strerror})") from None

@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 import torch
 
-from rrcore.checkpoint import CheckpointError, resolve_checkpoint
+from rrcore.checkpoint import CheckpointError, hold_checkpoint
 from rrcore.config import Experiment, load_experiment
 from rrcore.inference import eval_mode
 from rrcore.nn import IGNORE_LABEL
@@ -63,9 +63,12 @@ def open_run(
     checkpoint: str = "latest",
     untrained: bool = False,
     registry=None,
+    untrained_option: bool = False,
 ) -> Iterator[OpenRun]:
     """Rebuild the run in ``run_dir`` from ``checkpoint`` (``latest``, ``step_N`` or a path),
-    or with freshly initialised weights (the run's seed) when ``untrained``."""
+    or with freshly initialised weights (the run's seed) when ``untrained``.
+    ``untrained_option``: the command has ``--untrained``, which a missing checkpoint's
+    message then suggests."""
     from rrcore import distributed
     from rrcore.run import build_run
 
@@ -74,14 +77,16 @@ def open_run(
     experiment = load_experiment(config, list(overrides), registry)
     try:
         path = None
-        if not untrained:
-            try:
-                path = resolve_checkpoint(checkpoint, folder / "checkpoints")
-            except CheckpointError as error:
-                raise RunInputError(f"{error} (train longer, or use --untrained for fresh weights)") from None
-        run = build_run(experiment, registry, optimizers=False, evaluators=False)
-        if path is not None:
-            run.restore(path)
+        with contextlib.ExitStack() as holding:  # a run saving meanwhile rotates others, not this one
+            if not untrained:
+                try:
+                    path = holding.enter_context(hold_checkpoint(checkpoint, folder / "checkpoints"))
+                except CheckpointError as error:
+                    fresh = ", or use --untrained for fresh weights" if untrained_option else ""
+                    raise RunInputError(f"{error} (train longer{fresh})") from None
+            run = build_run(experiment, registry, optimizers=False, evaluators=False)
+            if path is not None:
+                run.restore(path)
         yield OpenRun(folder, experiment, run, path)
     finally:
         distributed.teardown()

@@ -8,6 +8,10 @@ a scheduler. After every run the sweep writes ``sweep.json`` and ``sweep.md`` (t
 of values, status, steps, time and final evaluation metrics), so an interrupted sweep
 still leaves its table.
 
+A sweep holds at most :data:`MAX_RUNS` runs, each validated before the first starts; a
+larger grid is refused with its count, or (``--print-commands``) streamed, each value
+validated once.
+
 Signals: SIGINT (Ctrl-C) or SIGTERM stops the sweep. The run in progress gets the signal
 once (it runs in a process group of its own, so a terminal's Ctrl-C is not delivered
 twice), saves a checkpoint and prints its own resume command; the sweep then stops
@@ -26,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,9 @@ from rrcore.registry import Registry
 from rrcore.rundir import previous_run
 
 EXIT_SIGNAL = 128
+MAX_RUNS = 10_000
+"""The most runs one sweep holds: each is validated before the first starts and kept in
+sweep.json. A larger grid is refused with its count; ``--print-commands`` streams it."""
 
 
 @attrs.define
@@ -109,31 +116,71 @@ def _folder_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+=-]+", "_", text).strip("_") or "_"
 
 
-def plan(axes: list[Axis], settings: list[str], sweep_dir: Path, run_name: str) -> list[SweepRun]:
-    """Every grid point (the first axis varies slowest) as a :class:`SweepRun`."""
-    seen = {axis.key for axis in axes}
-    if len(seen) != len(axes):
+def _tokens(axis: Axis) -> list[str]:
+    """Each value of ``axis`` as folder names show it, unique within the axis (values that
+    differ only in characters a folder name drops get -2, -3, ...), so every grid point's
+    name is unique without remembering the names already given."""
+    tokens: list[str] = []
+    for value in axis.values:
+        token = base = _folder_safe(value)
+        n = 2
+        while token in tokens:
+            token, n = f"{base}-{n}", n + 1
+        tokens.append(token)
+    return tokens
+
+
+def iter_plan(axes: list[Axis], settings: list[str], sweep_dir: Path, run_name: str) -> Iterator[SweepRun]:
+    """Every grid point (the first axis varies slowest) as a :class:`SweepRun`, one at a
+    time: ``--print-commands`` streams a grid too large to hold."""
+    if len({axis.key for axis in axes}) != len(axes):
         raise ConfigError("--grid: a key is given twice; put all its values in one --grid KEY=V1,V2")
     short = _short_keys(axes)
-    runs, names = [], set()
-    for point in itertools.product(*(axis.values for axis in axes)):
-        name = ",".join(f"{key}={_folder_safe(value)}" for key, value in zip(short, point))
-        unique, n = name, 2
-        while unique in names:  # values that differ only in characters a folder name drops
-            unique, n = f"{name}-{n}", n + 1
-        names.add(unique)
-        overrides = [
-            *settings,
-            *(f"{axis.key}={value}" for axis, value in zip(axes, point)),
-            f"run.name={run_name}-{unique}",
-        ]
-        runs.append(
-            SweepRun(unique, {axis.key: value for axis, value in zip(axes, point)}, overrides, sweep_dir / unique)
+    columns = [list(zip(axis.values, _tokens(axis))) for axis in axes]
+    for point in itertools.product(*columns):
+        name = ",".join(f"{key}={token}" for key, (_, token) in zip(short, point))
+        values = {axis.key: value for axis, (value, _) in zip(axes, point)}
+        overrides = [*settings, *(f"{key}={value}" for key, value in values.items()), f"run.name={run_name}-{name}"]
+        yield SweepRun(name, values, overrides, sweep_dir / name)
+
+
+def plan(axes: list[Axis], settings: list[str], sweep_dir: Path, run_name: str) -> list[SweepRun]:
+    """Every grid point (the first axis varies slowest) as a :class:`SweepRun`."""
+    return list(iter_plan(axes, settings, sweep_dir, run_name))
+
+
+def grid_size(axes: list[Axis]) -> int:
+    """How many runs the grid holds."""
+    return math.prod(len(axis.values) for axis in axes)
+
+
+def grid_shape(axes: list[Axis]) -> str:
+    """``"2000 x 2000"``: the values of each axis."""
+    return " x ".join(str(len(axis.values)) for axis in axes)
+
+
+def check_size(axes: list[Axis], streaming: bool) -> int:
+    """The grid's number of runs; above :data:`MAX_RUNS` a :class:`ConfigError` saying how
+    to go on, unless ``streaming`` (``--print-commands``, which holds one run at a time)."""
+    runs = grid_size(axes)
+    if runs > MAX_RUNS and not streaming:
+        raise ConfigError(
+            f"--grid: {runs:,} runs ({grid_shape(axes)}); one sweep runs at most {MAX_RUNS:,}: split the "
+            f"grid into several sweeps, or add --print-commands to hand the commands to a scheduler"
         )
     return runs
 
 
-def check(experiment_path: str, runs: list[SweepRun], registry: Registry | None) -> None:
+def edge_runs(axes: list[Axis], settings: list[str], sweep_dir: Path, run_name: str) -> Iterator[SweepRun]:
+    """One grid point per value of each axis, the other axes at their first value: what
+    :func:`check` validates when the whole grid is too large to (beyond :data:`MAX_RUNS`,
+    ``--print-commands`` only) - every value once, not every combination."""
+    for i in range(len(axes)):
+        reduced = [axis if j == i else Axis(axis.key, axis.values[:1]) for j, axis in enumerate(axes)]
+        yield from iter_plan(reduced, settings, sweep_dir, run_name)
+
+
+def check(experiment_path: str, runs: Iterable[SweepRun], registry: Registry | None) -> None:
     """Validate every grid point before the first run starts: a mistake is found in
     seconds, not after the first runs' hours."""
     for run in runs:

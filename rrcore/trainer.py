@@ -14,6 +14,8 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import torch.distributed as dist
 from rrcore import distributed
 from rrcore.act import Carry
 from rrcore.checkpoint import (
+    hold_checkpoint,
     load_checkpoint,
     load_parts,
     rank_state_for_layout,
@@ -32,18 +35,19 @@ from rrcore.checkpoint import (
     state_of,
 )
 from rrcore.clock import TrainingClock
-from rrcore.config import Experiment, RunConfig, dump_experiment
+from rrcore.config import ConfigError, Experiment, RunConfig, dump_experiment
 from rrcore.data import StreamPosition, save_run_metadata
 from rrcore.export import check_init_from, is_export
+from rrcore.files import DiskFullError, atomic_write_text, disk_full_error
 from rrcore.metrics import reduce_metrics
 from rrcore.progress import TrainingProgress
 from rrcore.protocols import RunContext
+from rrcore.provenance import write_provenance
 from rrcore.registry import Registry
-from rrcore.run import Run, TrainingError, build, build_run, join, run_evaluation
+from rrcore.run import Run, TrainingError, build, build_run, check_same_data, join, run_evaluation, saved_config
 from rrcore.rundir import (
-    check_unused,
+    claim,
     default_run_dir,
-    move_aside,
     resume_command,
     write_resume_script,
 )
@@ -169,8 +173,9 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(experiment)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         init_from = None if resume else check_init_from(experiment)
-        if not resume:
-            self._claim_run_dir(overwrite)
+        if resume:  # a missing checkpoint is refused before the run folder is touched
+            resolve_checkpoint(resume, self.checkpoint_dir)
+        self._release_run_dir = self._claim_run_dir(overwrite, bool(resume))
         self.run = run = build_run(experiment, registry)
         if init_from is not None:
             run.start_from(init_from, f"{experiment.source}: train.init_from = {experiment.train.init_from!r}")
@@ -209,17 +214,25 @@ class Trainer:
             self.step,
         )
 
-    def _claim_run_dir(self, overwrite: bool) -> None:
-        """A new run gets a folder of its own: refuse one holding another run, or (with
-        ``overwrite``) move that run aside. Before any data is built, so refusing is quick."""
-        if not overwrite:
-            check_unused(self.run_dir)
-            return
+    def _claim_run_dir(self, overwrite: bool, resume: bool) -> Callable[[], Any]:
+        """Make this run its folder's one writer (:func:`rrcore.rundir.claim`; rank 0 holds the
+        lock): refuse a folder of other files or one another run writes; a new run also refuses
+        one holding another run, or (with ``overwrite``) moves that run aside. Before any data
+        is built, so refusing is quick. Returns what gives the lock back: called at the end of
+        :meth:`train`, else when the trainer is dropped (or the process ends)."""
+        refusal, lock = None, None
         if self.rank == 0:
-            aside = move_aside(self.run_dir)
-            if aside is not None:
-                print(f"rr: moved the previous run in {self.run_dir} to {aside}", file=sys.stderr)
-        distributed.barrier()
+            try:
+                lock, aside = claim(self.run_dir, resume=resume, overwrite=overwrite)
+            except ConfigError as error:
+                refusal = str(error)
+            else:
+                if aside is not None:
+                    print(f"rr: moved the previous run in {self.run_dir} to {aside}", file=sys.stderr)
+        refusal = distributed.from_rank0(refusal)  # every rank stops, with rank 0's reason
+        if refusal is not None:
+            raise ConfigError(refusal)
+        return weakref.finalize(self, lock.release) if lock is not None else (lambda: None)
 
     def _interval_steps(self, epochs: float) -> int:
         return max(1, round(epochs * self.train_data.steps_per_epoch)) if epochs > 0 else 0
@@ -253,18 +266,30 @@ class Trainer:
         return self.last_checkpoint
 
     def _restore(self, reference: str) -> float:
-        """Load checkpoint ``reference``; returns the training seconds it had run."""
+        """Load checkpoint ``reference``; returns the training seconds it had run. A checkpoint
+        of other data is refused (:func:`~rrcore.run.check_same_data`); with another global
+        batch the run goes on from the same place in the data stream, its ACT carries restarted
+        (each row then starts its next example afresh), as with another rank layout."""
         path = resolve_checkpoint(reference, self.checkpoint_dir)
-        shared, per_rank, progress = load_checkpoint(path, self.rank)
+        check_same_data(path, self.experiment)
+        shared, per_rank, progress = load_checkpoint(path, self.rank)  # trainer.json checked
         self.run.restore(path, shared)
-        self.step = int(progress["step"])
+        self.step = progress["step"]
         self.position = StreamPosition(*progress["position"])
         train = self.experiment.train
-        if (progress.get("world_size"), progress.get("grad_accum_steps")) != (self.world_size, train.grad_accum_steps):
+        saved_batch = saved_config(path).get("train", {}).get("global_batch_size", train.global_batch_size)
+        if saved_batch != train.global_batch_size and self.rank == 0:
+            print(
+                f"rr: resuming {path} with train.global_batch_size = {train.global_batch_size} (it was "
+                f"{saved_batch}): the data stream goes on where it stopped, ACT carries restarted",
+                file=sys.stderr,
+            )
+        layout = (progress.get("world_size"), progress.get("grad_accum_steps"))
+        if layout != (self.world_size, train.grad_accum_steps) or saved_batch != train.global_batch_size:
             per_rank = rank_state_for_layout(
                 path, progress, self.rank, self.world_size, train.grad_accum_steps, train.global_batch_size
             )
-            if self.rank == 0:
+            if self.rank == 0 and layout != (self.world_size, train.grad_accum_steps):
                 was = f"{progress.get('world_size')} x {progress.get('grad_accum_steps')}"
                 what = "regrouped" if per_rank["carries"] else "restarted (the global batch size changed)"
                 print(
@@ -307,6 +332,7 @@ class Trainer:
                 logger.close()
             if progress:
                 progress.close()
+            self._release_run_dir()  # everything is written: another run may take the folder
         result = TrainResult(
             status,
             self.step,
@@ -348,6 +374,8 @@ class Trainer:
                 self._check_finite(first_bad_step)
                 train_metrics = self._log_training(metric_sums, window_steps, loggers, progress)
                 metric_sums, window_steps = {}, 0
+            elif progress:  # the count moves every step; the numbers, read from the device, at log steps
+                progress.advance(self.step)
             self.registry.hook.rr_on_step_end(
                 context=self.context, step=self.step, metrics=train_metrics if log_now else None
             )
@@ -398,11 +426,27 @@ class Trainer:
         if self.rank != 0:
             return command
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(dump_experiment(self.experiment))
+        # Atomic: a full disk here leaves the previous config.toml (resuming), not an empty one.
+        atomic_write_text(self.run_dir / "config.toml", dump_experiment(self.experiment))
         save_run_metadata(self.run_dir, self.metadata)  # rr solve reads it instead of the data set
-        command = command or resume_command(str(self.run_dir / "config.toml"), [], self.run_dir, self.world_size)
+        write_provenance(self.run_dir, self.experiment, self.registry)  # what made the run: versions, commit
+        command = self._continue_command(command)
         write_resume_script(self.run_dir, command)
         return command
+
+    def _continue_command(self, command: str | None) -> str:
+        return command or resume_command(str(self.run_dir / "config.toml"), [], self.run_dir, self.world_size)
+
+    def disk_full(self, error: OSError, command: str | None = None) -> DiskFullError:
+        """``error``, a write refused for want of space, as one line naming the file, what
+        was kept and how to go on (the checkpoint being written is removed, see
+        :func:`rrcore.checkpoint.save_checkpoint`)."""
+        if self.last_checkpoint is not None:
+            kept = f"the last checkpoint, {self.last_checkpoint}, is intact; free space and continue with: "
+            kept += self._continue_command(command)
+        else:
+            kept = "no checkpoint was saved; free space and start the run again"
+        return DiskFullError(error.filename or self.run_dir, kept)
 
     def _say_how_it_ended(self, result: TrainResult, command: str | None) -> None:
         parts = [f"rr: {result.status} {self.experiment.run.name} at step {result.step} in {result.seconds:.1f}s"]
@@ -514,6 +558,11 @@ def train(
         # under torchrun the first worker to exit gets the others terminated.
         distributed.barrier()
         return result
+    except (OSError, RuntimeError) as error:  # torch.save reports ENOSPC as a RuntimeError
+        full = disk_full_error(error)
+        if full is None:
+            raise
+        raise trainer.disk_full(full, command) from None
     finally:
         distributed.teardown()
 
@@ -541,11 +590,13 @@ def evaluate_checkpoint(
     checkpoint = Path(checkpoint)
     run_dir = checkpoint.parent.parent
     try:
-        run = build_run(experiment, registry, optimizers=False)
         if is_export(checkpoint):
+            run = build_run(experiment, registry, optimizers=False)
             run.start_from(checkpoint)
         else:
-            run.restore(resolve_checkpoint(str(checkpoint), run_dir / "checkpoints"))
+            with hold_checkpoint(str(checkpoint), run_dir / "checkpoints") as path:
+                run = build_run(experiment, registry, optimizers=False)
+                run.restore(path)
         results = run.evaluate(output_dir or default_eval_dir(checkpoint), predictions=predictions, trace=trace)
         return results if run.layout.rank == 0 else None
     finally:

@@ -13,6 +13,7 @@ Plugins use them for their own config classes too.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -28,9 +29,17 @@ class OutOfRange(ValueError):
 
 
 def show(value: Any) -> str:
-    """A number as the user would write it (``-1``, ``0.0001``, ``[0.9, 1.5]``)."""
+    """A value as the user would write it (``-1``, ``0.0001``, ``[0.9, 1.5]``, ``"a b"``); a
+    string quoted, its control characters escaped and, past 60 characters, cut short."""
     if isinstance(value, float):
         return format(value, "g")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[:6]}... ({len(digits)} digits)"
+    if isinstance(value, str):
+        if len(value) > 60:
+            return f"{json.dumps(value[:40], ensure_ascii=False)}... ({len(value)} characters)"
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(show(v) for v in value) + "]"
     return str(value)
@@ -85,6 +94,30 @@ def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool
     return Range(low, high, low_open, high_open)
 
 
+FOLDER_NAME_BYTES = 200
+"""The longest :func:`folder_name`, in UTF-8 bytes: file systems allow 255 (ext4, XFS, APFS),
+and rr adds up to ~15 to a run folder's name (``.old-N``, ``-sweep``, ``-rr-eval``)."""
+
+
+def folder_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """Validator: ``value`` names one folder inside another (``run.name`` in ``run.out_dir``):
+    not empty, ``.`` or ``..``, no ``/`` or ``\\``, no control characters (NUL included),
+    at most :data:`FOLDER_NAME_BYTES` bytes."""
+    if (
+        value in ("", ".", "..")
+        or "/" in value
+        or "\\" in value
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+        or len(value.encode("utf-8", "surrogatepass")) > FOLDER_NAME_BYTES
+    ):
+        raise OutOfRange(
+            attribute.name,
+            value,
+            f"one folder name: not empty, . or .., no / or \\, no control characters, "
+            f"at most {FOLDER_NAME_BYTES} bytes",
+        )
+
+
 positive = Range(low=0, low_open=True)
 """``value > 0``."""
 
@@ -93,3 +126,18 @@ non_negative = at_least(0)
 
 fraction = in_range(0, 1)
 """``0 <= value <= 1`` (rates and probabilities)."""
+
+INT64_MAX = 2**63 - 1
+"""The largest integer a config holds: TOML's integers are 64-bit, and so are the step
+counters, seeds and sizes torch and numpy take (:func:`rrcore.config.structure` refuses
+any integer outside ``[-2**63, 2**63 - 1]``)."""
+
+STEP_COUNT_MAX = 2**31 - 1
+"""The most ACT steps a row can take (``act.halt_max_steps``, ``eval.max_steps``): the
+carry counts them in int32."""
+
+RATE_MAX = 1e6
+"""The largest learning rate, weight decay or optimizer scale factor. Each multiplies
+float32 weights, so their products (lr x weight_decay, lr x a, b**2) must stay inside
+float32's range (3.4e38); this bound keeps them far inside it, and no model trains at
+rates anywhere near it (an Adam step moves a weight by about lr)."""

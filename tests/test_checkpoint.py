@@ -6,7 +6,8 @@ from rrcore.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpo
 
 
 def _save(directory, step, keep=3):
-    return save_checkpoint(directory, step, {"weights": step}, {"rng": step}, {"step": step}, "[run]\n", keep=keep)
+    trainer_state = {"step": step, "position": [0, 0]}
+    return save_checkpoint(directory, step, {"weights": step}, {"rng": step}, trainer_state, "[run]\n", keep=keep)
 
 
 def test_rotation_keeps_the_new_checkpoint_when_older_runs_left_higher_steps(tmp_path):

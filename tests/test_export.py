@@ -85,7 +85,7 @@ def test_loading_an_export_never_unpickles(trained, tmp_path, monkeypatch):
     experiment = load_experiment(tmp_path / "exp.toml", [f"train.init_from={tmp_path / 'export'}"])
     Trainer(experiment, run_dir=tmp_path / "tuned")
     # ...while a checkpoint does go through torch.load, so the patch is in force.
-    assert _run("eval", str(trained), "--output", str(tmp_path / "out2")).exit_code == 1
+    assert _run("eval", str(trained), "--output", str(tmp_path / "out2")).exit_code == 2  # bad input, as in rr solve
 
 
 def test_fine_tuning_starts_from_the_exported_weights(trained, tmp_path):

@@ -245,7 +245,7 @@ def test_bad_groups_are_one_line_errors_naming_the_key(toy_registry, tmp_path, e
             "optimizer.groups.hidden.momentm=0.9",
             "optimizer.groups.hidden.momentm: unknown key; did you mean 'momentum'?",
         ),
-        ("optimizer.groups.hidden.lr=-1", "optimizer.groups.hidden.lr = -1: must be > 0"),
+        ("optimizer.groups.hidden.lr=-1", "optimizer.groups.hidden.lr = -1: must be in (0, 1e+06]"),
         ("optimizer.groups.hidden.params=[]", "optimizer.groups.hidden.params = []: must be"),
         ("optimizer.groups.hidden.ns_steps=0", "optimizer.groups.hidden.ns_steps = 0: must be in [1, 99]"),
         ("optimizer.groups.puzzle_emb.lr=1", "optimizer.groups.puzzle_emb: a group needs a name"),

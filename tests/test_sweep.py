@@ -69,7 +69,7 @@ def test_bad_grid_value_fails_before_any_run(toy_registry, tmp_path) -> None:
     path = toy_experiment(tmp_path / "exp.toml")
     result = _sweep(str(path), "--grid", "train.lr=1e-3,-1", "--sweep-dir", str(tmp_path / "sweep"))
     assert result.exit_code == 2
-    assert result.output.strip() == (f"rr: error: {path}: train.lr = -1: must be > 0 (sweep run lr=-1)")
+    assert result.output.strip() == (f"rr: error: {path}: train.lr = -1: must be in (0, 1e+06] (sweep run lr=-1)")
     assert not (tmp_path / "sweep").exists()
     result = _sweep(str(path), "--grid", "train.lrr=1e-3", "--print-commands")
     assert result.exit_code == 2 and "train.lrr: unknown key; did you mean 'lr'?" in result.output

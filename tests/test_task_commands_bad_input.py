@@ -31,6 +31,7 @@ CORE_COMMANDS = {
     "sweep",
     "export",
     "time-to-accuracy",
+    "import",
 }
 TASK_GROUPS = {"sudoku", "arc", "maze", "rubik"}
 

@@ -29,6 +29,7 @@ from rr_sudoku.readers import (
     ProblemLog,
     PuzzleFile,
     SudokuDataError,
+    file_format,
     read_puzzles,
 )
 from rr_sudoku.solver import label_many
@@ -122,13 +123,18 @@ def cache_key(config: SudokuDataConfig) -> dict[str, object]:
     values = attrs.asdict(config)
     values.pop("jobs")
     values.pop("online_augment")
-    sources = [config.train_path, config.test_path] if config.source == "files" else []
-    return {
+    sources = [path for path in ([config.train_path, config.test_path] if config.source == "files" else []) if path]
+    key: dict[str, object] = {
         "builder": "sudoku",
         "version": BUILDER_VERSION,
         "config": values,
-        "sources": [_source_stamp(path) for path in sources if path],
+        "sources": [_source_stamp(path) for path in sources],
     }
+    if any(file_format(path, config.format) == "csv" for path in sources):
+        # CSV sets built before their puzzles were proven unique may hold puzzles with
+        # several solutions: a key of their own (line files' keys, and caches, unchanged).
+        key["csv_solutions"] = "proven unique"
+    return key
 
 
 # -- collecting puzzles ------------------------------------------------------------------
@@ -151,19 +157,19 @@ def _take_labelled(
     while len(chosen) < wanted and position < len(order):
         batch = order[position : position + (wanted - len(chosen))]
         position += len(batch)
+        # Every puzzle is solved to prove its solution unique, a CSV's too: its answer
+        # (checked by the reader to solve the question) may not be the only one.
+        labels = label_many(file.puzzles[batch], jobs=config.jobs, progress=bar.update)
+        good = labels.solutions == 1
         if file.solutions is not None:  # CSV: the file carries answers and ratings
-            good = np.ones(len(batch), dtype=bool)
             grids, rates = file.solutions[batch], file.ratings[batch]
-            bar.update(len(batch))
         else:
-            labels = label_many(file.puzzles[batch], jobs=config.jobs, progress=bar.update)
-            good = labels.solutions == 1
             grids, rates = labels.grids, labels.guesses
-            for row in np.flatnonzero(~good):
-                reason = NO_SOLUTION if labels.solutions[row] == 0 else SEVERAL_SOLUTIONS
-                problems.report(file.path, int(file.lines[batch[row]]), reason, reason)
-            if problems.on_error == "reject":
-                problems.finish()
+        for row in np.flatnonzero(~good):
+            reason = NO_SOLUTION if labels.solutions[row] == 0 else SEVERAL_SOLUTIONS
+            problems.report(file.path, int(file.lines[batch[row]]), reason, reason)
+        if problems.on_error == "reject":
+            problems.finish()
         chosen.extend(batch[good].tolist())
         solutions.append(grids[good])
         ratings.append(rates[good])
@@ -348,7 +354,7 @@ def build_dataset(config: SudokuDataConfig, cache_dir: Path) -> Path:
             rating = "guesses"
         else:
             train, test = collect_from_files(config, problems)
-            rating = "csv rating" if config.format == "csv" or config.train_path.lower().endswith(".csv") else "guesses"
+            rating = "csv rating" if file_format(config.train_path, config.format) == "csv" else "guesses"
         problems.finish()
         _report_skipped(problems)
         skipped = problems.sorted()

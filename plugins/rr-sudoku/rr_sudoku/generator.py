@@ -13,7 +13,6 @@ result does not depend on the number of worker processes.
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 from collections.abc import Callable
 
@@ -21,7 +20,7 @@ import attrs
 import numpy as np
 
 from rr_sudoku.grid import geometry
-from rr_sudoku.solver import _start_method, default_jobs, solve
+from rr_sudoku.solver import default_jobs, parallel_map, solve
 
 
 @attrs.frozen
@@ -118,20 +117,11 @@ def generate_many(
     ]
     jobs = jobs or default_jobs()
     results: list[tuple[np.ndarray, np.ndarray, int]] = []
-    if jobs <= 1 or len(tasks) <= 1:
-        parts = map(_generate_chunk, tasks)
-        pool = None
-    else:
-        pool = multiprocessing.get_context(_start_method()).Pool(min(jobs, len(tasks)))
-        parts = pool.imap(_generate_chunk, tasks)
-    try:
+    with parallel_map(_generate_chunk, tasks, jobs) as parts:
         for part in parts:
             results.extend(part)
             if progress:
                 progress(len(part))
-    finally:
-        if pool is not None:
-            pool.terminate()
     cells = size * size
     if not results:
         empty = np.zeros((0, cells), dtype=np.uint8)

@@ -8,7 +8,9 @@ Two layouts:
   is a trailing ``# comment`` (``rr sudoku generate`` writes ``  # guesses N``).
 * **csv**: a header ``source,question,answer,rating`` then one puzzle a row, as in
   the Sudoku-Extreme data set (``answer`` the solution, ``rating`` its difficulty);
-  ``rr sudoku label --output`` writes this layout.
+  ``rr sudoku label --output`` writes this layout. The reader checks that each answer
+  solves its question; the builder then proves it the only solution, as it labels the
+  puzzles of a line file.
 
 Both accept a UTF-8 byte order mark and Windows (CRLF) line ends.
 
@@ -256,10 +258,15 @@ def read_puzzles(
     """Read ``path`` in ``format`` (``auto``: CSV for a ``.csv`` suffix, lines otherwise)."""
     if not Path(path).is_file():
         raise SudokuDataError(f"{path}: no such puzzle file")
-    if format == "auto":
-        format = "csv" if str(path).lower().endswith(".csv") else "lines"
-    reader = read_csv if format == "csv" else read_lines
+    reader = read_csv if file_format(path, format) == "csv" else read_lines
     return reader(path, size=size, on_error=on_error)
+
+
+def file_format(path: str | Path, format: Literal["auto", "lines", "csv"] = "auto") -> Literal["lines", "csv"]:
+    """The layout ``path`` is read in: ``format``, or with ``auto`` CSV for a ``.csv`` suffix."""
+    if format != "auto":
+        return format
+    return "csv" if str(path).lower().endswith(".csv") else "lines"
 
 
 def _stack(grids: list[np.ndarray], size: int) -> np.ndarray:

@@ -14,9 +14,12 @@ means singles alone solve the puzzle.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -196,24 +199,109 @@ def label_many(
     jobs = jobs or default_jobs()
     chunks = [puzzles[start : start + chunk_size] for start in range(0, len(puzzles), chunk_size)]
     results = []
-    if jobs <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            results.append(_label_chunk(chunk))
+    with parallel_map(_label_chunk, chunks, jobs) as labelled:
+        for result in labelled:
+            results.append(result)
             if progress:
-                progress(len(chunk))
-    else:
-        with multiprocessing.get_context(_start_method()).Pool(min(jobs, len(chunks))) as pool:
-            for result in pool.imap(_label_chunk, chunks):
-                results.append(result)
-                if progress:
-                    progress(len(result[0]))
+                progress(len(result[0]))
     if not results:
         return Labels(np.zeros(0, np.int8), np.zeros_like(puzzles), np.zeros(0, np.int64))
     counts, grids, guesses = (np.concatenate(parts) for parts in zip(*results, strict=True))
     return Labels(solutions=counts, grids=grids, guesses=guesses)
 
 
-def _start_method() -> str:
-    # fork starts workers in milliseconds and they inherit the imported solver; fall
-    # back to the platform default where fork does not exist.
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else multiprocessing.get_start_method()
+@contextlib.contextmanager
+def parallel_map(function: Callable[[Any], Any], tasks: Sequence[Any], jobs: int) -> Iterator[Iterator[Any]]:
+    """``function`` of each task over ``jobs`` worker processes: the results, in task order,
+    as they come (in this process when one job or one task).
+
+    Worker k takes tasks k, k + jobs, k + 2 jobs, ... and sends each result (or the
+    exception it raised) back on a pipe of its own. No queue or lock is shared: a worker
+    killed by a signal (SIGTERM or Ctrl-C to the process group) cannot leave the parent
+    waiting on a lock it held, as ``multiprocessing.Pool.terminate`` then may. Leaving the
+    ``with`` block, early included (an exception, the ``rr`` command line's SIGTERM), kills
+    the workers; a worker whose parent has gone stops quietly. fork starts workers in
+    milliseconds and they inherit the imported solver (the platform's default start
+    method where fork does not exist).
+    """
+    jobs = min(jobs, len(tasks))
+    if jobs <= 1:
+        yield map(function, tasks)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else multiprocessing.get_start_method()
+    context = multiprocessing.get_context(method)
+    workers = []
+    try:
+        with _stopping_signals_held():
+            for k in range(jobs):
+                receive, send = context.Pipe(duplex=False)
+                worker = context.Process(target=_work, args=(function, tasks[k::jobs], send), daemon=True)
+                worker.start()
+                send.close()  # the worker's end: reading then sees EOF if the worker dies
+                workers.append((worker, receive))
+        yield (_receive(*workers[index % jobs]) for index in range(len(tasks)))
+    finally:
+        for worker, receive in workers:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+            receive.close()
+
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _stopping_signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while workers start (this thread; rr builds data in one):
+    a handler that raises would otherwise raise inside fork's own hooks, where Python
+    prints the exception and drops it. Each worker starts with them held, and takes them
+    once its own handlers are set."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _receive(worker: Any, receive: Any) -> Any:
+    try:
+        ok, value = receive.recv()
+    except EOFError:
+        worker.join()
+        if worker.exitcode in (-signal.SIGINT, -signal.SIGTERM):
+            # Most likely the whole process group was signalled and this process's own
+            # signal is on its way: take it now, so its handler decides (rr: one line, 130/143).
+            signal.raise_signal(-worker.exitcode)
+        raise RuntimeError(f"worker process {worker.pid} died (exit code {worker.exitcode})") from None
+    if not ok:
+        raise value
+    return value
+
+
+def _work(function: Callable[[Any], Any], tasks: Sequence[Any], send: Any) -> None:
+    # Signals are the parent's to handle (rr's SIGTERM handler is inherited through fork):
+    # Ctrl-C reaches the parent, which kills the workers; SIGTERM ends a worker silently.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
+    try:
+        for task in tasks:
+            try:
+                result = (True, function(task))
+            except Exception as error:
+                result = (False, error)
+            try:
+                send.send(result)
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as error:  # an exception that does not pickle
+                send.send((False, RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({error})")))
+    except (BrokenPipeError, ConnectionResetError):  # the parent has gone: nobody to tell
+        pass
+    finally:
+        send.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import numpy as np
 import pytest
 from rr_sudoku.builder import RATINGS_FILE, SudokuDataConfig, build_dataset
@@ -72,3 +73,38 @@ def test_csv_source_keeps_its_ratings(tmp_path):
     config = SudokuDataConfig(train_path=str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"))
     folder = build_dataset(config, tmp_path / "cache")
     assert np.load(folder / "test" / RATINGS_FILE).tolist() == [42]
+
+
+def test_csv_puzzles_with_several_solutions_are_refused_like_a_line_file_s(tmp_path):
+    from click.testing import CliRunner
+    from rr_sudoku.solver import label
+
+    from rrcore.cli import main
+
+    answer = "".join(map(str, label(np.array([0 if c == "." else int(c) for c in GOOD])).solution))
+    header = "source,question,answer,rating\n"
+    # A blank grid: the answer solves it, and so do many other grids.
+    (tmp_path / "train.csv").write_text(f"{header}x,{GOOD},{answer},42\nx,{'.' * 81},{answer},0\n")
+    (tmp_path / "test.csv").write_text(f"{header}x,{GOOD},{answer},42\n")
+    config = SudokuDataConfig(
+        train_path=str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"), jobs=1, on_error="reject"
+    )
+    with pytest.raises(SudokuDataError, match=r"train.csv:3: several solutions"):
+        build_dataset(config, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+    result = CliRunner().invoke(
+        main,
+        ["data", "build", "sudoku", "--cache-dir", str(tmp_path / "cache")]
+        + [
+            f"--set={key}={value!r}"
+            for key, value in [("train_path", config.train_path), ("test_path", config.test_path)]
+        ]
+        + ["--set=on_error=reject", "--set=jobs=1"],
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'rr: error: {tmp_path / "train.csv"}:3: several solutions (set on_error = "skip" to drop them)'
+    )
+    skipped = build_dataset(attrs.evolve(config, on_error="skip"), tmp_path / "cache")
+    meta = json.loads((skipped / "train" / "dataset.json").read_text())["sudoku"]
+    assert meta["examples"] == 1 and meta["rejected"] == {"several solutions": 1}

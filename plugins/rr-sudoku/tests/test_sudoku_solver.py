@@ -3,10 +3,13 @@ guess counts, and parallel labelling in input order."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
+import pytest
 from rr_sudoku.grid import valid_solutions
 from rr_sudoku.readers import read_puzzles
-from rr_sudoku.solver import label, label_many
+from rr_sudoku.solver import label, label_many, parallel_map
 
 
 def _sample(path, count, seed=0):
@@ -51,3 +54,20 @@ def test_four_by_four_and_singles_need_no_guess():
     puzzle[[0, 5, 10, 15]] = 0
     found = label(puzzle)
     assert found.unique and found.guesses == 0 and np.array_equal(found.solution, solution)
+
+
+def _square_or_refuse(number: int) -> int:
+    if number == 5:
+        raise ValueError("five refused")
+    return number * number
+
+
+def test_parallel_map_keeps_order_errors_and_stops_its_workers():
+    with parallel_map(_square_or_refuse, list(range(5)), jobs=2) as results:
+        assert list(results) == [0, 1, 4, 9, 16]
+    with pytest.raises(ValueError, match="five refused"), parallel_map(_square_or_refuse, list(range(9)), 3) as results:
+        list(results)  # the worker's own exception, as if raised here
+    with parallel_map(_square_or_refuse, list(range(4)), 2) as results:
+        next(results)
+        workers = [child.pid for child in multiprocessing.active_children()]
+    assert workers and not any(child.pid in workers for child in multiprocessing.active_children())
