@@ -734,21 +734,7 @@ def solve(
 def _print_solution(task: Any, solution: Any, as_json: bool, trace: bool) -> None:
     """``rr solve``'s output: a JSON record, or the answer drawn by the task with one summary line."""
     if as_json:
-        record = {
-            "puzzle": task.decode(solution.inputs),
-            "solution": task.decode(solution.prediction),
-            "grid": task.render(solution.prediction),
-            "steps": solution.steps,
-            "max_steps": solution.max_steps,
-            "q_halt": round(solution.q_halt, 4),
-            "confidence": round(solution.confidence, 4),
-            "check": {"ok": solution.check.ok, "message": solution.check.message},
-        }
-        if solution.trajectories > 1:
-            record["trajectories"] = solution.trajectories
-            record["agreeing"] = solution.agreeing
-        if solution.note:
-            record["note"] = solution.note
+        record = solution.as_dict()
         if trace:
             record["trace"] = [task.decode(row) for row in solution.trace]
         click.echo(json.dumps(record, indent=2))
@@ -758,7 +744,7 @@ def _print_solution(task: Any, solution: Any, as_json: bool, trace: bool) -> Non
         if trace:
             for number, row in enumerate(solution.trace, start=1):
                 click.echo(f"step {number}: {task.decode(row)}")
-        click.echo(task.render(solution.prediction))
+        click.echo(solution.grid)
         verdict = {True: "ok", False: "FAILED", None: "-"}[solution.check.ok]
         agreement = ""
         if solution.trajectories > 1:
@@ -937,7 +923,12 @@ def data_build(source: str, settings: tuple[str, ...], cache_dir: str | None) ->
     help="model: an architecture; task: a data set and its evaluator.",
 )
 @click.option("--output", type=click.Path(), help="Folder to write (new or empty; default: ./rr-NAME).")
-def new_plugin(name: str, kind: str, output: str | None) -> None:
+@click.option(
+    "--author",
+    help='The author pyproject.toml names (PyPI shows it): "Name <email>" or "Name" (default: "The rr-NAME authors").',
+)
+@click.option("--url", help="Where the code lives: pyproject.toml's Repository link (default: none, a comment).")
+def new_plugin(name: str, kind: str, output: str | None, author: str | None, url: str | None) -> None:
     """Write a plugin package NAME to start from.
 
     The package is pip-installable: pyproject.toml with the rr entry point, plugin.py, a
@@ -947,12 +938,13 @@ def new_plugin(name: str, kind: str, output: str | None) -> None:
     NAME (lowercase letters, digits, '_') is the entry point and the name the components are
     registered under; the package is rr_NAME, the distribution rr-NAME.
     """
-    from rrcore.scaffold import REGISTERS, PluginNames, ScaffoldError, check_output, render
+    from rrcore.scaffold import REGISTERS, PluginNames, ScaffoldError, check_output, project_metadata, render
 
     try:
         names = PluginNames.of(name)
         folder = Path(output) if output else Path(names.dist)
         check_output(folder)
+        metadata = project_metadata(names, author, url)
     except ScaffoldError as error:
         _fail(str(error), EXIT_CONFIG)
     registry = _registry()
@@ -966,7 +958,7 @@ def new_plugin(name: str, kind: str, output: str | None) -> None:
                 f"{taken.version}); choose another name",
                 EXIT_CONFIG,
             )
-    written = render(kind, names, folder)
+    written = render(kind, names, folder, metadata)
     click.echo(f"rr: wrote {kind} plugin {name!r} to {folder} ({len(written)} files); next:")
     example = folder / "examples" / ("sudoku4x4.toml" if kind == "model" else f"{name}-trm.toml")
     for line in (

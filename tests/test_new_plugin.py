@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from rrcore.cli import main
+from rrcore.config import load_raw
+from rrcore.scaffold import PluginNames, render
 
 
 @pytest.mark.parametrize(
@@ -29,6 +31,14 @@ from rrcore.cli import main
             "rr: error: NAME 'toy': a model plugin of that name is installed (rr-toy 0.1.0); choose another name\n",
         ),
         (["toy", "--kind", "task"], "rr: error: NAME 'toy': a dataset plugin of that name is installed"),
+        (
+            ["fresh", "--kind", "model", "--author", "<ada@example.org>"],
+            """rr: error: --author '<ada@example.org>': expected "Name <email>" or "Name\"""",
+        ),
+        (
+            ["fresh", "--kind", "task", "--url", "github.com/me/rr-fresh"],
+            "rr: error: --url 'github.com/me/rr-fresh': expected an http(s):// address",
+        ),
     ],
 )
 def test_bad_names_are_one_line_errors(toy_registry, tmp_path, arguments, message):
@@ -47,6 +57,21 @@ def test_a_folder_that_holds_something_is_refused(toy_registry, tmp_path):
         f"rr: error: --output {tmp_path / 'taken'}: exists and is not an empty folder; choose a new folder\n"
     )
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+
+
+def test_the_model_example_starts_from_a_copy_of_rrs_4x4_base(tmp_path):
+    """The package carries the base its example names (an installed rrcore has no examples),
+    the same file as rr's, so the example trains as rr's 4x4 demos do, with the demo's recipe."""
+    render("model", PluginNames.of("based"), tmp_path / "rr-based")
+    root = Path(__file__).resolve().parents[1]
+    copied = tmp_path / "rr-based" / "examples" / "base" / "sudoku4x4.toml"
+    assert copied.read_bytes() == (root / "examples" / "base" / "sudoku4x4.toml").read_bytes(), (
+        "rrcore/templates/model/examples/base/sudoku4x4.toml.tmpl must be a copy of examples/base/sudoku4x4.toml"
+    )
+    example = load_raw(tmp_path / "rr-based" / "examples" / "sudoku4x4.toml")
+    demo = load_raw(root / "examples" / "sudoku4x4-trm.toml")
+    assert example["train"] == demo["train"] and example["data"] == demo["data"] and example["act"] == demo["act"]
+    assert example["model"]["plugin"] == "based" and example["model"]["hidden_size"] == demo["model"]["hidden_size"]
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

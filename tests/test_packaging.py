@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rrcore.config import tomllib
-from rrcore.scaffold import PluginNames, render, rrcore_range
+from rrcore.scaffold import PluginNames, project_metadata, render, rrcore_range
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = sorted((ROOT / "plugins").glob("rr-*/pyproject.toml"))
@@ -51,6 +51,39 @@ def test_new_plugins_declare_the_same_range_as_the_bundled_ones(tmp_path):
     for kind in ("model", "task"):
         render(kind, PluginNames.of(f"pack{kind}"), tmp_path / kind)
         assert _rrcore_requirements(tmp_path / kind / "pyproject.toml") == _rrcore_requirements(PLUGINS[0])
+
+
+SHARED = ("readme", "requires-python", "license", "license-files", "authors", "classifiers", "urls")
+
+
+@pytest.mark.parametrize("pyproject", PLUGINS, ids=[p.parent.name for p in PLUGINS])
+def test_each_plugin_declares_the_metadata_rrcore_does(pyproject):
+    """What PyPI shows of each distribution (long description, licence, authors, classifiers,
+    links, Python versions) is declared alike; .ci/packages checks the built wheels carry it."""
+    core = _project(ROOT / "pyproject.toml")
+    assert core["readme"] == "README.md" and core["license-files"] == ["LICENSE"]
+    project = _project(pyproject)
+    assert {key: project.get(key) for key in SHARED} == {key: core.get(key) for key in SHARED}
+    assert (pyproject.parent / "LICENSE").read_bytes() == (ROOT / "LICENSE").read_bytes()
+
+
+def test_new_plugins_have_complete_metadata(tmp_path):
+    core = _project(ROOT / "pyproject.toml")
+    for kind in ("model", "task"):
+        names = PluginNames.of(f"meta{kind}")
+        render(
+            kind, names, tmp_path / kind, project_metadata(names, "Ada Lovelace <ada@example.org>", "https://x.org/r")
+        )
+        project = _project(tmp_path / kind / "pyproject.toml")
+        assert project["authors"] == [{"name": "Ada Lovelace", "email": "ada@example.org"}]
+        assert project["urls"] == {"Repository": "https://x.org/r"}
+        assert project["readme"] == "README.md" and project["license"] == core["license"]
+        assert project["classifiers"] == core["classifiers"]
+        assert project["requires-python"] == core["requires-python"]
+        # Without --author and --url: a default author and no link, only a comment saying where it goes.
+        render(kind, names, tmp_path / f"{kind}-plain")
+        project = _project(tmp_path / f"{kind}-plain" / "pyproject.toml")
+        assert project["authors"] == [{"name": f"The rr-meta{kind} authors"}] and project["urls"] == {}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pip") is None, reason="pip is not installed in this environment")
