@@ -59,6 +59,14 @@ class SudokuDataConfig:
     malformed puzzle (bad line, contradictory givens, no or several solutions) is
     skipped and counted or rejects the whole build. ``jobs`` worker processes for
     labelling and generating (0 = all CPUs; does not change the result).
+
+    ``validation_size``: choose settings without looking at the test puzzles. The run is
+    evaluated on this many further puzzles of the training pool (``train_path``'s left
+    over after the train and held-out test puzzles, or generated apart from both) in place
+    of the test split; the training puzzles are the ones the same config with
+    ``validation_size = 0`` trains on, so the setting picked on validation is then run
+    once, unchanged but for ``validation_size = 0``, for the test figure. Needs
+    ``train_size`` > 0 (a pool left over).
     """
 
     source: Literal["files", "generate"] = "files"
@@ -76,6 +84,7 @@ class SudokuDataConfig:
     seed: int = 0
     on_error: Literal["skip", "reject"] = "skip"
     jobs: int = 0
+    validation_size: int = 0
 
 
 @attrs.define
@@ -101,8 +110,13 @@ def _check(config: SudokuDataConfig) -> None:
         raise SudokuDataError("[data] without test_path, test_size (> 0) puzzles of train_path are held out for test")
     if config.source == "generate" and (config.train_size <= 0 or config.test_size <= 0):
         raise SudokuDataError('[data] source = "generate" needs train_size and test_size > 0')
-    if config.num_aug < 0 or config.train_size < 0 or config.test_size < 0:
-        raise SudokuDataError("[data] num_aug, train_size and test_size must be >= 0")
+    if config.num_aug < 0 or config.train_size < 0 or config.test_size < 0 or config.validation_size < 0:
+        raise SudokuDataError("[data] num_aug, train_size, test_size and validation_size must be >= 0")
+    if config.validation_size and not config.train_size:
+        raise SudokuDataError(
+            "[data] validation_size needs train_size > 0: the validation puzzles are the training "
+            "pool's left over after the training ones (with train_size = 0 every puzzle trains)"
+        )
 
 
 def _source_stamp(path: str) -> dict[str, object]:
@@ -123,6 +137,8 @@ def cache_key(config: SudokuDataConfig) -> dict[str, object]:
     values = attrs.asdict(config)
     values.pop("jobs")
     values.pop("online_augment")
+    if not values["validation_size"]:  # the key of every set built before validation splits
+        values.pop("validation_size")
     sources = [path for path in ([config.train_path, config.test_path] if config.source == "files" else []) if path]
     key: dict[str, object] = {
         "builder": "sudoku",
@@ -214,7 +230,8 @@ def _read(path: str, config: SudokuDataConfig, problems: ProblemLog) -> PuzzleFi
 
 
 def collect_from_files(config: SudokuDataConfig, problems: ProblemLog) -> tuple[Puzzles, Puzzles]:
-    """Train and test puzzles from the configured files (see :class:`SudokuDataConfig`)."""
+    """Train and evaluation puzzles from the configured files (see :class:`SudokuDataConfig`):
+    the held-out test puzzles, or with ``validation_size`` the validation ones."""
     rng = np.random.default_rng([config.seed, 0])
     train_file = _read(config.train_path, config, problems)
     if config.test_path:
@@ -223,19 +240,20 @@ def collect_from_files(config: SudokuDataConfig, problems: ProblemLog) -> tuple[
         if config.test_size:
             test_order = np.random.default_rng([config.seed, 1]).permutation(len(test_file))
         test, _ = _take_labelled(test_file, test_order, config.test_size, problems, config, "test")
-        train_order = rng.permutation(len(train_file)) if config.train_size else np.arange(len(train_file))
-        train, _ = _take_labelled(train_file, train_order, config.train_size, problems, config, "train")
+        rest = rng.permutation(len(train_file)) if config.train_size else np.arange(len(train_file))
     else:
         order = rng.permutation(len(train_file))
         test, used = _take_labelled(train_file, order, config.test_size, problems, config, "test")
         rest = order[used:] if config.train_size else np.sort(order[used:])
-        train, _ = _take_labelled(train_file, rest, config.train_size, problems, config, "train")
+    train, used = _take_labelled(train_file, rest, config.train_size, problems, config, "train")
+    if config.validation_size:
+        test, _ = _take_labelled(train_file, rest[used:], config.validation_size, problems, config, "validation")
     return train, test
 
 
 def collect_generated(config: SudokuDataConfig) -> tuple[Puzzles, Puzzles]:
-    """Generated train and test puzzles; test puzzles that repeat a training puzzle
-    (or each other) are replaced, so the test set is held out."""
+    """Generated train and evaluation puzzles (test, or with ``validation_size`` validation);
+    puzzles that repeat an earlier split's (or each other) are replaced, so each is held out."""
     target = DifficultyTarget(
         givens=config.givens,
         min_guesses=config.min_guesses,
@@ -243,7 +261,10 @@ def collect_generated(config: SudokuDataConfig) -> tuple[Puzzles, Puzzles]:
     )
     splits = []
     seen: set[bytes] = set()
-    for stream, count in (("train", config.train_size), ("test", config.test_size)):
+    streams = [("train", config.train_size), ("test", config.test_size)]
+    if config.validation_size:  # a stream of its own: train and test stay as without it
+        streams.append(("validation", config.validation_size))
+    for stream, count in streams:
         kept: list[tuple[np.ndarray, np.ndarray, int]] = []
         bar = progress(count, f"sudoku: generating {stream}", unit="puzzles")
         start = 0
@@ -274,7 +295,7 @@ def collect_generated(config: SudokuDataConfig) -> tuple[Puzzles, Puzzles]:
                 np.asarray([k[2] for k in kept], dtype=np.int64),
             )
         )
-    return splits[0], splits[1]
+    return splits[0], splits[-1]
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -364,8 +385,17 @@ def build_dataset(config: SudokuDataConfig, cache_dir: Path) -> Path:
             "rejected": problems.counts(),
             "problems": [str(p) for p in skipped[:20]],
         }
+        if config.validation_size:  # the "test" split holds the validation puzzles
+            extra["evaluated_on"] = "validation"
         write_puzzles(folder / "train", config, train, config.num_aug, extra)
         write_puzzles(folder / "test", config, test, 0, extra)
 
     name = f"sudoku{config.size}x{config.size}"
-    return cached_build(cache_dir, name, cache_key(config), build)
+    folder = cached_build(cache_dir, name, cache_key(config), build)
+    if config.validation_size:  # so that no figure on validation passes for a test figure
+        print(
+            f"sudoku: evaluating on {config.validation_size} validation puzzles of the training pool "
+            f"(data.validation_size), not on the test puzzles; set it to 0 for the test figure",
+            file=sys.stderr,
+        )
+    return folder

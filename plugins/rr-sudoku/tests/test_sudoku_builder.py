@@ -108,3 +108,46 @@ def test_csv_puzzles_with_several_solutions_are_refused_like_a_line_file_s(tmp_p
     skipped = build_dataset(attrs.evolve(config, on_error="skip"), tmp_path / "cache")
     meta = json.loads((skipped / "train" / "dataset.json").read_text())["sudoku"]
     assert meta["examples"] == 1 and meta["rejected"] == {"several solutions": 1}
+
+
+def _rows(folder, split):
+    return {row.tobytes() for row in np.asarray(load_set(folder / split, "all").inputs)}
+
+
+@pytest.mark.parametrize("held_out_file", [False, True])
+def test_a_validation_split_is_evaluated_instead_and_leaves_training_as_it_was(
+    tmp_path, shared_sudoku, held_out_file, capsys
+):
+    lines = (shared_sudoku / "puzzles2_17_clue.txt").read_text().splitlines()[3:83]
+    source = tmp_path / "puzzles.txt"
+    source.write_text("\n".join(lines[:60]) + "\n")
+    split = {"test_size": 10}
+    if held_out_file:
+        (tmp_path / "test.txt").write_text("\n".join(lines[60:]) + "\n")
+        split["test_path"] = str(tmp_path / "test.txt")
+    config = SudokuDataConfig(train_path=str(source), train_size=20, num_aug=1, jobs=1, **split)
+    plain = build_dataset(config, tmp_path / "cache")
+    assert "validation" not in capsys.readouterr().err
+    checked = build_dataset(attrs.evolve(config, validation_size=15), tmp_path / "cache")
+    assert _rows(checked, "train") == _rows(plain, "train")  # the same training puzzles
+    validation, test = _rows(checked, "test"), _rows(plain, "test")
+    assert len(validation) == 15 and not validation & test and not validation & _rows(plain, "train")
+    meta = json.loads((checked / "test" / "dataset.json").read_text())["sudoku"]
+    assert meta["evaluated_on"] == "validation"
+    assert "evaluated_on" not in json.loads((plain / "test" / "dataset.json").read_text())["sudoku"]
+    assert "evaluating on 15 validation puzzles" in capsys.readouterr().err
+
+
+def test_generated_validation_puzzles_are_new_and_training_is_unchanged(tmp_path):
+    config = SudokuDataConfig(source="generate", size=4, train_size=20, test_size=10, jobs=1)
+    plain = build_dataset(config, tmp_path)
+    checked = build_dataset(attrs.evolve(config, validation_size=8), tmp_path)
+    assert _rows(checked, "train") == _rows(plain, "train")
+    validation = _rows(checked, "test")
+    assert len(validation) == 8 and not validation & (_rows(plain, "train") | _rows(plain, "test"))
+
+
+def test_a_validation_split_needs_a_pool_left_over(tmp_path, shared_sudoku):
+    config = SudokuDataConfig(train_path=str(shared_sudoku / "puzzles6_forum_hardest_1106.txt"), test_size=10)
+    with pytest.raises(SudokuDataError, match=r"validation_size needs train_size > 0"):
+        build_dataset(attrs.evolve(config, validation_size=5), tmp_path)
