@@ -106,7 +106,8 @@ class TrainConfig:
     an evaluation during training uses the phase in force, and each phase compiles once. ``time_budget_minutes``: stop
     (finished, with the final evaluation and checkpoint) once training has run this long,
     compilation counted, evaluation not (0: no budget). ``eval_at_minutes``: also evaluate
-    when the training clock passes each of these minutes (the time-to-accuracy curve).
+    when the training clock passes each of these minutes (the time-to-accuracy curve). Under
+    ``torchrun`` rank 0's clock decides both, at ``log_interval`` steps, so all ranks agree.
     """
 
     global_batch_size: int = attrs.field(default=768, validator=at_least(1))

@@ -349,6 +349,15 @@ class LRSchedule:
         return cosine_with_warmup(step, base_lr, self.warmup_steps, self.total_steps, self.min_ratio)
 
 
+def _group_sizes(state: dict[str, Any]) -> list[int]:
+    """Tensors per parameter group in one optimizer's state dict; a wrapper's state that holds
+    its inner optimizers' states instead (rr-urm's ``muon``: ``{"muon": ..., "adamw": ...}``)
+    counts theirs, in order."""
+    if "param_groups" in state:
+        return [len(group["params"]) for group in state["param_groups"]]
+    return [size for inner in state.values() if isinstance(inner, dict) for size in _group_sizes(inner)]
+
+
 class Optimizers:
     """Every optimizer of a run, by name, with its base learning rate: ``model`` (the
     ``[optimizer]`` plugin, over the trainable parameters no group claims), one per
@@ -408,7 +417,7 @@ class Optimizers:
     def group_sizes(self, state: dict[str, Any] | None = None) -> dict[str, list[int]]:
         """Tensors per parameter group of each optimizer, here or in a saved ``state``."""
         state = self.state_dict() if state is None else self._named(state)
-        return {name: [len(group["params"]) for group in part["param_groups"]] for name, part in state.items()}
+        return {name: _group_sizes(part) for name, part in state.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {name: optimizer.state_dict() for name, (optimizer, _) in self.parts.items()}

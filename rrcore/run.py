@@ -189,7 +189,7 @@ class Run:
 
         load_weights(self.model, source, where)
         if self.ema is not None:
-            self.ema = EMA(self.model, self.experiment.train.ema_rate)
+            self.ema = EMA(self.model, self.experiment.train.ema_rate, self.experiment.train.ema_start_step)
 
     def check_fits(self, path: Path, saved: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` saying what differs when a checkpoint's model or

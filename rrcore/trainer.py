@@ -379,9 +379,9 @@ class Trainer:
             self.registry.hook.rr_on_step_end(
                 context=self.context, step=self.step, metrics=train_metrics if log_now else None
             )
-            if self._due(self.eval_every) or self.clock.eval_due():
+            if self._due(self.eval_every) or self._clock_says(self.clock.eval_due, log_now):
                 eval_results = self._evaluate_and_log(loggers, progress)
-            if self.clock.out_of_time():
+            if self._clock_says(self.clock.out_of_time, log_now):
                 if progress:
                     progress.message(f"rr: time budget of {train.time_budget_minutes:g} minutes reached")
                 break
@@ -398,6 +398,18 @@ class Trainer:
         if progress:
             progress.message(f"rr: checkpoint {self.last_checkpoint}")
         return status, train_metrics, eval_results
+
+    def _clock_says(self, question: Callable[[], bool], log_now: bool) -> bool:
+        """The training clock's answer to ``question`` (an ``eval_at_minutes`` mark passed, the
+        time budget spent). Under torchrun rank 0's clock answers for every rank, at log steps
+        (where the ranks meet anyway): each rank's own clock could pass a mark a step before
+        another's, and a rank that evaluated or stopped alone would leave the others waiting
+        in a collective."""
+        if self.world_size == 1:
+            return question()
+        if not log_now:
+            return False
+        return bool(distributed.from_rank0(question() if self.rank == 0 else None))
 
     def _due(self, every: int) -> bool:
         """Whether a periodic evaluation or save falls on this step (the last step has its own)."""

@@ -289,3 +289,33 @@ def test_bench_under_torchrun_reports_each_rank_and_the_scaling_efficiency(toy_r
     )
     assert other_batch.exit_code == 2
     assert "global_batch_size is 8 in the one-process figures and 16 here" in other_batch.output
+
+
+def test_ranks_whose_clocks_differ_evaluate_and_stop_together(toy_registry, toy_env, tmp_path):
+    """Rank 1's training clock runs 1000 s ahead of rank 0's: rank 0's clock decides for both
+    (a rank that evaluated or stopped alone left the other in a collective, and gloo aborted)."""
+    path = toy_experiment(
+        tmp_path / "exp.toml", epochs=3, log_interval=2, time_budget_minutes=10, eval_at_minutes="[5]"
+    )
+    script = tmp_path / "ahead.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from rrcore.clock import TrainingClock\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    TrainingClock.seconds = property(\n"
+        "        lambda c: 1000.0 + c.carried + (0 if c.started is None else time.perf_counter() - c.started)\n"
+        "    )\n"
+        "from rrcore.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    run = subprocess.run(
+        _torchrun(
+            "--standalone", "--nproc-per-node", "2", str(script), "run", str(path), "--run-dir", str(tmp_path / "r")
+        ),
+        env=_worker_env(toy_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "finished toy at step 12" in run.stderr and "time budget" not in run.stderr, run.stderr

@@ -108,6 +108,13 @@ def test_fine_tuning_starts_from_the_exported_weights(trained, tmp_path):
     )
 
 
+def test_fine_tuning_keeps_the_ema_start_step(trained, tmp_path):
+    assert _run("export", str(trained), str(tmp_path / "export")).exit_code == 0
+    overrides = [f"train.init_from={tmp_path / 'export'}", "train.ema_start_step=3"]
+    tuned = Trainer(load_experiment(tmp_path / "exp.toml", overrides), run_dir=tmp_path / "tuned")
+    assert tuned.ema.start_step == 3 and tuned.ema.rate == 0.5
+
+
 def test_export_into_a_folder_that_holds_files_is_refused_in_one_line(trained, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")

@@ -79,3 +79,17 @@ def test_lr_schedule_reaches_both_parts_after_a_state_reload():
     reloaded.step()
     assert torch.equal(weight.detach(), before[0]) and torch.equal(bias.detach(), before[1])
     assert "momentum_buffer" in reloaded.muon.state[weight]
+
+
+def test_the_core_counts_its_parameter_groups_when_resuming():
+    """``rr run --resume`` compares the saved optimizer's groups with the new one's
+    (:meth:`rrcore.optim.Optimizers.group_sizes`); muon's state holds two inner optimizers'."""
+    from rrcore.optim import LRSchedule, Optimizers
+
+    weight, bias = torch.nn.Parameter(torch.randn(4, 4)), torch.nn.Parameter(torch.randn(4))
+    optimizer = MuonWithAdamW([group([weight, bias])])
+    optimizers = Optimizers({"model": (optimizer, 0.02)}, [weight, bias], LRSchedule(0, 10))
+    (weight.sum() + bias.sum()).backward()
+    optimizers.step(0)
+    assert optimizers.group_sizes() == {"model": [1, 1]}  # Muon's matrix, then AdamW's vector
+    assert optimizers.group_sizes(optimizers.state_dict()) == optimizers.group_sizes()
