@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 DEFAULT_INTERVAL = 10.0
@@ -190,13 +191,21 @@ class TrainingProgress:
 
     ``advance(step)`` on every other step moves the count alone; ``update(step, metrics)``
     on logging steps also shows the new numbers. Plain output prints the first update,
-    then one line every ``interval`` seconds, and the last step.
+    then one line every ``interval`` seconds, and the last step. ``budget_left`` (the
+    training seconds a ``train.time_budget_minutes`` run has left) adds them to the numbers:
+    such a run ends before the step count does, so the ETA of the steps alone overstates.
     """
 
     def __init__(
-        self, total_steps: int, stream: TextIO | None = None, start_step: int = 0, interval: float | None = None
+        self,
+        total_steps: int,
+        stream: TextIO | None = None,
+        start_step: int = 0,
+        interval: float | None = None,
+        budget_left: Callable[[], float] | None = None,
     ) -> None:
         self.total_steps = total_steps
+        self._budget_left = budget_left
         self._progress = Progress(
             total_steps, "train", unit="steps", initial=start_step, stream=stream, interval=interval
         )
@@ -209,7 +218,10 @@ class TrainingProgress:
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         """Move the count to ``step`` and show ``metrics`` (a logging step)."""
-        self._progress.status(" | ".join(f"{label} {metrics[key]:.4f}" for key, label in _METRICS if key in metrics))
+        shown = [f"{label} {metrics[key]:.4f}" for key, label in _METRICS if key in metrics]
+        if self._budget_left is not None:
+            shown.append(f"budget left {format_duration(max(0.0, self._budget_left()))}")
+        self._progress.status(" | ".join(shown))
         self._updates += 1
         self._progress.update(step - self._progress.count, force=self._updates == 1 or step >= self.total_steps)
 

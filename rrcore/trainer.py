@@ -319,7 +319,16 @@ class Trainer:
         started = time.perf_counter()
         command = self._write_run_folder(command)
         loggers = self._make_loggers() if self.rank == 0 else []
-        progress = TrainingProgress(self.total_steps, start_step=self.step) if self.rank == 0 else None
+        budget_left = (
+            (lambda: self.clock.budget_seconds - self.clock.seconds)
+            if self.experiment.train.time_budget_minutes
+            else None
+        )
+        progress = (
+            TrainingProgress(self.total_steps, start_step=self.step, budget_left=budget_left)
+            if self.rank == 0
+            else None
+        )
         previous_handlers = self._install_signal_handlers()
         self.registry.hook.rr_on_train_start(context=self.context)
         try:
