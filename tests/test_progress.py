@@ -51,7 +51,6 @@ def test_training_lines_show_step_loss_accuracy_rate_and_eta():
     assert lines[2].startswith("train: 100/100 steps (100%) | loss 0.5000 | acc 0.9000 | ")
 
 
-
 def test_a_time_budget_run_shows_the_budget_left_beside_the_steps_eta():
     stream = io.StringIO()
     left = iter([95.0, -3.0])  # a run's clock can pass its budget before the step that stops it
@@ -61,6 +60,7 @@ def test_a_time_budget_run_shows_the_budget_left_beside_the_steps_eta():
     lines = stream.getvalue().splitlines()
     assert lines[0].split(" | ")[1:3] == ["loss 1.5000", "budget left 1m35s"]
     assert lines[1].split(" | ")[2] == "budget left 0m00s"
+
 
 def test_on_a_terminal_it_draws_a_bar_in_place():
     stream = Terminal()
