@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from toy_helpers import toy_experiment
+from toy_helpers import one_error_line, toy_experiment
 
 from rrcore.cli import main
 from rrcore.config import load_experiment
@@ -27,18 +27,6 @@ HUGE = 10**20  # past a 64-bit integer
 
 def _rr(*args: object):
     return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def _one_error(result, code: int, *expected: str) -> str:
-    """The command's one error line, after checking the exit code and that no traceback
-    was printed; each of ``expected`` must be in it."""
-    assert "Traceback" not in result.output, result.output
-    assert result.exit_code == code, (result.output, result.exception)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("rr: error: ")]
-    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1], result.stderr
-    for part in expected:
-        assert part in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture
@@ -101,7 +89,7 @@ AT_LOAD = [
 @pytest.mark.parametrize(("setting", "expected"), AT_LOAD, ids=[s.split("=")[0] + s[-3:] for s, _ in AT_LOAD])
 def test_a_number_past_what_its_key_can_mean_is_one_line(toy_registry, tmp_path, setting, expected):
     path = toy_experiment(tmp_path / "exp.toml")
-    _one_error(_rr("validate", path, "--set", setting), 2, expected)
+    one_error_line(_rr("validate", path, "--set", setting), 2, expected)
 
 
 def test_the_largest_seed_seeds_every_generator(toy_registry, tmp_path):
@@ -112,7 +100,9 @@ def test_the_largest_seed_seeds_every_generator(toy_registry, tmp_path):
 @pytest.mark.parametrize("key", ["epochs", "eval_interval", "checkpoint_interval"])
 def test_epochs_that_make_more_steps_than_an_int64_are_refused_before_training(toy_registry, tmp_path, key):
     path = toy_experiment(tmp_path / "exp.toml")
-    line = _one_error(_rr("run", path, "--set", f"train.{key}=1e308"), 2, f"train.{key} = 1e+308: at 4 steps per epoch")
+    line = one_error_line(
+        _rr("run", path, "--set", f"train.{key}=1e308"), 2, f"train.{key} = 1e+308: at 4 steps per epoch"
+    )
     assert "more than 2**63 - 1 steps; use at most 2.30584e+18" in line
     assert not (tmp_path / "runs" / "toy" / "checkpoints").exists()
 
@@ -129,16 +119,16 @@ def test_huge_epochs_under_a_step_cap_train_the_cap(toy_registry, tmp_path):
 def test_a_binary_experiment_file_is_one_line(toy_registry, tmp_path):
     binary = tmp_path / "model.bin"
     binary.write_bytes(bytes(range(256)) * 4)
-    _one_error(_rr("validate", binary), 2, f"{binary}: not a TOML text file (byte 128 is not UTF-8)")
+    one_error_line(_rr("validate", binary), 2, f"{binary}: not a TOML text file (byte 128 is not UTF-8)")
 
 
 def test_an_experiment_file_nested_without_end_is_one_line(toy_registry, tmp_path):
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    _one_error(_rr("validate", deep), 2, f"{deep}: not valid TOML: arrays or tables nested too deeply")
+    one_error_line(_rr("validate", deep), 2, f"{deep}: not valid TOML: arrays or tables nested too deeply")
     path = toy_experiment(tmp_path / "exp.toml")
     value = "[" * 30_000 + "]" * 30_000
-    _one_error(_rr("validate", path, "--set", f"train.betas={value}"), 2, "--set train.betas: the value nests")
+    one_error_line(_rr("validate", path, "--set", f"train.betas={value}"), 2, "--set train.betas: the value nests")
 
 
 @pytest.mark.parametrize(
@@ -151,19 +141,19 @@ def test_an_experiment_file_nested_without_end_is_one_line(toy_registry, tmp_pat
 )
 def test_setting_a_key_inside_a_number_is_one_line(toy_registry, tmp_path, setting, expected):
     path = toy_experiment(tmp_path / "exp.toml", betas="[0.9, 0.95]")
-    _one_error(_rr("validate", path, "--set", setting), 2, expected)
+    one_error_line(_rr("validate", path, "--set", setting), 2, expected)
 
 
 def test_solving_a_binary_file_is_one_line(toy_run, tmp_path):
     binary = tmp_path / "puzzle.bin"
     binary.write_bytes(b"\x00\x01" + bytes(range(128, 256)))
-    _one_error(_rr("solve", toy_run, binary), 2, f"{binary}: not a puzzle in text (byte 2 is not UTF-8)")
+    one_error_line(_rr("solve", toy_run, binary), 2, f"{binary}: not a puzzle in text (byte 2 is not UTF-8)")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_bench_on_cuda_without_a_gpu_is_one_line(toy_registry, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml")
-    _one_error(
+    one_error_line(
         _rr("bench", path, "--set", "run.device=cuda", "--steps", "1", "--warmup", "0"),
         2,
         'run.device = "cuda" but torch',
@@ -184,7 +174,7 @@ def test_resuming_with_another_global_batch_goes_on_with_fresh_carries(toy_run, 
 
 
 def test_resuming_on_other_data_is_refused_naming_the_key(toy_run, tmp_path):
-    _one_error(
+    one_error_line(
         _resume(tmp_path, "data.num_train=32"),
         2,
         "step_4 was trained on other data (data.num_train = 64 there, 32 here)",
@@ -210,5 +200,5 @@ def test_a_damaged_trainer_state_is_one_line(toy_run, tmp_path):
     for field, value, expected in DAMAGED_TRAINER_STATE:
         trainer_json.write_text(json.dumps({**state, field: value}))
         # exit 1 as for any damaged checkpoint rr run resumes from (a truncated state.pt too)
-        _one_error(_resume(tmp_path), 1, f"{trainer_json}: {expected}")
-        _one_error(_rr("export", toy_run, tmp_path / "export"), 2, f"{trainer_json}: {expected}")
+        one_error_line(_resume(tmp_path), 1, f"{trainer_json}: {expected}")
+        one_error_line(_rr("export", toy_run, tmp_path / "export"), 2, f"{trainer_json}: {expected}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from toy_helpers import make_distribution, toy_experiment
+from toy_helpers import make_distribution, one_error_line, toy_experiment
 
 import rrcore.checkpoint as checkpoint_module
 import rrcore.files as files_module
@@ -35,18 +35,6 @@ from rrcore.trainer import train
 
 def _rr(*args: str):
     return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def _one_error(result, code: int, *expected: str) -> str:
-    """The command's one error line, after checking the exit code and that no traceback
-    was printed; each of ``expected`` must be in it."""
-    assert "Traceback" not in result.output, result.output
-    assert result.exit_code == code, (result.output, result.exception)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("rr: error: ")]
-    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1], result.stderr
-    for part in expected:
-        assert part in errors[0], errors[0]
-    return errors[0]
 
 
 def _latest(run_dir: Path) -> str:
@@ -78,7 +66,7 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one_and_says_so(toy_regi
         return real_save(state, handle, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint_module.torch, "save", full_at_step_8)
-    line = _one_error(
+    line = one_error_line(
         _rr("run", path),
         2,
         f"rr: error: no space left on device writing {run_dir / 'checkpoints' / '.tmp-step_8' / 'state.pt'}",
@@ -132,7 +120,7 @@ def test_a_full_disk_at_the_start_leaves_no_empty_config(toy_registry, tmp_path,
     path = toy_experiment(tmp_path / "exp.toml", epochs=1)
     run_dir = tmp_path / "runs" / "toy"
     _config_on_a_full_disk(monkeypatch)
-    _one_error(
+    one_error_line(
         _rr("run", path),
         2,
         f"rr: error: no space left on device writing {run_dir / 'config.toml'}; no checkpoint was saved",
@@ -148,7 +136,7 @@ def test_a_full_disk_when_resuming_keeps_the_config(toy_registry, tmp_path, monk
     assert _rr("run", path).exit_code == 0
     config, latest = (run_dir / "config.toml").read_bytes(), _latest(run_dir)
     _config_on_a_full_disk(monkeypatch)
-    _one_error(
+    one_error_line(
         _rr("run", path, "--resume", "latest"),
         2,
         f"no space left on device writing {run_dir / 'config.toml'}; the last checkpoint",
@@ -166,7 +154,9 @@ def test_a_full_disk_at_a_metrics_line_names_metrics_jsonl(toy_registry, tmp_pat
         self._file = _FullFile(self._file, fits=3)
 
     monkeypatch.setattr(loggers_module.JsonlLogger, "__init__", three_lines_fit)
-    line = _one_error(_rr("run", path), 2, f"rr: error: no space left on device writing {run_dir / 'metrics.jsonl'}")
+    line = one_error_line(
+        _rr("run", path), 2, f"rr: error: no space left on device writing {run_dir / 'metrics.jsonl'}"
+    )
     assert f"the last checkpoint, {run_dir / 'checkpoints' / _latest(run_dir)}, is intact" in line
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
 
@@ -176,7 +166,9 @@ def test_a_full_disk_during_an_export_leaves_no_partial_folder(toy_run, tmp_path
         raise _full()
 
     monkeypatch.setattr(Path, "write_bytes", full)
-    _one_error(_rr("export", toy_run, tmp_path / "export"), 2, f"no space left on device writing {tmp_path / 'export'}")
+    one_error_line(
+        _rr("export", toy_run, tmp_path / "export"), 2, f"no space left on device writing {tmp_path / 'export'}"
+    )
     assert not (tmp_path / ".export.partial").exists() and not (tmp_path / "export").exists()
 
 
@@ -256,11 +248,11 @@ def test_a_name_two_plugins_register_is_one_line_where_it_is_used(toy_run, tmp_p
     monkeypatch.setenv("RR_LOAD_PLUGINS", "toy,impostor")
     set_registry(None)
     clash = "evaluator 'exact' is registered twice: by rrcore and by rr-impostor"
-    _one_error(_rr("report", toy_run), 2, clash)
-    _one_error(_rr("solve", toy_run, "0101"), 2, clash)
-    _one_error(_rr("eval", toy_run), 2, clash)
+    one_error_line(_rr("report", toy_run), 2, clash)
+    one_error_line(_rr("solve", toy_run, "0101"), 2, clash)
+    one_error_line(_rr("eval", toy_run), 2, clash)
     listed = _rr("list-plugins")
-    _one_error(listed, 2, clash, "RR_DISABLE_PLUGINS")
+    one_error_line(listed, 2, clash, "RR_DISABLE_PLUGINS")
     assert "rr-toy" in listed.stdout  # the rest of the list is there
     # What does not use the name works.
     assert _rr("data", "build", "toy", "--cache-dir", tmp_path / "cache").exit_code == 0
@@ -288,12 +280,12 @@ def test_a_clash_leaves_the_commands_of_other_plugins_in_place(tmp_path):
 
 def test_a_string_for_a_list_is_one_line_not_one_per_character(toy_registry, tmp_path):
     path = toy_experiment(tmp_path / "exp.toml")
-    _one_error(
+    one_error_line(
         _rr("validate", path, "--set", "train.eval_at_minutes=abcdef"),
         2,
         "train.eval_at_minutes: expected list[float], got str 'abcdef'",
     )
-    _one_error(
+    one_error_line(
         _rr("sweep", path, "--grid", "train.eval_at_minutes=abcdef,xyz", "--print-commands"),
         2,
         "train.eval_at_minutes: expected list[float], got str 'abcdef'",
@@ -305,7 +297,7 @@ def test_a_grid_too_large_is_refused_at_once_with_its_count(toy_registry, tmp_pa
     values = ",".join(str(n) for n in range(1, 2001))
     started = time.perf_counter()
     result = _rr("sweep", path, "--grid", f"train.lr={values}", "--grid", f"run.seed={values}")
-    _one_error(result, 2, "--grid: 4,000,000 runs (2000 x 2000); one sweep runs at most 10,000", "--print-commands")
+    one_error_line(result, 2, "--grid: 4,000,000 runs (2000 x 2000); one sweep runs at most 10,000", "--print-commands")
     assert time.perf_counter() - started < 10  # counted, not planned
     assert not (tmp_path / "runs").exists()
 
@@ -314,13 +306,13 @@ def test_print_commands_streams_a_grid_beyond_the_cap(toy_registry, tmp_path, mo
     monkeypatch.setattr(sweep_module, "MAX_RUNS", 10)
     path = toy_experiment(tmp_path / "exp.toml")
     grid = ["--grid", "train.lr=1e-3,2e-3,3e-3,4e-3", "--grid", "run.seed=1,2,3,4"]
-    _one_error(_rr("sweep", path, *grid), 2, "16 runs (4 x 4); one sweep runs at most 10")
+    one_error_line(_rr("sweep", path, *grid), 2, "16 runs (4 x 4); one sweep runs at most 10")
     result = _rr("sweep", path, *grid, "--print-commands")
     assert result.exit_code == 0, result.output
     commands = result.stdout.splitlines()
     assert len(commands) == 16 and "train.lr=4e-3" in commands[-1] and "run.seed=4" in commands[-1]
     # Each value is still checked, once.
-    _one_error(_rr("sweep", path, *grid[:3], "run.seed=1,2,3,-4", "--print-commands"), 2, "run.seed = -4")
+    one_error_line(_rr("sweep", path, *grid[:3], "run.seed=1,2,3,-4", "--print-commands"), 2, "run.seed = -4")
 
 
 # -- a partial export left behind ------------------------------------------------------
@@ -340,7 +332,7 @@ def test_a_folder_of_other_files_where_the_partial_export_goes_is_refused(toy_ru
     partial = tmp_path / ".export.partial"
     partial.mkdir()
     (partial / "notes.txt").write_text("mine")
-    _one_error(_rr("export", toy_run, tmp_path / "export"), 2, f"{partial}: in the way")
+    one_error_line(_rr("export", toy_run, tmp_path / "export"), 2, f"{partial}: in the way")
     assert (partial / "notes.txt").read_text() == "mine" and not (tmp_path / "export").exists()
 
 
@@ -369,7 +361,7 @@ def test_a_rejected_pickle_is_bad_input_in_every_command(toy_run, tmp_path, comm
         "report": [toy_run],
         "analyze": [toy_run],
     }[command]
-    _one_error(_rr(command, *args), 2, f"{state}: cannot be read")
+    one_error_line(_rr(command, *args), 2, f"{state}: cannot be read")
     assert not marker.exists()
 
 
@@ -377,6 +369,6 @@ def test_rr_report_without_a_checkpoint_offers_no_option_it_lacks(toy_registry, 
     run = tmp_path / "unsaved"
     run.mkdir()
     (run / "config.toml").write_text(toy_experiment(tmp_path / "exp.toml").read_text())
-    line = _one_error(_rr("report", run), 2, "no checkpoint saved yet")
+    line = one_error_line(_rr("report", run), 2, "no checkpoint saved yet")
     assert "--untrained" not in line
-    assert "--untrained" in _one_error(_rr("analyze", run), 2, "no checkpoint saved yet")
+    assert "--untrained" in one_error_line(_rr("analyze", run), 2, "no checkpoint saved yet")

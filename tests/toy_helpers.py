@@ -56,3 +56,15 @@ def toy_experiment(path: Path, extra: str = "", **train) -> Path:
         + textwrap.dedent(extra)
     )
     return path
+
+
+def one_error_line(result, code: int, *expected: str) -> str:
+    """The command's one error line, after checking the exit code and that no traceback
+    was printed; each of ``expected`` must be in it."""
+    assert "Traceback" not in result.output, result.output
+    assert result.exit_code == code, (result.output, result.exception)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rr: error: ")]
+    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1], result.stderr
+    for part in expected:
+        assert part in errors[0], errors[0]
+    return errors[0]
