@@ -246,6 +246,16 @@ def resolve_checkpoint(reference: str | Path, run_checkpoints: Path | None = Non
     return path
 
 
+def refused_global(error: pickle.UnpicklingError) -> str:
+    """What torch.load(weights_only=True) refused, from its several-line message: the line
+    naming it, without torch's advice to allow-list the global (that is how a payload would run)."""
+    lines = str(error).splitlines()
+    refused = next((line for line in lines if "WeightsUnpickler error: " in line), None)
+    if refused is None:
+        refused = lines[0] if lines else type(error).__name__
+    return refused.split("WeightsUnpickler error: ")[-1].split(" Please use")[0].strip().rstrip(".")
+
+
 def load_file(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with an error naming the file when it is damaged."""
     if not path.exists():
@@ -253,16 +263,9 @@ def load_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        # torch's message runs over several lines; the one naming what was refused is enough.
-        lines = str(error).splitlines()
-        refused = next((line for line in lines if "WeightsUnpickler error: " in line), None)
-        if refused is None:
-            refused = lines[0] if lines else type(error).__name__
-        # Not torch's advice to allow-list the global: that is how a payload would run.
-        refused = refused.split("WeightsUnpickler error: ")[-1].split(" Please use")[0].strip().rstrip(".")
         raise CheckpointError(
             f"{path}: cannot be read: it holds what torch.load(weights_only=True) refuses to "
-            f"unpickle ({refused}); rr writes tensors and plain values only, so the file is not "
+            f"unpickle ({refused_global(error)}); rr writes tensors and plain values only, so the file is not "
             f"an rr checkpoint or was altered (nothing in it was run)"
         ) from None
     except Exception as error:  # truncated zip, wrong format

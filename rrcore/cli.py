@@ -450,19 +450,16 @@ def eval_command(
     rr export, rr report and rr analyze.
     """
     from rrcore.checkpoint import CheckpointError
-    from rrcore.export import hold_source
-    from rrcore.trainer import default_eval_dir, evaluate_checkpoint
+    from rrcore.research import evaluate_into
 
-    with _exit_codes(CheckpointError), hold_source(checkpoint) as path:  # a run saving meanwhile rotates others
-        settings = (
-            [f"eval.halting={halting}"] * bool(halting)
-            + [f"eval.max_steps={max_steps}"] * bool(max_steps)
-            + [f"eval.augmentations={augmentations}"] * bool(augmentations)
-            + _trajectory_settings(trajectories, trajectory_noise)
-        )
-        resolved = _load(str(path / "config.toml"), (*overrides, *settings))
-        output_dir = Path(output) if output else default_eval_dir(path)
-        results = evaluate_checkpoint(resolved, path, output_dir, predictions=True, trace=trace)
+    settings = (
+        [f"eval.halting={halting}"] * bool(halting)
+        + [f"eval.max_steps={max_steps}"] * bool(max_steps)
+        + [f"eval.augmentations={augmentations}"] * bool(augmentations)
+        + _trajectory_settings(trajectories, trajectory_noise)
+    )
+    with _exit_codes(CheckpointError):
+        results, output_dir = evaluate_into(checkpoint, (*overrides, *settings), output_dir=output, trace=trace)
     if results is not None:
         from rrcore.inference import format_step_table, format_votes
 

@@ -206,7 +206,6 @@ def export(reference: str | Path, directory: str | Path, registry: Any = None) -
     export folder (see the module doc) and return what ``export.json`` says. The folder is
     written as ``.NAME.partial`` beside ``directory`` and renamed into place when complete
     (see :func:`_clear_partial`); a failure, a full disk included, removes it."""
-    from rrcore import __version__
     from rrcore.config import load_experiment
     from rrcore.provenance import record
     from rrcore.registry import get_registry
@@ -221,25 +220,47 @@ def export(reference: str | Path, directory: str | Path, registry: Any = None) -
         metadata, _ = run_metadata(checkpoint.parent.parent, experiment, registry)
         model = load_model(checkpoint, experiment, metadata, registry, torch.device("cpu"))
         step = read_trainer_state(checkpoint)["step"]
-    state = model.state_dict()
+    tensors = unique_tensors(model.state_dict())
+    info = export_info(
+        model,
+        tensors,
+        experiment,
+        weights="ema" if experiment.train.ema else "trained",
+        step=step,
+        source=str(checkpoint.resolve()),
+        provenance=record(experiment, registry),  # what to install to load it (rrcore.provenance)
+    )
+    _write(partial, directory, tensors, experiment, metadata, info)
+    return info
+
+
+def export_info(model: nn.Module, tensors: dict[str, torch.Tensor], experiment: Any, **fields: Any) -> dict[str, Any]:
+    """``export.json`` of ``model`` (its ``tensors`` as written, from :func:`unique_tensors`):
+    the keys every export has (format, names, sizes, rrcore version, time), with ``fields``
+    (``weights``, ``step``, ``source``, ...) before the version."""
+    from rrcore import __version__
+
     parameters = sum(p.numel() for p in model.parameters())
-    info = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "name": experiment.run.name,
         "model": experiment.model.plugin,
         "data": experiment.data.plugin,
         "parameters": parameters,
-        "buffer_elements": sum(t.numel() for t in unique_tensors(state).values()) - parameters,
-        "weights": "ema" if experiment.train.ema else "trained",
-        "step": step,
-        "source": str(checkpoint.resolve()),
+        "buffer_elements": sum(t.numel() for t in tensors.values()) - parameters,
+        **fields,
         "rrcore_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "provenance": record(experiment, registry),  # what to install to load it (rrcore.provenance)
     }
-    _write(partial, directory, unique_tensors(state), experiment, metadata, info)
-    return info
+
+
+def write_export(
+    directory: Path, tensors: dict[str, torch.Tensor], experiment: Any, metadata: Any, info: dict[str, Any]
+) -> None:
+    """Write an export folder (see the module doc) through ``.NAME.partial``, which a
+    failure removes; ``info`` is its ``export.json`` (:func:`export_info`)."""
+    _write(_clear_partial(directory), directory, tensors, experiment, metadata, info)
 
 
 def _write(

@@ -19,7 +19,6 @@ without running it. A missing, extra or differently shaped tensor is a
 
 from __future__ import annotations
 
-import datetime
 import math
 import pickle
 import re
@@ -30,7 +29,7 @@ import attrs
 import torch
 from torch import nn
 
-from rrcore.checkpoint import CheckpointError
+from rrcore.checkpoint import CheckpointError, refused_global
 from rrcore.config import ConfigError
 
 # ---------------------------------------------------------------------------------------
@@ -200,11 +199,8 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], int]:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        lines = str(error).splitlines()
-        refused = next((line for line in lines if "WeightsUnpickler error: " in line), lines[0] if lines else "")
-        refused = refused.split("WeightsUnpickler error: ")[-1].split(" Please use")[0].strip().rstrip(".")
         raise CheckpointError(
-            f"{path}: refused: it holds what torch.load(weights_only=True) does not unpickle ({refused}); "
+            f"{path}: refused: it holds what torch.load(weights_only=True) does not unpickle ({refused_global(error)}); "
             f"a reference checkpoint holds tensors only, so this file is not one or was altered (nothing in it was run)"
         ) from None
     except Exception as error:  # not a torch file, truncated
@@ -559,7 +555,7 @@ def import_reference(
     identifiers (default: the config's ``data_path`` when it exists here; else the
     checkpoint's shapes and ``seq_len``).
     """
-    from rrcore.export import _clear_partial, _write, check_destination, unique_tensors
+    from rrcore.export import check_destination, export_info, unique_tensors, write_export
     from rrcore.protocols import ModelContext
     from rrcore.registry import get_registry
     from rrcore.run import build
@@ -589,35 +585,17 @@ def import_reference(
     model = build(registry.get("model", plugin), resolved.model.config, ModelContext(metadata, 1, torch.float32))
     model.load_state_dict(map_weights(model, LAYOUTS[plugin], reference.tensors, reference.saved_names, where))
     tensors = unique_tensors(model.state_dict())
-    info = export_info(model, tensors, resolved, reference)
-    _write(_clear_partial(directory), directory, tensors, resolved, metadata, info)
+    info = export_info(
+        model,
+        tensors,
+        resolved,
+        weights="imported",
+        step=reference.step,
+        source=str(reference.path.resolve()),
+        reference_config=str(reference.config_path.resolve()) if reference.config_path is not None else None,
+    )
+    write_export(directory, tensors, resolved, metadata, info)
     return info
-
-
-def export_info(
-    model: nn.Module, tensors: dict[str, torch.Tensor], experiment: Any, reference: ReferenceCheckpoint
-) -> dict[str, Any]:
-    """The imported export's ``export.json``: :func:`rrcore.export.export`'s keys, with
-    ``weights = "imported"``, the reference checkpoint as ``source`` and its config file."""
-    from rrcore import __version__
-    from rrcore.export import FORMAT, FORMAT_VERSION
-
-    parameters = sum(p.numel() for p in model.parameters())
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": experiment.run.name,
-        "model": experiment.model.plugin,
-        "data": experiment.data.plugin,
-        "parameters": parameters,
-        "buffer_elements": sum(t.numel() for t in tensors.values()) - parameters,
-        "weights": "imported",
-        "step": reference.step,
-        "source": str(reference.path.resolve()),
-        "reference_config": str(reference.config_path.resolve()) if reference.config_path is not None else None,
-        "rrcore_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def prefix_positions(config: Any) -> int:

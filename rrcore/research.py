@@ -177,11 +177,19 @@ def evaluate(
     (default: ``eval/<checkpoint>-rr-eval`` in the run folder), with ``predictions.jsonl``
     (one row per puzzle; ``trace`` adds the prediction after every step) and ``steps.json``.
     """
-    with hold_source(_folder(path)) as source:  # a run saving meanwhile rotates other checkpoints
+    results, _ = evaluate_into(_folder(path), overrides, output_dir=output_dir, trace=trace)
+    return results if results is not None else {}  # {} on the other ranks under torchrun
+
+
+def evaluate_into(
+    path: str | Path, overrides: Sequence[str] = (), *, output_dir: str | Path | None = None, trace: bool = False
+) -> tuple[dict[str, float] | None, Path]:
+    """:func:`evaluate`, also returning the folder the outputs went to (``rr eval`` prints
+    its ``steps.json``); the metrics are None on the ranks other than 0."""
+    with hold_source(path) as source:  # a run saving meanwhile rotates other checkpoints
         experiment = load_experiment(source / "config.toml", list(overrides))
         output = Path(output_dir) if output_dir is not None else default_eval_dir(source)
-        results = evaluate_checkpoint(experiment, source, output, predictions=True, trace=trace)
-    return results if results is not None else {}  # {} on the other ranks under torchrun
+        return evaluate_checkpoint(experiment, source, output, predictions=True, trace=trace), output
 
 
 def _folder(path: str | Path) -> Path:
