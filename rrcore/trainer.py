@@ -388,9 +388,10 @@ class Trainer:
             self.registry.hook.rr_on_step_end(
                 context=self.context, step=self.step, metrics=train_metrics if log_now else None
             )
-            if self._due(self.eval_every) or self._clock_says(self.clock.eval_due, log_now):
+            marks, budget = bool(train.eval_at_minutes), bool(train.time_budget_minutes)
+            if self._due(self.eval_every) or (marks and self._clock_says(self.clock.eval_due, log_now)):
                 eval_results = self._evaluate_and_log(loggers, progress)
-            if self._clock_says(self.clock.out_of_time, log_now):
+            if budget and self._clock_says(self.clock.out_of_time, log_now):
                 if progress:
                     progress.message(f"rr: time budget of {train.time_budget_minutes:g} minutes reached")
                 break
@@ -413,7 +414,8 @@ class Trainer:
         time budget spent). Under torchrun rank 0's clock answers for every rank, at log steps
         (where the ranks meet anyway): each rank's own clock could pass a mark a step before
         another's, and a rank that evaluated or stopped alone would leave the others waiting
-        in a collective."""
+        in a collective. Asked only when the experiment sets marks or a budget (the same on
+        every rank): the answer costs a collective at each log step."""
         if self.world_size == 1:
             return question()
         if not log_now:

@@ -229,17 +229,23 @@ def _read(path: str, config: SudokuDataConfig, problems: ProblemLog) -> PuzzleFi
     return file
 
 
+def _test_from_file(config: SudokuDataConfig, problems: ProblemLog) -> Puzzles:
+    """The test puzzles of ``test_path``: ``test_size`` of them in a seeded order, or all."""
+    test_file = _read(config.test_path, config, problems)
+    test_order = np.arange(len(test_file))
+    if config.test_size:
+        test_order = np.random.default_rng([config.seed, 1]).permutation(len(test_file))
+    return _take_labelled(test_file, test_order, config.test_size, problems, config, "test")[0]
+
+
 def collect_from_files(config: SudokuDataConfig, problems: ProblemLog) -> tuple[Puzzles, Puzzles]:
     """Train and evaluation puzzles from the configured files (see :class:`SudokuDataConfig`):
     the held-out test puzzles, or with ``validation_size`` the validation ones."""
     rng = np.random.default_rng([config.seed, 0])
     train_file = _read(config.train_path, config, problems)
     if config.test_path:
-        test_file = _read(config.test_path, config, problems)
-        test_order = np.arange(len(test_file))
-        if config.test_size:
-            test_order = np.random.default_rng([config.seed, 1]).permutation(len(test_file))
-        test, _ = _take_labelled(test_file, test_order, config.test_size, problems, config, "test")
+        if not config.validation_size:  # else the validation puzzles (below) stand in; the file is not read
+            test = _test_from_file(config, problems)
         rest = rng.permutation(len(train_file)) if config.train_size else np.arange(len(train_file))
     else:
         order = rng.permutation(len(train_file))
