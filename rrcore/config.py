@@ -589,7 +589,9 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML file ``path`` (a ``what``, for the messages) as plain data; a
+    :class:`ConfigError` naming the file when it is missing or not valid TOML."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -622,7 +624,7 @@ def load_raw(
     first and its bases after it (what :func:`set_by` reads).
     """
     path = Path(path)
-    raw = _read_toml(path, "experiment file" if not _chain else "base experiment file")
+    raw = read_toml(path, "experiment file" if not _chain else "base experiment file")
     if files is not None:
         files.append((path, raw))
     if BASE_KEY not in raw:

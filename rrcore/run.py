@@ -25,7 +25,7 @@ from torch import nn
 from rrcore import distributed
 from rrcore.act import ACTModel, CompiledStep
 from rrcore.checkpoint import CheckpointError, Stateful, load_file, load_parts
-from rrcore.config import ConfigError, Experiment, dumps_toml, tomllib
+from rrcore.config import ConfigError, Experiment, dumps_toml, read_toml, tomllib
 from rrcore.data import DataSourceError, PuzzleDataset, data_cache_dir
 from rrcore.ema import EMA
 from rrcore.files import is_disk_full
@@ -439,17 +439,17 @@ def saved_config(checkpoint: Path) -> dict[str, Any]:
     if not file.exists():
         return {}
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:
-        raise CheckpointError(f"{file}: unreadable ({error}); the checkpoint is damaged") from None
+        return read_toml(file, "saved experiment")
+    except ConfigError as error:
+        raise CheckpointError(f"{error}; the checkpoint is damaged") from None
 
 
-def check_same_data(checkpoint: Path, experiment: Experiment) -> None:
+def check_same_data(checkpoint: Path, experiment: Experiment, saved: dict[str, Any]) -> None:
     """Refuse (:class:`ConfigError`, naming each changed key with both values) to resume
     ``checkpoint`` on other data than it was trained on: ``experiment``'s ``[data]`` must
-    match the checkpoint's, key by key (a key only one of them has, as after an upgrade of
-    the data plugin, is not compared)."""
-    was = saved_config(checkpoint).get("data", {})
+    match the checkpoint's (``saved``, its :func:`saved_config`), key by key (a key only one
+    of them has, as after an upgrade of the data plugin, is not compared)."""
+    was = saved.get("data", {})
     now = tomllib.loads(dumps_toml({"data": experiment.to_dict()["data"]}))["data"]  # as the file writes it
     keys = ["plugin"] if was.get("plugin", now["plugin"]) != now["plugin"] else [k for k in now if k in was]
     changed = [f"data.{key} = {show(was[key])} there, {show(now[key])} here" for key in keys if was[key] != now[key]]

@@ -271,13 +271,14 @@ class Trainer:
         batch the run goes on from the same place in the data stream, its ACT carries restarted
         (each row then starts its next example afresh), as with another rank layout."""
         path = resolve_checkpoint(reference, self.checkpoint_dir)
-        check_same_data(path, self.experiment)
+        saved = saved_config(path)
+        check_same_data(path, self.experiment, saved)
         shared, per_rank, progress = load_checkpoint(path, self.rank)  # trainer.json checked
         self.run.restore(path, shared)
         self.step = progress["step"]
         self.position = StreamPosition(*progress["position"])
         train = self.experiment.train
-        saved_batch = saved_config(path).get("train", {}).get("global_batch_size", train.global_batch_size)
+        saved_batch = saved.get("train", {}).get("global_batch_size", train.global_batch_size)
         if saved_batch != train.global_batch_size and self.rank == 0:
             print(
                 f"rr: resuming {path} with train.global_batch_size = {train.global_batch_size} (it was "
