@@ -166,9 +166,17 @@ class Solver:
             max_steps=cap,
             adaptive=adaptive,
             q_continue=self.experiment.act.q_continue,
-            sync_every=1,
+            sync_every=settings.sync_every,
             trace=True,
             noise=TrajectoryNoise.from_settings(head, settings),
+        )
+        # On the host once, not a device read per puzzle and field below.
+        result = attrs.evolve(
+            result,
+            preds=result.preds.cpu(),
+            q_halt=result.q_halt.cpu(),
+            steps=result.steps.cpu(),
+            trace=result.trace.cpu(),
         )
         return [self._solution(puzzle, result, number * runs, runs, cap) for number, puzzle in enumerate(puzzles)]
 
@@ -178,7 +186,7 @@ class Solver:
         best = int(q_halt.argmax())  # the first run on a tie: the noiseless one
         row = first + best
         steps = int(result.steps[row])
-        prediction = result.preds[row].cpu().numpy()
+        prediction = result.preds[row].numpy()
         if puzzle.answer is None:
             check = self.task.check(puzzle.inputs, prediction)
         else:
@@ -189,7 +197,7 @@ class Solver:
             steps,
             cap,
             float(result.q_halt[row]),
-            result.trace[row, :steps].cpu().numpy(),
+            result.trace[row, :steps].numpy(),
             check,
             puzzle.note,
             runs,
