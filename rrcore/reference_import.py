@@ -513,6 +513,15 @@ class ReferenceCheckpoint:
     arch: dict[str, Any] | None
     data_path: str | None
 
+    def export_fields(self) -> dict[str, Any]:
+        """What the import's ``export.json`` says of its source (:func:`rrcore.export.export_info`)."""
+        return {
+            "weights": "imported",
+            "step": self.step,
+            "source": str(self.path.resolve()),
+            "reference_config": str(self.config_path.resolve()) if self.config_path is not None else None,
+        }
+
 
 def read_reference(checkpoint: str | Path, config: str | None = None) -> ReferenceCheckpoint:
     """Read ``checkpoint`` (a file, or a folder's latest ``step_N``) and its config
@@ -585,15 +594,7 @@ def import_reference(
     model = build(registry.get("model", plugin), resolved.model.config, ModelContext(metadata, 1, torch.float32))
     model.load_state_dict(map_weights(model, LAYOUTS[plugin], reference.tensors, reference.saved_names, where))
     tensors = unique_tensors(model.state_dict())
-    info = export_info(
-        model,
-        tensors,
-        resolved,
-        weights="imported",
-        step=reference.step,
-        source=str(reference.path.resolve()),
-        reference_config=str(reference.config_path.resolve()) if reference.config_path is not None else None,
-    )
+    info = export_info(model, tensors, resolved, **reference.export_fields())
     write_export(directory, tensors, resolved, metadata, info)
     return info
 

@@ -390,12 +390,14 @@ class Trainer:
                 context=self.context, step=self.step, metrics=train_metrics if log_now else None
             )
             marks, budget = bool(train.eval_at_minutes), bool(train.time_budget_minutes)
-            if self._due(self.eval_every) or (marks and self._clock_says(self.clock.eval_due, log_now)):
-                eval_results = self._evaluate_and_log(loggers, progress)
+            # The budget first: a run out of time ends with the final evaluation, at its budget,
+            # not with a mark's evaluation a moment before it.
             if budget and self._clock_says(self.clock.out_of_time, log_now):
                 if progress:
                     progress.message(f"rr: time budget of {train.time_budget_minutes:g} minutes reached")
                 break
+            if self._due(self.eval_every) or (marks and self._clock_says(self.clock.eval_due, log_now)):
+                eval_results = self._evaluate_and_log(loggers, progress)
             if self._due(self.checkpoint_every):
                 self._check_finite(first_bad_step)
                 self.save()
