@@ -1,8 +1,8 @@
 """rr core: protocols, plugin registry, experiments, ACT and the trainer.
 
 Plugin authors need three names from here: :data:`hookimpl` to mark hook
-implementations, the descriptor classes in :mod:`rrcore.registry` to return from
-the registration hooks, and the protocols in :mod:`rrcore.protocols`.
+implementations, the descriptor classes in :mod:`rrcore.contracts.registry` to return from
+the registration hooks, and the protocols in :mod:`rrcore.contracts.protocols`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,5 +1,5 @@
 """``python -m rrcore`` is ``rr`` (handy under ``torchrun -m rrcore run ...``)."""
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 main()

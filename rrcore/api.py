@@ -9,59 +9,20 @@ Why a module of its own and not the package root: ``rrcore/__init__.py`` runs be
 every ``rrcore.*`` import, including the light ones ``rr --help`` and the registry make
 (``hookspecs``, ``registry`` import ``PROJECT_NAME`` from it). Re-exporting torch layers
 and the data writer there would make each of those import torch and would close import
-loops (``rrcore`` -> ``rrcore.registry`` -> ``rrcore``). This module is imported only by
+loops (``rrcore`` -> ``rrcore.contracts.registry`` -> ``rrcore``). This module is imported only by
 plugins, after the core's modules exist, and defines nothing itself.
 """
 
 from __future__ import annotations
 
 from rrcore import hookimpl
-from rrcore.act import ACTModel, reset_rows
-from rrcore.cli_input import InputError, input_file, input_folder, output_folder
-from rrcore.data import (
-    DatasetMetadata,
-    DataSourceError,
-    PuzzleArrays,
-    SplitWriter,
-    cached_build,
-    default_cache_dir,
-    load_set,
-    write_split,
-)
-from rrcore.evaluation import all_reduce_sum, gather_to_rank0
-from rrcore.grids import (
-    DIHEDRAL_INVERSE,
-    DIHEDRAL_NAMES,
-    NUM_DIHEDRAL,
-    dihedral,
-    inverse_dihedral,
-    shape_preserving_transforms,
-)
-from rrcore.model_kit import ReasoningModel, ReasoningModelConfig, model_context
-from rrcore.nn import (
-    IGNORE_LABEL,
-    Attention,
-    CastedEmbedding,
-    CastedLinear,
-    InjectedStack,
-    PostNormBlock,
-    PuzzleInput,
-    ReasoningHeads,
-    RMSNorm,
-    RotaryEmbedding,
-    SparsePuzzleEmbedding,
-    SwiGLU,
-    apply_rotary,
-    attention,
-    repeated_region,
-    rms_norm,
-    softmax_cross_entropy,
-    stablemax_cross_entropy,
-    swiglu_width,
-    trunc_normal_,
-)
-from rrcore.progress import progress
-from rrcore.protocols import (
+from rrcore.base.cli_input import InputError, input_file, input_folder, output_folder
+from rrcore.base.distributed import all_reduce_sum, gather_to_rank0
+from rrcore.base.progress import progress
+from rrcore.base.validators import OutOfRange, at_least, fraction, in_range, non_negative, positive
+from rrcore.contracts.errors import DataSourceError
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.protocols import (
     Batch,
     BatchAugmenter,
     Check,
@@ -79,7 +40,7 @@ from rrcore.protocols import (
     RecordsStates,
     RunContext,
 )
-from rrcore.registry import (
+from rrcore.contracts.specs import (
     DatasetSpec,
     EvaluatorSpec,
     LoggerSpec,
@@ -88,12 +49,44 @@ from rrcore.registry import (
     OptimizerSpec,
     TaskSpec,
 )
-from rrcore.states import StateRecord, StateRecorder, record_state
-from rrcore.validators import OutOfRange, at_least, fraction, in_range, non_negative, positive
-from rrcore.views import Cell, Panel, PuzzleView, token_panel
+from rrcore.contracts.views import Cell, Panel, PuzzleView, token_panel
+from rrcore.data.cache import cached_build, default_cache_dir
+from rrcore.data.format import IGNORE_LABEL, PuzzleArrays, load_set
+from rrcore.data.grids import (
+    DIHEDRAL_INVERSE,
+    DIHEDRAL_NAMES,
+    NUM_DIHEDRAL,
+    dihedral,
+    inverse_dihedral,
+    shape_preserving_transforms,
+)
+from rrcore.data.stamps import source_stamp
+from rrcore.data.writer import SplitWriter, write_split
+from rrcore.model.act import ACTModel
+from rrcore.model.carry import StepOutput, reset_rows
+from rrcore.model.layers import (
+    Attention,
+    CastedEmbedding,
+    CastedLinear,
+    InjectedStack,
+    PostNormBlock,
+    RMSNorm,
+    RotaryEmbedding,
+    SwiGLU,
+    apply_rotary,
+    attention,
+    repeated_region,
+    rms_norm,
+    swiglu_width,
+    trunc_normal_,
+)
+from rrcore.model.losses import softmax_cross_entropy, stablemax_cross_entropy
+from rrcore.model.model_kit import ReasoningModel, ReasoningModelConfig, model_context
+from rrcore.model.puzzle_io import PuzzleInput, ReasoningHeads, SparsePuzzleEmbedding
+from rrcore.model.states import StateRecord, StateRecorder, record_state
 
 __all__ = [
-    # Hooks and what the registration hooks return (rrcore.hookspecs says when each is called).
+    # Hooks and what the registration hooks return (rrcore.contracts.hookspecs says when each is called).
     "hookimpl",
     "DatasetSpec",
     "EvaluatorSpec",
@@ -151,6 +144,7 @@ __all__ = [
     "swiglu_width",
     "trunc_normal_",
     "ACTModel",
+    "StepOutput",
     "reset_rows",
     "StateRecord",
     "StateRecorder",
@@ -161,6 +155,7 @@ __all__ = [
     "PuzzleArrays",
     "SplitWriter",
     "cached_build",
+    "source_stamp",
     "default_cache_dir",
     "load_set",
     "write_split",

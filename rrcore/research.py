@@ -32,15 +32,18 @@ from typing import Literal
 import numpy as np
 import torch
 
-from rrcore import solve
-from rrcore.checkpoint import CheckpointError
-from rrcore.config import ConfigError, Experiment, load_experiment
-from rrcore.export import export, hold_source
-from rrcore.protocols import Check, Puzzle, PuzzleError
-from rrcore.solve import Solution
-from rrcore.trainer import TrainResult, default_eval_dir, evaluate_checkpoint
-from rrcore.trainer import train as train_experiment
-from rrcore.validators import STEP_COUNT_MAX
+from rrcore.base.validators import STEP_COUNT_MAX
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.errors import CheckpointError, ConfigError
+from rrcore.contracts.experiment import Experiment
+from rrcore.contracts.protocols import Check, Puzzle, PuzzleError
+from rrcore.tools import solve
+from rrcore.tools.evaluate import default_eval_dir, evaluate_checkpoint
+from rrcore.tools.export import export
+from rrcore.tools.solve import Solution
+from rrcore.training.loop import TrainResult
+from rrcore.training.loop import train as train_experiment
+from rrcore.training.weights import hold_source
 
 __all__ = [
     "Check",
@@ -63,8 +66,8 @@ class Solver:
     in batches and checks the answers by the task's rules. Make one with :meth:`from_pretrained`.
 
     ``experiment`` is the experiment the model was trained with, ``task`` the task plugin's
-    :class:`~rrcore.protocols.PuzzleTask`, ``metadata`` the data set's vocabulary and
-    sequence length (:class:`~rrcore.data.DatasetMetadata`), ``device`` where it runs and
+    :class:`~rrcore.contracts.protocols.PuzzleTask`, ``metadata`` the data set's vocabulary and
+    sequence length (:class:`~rrcore.contracts.metadata.DatasetMetadata`), ``device`` where it runs and
     ``checkpoint`` the folder its weights came from.
     """
 

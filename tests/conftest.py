@@ -17,7 +17,7 @@ except ImportError:  # nothing to put first
     pass
 from toy_helpers import make_distribution
 
-from rrcore.registry import load_registry, set_registry
+from rrcore.contracts.registry import load_registry, set_registry
 
 HERE = Path(__file__).parent
 

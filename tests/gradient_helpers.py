@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from rrcore.run import Run
-from rrcore.testing import relative_differences, step_gradients
+from rrcore.testing.compiled import relative_differences, step_gradients
+from rrcore.training.run import Run
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rrcore.act import ACTConfig, ACTLossHead, ACTModel
+from rrcore.contracts.experiment import ACTConfig
+from rrcore.model.act import ACTModel
+from rrcore.model.act_loss import ACTLossHead
 
 
 class Scripted(nn.Module):
@@ -122,7 +124,8 @@ def test_loss_head_metrics_count_halted_rows():
 def test_whole_act_step_traces_as_one_graph():
     """What the trainer compiles — reset, inner step, halting with exploration, the
     bootstrapped Q target and the loss — has no graph break (``fullgraph`` fails on one)."""
-    from rrcore.nn import PostNormBlock, ReasoningHeads
+    from rrcore.model.layers import PostNormBlock
+    from rrcore.model.puzzle_io import ReasoningHeads
 
     class Tiny(nn.Module):
         def __init__(self) -> None:

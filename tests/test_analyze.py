@@ -7,15 +7,15 @@ import pytest
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.analyze import (
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.tools.analyze import (
     covariance_eigenvalues,
     forward_residuals,
     participation_ratio,
     state_pairs,
 )
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.trainer import train
+from rrcore.training.loop import train
 
 
 def samples_with_covariance(eigenvalues: list[float], samples: int = 50, seed: int = 0) -> np.ndarray:
@@ -66,5 +66,5 @@ def test_analyze_names_a_model_that_records_no_states(toy_registry, tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "rr: error: model plugin 'toy' (rr-toy 0.1.0) does not record its states: it needs "
-        "recording_states() (rrcore.protocols.RecordsStates)"
+        "recording_states() (rrcore.contracts.protocols.RecordsStates)"
     ]

@@ -10,11 +10,11 @@ import torch
 from toy_helpers import toy_experiment
 
 from rrcore import hookimpl
-from rrcore.checkpoint import load_checkpoint
-from rrcore.config import load_experiment
-from rrcore.protocols import BatchAugmenter
-from rrcore.registry import DatasetSpec
-from rrcore.trainer import Trainer, train
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.protocols import BatchAugmenter
+from rrcore.contracts.specs import DatasetSpec
+from rrcore.training.checkpoint import load_checkpoint
+from rrcore.training.loop import Trainer, train
 
 
 class ShiftDigits:
@@ -65,7 +65,7 @@ def _experiment(tmp_path: Path, name: str):
 
 def _steps(experiment, run_dir: Path, steps: int, resume: str | None = None) -> Trainer:
     trainer = Trainer(experiment, run_dir=run_dir, resume=resume)
-    batches = trainer.train_data.train_batches(trainer.position)
+    batches = trainer.run.train_data.train_batches(trainer.position)
     for _ in range(steps):
         trainer.position, batch = next(batches)
         trainer.train_step(batch, {})
@@ -96,7 +96,7 @@ def test_resume_restores_the_augmenters_generator_exactly(toy_registry, tmp_path
     augmentation = straight.run.augmentation_generator.get_state()
     assert not torch.equal(augmentation, fresh.get_state())  # it drew
     assert torch.equal(augmentation, resumed.run.augmentation_generator.get_state())
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    a, b = straight.run.model.state_dict(), resumed.run.model.state_dict()
     for key in a:
         assert torch.equal(a[key], b[key]), key
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rrcore.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
+from rrcore.training.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 
 def _save(directory, step, keep=3):

@@ -1,4 +1,4 @@
-"""The core stays readable in pieces: no function in ``rrcore/`` runs over a screen."""
+"""The code stays readable in pieces: no function in ``rrcore/`` or a bundled plugin runs over a screen."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import rrcore
 
 MAX_FUNCTION_LINES = 60
 """Counted from the ``def`` line (decorators not included) through the function's last line."""
+PLUGIN_PACKAGES = sorted(
+    init.parent for init in (Path(__file__).resolve().parents[1] / "plugins").glob("rr-*/rr_*/__init__.py")
+)
+"""The bundled plugins' packages (``plugins/rr-*/rr_*``), their tests not included."""
 
 
 def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
@@ -26,6 +30,12 @@ def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
 
 def test_no_function_in_rrcore_is_over_sixty_lines():
     found = long_functions(Path(rrcore.__file__).parent)
+    assert not found, f"functions over {MAX_FUNCTION_LINES} lines; split them into named helpers: " + ", ".join(found)
+
+
+def test_no_function_in_a_bundled_plugin_is_over_sixty_lines():
+    assert PLUGIN_PACKAGES, "no plugin packages found under plugins/rr-*/rr_*"
+    found = [name for package in PLUGIN_PACKAGES for name in long_functions(package)]
     assert not found, f"functions over {MAX_FUNCTION_LINES} lines; split them into named helpers: " + ", ".join(found)
 
 

@@ -11,8 +11,9 @@ import sys
 
 from toy_helpers import toy_experiment
 
-from rrcore.config import load_experiment
-from rrcore.run import build_run, use_compile_cache
+from rrcore.contracts.config import load_experiment
+from rrcore.training.build import build_run
+from rrcore.training.compiling import use_compile_cache
 
 
 def _bench(path, env, out):

@@ -3,7 +3,7 @@ in float32), for every parameter: a compiler change that alters learning fails h
 
 Losses alone cannot show it. With the blocks' backward as nested compile regions, inductor
 gave TRM's token embedding a gradient 45% off and HRM's L-level weights 5-8% off, while the
-loss stayed the same to 7 digits (torch 2.13, CPU; ``rrcore.nn.repeated_region``).
+loss stayed the same to 7 digits (torch 2.13, CPU; ``rrcore.model.layers.repeated_region``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from gradient_helpers import ARCHITECTURES, EXAMPLES, gradient_differences
 
-from rrcore.config import load_experiment
-from rrcore.run import build_run
+from rrcore.contracts.config import load_experiment
+from rrcore.training.build import build_run
 
 
 @pytest.mark.parametrize("name", ["trm-mlp", "trm-att", "hrm", "urm"])

@@ -6,8 +6,10 @@ import pytest
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.cli import main
-from rrcore.config import ConfigError, dumps_toml, load_experiment, tomllib
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.errors import ConfigError
+from rrcore.contracts.tomlfile import dumps_toml, tomllib
 
 
 def _error(path, overrides=()) -> str:
@@ -157,7 +159,7 @@ def test_model_plugin_configs_check_their_ranges(tmp_path):
     from rr_trm.trm import TRMConfig
     from rr_urm.urm import URMConfig
 
-    from rrcore.config import structure
+    from rrcore.contracts.structure import structure
 
     for cls, values, message in [
         (TRMConfig, {"hidden_size": 0}, "model.hidden_size = 0: must be >= 1"),

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from test_examples import missing_plugins
 from toy_helpers import toy_experiment
 
-from rrcore.cli import main
-from rrcore.config import load_experiment, load_raw, merge
-from rrcore.registry import load_registry
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment, load_raw, merge
+from rrcore.contracts.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAT = Path(__file__).resolve().parent / "data" / "examples-flat"
@@ -134,7 +134,7 @@ def test_rewritten_example_resolves_as_before(flat: Path, monkeypatch) -> None:
     monkeypatch.delenv("RR_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("RR_DISABLE_PLUGINS", raising=False)
     registry = load_registry()
-    monkeypatch.setattr("rrcore.registry._registry", registry)  # and back to before after the test
+    monkeypatch.setattr("rrcore.contracts.registry._registry", registry)  # and back to before after the test
     missing = missing_plugins(load_raw(flat), registry)
     if missing:
         pytest.skip(f"needs plugins that are not installed: {', '.join(missing)}")
@@ -149,12 +149,12 @@ def test_rewritten_example_resolves_as_before(flat: Path, monkeypatch) -> None:
 
 
 def test_a_model_that_is_not_trm_shaped_composes_with_the_4x4_base(tmp_path, monkeypatch) -> None:
-    """The 4x4 base holds only the [model] keys every rrcore.model_kit model takes: a model
+    """The 4x4 base holds only the [model] keys every rrcore.model.model_kit model takes: a model
     with none of its own (tests/plugins/rr_onepass.py) validates and trains on it."""
     import importlib.util
 
     rr_sudoku_plugin = pytest.importorskip("rr_sudoku.plugin")
-    from rrcore.trainer import train
+    from rrcore.training.loop import train
 
     spec = importlib.util.spec_from_file_location("rr_onepass", Path(__file__).parent / "plugins" / "rr_onepass.py")
     onepass = importlib.util.module_from_spec(spec)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rrcore.registry import load_registry
+from rrcore.contracts.registry import load_registry
 from rrcore.testing import (
     check_documented_keys,
     check_evaluator,

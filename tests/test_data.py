@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rrcore.data import (
-    DataFormatError,
-    DatasetMetadata,
-    PuzzleDataset,
-    SplitWriter,
-    StreamPosition,
-    cached_build,
-)
+from rrcore.contracts.metadata import DataFormatError, DatasetMetadata
+from rrcore.data.cache import cached_build
+from rrcore.data.loader import PuzzleDataset, StreamPosition
+from rrcore.data.writer import SplitWriter
 
 
 def _metadata(**changes) -> DatasetMetadata:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "sudoku4x4-trm.toml"
 SMALL = ["--set", "train_size=16", "--set", "test_size=4", "--set", "jobs=1"]

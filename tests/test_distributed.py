@@ -22,10 +22,10 @@ from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
 from rrcore import hookimpl
-from rrcore.checkpoint import load_checkpoint
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.trainer import Trainer, train
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.training.checkpoint import load_checkpoint
+from rrcore.training.loop import Trainer, train
 
 
 def _free_port() -> int:
@@ -163,7 +163,7 @@ def test_resume_with_other_accumulation_steps_keeps_each_rows_carry(toy_registry
     assert torch.equal(torch.cat([c.steps for c in rows]), carry["steps"])
     assert torch.equal(torch.cat([c.halted for c in rows]), carry["halted"])
     assert torch.equal(torch.cat([c.current_data["inputs"] for c in rows]), carry["current_data"]["inputs"])
-    generator = resumed.act_model.exploration_generator
+    generator = resumed.run.act_model.exploration_generator
     assert torch.equal(generator.get_state(), saved["rng"]["exploration"])
 
 
@@ -300,12 +300,12 @@ def test_ranks_whose_clocks_differ_evaluate_and_stop_together(toy_registry, toy_
     script = tmp_path / "ahead.py"
     script.write_text(
         "import os, sys, time\n"
-        "from rrcore.clock import TrainingClock\n"
+        "from rrcore.training.clock import TrainingClock\n"
         "if os.environ['RANK'] == '1':\n"
         "    TrainingClock.seconds = property(\n"
         "        lambda c: 1000.0 + c.carried + (0 if c.started is None else time.perf_counter() - c.started)\n"
         "    )\n"
-        "from rrcore.cli import main\n"
+        "from rrcore.cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
     run = subprocess.run(

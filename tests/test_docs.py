@@ -11,7 +11,7 @@ import inspect
 import re
 from pathlib import Path
 
-from rrcore import hookspecs
+from rrcore.contracts import hookspecs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
 
@@ -47,7 +47,7 @@ def problems(text: str) -> list[str]:
 
 
 def test_every_hook_is_documented_with_its_signature():
-    assert len(hook_signatures()) >= 13, "the hook specifications were not found"
+    assert len(hook_signatures()) >= 12, "the hook specifications were not found"
     found = problems(DOCS.read_text(encoding="utf-8"))
     assert not found, f"{DOCS.name} and rrcore/hookspecs.py disagree:\n" + "\n".join(found)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rrcore.cli import main
-from rrcore.registry import set_registry
+from rrcore.cli.main import main
+from rrcore.contracts.registry import set_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "python-api.md"
@@ -114,8 +114,8 @@ def test_the_documented_vocabularies_are_the_plugins():
     from rr_arc.grids import VOCAB_SIZE as ARC_VOCAB
     from rr_maze.maze import CHARSET
     from rr_maze.maze import VOCAB_SIZE as MAZE_VOCAB
-    from rr_rubik.task import BLANK, CORNER_BASE, END, MOVE_BASE, SEQ_LEN
-    from rr_rubik.task import VOCAB_SIZE as RUBIK_VOCAB
+    from rr_rubik.tokens import BLANK, CORNER_BASE, END, MOVE_BASE, SEQ_LEN
+    from rr_rubik.tokens import VOCAB_SIZE as RUBIK_VOCAB
     from rr_sudoku.grid import BLANK_TOKEN, DIGIT_OFFSET, geometry
 
     assert f"vocabulary of {geometry(9).vocab_size} (9x9) or {geometry(4).vocab_size} (4x4)" in _documented("Sudoku")

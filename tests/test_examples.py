@@ -12,15 +12,9 @@ from typing import Any
 
 import pytest
 
-from rrcore.config import (
-    LIST_SECTIONS,
-    PLUGIN_SECTIONS,
-    dumps_toml,
-    load_experiment,
-    load_raw,
-    resolve,
-)
-from rrcore.registry import Registry, load_registry
+from rrcore.contracts.config import LIST_SECTIONS, PLUGIN_SECTIONS, load_experiment, load_raw, resolve
+from rrcore.contracts.registry import Registry, load_registry
+from rrcore.contracts.tomlfile import dumps_toml
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from safetensors.torch import load_file as load_safetensors
 from toy_helpers import toy_experiment
 
-from rrcore.checkpoint import load_checkpoint
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.trainer import Trainer, train
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.training.checkpoint import load_checkpoint
+from rrcore.training.loop import Trainer, train
 
 
 def _latest(run_dir: Path) -> Path:
@@ -94,17 +94,17 @@ def test_fine_tuning_starts_from_the_exported_weights(trained, tmp_path):
     experiment = load_experiment(tmp_path / "exp.toml", [f"train.init_from={tmp_path / 'export'}"])
     tuned = Trainer(experiment, run_dir=tmp_path / "tuned")
     assert tuned.step == 0
-    state = tuned.model.state_dict()
+    state = tuned.run.model.state_dict()
     assert torch.equal(state["block.mlp.down_proj.weight"], weights["block.mlp.down_proj.weight"])
     # Both names of the tied puzzle-embedding table hold the one stored tensor.
     assert torch.equal(state["input.puzzle_emb.weights"], weights["input.puzzle_emb.weights"])
     assert torch.equal(state["puzzle_emb.weights"], weights["input.puzzle_emb.weights"])
     # The EMA restarts from the loaded weights, and the optimizers have no state yet.
-    assert all(torch.equal(s, p) for s, p in zip(tuned.ema.shadow, tuned.model.parameters()))
+    assert all(torch.equal(s, p) for s, p in zip(tuned.run.ema.shadow, tuned.run.model.parameters()))
     assert tuned.run.optimizers.state_dict()["model"]["state"] == {}
     fresh = Trainer(load_experiment(tmp_path / "exp.toml"), run_dir=tmp_path / "fresh")
     assert not torch.equal(
-        fresh.model.state_dict()["block.mlp.down_proj.weight"], weights["block.mlp.down_proj.weight"]
+        fresh.run.model.state_dict()["block.mlp.down_proj.weight"], weights["block.mlp.down_proj.weight"]
     )
 
 
@@ -112,7 +112,7 @@ def test_fine_tuning_keeps_the_ema_start_step(trained, tmp_path):
     assert _run("export", str(trained), str(tmp_path / "export")).exit_code == 0
     overrides = [f"train.init_from={tmp_path / 'export'}", "train.ema_start_step=3"]
     tuned = Trainer(load_experiment(tmp_path / "exp.toml", overrides), run_dir=tmp_path / "tuned")
-    assert tuned.ema.start_step == 3 and tuned.ema.rate == 0.5
+    assert tuned.run.ema.start_step == 3 and tuned.run.ema.rate == 0.5
 
 
 def test_export_into_a_folder_that_holds_files_is_refused_in_one_line(trained, tmp_path):

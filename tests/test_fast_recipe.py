@@ -13,15 +13,17 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.act import ACTLossConfig
-from rrcore.cli import main
-from rrcore.clock import TrainingClock
-from rrcore.config import ConfigError, load_experiment
-from rrcore.ema import EMA
-from rrcore.nn import SwiGLU, rms_norm, softmax_cross_entropy, stablemax_cross_entropy
-from rrcore.run import build_run
-from rrcore.timecurve import read_curve
-from rrcore.trainer import Trainer, train
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.errors import ConfigError
+from rrcore.model.act_loss import ACTLossConfig
+from rrcore.model.layers import SwiGLU, rms_norm
+from rrcore.model.losses import softmax_cross_entropy, stablemax_cross_entropy
+from rrcore.tools.timecurve import read_curve
+from rrcore.training.build import build_run
+from rrcore.training.clock import TrainingClock
+from rrcore.training.ema import EMA
+from rrcore.training.loop import Trainer, train
 
 # -- layers and losses -------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ def test_curriculum_run_trains_and_evaluates_the_written_model(toy_registry, tmp
     experiment = load_experiment(toy_experiment(tmp_path / "exp.toml", extra=CURRICULUM, epochs=2))
     trainer = Trainer(experiment)
     result = trainer.train()
-    assert result.status == "finished" and trainer.model.config.cycles == 2
+    assert result.status == "finished" and trainer.run.model.config.cycles == 2
 
 
 # -- the training clock ------------------------------------------------------------------
@@ -163,7 +165,7 @@ class FakeTime:
 
 def test_clock_marks_budget_and_pauses(monkeypatch):
     fake = FakeTime()
-    monkeypatch.setattr("rrcore.clock.time.perf_counter", fake)
+    monkeypatch.setattr("rrcore.training.clock.time.perf_counter", fake)
     clock = TrainingClock(torch.device("cpu"), budget_minutes=3, eval_at_minutes=[1, 2])
     clock.start()
     fake.now += 59
@@ -236,7 +238,7 @@ def test_time_to_accuracy_refuses_bad_marks(toy_registry, tmp_path):
 
 
 def test_fit_steps_compresses_the_whole_schedule_into_the_budget(toy_registry, tmp_path):
-    from rrcore.timecurve import SET_UP_SECONDS, fitted_settings
+    from rrcore.tools.timecurve import SET_UP_SECONDS, fitted_settings
 
     extra = "[[train.curriculum]]\nuntil_step = 2000\nmodel = { cycles = 1 }\n"
     path = toy_experiment(tmp_path / "exp.toml", extra=extra, max_steps=8000, lr_warmup_steps=400, ema_start_step=5000)

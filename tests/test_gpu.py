@@ -11,15 +11,15 @@ import torch
 from gradient_helpers import ARCHITECTURES, EXAMPLES, gradient_differences
 from toy_helpers import toy_experiment
 
-from rrcore.benchmark import _compile_counters
-from rrcore.config import load_experiment
-from rrcore.nn import _flash_attn_func, attention
-from rrcore.trainer import Trainer
+from rrcore.contracts.config import load_experiment
+from rrcore.model.layers import _FLASH_ATTN_FUNC, attention
+from rrcore.tools.benchmark import _compile_counters
+from rrcore.training.loop import Trainer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
-@pytest.mark.skipif(_flash_attn_func() is None, reason="flash-attn is not installed")
+@pytest.mark.skipif(_FLASH_ATTN_FUNC is None, reason="flash-attn is not installed")
 def test_flash_and_sdpa_agree_in_bf16():
     q, k, v = torch.randn(3, 4, 97, 8, 64, device="cuda", dtype=torch.bfloat16).unbind(0)
     torch.testing.assert_close(
@@ -33,12 +33,12 @@ def test_training_step_never_waits_for_the_gpu(toy_registry, tmp_path):
         ["run.device='cuda'", "train.grad_clip=1.0", "train.ema=true", "act.q_continue=true"],
     )
     trainer = Trainer(experiment)
-    assert trainer.train_data.on_device and trainer.run.step_fn.cuda_graphs
-    batches = trainer.train_data.train_batches()
+    assert trainer.run.train_data.on_device and trainer.run.step_fn.cuda_graphs
+    batches = trainer.run.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
     for _ in range(3):  # compile and allocate first
         trainer.train_step(next(batches)[1], sums)
-    table = trainer.model.puzzle_emb.weights.clone()
+    table = trainer.run.model.puzzle_emb.weights.clone()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -47,7 +47,7 @@ def test_training_step_never_waits_for_the_gpu(toy_registry, tmp_path):
             trainer.train_step(batch, sums)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert not torch.equal(table, trainer.model.puzzle_emb.weights)  # sign-SGD ran on the GPU
+    assert not torch.equal(table, trainer.run.model.puzzle_emb.weights)  # sign-SGD ran on the GPU
     assert torch.isfinite(sums["lm_loss"]).item()
 
 
@@ -72,7 +72,7 @@ def _trainer(name: str, tmp_path: Path, compile: str, *extra: str) -> Trainer:
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_compiled_step_is_one_graph_and_never_recompiles(bundled_registry, tmp_path, name):
     trainer = _trainer(name, tmp_path, "on")
-    batches = trainer.train_data.train_batches()
+    batches = trainer.run.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
     start = _compile_counters()
     for _ in range(3):
@@ -101,12 +101,12 @@ def test_compiled_and_eager_steps_agree(bundled_registry, tmp_path, name):
     for compile in ("off", "on"):
         torch.manual_seed(0)
         trainer = _trainer(name, tmp_path, compile)
-        batches = trainer.train_data.train_batches()
+        batches = trainer.run.train_data.train_batches()
         steps = []
         for _ in range(5):
             sums: dict[str, torch.Tensor] = {}
             trainer.train_step(next(batches)[1], sums)
-            steps.append(float(sums["lm_loss"]) / trainer.experiment.train.global_batch_size)
+            steps.append(float(sums["lm_loss"]) / trainer.run.experiment.train.global_batch_size)
         losses[compile] = steps
     assert _compile_counters()["graphs_compiled"] > start["graphs_compiled"]
     torch.testing.assert_close(losses["on"], losses["off"], rtol=3e-2, atol=1e-3)
@@ -149,7 +149,7 @@ def test_fast_recipe_step_is_one_graph_and_never_waits(bundled_registry, tmp_pat
     EMA's start keep the step one graph that never recompiles and never waits for the GPU."""
     trainer = _trainer("trm-mlp", tmp_path, "on", *FAST_RECIPE_PARTS)
     assert set(trainer.run.optimizers.parts) >= {"model", "hidden"}
-    batches = trainer.train_data.train_batches()
+    batches = trainer.run.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
     start = _compile_counters()
     for _ in range(4):  # compile; the EMA starts averaging at step 2
@@ -173,14 +173,14 @@ def test_depth_curriculum_compiles_once_per_phase(bundled_registry, tmp_path):
     phase seen before (here the last one, again) compile nothing."""
     curriculum = "train.curriculum=[{until_step=3, model={H_cycles=1, L_cycles=1}}, {until_step=6, model={L_cycles=1}}]"
     trainer = _trainer("trm-mlp", tmp_path, "on", curriculum)
-    batches = trainer.train_data.train_batches()
+    batches = trainer.run.train_data.train_batches()
     sums: dict[str, torch.Tensor] = {}
     compiled = []
     for step in range(12):
         trainer.run.use_phase(step)
         trainer.train_step(next(batches)[1], sums)
         compiled.append(_compile_counters()["graphs_compiled"])
-    assert trainer.model.config.H_cycles == trainer.experiment.model.config.H_cycles
+    assert trainer.run.model.config.H_cycles == trainer.run.experiment.model.config.H_cycles
     new_graphs = [b - a for a, b in zip(compiled, compiled[1:])]
     # A compile happens at the first step of each phase (steps 3 and 6) and nowhere else.
     assert [i + 1 for i, n in enumerate(new_graphs) if n] == [3, 6], new_graphs

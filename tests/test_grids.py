@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rrcore.grids import DIHEDRAL_INVERSE, dihedral, inverse_dihedral, shape_preserving_transforms
+from rrcore.data.grids import DIHEDRAL_INVERSE, dihedral, inverse_dihedral, shape_preserving_transforms
 
 
 def test_eight_distinct_transforms_each_undone_by_its_inverse():

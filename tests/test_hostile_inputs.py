@@ -18,9 +18,9 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import one_error_line, toy_experiment
 
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.trainer import Trainer, train
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.training.loop import Trainer, train
 
 HUGE = 10**20  # past a 64-bit integer
 
@@ -59,10 +59,10 @@ def test_an_evaluation_batch_above_the_test_set_is_the_test_set_in_one_batch(toy
     trainer = Trainer(load_experiment(path, ["train.eval_global_batch_size=100000"]), run_dir=tmp_path / "run")
     note = "train.eval_global_batch_size = 100000 is more than the 16 test examples; evaluating in one batch of 16"
     assert note in capsys.readouterr().err
-    assert trainer.eval_data.global_batch_size == 16 and trainer.eval_data.num_eval_batches() == 1
+    assert trainer.run.eval_data.global_batch_size == 16 and trainer.run.eval_data.num_eval_batches() == 1
     assert trainer.evaluate(tmp_path / "eval")["exact/count"] == 16
     within = Trainer(load_experiment(path, ["train.eval_global_batch_size=6"]), run_dir=tmp_path / "other")
-    assert within.eval_data.global_batch_size == 6 and "note" not in capsys.readouterr().err
+    assert within.run.eval_data.global_batch_size == 6 and "note" not in capsys.readouterr().err
 
 
 # -- numbers past what they can mean ---------------------------------------------------------

@@ -23,14 +23,14 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import make_distribution, one_error_line, toy_experiment
 
-import rrcore.checkpoint as checkpoint_module
-import rrcore.files as files_module
-import rrcore.loggers as loggers_module
-from rrcore import sweep as sweep_module
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.registry import set_registry
-from rrcore.trainer import train
+import rrcore.base.files as files_module
+import rrcore.training.checkpoint as checkpoint_module
+import rrcore.training.loggers as loggers_module
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.registry import set_registry
+from rrcore.tools import sweep as sweep_module
+from rrcore.training.loop import train
 
 
 def _rr(*args: str):
@@ -219,8 +219,8 @@ def test_sigterm_during_a_parallel_build_is_one_line_and_leaves_no_temporary_fol
 
 IMPOSTOR = """
 from rrcore import hookimpl
-from rrcore.builtin import ExactEvaluator
-from rrcore.registry import EvaluatorSpec
+from rrcore.training.builtin import ExactEvaluator
+from rrcore.contracts.specs import EvaluatorSpec
 
 @hookimpl
 def rr_register_evaluators():

@@ -21,9 +21,9 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.checkpoint import hold_checkpoint, list_checkpoints, save_checkpoint
-from rrcore.cli import main
-from rrcore.rundir import LOCK_FILE
+from rrcore.cli.main import main
+from rrcore.training.checkpoint import hold_checkpoint, list_checkpoints, save_checkpoint
+from rrcore.training.rundir import LOCK_FILE
 
 
 def _rr(*args: str):
@@ -267,54 +267,54 @@ def _save_next(checkpoints: Path, keep: int = 1) -> Path:
 
 
 def test_rr_eval_keeps_the_checkpoint_it_found_while_a_save_rotates_with_keep_1(toy_registry, tmp_path, monkeypatch):
-    import rrcore.trainer
+    import rrcore.tools.evaluate
 
     path = toy_experiment(tmp_path / "exp.toml", epochs=1, keep_checkpoints=1)
     assert _rr("run", str(path)).exit_code == 0
     checkpoints = tmp_path / "runs" / "toy" / "checkpoints"
-    build_run = rrcore.trainer.build_run
+    build_run = rrcore.tools.evaluate.build_run
 
     def build_while_the_run_saves(*args, **kwargs):  # after rr eval found step_4, before it loads it
         _save_next(checkpoints)
         return build_run(*args, **kwargs)
 
-    monkeypatch.setattr(rrcore.trainer, "build_run", build_while_the_run_saves)
+    monkeypatch.setattr(rrcore.tools.evaluate, "build_run", build_while_the_run_saves)
     result = _rr("eval", str(tmp_path / "runs" / "toy"), "--output", str(tmp_path / "scores"))
 
     assert result.exit_code == 0, result.output
     assert (tmp_path / "scores" / "exact" / "results.json").exists()
     assert [p.name for p in list_checkpoints(checkpoints)] == ["step_4", "step_5"]  # step_4 held, kept
-    monkeypatch.setattr(rrcore.trainer, "build_run", build_run)
+    monkeypatch.setattr(rrcore.tools.evaluate, "build_run", build_run)
     _save_next(checkpoints)  # nobody holds step_4 now: the next rotation removes it
     assert [p.name for p in list_checkpoints(checkpoints)] == ["step_6"]
 
 
 def test_rr_report_keeps_the_checkpoint_it_found_while_a_save_rotates(toy_registry, tmp_path, monkeypatch):
-    import rrcore.run
-    from rrcore.stepwise import open_run
+    import rrcore.tools.stepwise
+    from rrcore.tools.stepwise import open_run
 
     path = toy_experiment(tmp_path / "exp.toml", epochs=1, keep_checkpoints=1)
     assert _rr("run", str(path)).exit_code == 0
     checkpoints = tmp_path / "runs" / "toy" / "checkpoints"
-    build_run = rrcore.run.build_run
+    build_run = rrcore.tools.stepwise.build_run
 
     def build_while_the_run_saves(*args, **kwargs):
         _save_next(checkpoints)
         return build_run(*args, **kwargs)
 
-    monkeypatch.setattr(rrcore.run, "build_run", build_while_the_run_saves)
+    monkeypatch.setattr(rrcore.tools.stepwise, "build_run", build_while_the_run_saves)
     with open_run(tmp_path / "runs" / "toy") as opened:  # what rr report and rr analyze open
         assert opened.label == "step_4"
     assert [p.name for p in list_checkpoints(checkpoints)] == ["step_4", "step_5"]
 
 
 def test_a_checkpoint_rotated_away_while_being_held_is_found_again(toy_registry, tmp_path, monkeypatch):
-    import rrcore.checkpoint
+    import rrcore.training.checkpoint
 
     path = toy_experiment(tmp_path / "exp.toml", epochs=1, keep_checkpoints=1)
     assert _rr("run", str(path)).exit_code == 0
     checkpoints = tmp_path / "runs" / "toy" / "checkpoints"
-    hold = rrcore.checkpoint._hold
+    hold = rrcore.training.checkpoint._hold
     saves = []
 
     def hold_after_a_save(found: Path):  # the race: resolved step_4, rotated before it is held
@@ -322,7 +322,7 @@ def test_a_checkpoint_rotated_away_while_being_held_is_found_again(toy_registry,
             saves.append(_save_next(checkpoints))
         return hold(found)
 
-    monkeypatch.setattr(rrcore.checkpoint, "_hold", hold_after_a_save)
+    monkeypatch.setattr(rrcore.training.checkpoint, "_hold", hold_after_a_save)
     with hold_checkpoint("latest", checkpoints) as held:
         assert held == checkpoints / "step_5" and (held / "state.pt").exists()
         assert [p.name for p in list_checkpoints(checkpoints)] == ["step_5"]

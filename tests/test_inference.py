@@ -9,20 +9,18 @@ import torch
 from torch import nn
 from toy_helpers import toy_experiment
 
-from rrcore.act import ACTConfig, ACTLossConfig, ACTLossHead, ACTModel
-from rrcore.config import ConfigError, load_experiment
-from rrcore.inference import (
-    VOTE_FIGURES,
-    EvalConfig,
-    TrajectoryNoise,
-    evaluate_split,
-    finish_table,
-    format_votes,
-    run_pool,
-    select,
-    step_table,
-)
-from rrcore.trainer import Trainer, run_evaluation
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.errors import ConfigError
+from rrcore.contracts.experiment import ACTConfig, EvalConfig
+from rrcore.contracts.protocols import EvalContext
+from rrcore.evaluation.pool import TrajectoryNoise, run_pool
+from rrcore.evaluation.selection import VOTE_FIGURES, format_votes, select
+from rrcore.evaluation.split import eval_mode, evaluate_split
+from rrcore.evaluation.tables import finish_table, step_table
+from rrcore.model.act import ACTModel
+from rrcore.model.act_loss import ACTLossConfig, ACTLossHead
+from rrcore.training.builtin import ExactConfig, ExactEvaluator
+from rrcore.training.loop import Trainer
 
 
 class Countdown(nn.Module):
@@ -110,42 +108,91 @@ def test_fixed_table_also_simulates_adaptive_halting_at_every_cap():
 def _trained_toy(tmp_path, toy_registry, **train):
     experiment = load_experiment(toy_experiment(tmp_path / "toy.toml", **train), [], toy_registry)
     trainer = Trainer(experiment, registry=toy_registry, run_dir=tmp_path / "run")
-    batches = trainer.train_data.train_batches()
+    batches = trainer.run.train_data.train_batches()
     for _ in range(6):
         trainer.train_step(next(batches)[1], {})
     return trainer
 
 
-def test_fixed_halting_through_the_pool_gives_the_batched_results(tmp_path, toy_registry):
-    trainer = _trained_toy(tmp_path, toy_registry, eval_global_batch_size=6)  # 16 puzzles: padded last batch
-    from rrcore.builtin import ExactConfig, ExactEvaluator
-    from rrcore.evaluation import EvalContext
+def _papers_loop(head, data, evaluators, halt_max_steps, output_dir):
+    """The papers' evaluation written out: each batch from its initial carry through
+    ``halt_max_steps`` ACT steps, then the evaluators see the last step's outputs."""
+    for name, evaluator in evaluators:
+        evaluator.begin_eval(output_dir / name)
+    with eval_mode(head):
+        for batch in data.eval_batches():
+            carry = head.initial_carry(batch)
+            for _ in range(halt_max_steps):
+                step = head(carry, batch)
+                carry = step.carry
+            for _, evaluator in evaluators:
+                evaluator.update_batch(batch, step.outputs)
+    return {f"{name}/{k}": float(v) for name, evaluator in evaluators for k, v in evaluator.result().items()}
+
+
+def _seeded_toy(tmp_path, request):
+    trainer = _trained_toy(tmp_path, request.getfixturevalue("toy_registry"), eval_global_batch_size=6)
+    return trainer, lambda: [("exact", ExactEvaluator(ExactConfig(), EvalContext(trainer.run.metadata, tmp_path)))]
+
+
+def _seeded_sudoku(tmp_path, request):
+    """A small TRM on generated 4x4 Sudoku, two training steps from seed 0; scored by the
+    sudoku plugin's evaluator and the built-in exact one."""
+    from gradient_helpers import EXAMPLES
+
+    request.getfixturevalue("bundled_registry")
+    overrides = [
+        "run.device='cpu'",
+        f"run.out_dir='{tmp_path / 'runs'}'",
+        "data.train_size=64",
+        "data.test_size=24",
+        "train.global_batch_size=16",
+        "train.eval_global_batch_size=16",  # 24 puzzles: a padded last batch
+    ]
+    trainer = Trainer(load_experiment(EXAMPLES / "sudoku4x4-trm.toml", overrides), run_dir=tmp_path / "run")
+    batches = trainer.run.train_data.train_batches()
+    for _ in range(2):
+        trainer.train_step(next(batches)[1], {})
 
     def evaluators():
-        context = EvalContext(trainer.metadata, tmp_path)
-        return [("exact", ExactEvaluator(ExactConfig(), context))]
+        context = EvalContext(trainer.run.metadata, tmp_path)
+        sudoku = trainer.run.evaluators[0][1]
+        return [("sudoku", type(sudoku)(sudoku.config, context)), ("exact", ExactEvaluator(ExactConfig(), context))]
 
-    batched = run_evaluation(trainer.loss_head, trainer.eval_data, evaluators(), 3, output_dir=tmp_path / "batched")
+    return trainer, evaluators
+
+
+@pytest.mark.parametrize("checkpoint", [_seeded_toy, _seeded_sudoku], ids=["toy", "sudoku4x4-trm"])
+def test_fixed_halting_through_the_pool_gives_the_papers_loop_results(tmp_path, request, checkpoint):
+    trainer, evaluators = checkpoint(tmp_path, request)
+    data, cap = trainer.run.eval_data, trainer.run.experiment.act.halt_max_steps
+    papers = _papers_loop(trainer.run.loss_head, data, evaluators(), cap, tmp_path / "papers")
     pooled = evaluate_split(
-        trainer.loss_head,
-        trainer.eval_data,
+        trainer.run.loss_head,
+        data,
         evaluators(),
         EvalConfig(),
-        halt_max_steps=3,
-        q_continue=False,
+        halt_max_steps=cap,
+        q_continue=trainer.run.experiment.act.q_continue,
         output_dir=tmp_path / "out",
         predictions=True,
         trace=True,
     )
-    assert {k: v for k, v in pooled.items() if k.startswith("exact/")} == batched
-    assert pooled["eval/mean_steps"] == 3.0 and pooled["eval/puzzles_per_second"] > 0
-    assert pooled["eval/exact_accuracy"] == batched["exact/exact_accuracy"]
+    assert {k: v for k, v in pooled.items() if not k.startswith(("eval/", "vote/"))} == papers
+    assert pooled["eval/exact_accuracy"] == papers["exact/exact_accuracy"]
+    # No more ACT steps than the papers' loop: each batch runs the cap once.
+    batches = data.num_eval_batches()
+    assert pooled["eval/act_steps"] == batches * cap and pooled["eval/mean_steps"] == cap
+    assert pooled["eval/puzzles_per_second"] > 0
+    puzzles = data.num_examples
     rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
-    assert [row["index"] for row in rows] == list(range(16))
-    assert all(len(row["trace"]) == 3 and row["trace"][-1] == row["prediction"] for row in rows)
-    assert sum(row["correct"] for row in rows) / 16 == batched["exact/exact_accuracy"]
+    assert [row["index"] for row in rows] == list(range(puzzles))
+    assert all(len(row["trace"]) == cap and row["trace"][-1] == row["prediction"] for row in rows)
+    assert sum(row["correct"] for row in rows) / puzzles == papers["exact/exact_accuracy"]
     table = json.loads((tmp_path / "out" / "steps.json").read_text())
-    assert table["steps"][-1]["exact_accuracy"] == batched["exact/exact_accuracy"]
+    assert table["steps"][-1]["exact_accuracy"] == papers["exact/exact_accuracy"]
+    # Training evaluates through the same engine: evaluate_run has no other loop.
+    assert trainer.evaluate(tmp_path / "training")["eval/exact_accuracy"] == pooled["eval/exact_accuracy"]
 
 
 # -- test-time selection over noisy trajectories ---------------------------------------------
@@ -187,7 +234,7 @@ def _noise(head, trajectories=3, std=0.5, at="start", seed=0, states=()):
 
 
 def _toy_pool(trainer, copies):
-    batch = next(iter(trainer.eval_data.eval_batches()))
+    batch = next(iter(trainer.run.eval_data.eval_batches()))
     return {k: batch[k][:2].repeat_interleave(copies, 0) for k in ("inputs", "labels", "puzzle_identifiers")}
 
 
@@ -195,7 +242,7 @@ def test_trajectory_noise_repeats_with_the_seed_differs_across_trajectories_and_
     tmp_path, toy_registry
 ):
     trainer = _trained_toy(tmp_path, toy_registry)
-    head = trainer.loss_head.eval()
+    head = trainer.run.loss_head.eval()
     pool = _toy_pool(trainer, 3)
     batch = {**pool, "index": torch.arange(6)}
     start = head.initial_carry(batch)
@@ -221,7 +268,7 @@ def test_trajectory_noise_repeats_with_the_seed_differs_across_trajectories_and_
 
 def test_trajectory_zero_solves_exactly_as_the_plain_pool(tmp_path, toy_registry):
     trainer = _trained_toy(tmp_path, toy_registry)
-    head = trainer.loss_head.eval()
+    head = trainer.run.loss_head.eval()
     plain = run_pool(head, head, _toy_pool(trainer, 1), batch_size=2, max_steps=3, adaptive=False)
     noisy = run_pool(
         head, head, _toy_pool(trainer, 3), batch_size=4, max_steps=3, adaptive=False, noise=_noise(head, std=2.0)
@@ -232,13 +279,10 @@ def test_trajectory_zero_solves_exactly_as_the_plain_pool(tmp_path, toy_registry
 
 
 def _evaluate(trainer, tmp_path, name, **settings):
-    from rrcore.builtin import ExactConfig, ExactEvaluator
-    from rrcore.evaluation import EvalContext
-
     return evaluate_split(
-        trainer.loss_head,
-        trainer.eval_data,
-        [("exact", ExactEvaluator(ExactConfig(), EvalContext(trainer.metadata, tmp_path)))],
+        trainer.run.loss_head,
+        trainer.run.eval_data,
+        [("exact", ExactEvaluator(ExactConfig(), EvalContext(trainer.run.metadata, tmp_path)))],
         EvalConfig(**settings),
         halt_max_steps=3,
         q_continue=False,
@@ -290,7 +334,7 @@ def test_trajectories_add_the_selection_figures_and_leave_todays_results_as_they
 def test_rr_eval_reports_trajectories_and_refuses_bad_values_in_one_line(tmp_path, toy_registry):
     from click.testing import CliRunner
 
-    from rrcore.cli import main
+    from rrcore.cli.main import main
 
     assert CliRunner().invoke(main, ["run", str(toy_experiment(tmp_path / "exp.toml", epochs=1))]).exit_code == 0
     run = str(tmp_path / "runs" / "toy")
@@ -322,8 +366,7 @@ def test_rr_eval_reports_trajectories_and_refuses_bad_values_in_one_line(tmp_pat
 def test_trajectory_noise_keeps_the_compiled_step_one_graph_that_never_waits(bundled_registry, tmp_path):
     from gradient_helpers import EXAMPLES
 
-    from rrcore.benchmark import _compile_counters
-    from rrcore.inference import eval_mode
+    from rrcore.tools.benchmark import _compile_counters
 
     settings = ["eval.trajectories=4", "eval.trajectory_noise=0.5", "eval.trajectory_noise_at='every_step'"]
     experiment = load_experiment(
@@ -344,9 +387,9 @@ def test_trajectory_noise_keeps_the_compiled_step_one_graph_that_never_waits(bun
     warm = _compile_counters()
     assert warm["graph_breaks"] == start["graph_breaks"] and warm["cudagraph_skips"] == start["cudagraph_skips"]
 
-    head, step = trainer.loss_head, trainer.run.step_fn
+    head, step = trainer.run.loss_head, trainer.run.step_fn
     noise = TrajectoryNoise.from_settings(head, experiment.eval)
-    batch = next(iter(trainer.eval_data.eval_batches()))
+    batch = next(iter(trainer.run.eval_data.eval_batches()))
     batch = {k: batch[k] for k in ("inputs", "labels", "puzzle_identifiers")}
     batch["index"] = torch.arange(batch["inputs"].shape[0], device="cuda")
     with eval_mode(head):

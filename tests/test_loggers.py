@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from toy_helpers import toy_experiment
 
-from rrcore.config import ConfigError, load_experiment
-from rrcore.trainer import TrainingError, train
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.errors import ConfigError, TrainingError
+from rrcore.training.loop import train
 
 
 def _jsonl(run_dir: Path) -> list[dict]:

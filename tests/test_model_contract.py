@@ -11,12 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rrcore.cli import main
-from rrcore.config import ConfigError, load_experiment, load_raw, resolve
-from rrcore.data import DatasetMetadata
-from rrcore.model_kit import ReasoningModel, ReasoningModelConfig
-from rrcore.protocols import ModelContext
-from rrcore.registry import Registry, load_registry
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment, load_raw, resolve
+from rrcore.contracts.errors import ConfigError
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.protocols import ModelContext
+from rrcore.contracts.registry import Registry, load_registry
+from rrcore.model.model_kit import ReasoningModel, ReasoningModelConfig
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 RECORDED_EXAMPLES = Path(__file__).parent / "data" / "example_models.json"
@@ -163,7 +164,7 @@ def test_shared_keys_are_flat_in_the_config_and_build_the_input_layer() -> None:
     assert model.puzzle_emb is model.embed_input.puzzle_emb
     assert model.puzzle_emb.weights.shape == (3, 12)
     with pytest.raises(ConfigError, match="model.num_heads = 0: must be >= 1"):
-        from rrcore.config import structure
+        from rrcore.contracts.structure import structure
 
         structure({"num_heads": 0}, TinyConfig, "exp.toml", "model")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rrcore.cli import main
-from rrcore.config import load_raw
-from rrcore.scaffold import PluginNames, render
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_raw
+from rrcore.tools.scaffold import PluginNames, render
 
 
 @pytest.mark.parametrize(

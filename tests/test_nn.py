@@ -8,21 +8,18 @@ import math
 import pytest
 import torch
 
-from rrcore.builtin import AdamAtan2Config, _make_adam_atan2
-from rrcore.nn import (
+from rrcore.model.layers import (
     Attention,
-    SignSGD,
-    SparsePuzzleEmbedding,
-    _sign_sgd_rows,
     apply_rotary,
     attention,
-    log_stablemax,
     resolve_attention_backend,
-    softmax_cross_entropy,
-    stablemax_cross_entropy,
     swiglu_width,
     trunc_normal_,
 )
+from rrcore.model.losses import log_stablemax, softmax_cross_entropy, stablemax_cross_entropy
+from rrcore.model.puzzle_io import SparsePuzzleEmbedding
+from rrcore.training.builtin import AdamAtan2Config, _make_adam_atan2
+from rrcore.training.sign_sgd import SignSGD, _sign_sgd_rows
 
 
 def test_trunc_normal_has_the_requested_std_and_bound():
@@ -112,7 +109,7 @@ def test_adam_atan2_step_matches_hand_computation():
 def test_fused_adam_atan2_matches_the_eager_update_over_steps():
     """The compiled update (CUDA's path, here compiled for the CPU) follows the eager one while
     the learning rate changes every step, parameters of several shapes, one without decay."""
-    from rrcore.optim import AdamAtan2
+    from rrcore.training.adam_atan2 import AdamAtan2
 
     shapes = [(7, 5), (5,), (3, 2, 4)]
     runs = []
@@ -138,7 +135,7 @@ def test_fused_adam_atan2_matches_the_eager_update_over_steps():
 def test_fused_adam_atan2_resumes_from_its_state_dict_as_if_never_stopped():
     """The compiled update keeps its moments in flat buffers; a loaded state dict replaces
     the per-parameter tensors, and the next step must carry on from the loaded values."""
-    from rrcore.optim import AdamAtan2
+    from rrcore.training.adam_atan2 import AdamAtan2
 
     def make(seed: int = 0) -> tuple[list[torch.nn.Parameter], AdamAtan2]:
         g = torch.Generator().manual_seed(seed)
@@ -175,7 +172,7 @@ def test_fused_adam_atan2_follows_a_changing_set_of_gradients_without_keeping_ol
     """A parameter without a gradient skips a step (its moments wait, its step count falls
     behind); the compiled update must match the eager one, and the flat buffers of sets no
     longer stepped together must not stay alive beside the current ones."""
-    from rrcore.optim import AdamAtan2
+    from rrcore.training.adam_atan2 import AdamAtan2
 
     runs = []
     for fused in (False, True):

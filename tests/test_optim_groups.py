@@ -11,13 +11,15 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.builtin import MuonMatricesConfig
-from rrcore.checkpoint import load_checkpoint
-from rrcore.cli import main
-from rrcore.config import ConfigError, dump_experiment, load_experiment, tomllib
-from rrcore.run import build_run
-from rrcore.schedule import cosine_with_warmup
-from rrcore.trainer import train
+from rrcore.cli.main import main
+from rrcore.contracts.config import dump_experiment, load_experiment
+from rrcore.contracts.errors import ConfigError
+from rrcore.contracts.tomlfile import tomllib
+from rrcore.training.build import build_run
+from rrcore.training.builtin import MuonMatricesConfig
+from rrcore.training.checkpoint import load_checkpoint
+from rrcore.training.loop import train
+from rrcore.training.schedule import cosine_with_warmup
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -133,7 +135,7 @@ def _newton_schulz(update: torch.Tensor, steps: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", [(4, 8), (8, 4)])
 def test_muon_step_is_the_newton_schulz_orthogonalised_nesterov_momentum(shape):
-    from rrcore.builtin import _make_muon_matrices
+    from rrcore.training.builtin import _make_muon_matrices
 
     torch.manual_seed(0)
     weight = torch.nn.Parameter(torch.randn(shape))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rrcore.config import tomllib
-from rrcore.scaffold import PluginNames, project_metadata, render, rrcore_range
+from rrcore.contracts.tomlfile import tomllib
+from rrcore.tools.scaffold import PluginNames, project_metadata, render, rrcore_range
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = sorted((ROOT / "plugins").glob("rr-*/pyproject.toml"))

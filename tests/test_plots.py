@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore import plots
-from rrcore.cli import main
+from rrcore.cli.main import main
+from rrcore.tools import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

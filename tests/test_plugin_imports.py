@@ -1,7 +1,7 @@
 """Plugins use rr through one public module, ``rrcore.api``.
 
 The bundled plugins and the packages ``rr new-plugin`` writes are what third-party authors
-copy; if one of them reaches into ``rrcore.nn`` or ``rrcore.data`` directly, the core can no
+copy; if one of them reaches into ``rrcore.model.layers`` or ``rrcore.data.format`` directly, the core can no
 longer reshape those modules without breaking plugins it never sees.
 """
 
@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 import rrcore.api
-from rrcore.scaffold import KINDS, PluginNames, render
+from rrcore.tools.scaffold import KINDS, PluginNames, render
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC = "rrcore.api"
@@ -77,11 +77,11 @@ def test_the_check_names_file_line_and_import():
         "from rrcore.api import hookimpl\n"
         "from rrcore import hookimpl\n"
         "def build():\n"
-        "    from rrcore.data import SplitWriter\n"
-        "import rrcore.nn as layers\n"
+        "    from rrcore.data.format import SplitWriter\n"
+        "import rrcore.model.layers as layers\n"
     )
     assert private_rrcore_imports(source, "rr_x/plugin.py") == [
         "rr_x/plugin.py:2: from rrcore import hookimpl",
-        "rr_x/plugin.py:4: from rrcore.data import SplitWriter",
-        "rr_x/plugin.py:5: import rrcore.nn as layers",
+        "rr_x/plugin.py:4: from rrcore.data.format import SplitWriter",
+        "rr_x/plugin.py:5: import rrcore.model.layers as layers",
     ]

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rrcore.config import ConfigError, structure, tomllib
-from rrcore.registry import get_registry
+from rrcore.contracts.errors import ConfigError
+from rrcore.contracts.registry import get_registry
+from rrcore.contracts.structure import structure
+from rrcore.contracts.tomlfile import tomllib
 from rrcore.testing import check_documented_keys
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore import batchsearch
-from rrcore.batchsearch import BatchSearchError, bench_in_child, first_exponent, largest_batch
-from rrcore.cli import main
-from rrcore.profiling import _kernel_table, kernel_kind
+from rrcore.cli.main import main
+from rrcore.tools import batchsearch
+from rrcore.tools.batchsearch import BatchSearchError, bench_in_child, first_exponent, largest_batch
+from rrcore.tools.profiling import _kernel_table, kernel_kind
 
 
 def test_bench_profile_writes_the_table_and_the_timeline(toy_registry, tmp_path):

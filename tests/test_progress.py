@@ -1,10 +1,10 @@
-"""rrcore.progress: a live bar on a terminal, plain periodic lines everywhere else."""
+"""rrcore.base.progress: a live bar on a terminal, plain periodic lines everywhere else."""
 
 from __future__ import annotations
 
 import io
 
-from rrcore.progress import TrainingProgress, progress
+from rrcore.base.progress import TrainingProgress, progress
 
 
 class Terminal(io.StringIO):
@@ -88,8 +88,8 @@ def test_advance_moves_the_count_and_keeps_the_numbers_shown():
 def test_the_bar_advances_every_training_step_between_log_steps(toy_registry, tmp_path, monkeypatch):
     from toy_helpers import toy_experiment
 
-    import rrcore.trainer
-    from rrcore.config import load_experiment
+    import rrcore.training.loop
+    from rrcore.contracts.config import load_experiment
 
     counts: list[int] = []
 
@@ -102,7 +102,7 @@ def test_the_bar_advances_every_training_step_between_log_steps(toy_registry, tm
             counts.append(step)
             super().update(step, metrics)
 
-    monkeypatch.setattr(rrcore.trainer, "TrainingProgress", Recording)
+    monkeypatch.setattr(rrcore.training.loop, "TrainingProgress", Recording)
     experiment = load_experiment(toy_experiment(tmp_path / "toy.toml", max_steps=7, log_interval=5))
-    rrcore.trainer.train(experiment)
+    rrcore.training.loop.train(experiment)
     assert counts == list(range(1, 8))

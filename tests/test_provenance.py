@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
 import rrcore
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.provenance import PROVENANCE_FILE, git_commit, install_hint
-from rrcore.registry import set_registry
-from rrcore.trainer import train
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.provenance import PROVENANCE_FILE, git_commit, install_hint
+from rrcore.contracts.registry import set_registry
+from rrcore.training.loop import train
 
 TOY = {"section": "model", "kind": "model", "plugin": "toy", "distribution": "rr-toy", "version": "0.1.0"}
 

@@ -14,13 +14,14 @@ from rr_hrm.hrm import HRM, HRMConfig
 from rr_trm.trm import TRM, TRMConfig
 from rr_urm.urm import URM, URMConfig
 
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.data import DatasetMetadata
-from rrcore.model_kit import model_context
-from rrcore.reference_import import LAYOUTS
-from rrcore.registry import get_registry
-from rrcore.solve import load_model
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.registry import get_registry
+from rrcore.model.model_kit import model_context
+from rrcore.tools.reference_layouts import LAYOUTS
+from rrcore.training.build import build_model
+from rrcore.training.weights import load_weights
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 VOCAB, SEQ_LEN, IDENTIFIERS = 6, 16, 3
@@ -161,7 +162,9 @@ def _outputs(model: torch.nn.Module, steps: int = 2) -> list[dict[str, torch.Ten
 def _load_export(folder: Path) -> torch.nn.Module:
     experiment = load_experiment(folder / "config.toml")
     metadata = DatasetMetadata.from_json(folder / "dataset.json")
-    return load_model(folder, experiment, metadata, get_registry(), torch.device("cpu")).eval()
+    model = build_model(experiment, get_registry(), metadata, torch.device("cpu"))
+    load_weights(model, folder)
+    return model.eval()
 
 
 # -- names: what the reference code calls each tensor ---------------------------------------

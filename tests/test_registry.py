@@ -8,14 +8,14 @@ import pytest
 from click.testing import CliRunner
 from toy_helpers import make_distribution
 
-from rrcore import hookspecs
-from rrcore.cli import main
-from rrcore.registry import RegistryError, UnknownPluginError, load_registry, set_registry
+from rrcore.cli.main import main
+from rrcore.contracts import hookspecs
+from rrcore.contracts.registry import RegistryError, UnknownPluginError, load_registry, set_registry
 
 GOOD = """
 from rrcore import hookimpl
-from rrcore.registry import EvaluatorSpec
-from rrcore.builtin import ExactEvaluator
+from rrcore.contracts.specs import EvaluatorSpec
+from rrcore.training.builtin import ExactEvaluator
 
 @hookimpl
 def rr_register_evaluators():

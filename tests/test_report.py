@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from report_helpers import parse_report
 from toy_helpers import toy_experiment
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 
 def trained_toy_run(tmp_path: Path, epochs: int = 2) -> Path:

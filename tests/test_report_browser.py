@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from report_helpers import parse_report
 from test_report import trained_toy_run
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install chromium)")

@@ -13,13 +13,15 @@ from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
 from rrcore import hookimpl
-from rrcore import run as run_module
-from rrcore.checkpoint import CheckpointError, load_checkpoint
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.metrics import PER_EXAMPLE, PER_HALTED, UndeclaredMetricError, reduce_metrics
-from rrcore.registry import EvaluatorSpec
-from rrcore.trainer import Trainer, evaluate_checkpoint, train
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.errors import CheckpointError
+from rrcore.contracts.specs import EvaluatorSpec
+from rrcore.model.metrics import PER_EXAMPLE, PER_HALTED, UndeclaredMetricError, reduce_metrics
+from rrcore.tools.evaluate import evaluate_checkpoint
+from rrcore.training import build as run_module
+from rrcore.training.checkpoint import load_checkpoint
+from rrcore.training.loop import Trainer, train
 
 
 def _latest(run_dir: Path) -> Path:
@@ -33,7 +35,7 @@ def test_rr_eval_builds_no_optimizers(toy_registry, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("rr eval built the optimizers")
 
-    monkeypatch.setattr(run_module, "_build_optimizers", refuse)
+    monkeypatch.setattr(run_module, "build_optimizers", refuse)
     checkpoint = _latest(tmp_path / "run")
     results = evaluate_checkpoint(load_experiment(path), checkpoint, tmp_path / "eval")
     assert results["exact/count"] == 16

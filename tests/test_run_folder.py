@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 
 def _rr(*args: str):

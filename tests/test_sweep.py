@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore.cli import main
-from rrcore.config import ConfigError
-from rrcore.sweep import parse_axis, plan
+from rrcore.cli.main import main
+from rrcore.contracts.errors import ConfigError
+from rrcore.tools.sweep import parse_axis, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

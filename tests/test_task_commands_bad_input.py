@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 CORE_COMMANDS = {
     "run",
@@ -198,7 +198,7 @@ def test_every_task_command_has_a_bad_input_case():
 
 
 def test_every_data_plugin_has_a_bad_input_case_of_rr_data_build():
-    from rrcore.registry import get_registry
+    from rrcore.contracts.registry import get_registry
 
     plugins = set(get_registry().components["dataset"]) - {"built"}
     assert plugins >= TASK_GROUPS, "a task plugin is not installed"

@@ -17,12 +17,13 @@ import torch
 from click.testing import CliRunner
 from toy_helpers import toy_experiment
 
-from rrcore import checkpoint as checkpoint_module
 from rrcore import hookimpl
-from rrcore.checkpoint import CheckpointError, load_checkpoint
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.trainer import Trainer, TrainingError, train
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.errors import CheckpointError, TrainingError
+from rrcore.training import checkpoint as checkpoint_module
+from rrcore.training.checkpoint import load_checkpoint
+from rrcore.training.loop import Trainer, train
 
 # 64 training puzzles in 32 groups, one puzzle per group per epoch, batch 8: 4 steps per epoch.
 
@@ -127,7 +128,7 @@ def test_nan_loss_stops_naming_step_and_checkpoint(toy_registry, tmp_path):
         toy_experiment(tmp_path / "exp.toml", epochs=2, checkpoint_every_steps=4, log_interval=4)
     )
     trainer = Trainer(experiment)
-    original = trainer.loss_head.forward
+    original = trainer.run.loss_head.forward
 
     def poisoned(carry, batch, exploration=None):
         carry, loss, metrics, outputs, halted = original(carry, batch, exploration)
@@ -135,7 +136,7 @@ def test_nan_loss_stops_naming_step_and_checkpoint(toy_registry, tmp_path):
             loss = loss * float("nan")
         return carry, loss, metrics, outputs, halted
 
-    trainer.loss_head.forward = poisoned
+    trainer.run.loss_head.forward = poisoned
     with pytest.raises(TrainingError) as error:
         trainer.train()
     message = str(error.value)

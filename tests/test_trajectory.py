@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from toy_helpers import toy_experiment
 
-from rrcore.config import load_experiment
-from rrcore.trainer import Trainer
+from rrcore.contracts.config import load_experiment
+from rrcore.training.loop import Trainer
 
 PINNED = Path(__file__).parent / "data" / "toy_trajectory.json"
 STEPS = 12
@@ -38,7 +38,7 @@ def _trajectory(tmp_path: Path) -> dict[str, object]:
     )
     assert experiment.optimizer.plugin == "adam_atan2" and experiment.act.q_continue
     trainer = Trainer(experiment, run_dir=tmp_path / "run")
-    batches = trainer.train_data.train_batches()
+    batches = trainer.run.train_data.train_batches()
     losses = []
     for _ in range(STEPS):
         sums: dict[str, torch.Tensor] = {}
@@ -46,13 +46,13 @@ def _trajectory(tmp_path: Path) -> dict[str, object]:
         losses.append(float(sums["loss"]))
     weights = {
         name: [float(p.detach().double().sum()), float(p.detach().double().square().sum())]
-        for name, p in trainer.model.named_parameters()
+        for name, p in trainer.run.model.named_parameters()
     }
     weights["puzzle_emb"] = [
-        float(trainer.model.puzzle_emb.weights.double().sum()),
-        float(trainer.model.puzzle_emb.weights.double().square().sum()),
+        float(trainer.run.model.puzzle_emb.weights.double().sum()),
+        float(trainer.run.model.puzzle_emb.weights.double().square().sum()),
     ]
-    ema = {name: float(t.double().sum()) for name, t in trainer.ema.state_dict().items()}
+    ema = {name: float(t.double().sum()) for name, t in trainer.run.ema.state_dict().items()}
     return {"losses": losses, "weights": weights, "ema": ema}
 
 

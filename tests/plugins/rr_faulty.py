@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from rrcore import hookimpl
-from rrcore.act import reset_rows
-from rrcore.data import SplitWriter
-from rrcore.nn import PostNormBlock, PuzzleInput, ReasoningHeads, trunc_normal_
-from rrcore.protocols import Check
-from rrcore.registry import DatasetSpec, EvaluatorSpec, ModelSpec, TaskSpec
+from rrcore.contracts.protocols import Check
+from rrcore.contracts.specs import DatasetSpec, EvaluatorSpec, ModelSpec, TaskSpec
+from rrcore.data.writer import SplitWriter
+from rrcore.model.carry import reset_rows
+from rrcore.model.layers import PostNormBlock, trunc_normal_
+from rrcore.model.puzzle_io import PuzzleInput, ReasoningHeads
 
 
 @attrs.define

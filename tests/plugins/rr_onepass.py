@@ -1,7 +1,7 @@
 """A model that is not TRM-shaped, for the core's tests of ``base =`` composition.
 
 Model ``onepass``: one post-norm block over the input embedding per ACT step, no cycles.
-Its ``[model]`` keys are exactly the shared ones of :class:`rrcore.model_kit.ReasoningModelConfig`
+Its ``[model]`` keys are exactly the shared ones of :class:`rrcore.model.model_kit.ReasoningModelConfig`
 (width, heads, puzzle embedding, positions, block), so a base file that any model can
 compose with must hold no other.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rrcore import hookimpl
 from rrcore.api import PostNormBlock, ReasoningHeads, ReasoningModel, ReasoningModelConfig
-from rrcore.registry import ModelSpec
+from rrcore.contracts.specs import ModelSpec
 
 
 class OnePass(ReasoningModel):

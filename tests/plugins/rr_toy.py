@@ -17,9 +17,11 @@ import torch
 from torch import nn
 
 from rrcore import hookimpl
-from rrcore.data import SplitWriter, cached_build
-from rrcore.nn import PostNormBlock, PuzzleInput, ReasoningHeads, trunc_normal_
-from rrcore.registry import DatasetSpec, ModelSpec
+from rrcore.contracts.specs import DatasetSpec, ModelSpec
+from rrcore.data.cache import cached_build
+from rrcore.data.writer import SplitWriter
+from rrcore.model.layers import PostNormBlock, trunc_normal_
+from rrcore.model.puzzle_io import PuzzleInput, ReasoningHeads
 
 
 @attrs.define

@@ -35,9 +35,10 @@ import attrs
 import numpy as np
 import torch
 
-from rr_arc.build import AUGMENTATIONS_FILE, TEST_TASKS_FILE
-from rr_arc.grids import COLOUR_OFFSET, MAX_GRID_SIZE, crop, inverse_dihedral
+from rr_arc.builder import AUGMENTATIONS_FILE, TEST_TASKS_FILE
+from rr_arc.grids import COLOUR_OFFSET, MAX_GRID_SIZE, crop
 from rr_arc.reader import ArcFormatError, grid_key, parse_grid
+from rrcore.api import inverse_dihedral
 
 DEAUGMENT_CHUNK = 32768  # predictions de-augmented at once
 
@@ -140,27 +141,7 @@ def score(
             "evaluation batches do not match the split's arc_augmentations.npz (puzzle identifiers "
             "differ): evaluate the test split this builder wrote"
         )
-    task_ids = table["task_ids"]
-    example_tasks = table["puzzle_task"][table["example_puzzle"][index]]
-    test_indices = table["example_test_index"][index]
-    q = q_halt_logits.astype(np.float64)
-    if config.q_transform == "sigmoid":
-        q = 1.0 / (1.0 + np.exp(-q))
-    votes: dict[tuple[str, int], dict[bytes, Candidate]] = {}
-    empty = 0
-    for start in range(0, len(index), DEAUGMENT_CHUNK):  # chunks bound the temporary canvases' memory
-        chunk = slice(start, start + DEAUGMENT_CHUNK)
-        for grid, task, test_index, confidence in zip(
-            deaugment(preds[chunk], index[chunk], table), example_tasks[chunk], test_indices[chunk], q[chunk]
-        ):
-            if grid is None:
-                empty += 1
-                continue
-            candidates = votes.setdefault((str(task_ids[task]), int(test_index)), {})
-            candidate = candidates.setdefault(grid_key(grid), Candidate(grid=grid))
-            candidate.votes += 1
-            candidate.q_sum += float(confidence)
-
+    votes, empty = _vote(table, index, preds, q_halt_logits, config.q_transform)
     pass_k = sorted(set(config.pass_k))
     if not pass_k or pass_k[0] < 1:
         raise ValueError(f"pass_k must list positive integers, got {config.pass_k}")
@@ -169,32 +150,9 @@ def score(
     results, submission = {}, {}
     scored_outputs = unscored_outputs = 0
     for task_id, task in tasks.items():
-        task_result, attempts_list, hits = [], [], {k: [] for k in pass_k}
-        for test_index, pair in enumerate(task["test"]):
-            ranked = rank_candidates(votes.get((task_id, test_index), {}), config.ranking)
-            truth = None if pair["output"] is None else grid_key(np.asarray(pair["output"], dtype=np.uint8))
-            rank = next((r for r, (key, _) in enumerate(ranked) if key == truth), None)
-            if truth is None:
-                unscored_outputs += 1
-            else:
-                scored_outputs += 1
-                for k in pass_k:
-                    hits[k].append(rank is not None and rank < k)
-            task_result.append(
-                {
-                    "correct_rank": None if rank is None else rank + 1,
-                    "num_candidates": len(ranked),
-                    "num_votes": sum(c.votes for _, c in ranked),
-                    "candidates": [
-                        {"grid": c.grid.tolist(), "votes": c.votes, "mean_q": c.mean_q, "correct": key == truth}
-                        for key, c in ranked[: config.top_candidates]
-                    ],
-                }
-            )
-            grids = [c.grid.tolist() for _, c in ranked[: config.attempts]] or [[[0]]]
-            grids += [grids[0]] * (config.attempts - len(grids))
-            attempts_list.append({f"attempt_{i + 1}": g for i, g in enumerate(grids)})
-        submission[task_id] = attempts_list
+        task_result, submission[task_id], hits = _score_task(task_id, task, votes, pass_k, config)
+        scored_outputs += len(hits[pass_k[0]])
+        unscored_outputs += len(task["test"]) - len(hits[pass_k[0]])
         entry: dict[str, Any] = {"subset": task.get("subset"), "tests": task_result}
         if hits[pass_k[0]]:  # the task has at least one known test output
             for k in pass_k:
@@ -217,6 +175,68 @@ def score(
         empty_predictions=float(empty),
     )
     return metrics, results, submission
+
+
+def _vote(
+    table: dict[str, np.ndarray], index: np.ndarray, preds: np.ndarray, q_halt_logits: np.ndarray, q_transform: str
+) -> tuple[dict[tuple[str, int], dict[bytes, Candidate]], int]:
+    """The candidates of every (task id, test index) with their votes and summed Q, and
+    how many predictions held no grid."""
+    task_ids = table["task_ids"]
+    example_tasks = table["puzzle_task"][table["example_puzzle"][index]]
+    test_indices = table["example_test_index"][index]
+    q = q_halt_logits.astype(np.float64)
+    if q_transform == "sigmoid":
+        q = 1.0 / (1.0 + np.exp(-q))
+    votes: dict[tuple[str, int], dict[bytes, Candidate]] = {}
+    empty = 0
+    for start in range(0, len(index), DEAUGMENT_CHUNK):  # chunks bound the temporary canvases' memory
+        chunk = slice(start, start + DEAUGMENT_CHUNK)
+        for grid, task, test_index, confidence in zip(
+            deaugment(preds[chunk], index[chunk], table), example_tasks[chunk], test_indices[chunk], q[chunk]
+        ):
+            if grid is None:
+                empty += 1
+                continue
+            candidates = votes.setdefault((str(task_ids[task]), int(test_index)), {})
+            candidate = candidates.setdefault(grid_key(grid), Candidate(grid=grid))
+            candidate.votes += 1
+            candidate.q_sum += float(confidence)
+    return votes, empty
+
+
+def _score_task(
+    task_id: str,
+    task: dict[str, Any],
+    votes: dict[tuple[str, int], dict[bytes, Candidate]],
+    pass_k: list[int],
+    config: ArcEvaluatorConfig,
+) -> tuple[list[dict[str, Any]], list[dict[str, list]], dict[int, list[bool]]]:
+    """One task's results per test output, its submission entries and, per K, whether each
+    test output with a known answer passes."""
+    task_result, attempts_list, hits = [], [], {k: [] for k in pass_k}
+    for test_index, pair in enumerate(task["test"]):
+        ranked = rank_candidates(votes.get((task_id, test_index), {}), config.ranking)
+        truth = None if pair["output"] is None else grid_key(np.asarray(pair["output"], dtype=np.uint8))
+        rank = next((r for r, (key, _) in enumerate(ranked) if key == truth), None)
+        if truth is not None:
+            for k in pass_k:
+                hits[k].append(rank is not None and rank < k)
+        task_result.append(
+            {
+                "correct_rank": None if rank is None else rank + 1,
+                "num_candidates": len(ranked),
+                "num_votes": sum(c.votes for _, c in ranked),
+                "candidates": [
+                    {"grid": c.grid.tolist(), "votes": c.votes, "mean_q": c.mean_q, "correct": key == truth}
+                    for key, c in ranked[: config.top_candidates]
+                ],
+            }
+        )
+        grids = [c.grid.tolist() for _, c in ranked[: config.attempts]] or [[[0]]]
+        grids += [grids[0]] * (config.attempts - len(grids))
+        attempts_list.append({f"attempt_{i + 1}": g for i, g in enumerate(grids)})
+    return task_result, attempts_list, hits
 
 
 def validate_submission(submission: Any, tasks: dict[str, Any] | None = None, attempts: int = 2) -> None:

@@ -5,22 +5,16 @@ as the HRM/TRM builders encode it: 0 is padding, 1 (EOS) marks the grid's extent
 (the row just below it and the column just right of it), colours are 2..11. A grid
 may sit anywhere on the canvas (translation); its top-left corner is its *offset*.
 
-Augmentations are one of 8 dihedral transforms, then a colour permutation that
-keeps 0 (the background) fixed. Both are exactly invertible; the evaluator uses
-:func:`inverse_dihedral` and the inverse permutation to map predictions back.
+Augmentations are one of 8 dihedral transforms (``rrcore.api.dihedral``: 0 identity, 1-3
+rotations by 90/180/270 degrees anticlockwise, 4 left-right flip, 5 up-down flip, 6
+transpose, 7 anti-transpose), then a colour
+permutation that keeps 0 (the background) fixed. Both are exactly invertible; the evaluator
+uses ``inverse_dihedral`` and the inverse permutation to map predictions back.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from rrcore.api import (  # noqa: F401 - re-exported for the builder and evaluator
-    DIHEDRAL_INVERSE,
-    DIHEDRAL_NAMES,
-    NUM_DIHEDRAL,
-    dihedral,
-    inverse_dihedral,
-)
 
 MAX_GRID_SIZE = 30
 SEQ_LEN = MAX_GRID_SIZE * MAX_GRID_SIZE
@@ -31,8 +25,6 @@ VOCAB_SIZE = 12
 NUM_COLOURS = 10
 
 
-# Transform ids: 0 identity, 1-3 rotations by 90/180/270 degrees anticlockwise,
-# 4 left-right flip, 5 up-down flip, 6 transpose, 7 anti-transpose.
 def random_colour_permutation(rng: np.random.Generator) -> np.ndarray:
     """A permutation of colours 0-9 (uint8, ``perm[original] = new``) that keeps 0 fixed."""
     return np.concatenate([[0], rng.permutation(np.arange(1, NUM_COLOURS))]).astype(np.uint8)

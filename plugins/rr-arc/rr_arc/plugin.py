@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from rr_arc.build import ArcDataConfig, build_dataset
+from rr_arc.builder import ArcDataConfig, build_dataset
 from rr_arc.evaluator import ArcEvaluator, ArcEvaluatorConfig
 from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
@@ -37,16 +37,6 @@ def rr_register_evaluators() -> list[EvaluatorSpec]:
 
 
 @hookimpl
-def rr_puzzle_view(dataset: str, metadata: Any) -> Any:
-    """Draw ARC canvases as cropped grids in the ARC colours."""
-    if dataset != "arc":
-        return None
-    from rr_arc.view import ArcView
-
-    return ArcView()
-
-
-@hookimpl
 def rr_cli_commands(group: click.Group) -> None:
     from rr_arc.cli import arc
 
@@ -55,8 +45,10 @@ def rr_cli_commands(group: click.Group) -> None:
 
 @hookimpl
 def rr_register_tasks() -> list[TaskSpec]:
-    """Single ARC tasks for ``rr solve``, predictions and test-time selection (rr_arc.task)."""
+    """Single ARC tasks for ``rr solve``, predictions and test-time selection (rr_arc.task);
+    ``rr report`` draws them as grids in the ARC colours (rr_arc.view)."""
     from rr_arc.task import ArcPuzzleTask
+    from rr_arc.view import ArcView
 
     return [
         TaskSpec(
@@ -64,5 +56,6 @@ def rr_register_tasks() -> list[TaskSpec]:
             factory=ArcPuzzleTask,
             description="an ARC task JSON (first test input; blank puzzle embedding); checks against "
             "its test output; dihedral and colour augmentations",
+            view=ArcView,
         )
     ]

@@ -32,17 +32,14 @@ import numpy as np
 from rr_arc.grids import (
     MAX_GRID_SIZE,
     NUM_COLOURS,
-    NUM_DIHEDRAL,
     crop,
-    dihedral,
     encode,
-    inverse_dihedral,
     inverse_permutation,
     random_colour_permutation,
     token_lut,
 )
 from rr_arc.reader import ArcFormatError, parse_task
-from rrcore.api import Check, Puzzle, PuzzleError
+from rrcore.api import NUM_DIHEDRAL, Check, Puzzle, PuzzleError, dihedral, inverse_dihedral
 
 _SOURCE = "task JSON"
 
@@ -56,7 +53,7 @@ def grid_of(tokens: np.ndarray) -> np.ndarray:
 
 
 class ArcPuzzleTask:
-    """The ``arc`` :class:`rrcore.protocols.PuzzleTask`: one test input of a task JSON."""
+    """The ``arc`` :class:`rrcore.contracts.protocols.PuzzleTask`: one test input of a task JSON."""
 
     def __init__(self, data_config: Any, metadata: Any) -> None:
         self.blank_identifier = metadata.blank_identifier_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from rr_arc.grids import COLOUR_OFFSET, EOS_TOKEN, MAX_GRID_SIZE, NUM_COLOURS, PAD_TOKEN
-from rrcore.api import Cell, Panel
+from rrcore.api import Cell, DatasetMetadata, Panel
 
 ARC_COLOURS = (
     "#000000",
@@ -54,7 +54,10 @@ def _panel(title: str, tokens: np.ndarray, extent: tuple[slice, slice], answer: 
 
 
 class ArcView:
-    """:class:`rrcore.views.PuzzleView` for ARC canvases (:mod:`rr_arc.grids`)."""
+    """:class:`rrcore.contracts.views.PuzzleView` for ARC canvases (:mod:`rr_arc.grids`)."""
+
+    def __init__(self, metadata: DatasetMetadata) -> None:
+        """Every ARC data set has the same 30x30 canvas: ``metadata`` changes nothing."""
 
     def draw_input(self, inputs: np.ndarray) -> list[Panel]:
         canvas = np.asarray(inputs).reshape(MAX_GRID_SIZE, MAX_GRID_SIZE)

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from rr_arc.grids import dihedral, encode, token_lut, translate
+from rr_arc.grids import encode, token_lut, translate
+
+from rrcore.api import dihedral
 
 SHARED_ARC = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "arc"
 # Three plain tasks per subset, plus an evaluation task with two test inputs (partial credit).

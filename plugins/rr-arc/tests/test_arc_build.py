@@ -7,19 +7,20 @@ import json
 import numpy as np
 import pytest
 from arc_testdata import write_combined
-from rr_arc.build import (
+from rr_arc.builder import (
     AUGMENTATIONS_FILE,
     TEST_TASKS_FILE,
     ArcDataConfig,
-    ArcLeakError,
     build_arc,
     build_dataset,
     plan_augmentations,
 )
-from rr_arc.grids import dihedral, inverse_dihedral, inverse_permutation
+from rr_arc.grids import inverse_permutation
+from rr_arc.leaks import ArcLeakError
 from rr_arc.reader import ArcTask, read_subset
 
-from rrcore.data import load_set, validate_split
+from rrcore.api import dihedral, inverse_dihedral
+from rrcore.data.format import load_set, validate_split
 
 
 def _config(arc_dir, **values) -> ArcDataConfig:

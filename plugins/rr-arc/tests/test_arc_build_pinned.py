@@ -4,7 +4,7 @@ builder with ``rrcore.testing.dataset_digest``)."""
 
 from __future__ import annotations
 
-from rr_arc.build import ArcDataConfig, build_dataset
+from rr_arc.builder import ArcDataConfig, build_dataset
 
 from rrcore.testing import dataset_digest
 

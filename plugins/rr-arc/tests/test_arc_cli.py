@@ -9,7 +9,7 @@ from arc_testdata import write_combined
 from click.testing import CliRunner
 from rr_arc.cli import arc
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 
 def build(*settings: str, cache_dir):
@@ -63,7 +63,9 @@ def test_build_with_a_wrong_path_says_what_the_folder_should_hold(tmp_path):
     cases = ((tmp_path / "nowhere", "no such folder"), (a_file, "is a file, not a folder"))
     for wrong, problem in cases:
         message = _one_error_line(build(f"path={str(wrong)!r}", cache_dir=tmp_path / "cache"))
-        assert message.startswith(f"rr: error: [data] path {wrong}: {problem}; it should hold the ARC subsets")
+        assert message.startswith(
+            f"rr: error: data plugin 'arc': [data] path {wrong}: {problem}; it should hold the ARC subsets"
+        )
 
 
 def _per_task_folder(folder, challenges: dict, solutions: dict):

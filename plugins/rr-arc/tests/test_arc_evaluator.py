@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from arc_testdata import augmented_tokens
-from rr_arc.build import AUGMENTATIONS_FILE, ArcDataConfig, build_arc
+from rr_arc.builder import AUGMENTATIONS_FILE, ArcDataConfig, build_arc
 from rr_arc.evaluator import ArcEvaluator, ArcEvaluatorConfig, validate_submission
 from rr_arc.reader import ArcFormatError
 
-from rrcore.data import PuzzleDataset
-from rrcore.evaluation import EvalContext
+from rrcore.contracts.protocols import EvalContext
+from rrcore.data.loader import PuzzleDataset
 
 
 def _build(arc_dir: Path, tmp_path: Path, **values) -> Path:

@@ -10,13 +10,13 @@ from rr_arc.grids import (
     EOS_TOKEN,
     MAX_GRID_SIZE,
     crop,
-    dihedral,
     encode,
-    inverse_dihedral,
     inverse_permutation,
     random_colour_permutation,
     translate,
 )
+
+from rrcore.api import dihedral, inverse_dihedral
 
 
 def test_the_eight_transforms_are_distinct_and_invertible():

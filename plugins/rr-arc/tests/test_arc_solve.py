@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from rr_arc.grids import encode
 from rr_arc.task import ArcPuzzleTask, grid_of
 
-import rrcore.solve
-from rrcore.cli import main
-from rrcore.protocols import PuzzleError
+import rrcore.tools.solve
+from rrcore.cli.main import main
+from rrcore.contracts.protocols import PuzzleError
 from rrcore.testing import train_briefly
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "arc1-trm.toml"
@@ -146,14 +146,14 @@ def test_rr_solve_answers_a_task_after_its_data_is_deleted(arc_run, shared_tasks
 def test_rr_solve_says_when_there_is_no_answer_to_check(arc_run, shared_tasks, monkeypatch):
     """With the model's answer fixed to a grid, a task without its test output is unchecked (exit 0)."""
     drawn = encode(np.array([[3, 4], [4, 3]], dtype=np.uint8)).reshape(-1)
-    real_pool = rrcore.solve.run_pool
+    real_pool = rrcore.tools.solve.run_pool
 
     def answering(*args, **kwargs):
         result = real_pool(*args, **kwargs)
-        result.preds[:] = rrcore.solve.torch.as_tensor(drawn)
+        result.preds[:] = rrcore.tools.solve.torch.as_tensor(drawn)
         return result
 
-    monkeypatch.setattr(rrcore.solve, "run_pool", answering)
+    monkeypatch.setattr(rrcore.tools.solve, "run_pool", answering)
     raw = per_task_json(shared_tasks, "evaluation", "00576224", with_outputs=False)
     result = CliRunner().invoke(main, ["solve", str(arc_run), "-", "--json"], input=json.dumps(raw))
     assert result.exit_code == 0, result.output

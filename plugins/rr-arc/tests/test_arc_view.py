@@ -7,9 +7,12 @@ from rr_arc import plugin
 from rr_arc.grids import MAX_GRID_SIZE, encode
 from rr_arc.view import ARC_COLOURS
 
+from rrcore.contracts.registry import load_registry
+from rrcore.contracts.views import puzzle_view
+
 
 def test_arc_view_crops_to_the_grid_and_uses_arc_colours():
-    view = plugin.rr_puzzle_view(dataset="arc", metadata=None)
+    view = puzzle_view(load_registry(entry_point_group=None, extra_modules=[plugin]), "arc", None)
     grid = np.array([[0, 1, 2], [3, 4, 5]])
     canvas = encode(grid, offset=(4, 7)).reshape(-1)
     [shown] = view.draw_input(canvas)

@@ -7,11 +7,11 @@ the sum of H's state and the input embedding; H then updates from its state and
 L's. Only the last L update and the last H update are differentiated (the
 paper's one-step gradient approximation); everything before runs under
 ``torch.no_grad``. Halting with Q-halt and the bootstrapped Q-continue target is
-the core's :class:`rrcore.act.ACTModel`; HRM declares ``predicts_q_continue``, so
+the core's :class:`rrcore.model.act.ACTModel`; HRM declares ``predicts_q_continue``, so
 ``[act] q_continue`` is true unless set otherwise (which validation rejects).
 
 Analysis: ``with model.recording_states() as records:`` stores detached copies
-of z_L and z_H after every update (:class:`rrcore.protocols.RecordsStates`).
+of z_L and z_H after every update (:class:`rrcore.contracts.protocols.RecordsStates`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rrcore.api import (
 @attrs.define
 class HRMConfig(ReasoningModelConfig):
     """The ``[model]`` keys of ``plugin = "hrm"``: the shared keys
-    (:class:`rrcore.model_kit.ReasoningModelConfig`) and these.
+    (:class:`rrcore.model.model_kit.ReasoningModelConfig`) and these.
 
     ``H_cycles`` H updates per ACT step, each after ``L_cycles`` L updates;
     ``H_layers`` / ``L_layers`` post-norm blocks per module. ``eval_extra_H_cycles``
@@ -55,7 +55,7 @@ class HRMConfig(ReasoningModelConfig):
 
 
 class HRM(StateRecorder, ReasoningModel):
-    """HRM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
+    """HRM's inner recurrence (:class:`rrcore.contracts.protocols.Model`): one ACT step per call.
 
     The carry holds ``z_H`` and ``z_L``, (B, puzzle_emb_len + seq_len, hidden_size)
     in the forward dtype; rows are reset to the fixed initial states ``H_init`` /

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 from rrcore.testing import train_briefly
 
 pytest.importorskip("rr_sudoku", reason="needs the rr-sudoku plugin for the 4x4 data set")

@@ -6,9 +6,9 @@ import rr_hrm.plugin
 import torch
 from rr_hrm import HRM, HRMConfig
 
-from rrcore.data import DatasetMetadata
-from rrcore.protocols import Model, ModelContext
-from rrcore.registry import load_registry
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.protocols import Model, ModelContext
+from rrcore.contracts.registry import load_registry
 
 
 def test_hrm_registers_and_builds_from_its_spec() -> None:

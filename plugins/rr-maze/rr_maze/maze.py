@@ -35,8 +35,6 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from rrcore.api import dihedral, shape_preserving_transforms  # noqa: F401 - re-exported
-
 PAD, WALL, OPEN, START, GOAL, PATH = 0, 1, 2, 3, 4, 5
 CHARSET = "# SGo"
 """Character of each token 1..5 in the hub data set's CSV files."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rr_maze.data import MazeDataConfig, build_dataset
+from rr_maze.builder import MazeDataConfig, build_dataset
 from rr_maze.evaluator import MazeEvalConfig, MazeEvaluator
 from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
@@ -38,26 +38,19 @@ def rr_register_evaluators() -> list[EvaluatorSpec]:
 
 @hookimpl
 def rr_register_tasks() -> list[TaskSpec]:
-    """Single mazes for ``rr solve``, predictions and test-time selection (rr_maze.task)."""
+    """Single mazes for ``rr solve``, predictions and test-time selection (rr_maze.task);
+    ``rr report`` draws them in colour, the predicted path over them (rr_maze.view)."""
     from rr_maze.task import MazeTask
+    from rr_maze.view import MazeView
 
     return [
         TaskSpec(
             name="maze",
             factory=MazeTask,
             description="mazes as a text grid; checks for a shortest path; symmetries for voting",
+            view=MazeView,
         )
     ]
-
-
-@hookimpl
-def rr_puzzle_view(dataset: str, metadata):
-    """Draw mazes in colour, the predicted path over them."""
-    if dataset != "maze":
-        return None
-    from rr_maze.view import MazeView
-
-    return MazeView(metadata.seq_len)
 
 
 @hookimpl

@@ -22,7 +22,7 @@ _TOKENS = {char: index + 1 for index, char in enumerate(CHARSET) if char != "o"}
 
 
 class MazeTask:
-    """The ``maze`` :class:`rrcore.protocols.PuzzleTask` for the data set's grid shape."""
+    """The ``maze`` :class:`rrcore.contracts.protocols.PuzzleTask` for the data set's grid shape."""
 
     def __init__(self, data_config: Any, metadata: Any) -> None:
         self.height, self.width = grid_shape(metadata)

@@ -7,16 +7,17 @@ import math
 import numpy as np
 
 from rr_maze.maze import GOAL, OPEN, PAD, PATH, START, WALL
-from rrcore.api import Panel, token_panel
+from rrcore.api import DatasetMetadata, Panel, token_panel
 
 COLOURS = {PAD: "#eeeeee", WALL: "#2b2b2b", OPEN: "#ffffff", START: "#2ca02c", GOAL: "#d62728", PATH: "#ffb000"}
 """Background of each token."""
 
 
 class MazeView:
-    """:class:`rrcore.views.PuzzleView` for square maze grids (tokens of :mod:`rr_maze.maze`)."""
+    """:class:`rrcore.contracts.views.PuzzleView` for square maze grids (tokens of :mod:`rr_maze.maze`)."""
 
-    def __init__(self, seq_len: int) -> None:
+    def __init__(self, metadata: DatasetMetadata) -> None:
+        seq_len = metadata.seq_len
         side = math.isqrt(seq_len)
         self.shape = (side, side) if side * side == seq_len else (1, seq_len)
         self.colours = [COLOURS.get(token) for token in range(max(COLOURS) + 1)]

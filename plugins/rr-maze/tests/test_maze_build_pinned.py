@@ -3,7 +3,7 @@ writer (digest recorded from the earlier builder with ``rrcore.testing.dataset_d
 
 from __future__ import annotations
 
-from rr_maze.data import MazeDataConfig, build_dataset
+from rr_maze.builder import MazeDataConfig, build_dataset
 
 from rrcore.testing import dataset_digest
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from rr_maze import plugin
-from rr_maze.data import MazeDataConfig, build_dataset
+from rr_maze.builder import MazeDataConfig, build_dataset
 from rr_maze.evaluator import MazeEvalConfig, MazeEvaluator, valid_optimal_paths
 from rr_maze.maze import (
     CHARSET,
@@ -15,15 +15,16 @@ from rr_maze.maze import (
     PATH,
     START,
     WALL,
-    dihedral,
     label_mazes,
     shortest_path_lengths,
     to_text,
 )
 
-from rrcore.data import PuzzleDataset, validate_split
-from rrcore.evaluation import EvalContext
-from rrcore.registry import load_registry
+from rrcore.api import dihedral
+from rrcore.contracts.protocols import EvalContext
+from rrcore.contracts.registry import load_registry
+from rrcore.data.format import validate_split
+from rrcore.data.loader import PuzzleDataset
 
 # A room with a pillar: from S to G takes 8 moves along many staircases.
 ROOM = """\
@@ -237,7 +238,7 @@ def test_evaluator_counts_other_shortest_paths_of_generated_mazes(built):
     _, sets = validate_split(built / "test")
     inputs = np.asarray(sets["all"].inputs).reshape(-1, 30, 30)
     labels = np.asarray(sets["all"].labels).reshape(-1, 30, 30)
-    others = dihedral(label_mazes(dihedral(inputs, 6)), 6)  # 6: transpose (rrcore.grids ids)
+    others = dihedral(label_mazes(dihedral(inputs, 6)), 6)  # 6: transpose (rrcore.data.grids ids)
     differs = (others != labels).reshape(len(labels), -1).any(1)
     assert differs.any()
     others = torch.from_numpy(others.reshape(len(others), -1).astype(np.int64))

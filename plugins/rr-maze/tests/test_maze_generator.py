@@ -6,7 +6,6 @@ from collections import deque
 
 import numpy as np
 import pytest
-from rr_maze.data import MazeDataError, read_maze_csv
 from rr_maze.maze import (
     GOAL,
     OPEN,
@@ -14,11 +13,13 @@ from rr_maze.maze import (
     START,
     WALL,
     MazeSettings,
-    dihedral,
     generate_mazes,
     render,
     to_text,
 )
+from rr_maze.reader import MazeDataError, read_maze_csv
+
+from rrcore.api import dihedral
 
 
 def bfs_length(grid: np.ndarray) -> int:

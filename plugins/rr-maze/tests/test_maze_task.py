@@ -9,8 +9,8 @@ import pytest
 from rr_maze.maze import MazeSettings, generate_mazes, render
 from rr_maze.task import MazeTask
 
-from rrcore.grids import dihedral
-from rrcore.protocols import PuzzleError
+from rrcore.contracts.protocols import PuzzleError
+from rrcore.data.grids import dihedral
 
 
 @pytest.fixture

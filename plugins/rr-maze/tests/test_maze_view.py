@@ -7,9 +7,13 @@ from rr_maze import plugin
 from rr_maze.maze import GOAL, OPEN, PATH, START, WALL
 from rr_maze.view import COLOURS
 
+from rrcore.contracts.registry import load_registry
+from rrcore.contracts.views import puzzle_view
+
 
 def test_maze_view_colours_walls_start_goal_and_path():
-    view = plugin.rr_puzzle_view(dataset="maze", metadata=type("M", (), {"seq_len": 9})())
+    registry = load_registry(entry_point_group=None, extra_modules=[plugin])
+    view = puzzle_view(registry, "maze", type("M", (), {"seq_len": 9})())
     maze = np.array([START, OPEN, WALL, WALL, OPEN, WALL, WALL, OPEN, GOAL])
     path = np.where(maze == OPEN, PATH, maze)
     [drawn] = view.draw_answer(path, maze, path)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rr_rubik import cube
-from rr_rubik.task import ANSWER_LEN, CORNER_BASE, MOVE_BASE, STATE_LEN
+from rr_rubik.tokens import ANSWER_LEN, CORNER_BASE, MOVE_BASE, STATE_LEN
 from rrcore.api import IGNORE_LABEL, EvalContext, all_reduce_sum, default_cache_dir
 
 
@@ -61,7 +61,7 @@ class RubikEvaluator:
         files = [data_dir / f"{name}__distances.npy" for name in sets]
         if all(path.exists() for path in files):
             return np.concatenate([np.load(path) for path in files]).astype(np.int64)
-        from rr_rubik.task import decode_states
+        from rr_rubik.tokens import decode_states
         from rrcore.api import load_set
 
         table = cube.distance_table(

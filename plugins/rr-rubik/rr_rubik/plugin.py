@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rr_rubik.builder import RubikDataConfig, build_dataset
 from rr_rubik.evaluator import RubikEvalConfig, RubikEvaluator
-from rr_rubik.task import RubikDataConfig, build_dataset
 from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 
 if TYPE_CHECKING:
@@ -38,8 +38,10 @@ def rr_register_evaluators() -> list[EvaluatorSpec]:
 
 @hookimpl
 def rr_register_tasks() -> list[TaskSpec]:
-    """Single scrambles for ``rr solve`` and readable predictions (rr_rubik.puzzle)."""
-    from rr_rubik.puzzle import RubikPuzzleTask
+    """Single scrambles for ``rr solve`` and readable predictions (rr_rubik.task);
+    ``rr report`` draws the cube's faces and the predicted moves (rr_rubik.view)."""
+    from rr_rubik.task import RubikPuzzleTask
+    from rr_rubik.view import RubikView
 
     return [
         TaskSpec(
@@ -47,18 +49,9 @@ def rr_register_tasks() -> list[TaskSpec]:
             factory=RubikPuzzleTask,
             description="a 2x2x2 scramble (U R F half-turn moves) in, solving moves out; checks the "
             "cube is solved; no augmentations",
+            view=RubikView,
         )
     ]
-
-
-@hookimpl
-def rr_puzzle_view(dataset: str, metadata):
-    """Draw the cube's faces and the predicted moves."""
-    if dataset != "rubik":
-        return None
-    from rr_rubik.view import RubikView
-
-    return RubikView()
 
 
 @hookimpl

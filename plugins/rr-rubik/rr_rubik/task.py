@@ -1,161 +1,102 @@
-"""The 2x2x2 task: token layout, scramble sampling and the data set builder.
+"""Single 2x2x2 scrambles for ``rr solve`` and readable predictions.
 
-Each example is 18 tokens: the scrambled state in positions 0-6, one token per
-corner position (``CORNER_BASE + 3 * corner + twist``, in the order URF, UFL, ULB,
-UBR, DFR, DLF, DRB of :mod:`rr_rubik.cube`), then 11 answer slots that hold ``BLANK``
-in the input. The label ignores the state positions (pad, 0) and holds an optimal
-solution in the answer slots: move tokens followed by ``END`` up to slot 11 (a
-distance-11 state has no ``END``).
+A puzzle is a scramble in the half-turn metric, moves separated by spaces, e.g.
+``R U2 F' U``: the moves U, U2, U', R, R2, R', F, F2, F' (a typographic ’ is read as
+'). Only the U, R and F faces turn, so the DBL corner stays in place as in the data
+set (:mod:`rr_rubik.cube`). The model sees the scrambled cube (7 corner tokens) and
+writes a solving sequence into the 11 answer slots; the check applies the predicted
+moves, up to the first slot that holds no move, to the scrambled cube and asks
+whether it is solved.
 
-====== ===== ================================================
-token  id    meaning
-====== ===== ================================================
-PAD    0     padding; label value that is not scored
-BLANK  1     an answer slot in the input
-END    2     the solution has ended (scored in the label)
-moves  3-11  U, U2, U', R, R2, R', F, F2, F' (half-turn metric)
-corner 12-32 ``12 + 3 * corner + twist`` at each of 7 positions
-====== ===== ================================================
-
-Scrambles are drawn from the distance table: by default a distance uniformly from
-``distances`` (1..11), then a state uniformly among those at that distance, so
-the rare distance-11 states are as frequent as distance-3 ones. Train and test
-states are disjoint wherever a distance has enough states for both.
+No test-time augmentations: the symmetries of the cube that keep DBL fixed and map
+{U, R, F} turns to {U, R, F} turns (the rotations about the DBL-URF diagonal and their
+mirror images) would also have to map the model's solutions, which is not written
+yet, so ``augmentations`` is 0.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Literal
+from typing import Any
 
-import attrs
 import numpy as np
 
 from rr_rubik import cube
-from rrcore.api import DataSourceError, SplitWriter, at_least, cached_build
+from rr_rubik.tokens import ANSWER_LEN, BLANK, CORNER_BASE, MOVE_BASE, SEQ_LEN, STATE_LEN
+from rrcore.api import Check, PuzzleError
 
-PAD, BLANK, END = 0, 1, 2
-MOVE_BASE = 3
-CORNER_BASE = MOVE_BASE + cube.NUM_MOVES  # 12
-VOCAB_SIZE = CORNER_BASE + 3 * cube.NUM_CORNERS  # 33
-STATE_LEN = cube.NUM_CORNERS  # 7
-ANSWER_LEN = cube.GODS_NUMBER  # 11
-SEQ_LEN = STATE_LEN + ANSWER_LEN  # 18
-BUILDER_VERSION = 1
+CORNER_NAMES = ("URF", "UFL", "ULB", "UBR", "DFR", "DLF", "DRB")
 
 
-@attrs.define
-class RubikDataConfig:
-    """``[data] plugin = "rubik"``.
-
-    ``sampling``: ``uniform_distance`` draws a distance uniformly from ``distances``
-    and then a state at that distance; ``uniform_state`` draws states uniformly
-    among all states whose distance is in ``distances`` (mostly distances 8-10).
-    ``cache_dir`` ("" = the run's cache) also holds the 3.7 MB distance table.
-    """
-
-    train_size: int = attrs.field(default=100_000, validator=at_least(1))
-    test_size: int = attrs.field(default=1_100, validator=at_least(1))
-    distances: list[int] = attrs.field(factory=lambda: list(range(1, cube.GODS_NUMBER + 1)))
-    sampling: Literal["uniform_distance", "uniform_state"] = "uniform_distance"
-    seed: int = 0
-    cache_dir: str = ""
+def predicted_moves(tokens: np.ndarray) -> list[int]:
+    """Move ids in the answer slots, up to the first slot that holds no move (as the
+    ``rubik`` evaluator reads an answer)."""
+    moves = []
+    for token in np.asarray(tokens)[STATE_LEN : STATE_LEN + ANSWER_LEN]:
+        move = int(token) - MOVE_BASE
+        if not 0 <= move < cube.NUM_MOVES:
+            break
+        moves.append(move)
+    return moves
 
 
-def encode_states(index: np.ndarray) -> np.ndarray:
-    """State tokens (N, 7) of state indices."""
-    perm, ori = cube.index_to_state(index)
-    return CORNER_BASE + 3 * perm + ori
+def state_of(tokens: np.ndarray) -> cube.CubeState:
+    """The cube state in the first 7 tokens."""
+    values = np.asarray(tokens)[:STATE_LEN].astype(np.int64) - CORNER_BASE
+    return cube.CubeState(tuple(int(v) for v in values // 3), tuple(int(v) for v in values % 3))
 
 
-def decode_states(tokens: np.ndarray) -> np.ndarray:
-    """State indices of state tokens (N, 7)."""
-    values = np.asarray(tokens, dtype=np.int64) - CORNER_BASE
-    return cube.state_index(values // 3, values % 3)
+class RubikPuzzleTask:
+    """The ``rubik`` :class:`rrcore.contracts.protocols.PuzzleTask`: a scramble in, moves out."""
 
+    augmentations = 0
 
-def encode_solutions(moves: np.ndarray) -> np.ndarray:
-    """Answer tokens (N, 11) of move ids (N, 11) with ``-1`` after the end."""
-    moves = np.asarray(moves)
-    return np.where(moves >= 0, MOVE_BASE + moves, END)
+    def __init__(self, data_config: Any, metadata: Any) -> None:
+        if metadata.seq_len != SEQ_LEN:
+            raise ValueError(f"a rubik data set has {SEQ_LEN} tokens per example, this one {metadata.seq_len}")
 
+    def parse(self, text: str) -> np.ndarray:
+        """Input tokens of the cube a scramble leaves; :class:`PuzzleError` names a bad move."""
+        words = text.replace("\u2019", "'").split()
+        if not words:
+            raise PuzzleError('the scramble is empty; give moves such as "R U2 F\'"')
+        moves = []
+        for number, word in enumerate(words, start=1):
+            if word not in cube.MOVE_NAMES:
+                hint = "; the 2x2x2 model turns only U, R and F (DBL stays fixed)" if word[:1] in "LDBludrbf" else ""
+                raise PuzzleError(f"move {number} {word!r} is not a move{hint}; moves are {' '.join(cube.MOVE_NAMES)}")
+            moves.append(cube.MOVE_NAMES.index(word))
+        state = cube.CubeState.solved().apply_moves(moves)
+        corners = CORNER_BASE + 3 * np.asarray(state.perm) + np.asarray(state.ori)
+        return np.concatenate([corners, np.full(ANSWER_LEN, BLANK)]).astype(np.int64)
 
-def examples(states: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs, labels)`` (N, 18) for state indices, labelled with optimal solutions."""
-    perm_table, ori_table = cube.move_tables()
-    solutions = cube.optimal_solutions(states, table, perm_table, ori_table)
-    count = len(states)
-    inputs = np.concatenate([encode_states(states), np.full((count, ANSWER_LEN), BLANK)], axis=1)
-    labels = np.concatenate([np.full((count, STATE_LEN), PAD), encode_solutions(solutions)], axis=1)
-    return inputs, labels
+    def decode(self, tokens: np.ndarray) -> str:
+        """The moves in the answer slots (``-`` when none), e.g. ``R U' F2``."""
+        moves = predicted_moves(tokens)
+        return " ".join(cube.MOVE_NAMES[m] for m in moves) if moves else "-"
 
-
-def sample_states(
-    table: np.ndarray, counts: list[int], distances: list[int], sampling: str, rng: np.random.Generator
-) -> list[np.ndarray]:
-    """State indices for each requested count (e.g. train, test), disjoint where possible."""
-    if not distances or min(distances) < 1 or max(distances) > cube.GODS_NUMBER:
-        raise ValueError(f"distances must lie in 1..{cube.GODS_NUMBER}, got {distances}")
-    distances = sorted(set(distances))
-    if sampling == "uniform_distance":
-        picks = [rng.choice(distances, size=n) for n in counts]
-    else:
-        sizes = np.array([np.count_nonzero(table == d) for d in distances], dtype=np.float64)
-        picks = [rng.choice(distances, size=n, p=sizes / sizes.sum()) for n in counts]
-    results = [np.empty(n, dtype=np.int64) for n in counts]
-    for distance in distances:
-        pool = np.flatnonzero(table == distance)
-        wanted = [np.flatnonzero(p == distance) for p in picks]
-        total = sum(len(w) for w in wanted)
-        if total <= len(pool):  # disjoint: one shuffled draw split among the sets
-            drawn = rng.choice(pool, size=total, replace=False)
-            offset = 0
-            for result, where in zip(results, wanted):
-                result[where] = drawn[offset : offset + len(where)]
-                offset += len(where)
-        else:  # too few states at this distance (1-3): repeats are unavoidable
-            for result, where in zip(results, wanted):
-                result[where] = rng.choice(pool, size=len(where), replace=True)
-    return results
-
-
-def _write(folder: Path, states: np.ndarray, table: np.ndarray) -> None:
-    inputs, labels = examples(states, table)
-    with SplitWriter(folder, SEQ_LEN) as writer:
-        for row in range(len(states)):  # one puzzle per example, one group per puzzle
-            writer.add_group([0], inputs[row], labels[row])
-        writer.finish(
-            pad_id=PAD,
-            ignore_label_id=PAD,
-            vocab_size=VOCAB_SIZE,
-            num_puzzle_identifiers=1,
-            extra={"task": "rubik2x2", "state_len": STATE_LEN, "answer_len": ANSWER_LEN},
-        )
-    # Beside the arrays for the evaluator: each row's optimal length (from the table,
-    # not from the label), and the histogram for people reading the folder.
-    np.save(folder / "all__distances.npy", table[states].astype(np.int32))
-    histogram = np.bincount(table[states], minlength=cube.GODS_NUMBER + 1).tolist()
-    (folder / "distances.json").write_text(json.dumps({"count_by_distance": histogram}))
-
-
-def build_dataset(config: RubikDataConfig, cache_dir: Path) -> Path:
-    """The ``rubik`` data set factory: build (or find in the cache) the train/test splits."""
-    cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else Path(cache_dir)
-    settings = attrs.asdict(config)
-    settings.pop("cache_dir")  # where the cache lives does not change what is built
-    key = {"config": settings, "version": BUILDER_VERSION}
-
-    def write(folder: Path) -> None:
-        table = cube.distance_table(cache_dir)
-        rng = np.random.default_rng(config.seed)
-        try:
-            train, test = sample_states(
-                table, [config.train_size, config.test_size], config.distances, config.sampling, rng
+    def render(self, tokens: np.ndarray) -> str:
+        """The solving sequence and its length; for an input row (no moves yet), its corners."""
+        tokens = np.asarray(tokens)
+        if (tokens[STATE_LEN:] == BLANK).all():
+            state = state_of(tokens)
+            return "corners: " + " ".join(
+                f"{CORNER_NAMES[p]}{'+' + str(o) if o else ''}" for p, o in zip(state.perm, state.ori)
             )
-        except ValueError as error:
-            raise DataSourceError(f"[data] {error}") from None
-        _write(folder / "train", train, table)
-        _write(folder / "test", test, table)
+        moves = predicted_moves(tokens)
+        return f"{self.decode(tokens)}  ({len(moves)} move{'s' if len(moves) != 1 else ''})"
 
-    return cached_build(cache_dir, "rubik2x2", key, write)
+    def check(self, inputs: np.ndarray, prediction: np.ndarray) -> Check:
+        """The predicted moves applied to the scrambled cube leave it solved."""
+        moves = predicted_moves(prediction)
+        after = state_of(inputs).apply_moves(moves)
+        count = f"{len(moves)} predicted move{'s' if len(moves) != 1 else ''}"
+        if after == cube.CubeState.solved():
+            return Check(True, f"the cube is solved after the {count}")
+        wrong = sum(p != i or o != 0 for i, (p, o) in enumerate(zip(after.perm, after.ori)))
+        return Check(False, f"after the {count} {wrong} of {cube.NUM_CORNERS} corners are out of place or twisted")
+
+    def augment(self, inputs: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError("the rubik task has no test-time augmentations (augmentations = 0)")
+
+    def invert(self, predictions: np.ndarray, state: Any) -> np.ndarray:
+        raise NotImplementedError("the rubik task has no test-time augmentations (augmentations = 0)")

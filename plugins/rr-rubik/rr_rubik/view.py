@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from rr_rubik import cube
-from rr_rubik.task import BLANK, CORNER_BASE, END, MOVE_BASE, STATE_LEN
-from rrcore.api import Cell, Panel
+from rr_rubik.tokens import BLANK, CORNER_BASE, END, MOVE_BASE, STATE_LEN
+from rrcore.api import Cell, DatasetMetadata, Panel
 
 FACE_COLOURS = {"U": "#ffffff", "R": "#d62728", "F": "#2ca02c", "D": "#ffd700", "L": "#ff7f0e", "B": "#1f77b4"}
 NET_ORIGIN = {"U": (0, 2), "L": (2, 0), "F": (2, 2), "R": (2, 4), "B": (2, 6), "D": (4, 2)}
@@ -68,7 +68,10 @@ def move_text(token: int) -> str:
 
 
 class RubikView:
-    """:class:`rrcore.views.PuzzleView` for the 2x2x2 task's 18-token examples."""
+    """:class:`rrcore.contracts.views.PuzzleView` for the 2x2x2 task's 18-token examples."""
+
+    def __init__(self, metadata: DatasetMetadata) -> None:
+        """Every rubik data set has the same layout (:mod:`rr_rubik.tokens`): ``metadata`` changes nothing."""
 
     def draw_input(self, inputs: np.ndarray) -> list[Panel]:
         state = decode_state(inputs)

@@ -3,7 +3,7 @@ writer (digest recorded from the earlier builder with ``rrcore.testing.dataset_d
 
 from __future__ import annotations
 
-from rr_rubik.task import RubikDataConfig, build_dataset
+from rr_rubik.builder import RubikDataConfig, build_dataset
 
 from rrcore.testing import dataset_digest
 

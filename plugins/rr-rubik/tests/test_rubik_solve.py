@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from rr_rubik import cube
-from rr_rubik.puzzle import RubikPuzzleTask
-from rr_rubik.task import ANSWER_LEN, BLANK, SEQ_LEN, encode_states
+from rr_rubik.task import RubikPuzzleTask
+from rr_rubik.tokens import ANSWER_LEN, BLANK, SEQ_LEN, encode_states
 
-from rrcore.cli import main
-from rrcore.protocols import PuzzleError
+from rrcore.cli.main import main
+from rrcore.contracts.protocols import PuzzleError
 from rrcore.testing import train_briefly
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "rubik2x2-trm.toml"

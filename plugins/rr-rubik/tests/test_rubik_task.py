@@ -6,21 +6,14 @@ import numpy as np
 import pytest
 import torch
 from rr_rubik import cube, plugin
+from rr_rubik.builder import RubikDataConfig, build_dataset
 from rr_rubik.evaluator import RubikEvalConfig, RubikEvaluator
-from rr_rubik.task import (
-    ANSWER_LEN,
-    END,
-    MOVE_BASE,
-    STATE_LEN,
-    RubikDataConfig,
-    build_dataset,
-    decode_states,
-    encode_states,
-)
+from rr_rubik.tokens import ANSWER_LEN, END, MOVE_BASE, STATE_LEN, decode_states, encode_states
 
-from rrcore.data import PuzzleDataset, validate_split
-from rrcore.evaluation import EvalContext
-from rrcore.registry import load_registry
+from rrcore.contracts.protocols import EvalContext
+from rrcore.contracts.registry import load_registry
+from rrcore.data.format import validate_split
+from rrcore.data.loader import PuzzleDataset
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rr_rubik import cube, plugin
-from rr_rubik.task import ANSWER_LEN, BLANK, END, MOVE_BASE, encode_states
+from rr_rubik.tokens import ANSWER_LEN, BLANK, END, MOVE_BASE, encode_states
 from rr_rubik.view import FACE_COLOURS, NET_ORIGIN, sticker_faces
+
+from rrcore.contracts.registry import load_registry
+from rrcore.contracts.views import puzzle_view
 
 
 def face(stickers: dict, name: str) -> list[str]:
@@ -42,7 +45,7 @@ def test_quarter_turns_move_the_stickers_a_solver_expects(move, face_name, row, 
 
 
 def test_rubik_view_shows_moves_and_whether_they_solve_the_cube():
-    view = plugin.rr_puzzle_view(dataset="rubik", metadata=None)
+    view = puzzle_view(load_registry(entry_point_group=None, extra_modules=[plugin]), "rubik", None)
     scrambled = cube.CubeState.solved().apply_moves(cube.parse_moves("R U"))
     inputs = np.concatenate([encode_states(np.array([scrambled.index]))[0], [BLANK] * ANSWER_LEN])
     solution = [MOVE_BASE + m for m in cube.parse_moves("U' R'")]

@@ -1,5 +1,5 @@
 """The ``sudoku`` data set builder: puzzles from files or the generator, labelled,
-split, augmented and written in the core's format (:mod:`rrcore.data`).
+split, augmented and written in the core's format (:mod:`rrcore.data.format`).
 
 Layout written (that of the HRM/TRM/URM Sudoku builders): one set ``all`` per
 split; inputs and labels (N, cells) uint8 tokens (0 pad, 1 blank, digit + 1),
@@ -23,7 +23,7 @@ import numpy as np
 from rr_sudoku.augment import SudokuBatchAugmenter, augment
 from rr_sudoku.generator import DifficultyTarget, GenerationError, generate_many
 from rr_sudoku.grid import BLANK_TOKEN, PAD_TOKEN, geometry, size_of_length, to_tokens
-from rr_sudoku.readers import (
+from rr_sudoku.reader import (
     NO_SOLUTION,
     SEVERAL_SOLUTIONS,
     ProblemLog,
@@ -33,7 +33,7 @@ from rr_sudoku.readers import (
     read_puzzles,
 )
 from rr_sudoku.solver import label_many
-from rrcore.api import SplitWriter, cached_build, progress
+from rrcore.api import SplitWriter, cached_build, progress, source_stamp
 
 BUILDER_VERSION = 2
 """Bump when the output for a given config changes (it is part of the cache key)."""
@@ -46,7 +46,7 @@ class SudokuDataConfig:
     """``[data] plugin = "sudoku"``.
 
     ``source = "files"``: puzzles from ``train_path`` (one-per-line or CSV, see
-    :mod:`rr_sudoku.readers`) and ``test_path``; with no ``test_path`` the train
+    :mod:`rr_sudoku.reader`) and ``test_path``; with no ``test_path`` the train
     file is shuffled by ``seed`` and ``test_size`` puzzles are held out for test.
     ``train_size``/``test_size`` subsample (seeded; 0 = all).
     ``source = "generate"``: ``train_size`` and ``test_size`` new puzzles of
@@ -119,16 +119,16 @@ def _check(config: SudokuDataConfig) -> None:
         )
 
 
-def _source_stamp(path: str) -> dict[str, object]:
+def _checked_stamp(path: str) -> dict[str, object]:
     resolved = Path(path).expanduser().resolve()
     if not resolved.exists():
         raise SudokuDataError(f"{path}: no such puzzle file")
     if not resolved.is_file():
         raise SudokuDataError(f"{path}: is a folder, not a puzzle file")
-    stat = resolved.stat()
-    if not stat.st_size:
+    stamp = source_stamp(resolved)
+    if not stamp["bytes"]:
         raise SudokuDataError(f"{path}: the puzzle file is empty")
-    return {"path": str(resolved), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return stamp
 
 
 def cache_key(config: SudokuDataConfig) -> dict[str, object]:
@@ -144,7 +144,7 @@ def cache_key(config: SudokuDataConfig) -> dict[str, object]:
         "builder": "sudoku",
         "version": BUILDER_VERSION,
         "config": values,
-        "sources": [_source_stamp(path) for path in sources],
+        "sources": [_checked_stamp(path) for path in sources],
     }
     if any(file_format(path, config.format) == "csv" for path in sources):
         # CSV sets built before their puzzles were proven unique may hold puzzles with

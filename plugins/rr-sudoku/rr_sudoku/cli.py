@@ -45,7 +45,7 @@ def label(path: str, jobs: int, limit: int, size: str | None, output: str | None
     """
     import numpy as np
 
-    from rr_sudoku.readers import NO_SOLUTION, SEVERAL_SOLUTIONS, SudokuDataError, read_puzzles
+    from rr_sudoku.reader import NO_SOLUTION, SEVERAL_SOLUTIONS, SudokuDataError, read_puzzles
     from rr_sudoku.solver import default_jobs, label_many
     from rrcore.api import progress
 

@@ -11,9 +11,6 @@ from rrcore.api import DatasetSpec, EvaluatorSpec, TaskSpec, hookimpl
 if TYPE_CHECKING:
     import click
 
-    from rr_sudoku.view import SudokuView
-    from rrcore.api import DatasetMetadata
-
 
 @hookimpl
 def rr_register_datasets() -> list[DatasetSpec]:
@@ -43,16 +40,6 @@ def rr_register_evaluators() -> list[EvaluatorSpec]:
 
 
 @hookimpl
-def rr_puzzle_view(dataset: str, metadata: DatasetMetadata) -> SudokuView | None:
-    """Draw Sudoku data sets as grids with boxes (4x4 or 9x9)."""
-    if dataset != "sudoku":
-        return None
-    from rr_sudoku.view import SudokuView
-
-    return SudokuView(metadata.seq_len)
-
-
-@hookimpl
 def rr_cli_commands(group: click.Group) -> None:
     """Add ``rr sudoku label|generate``."""
     from rr_sudoku.cli import sudoku
@@ -62,13 +49,16 @@ def rr_cli_commands(group: click.Group) -> None:
 
 @hookimpl
 def rr_register_tasks() -> list[TaskSpec]:
-    """Single puzzles for ``rr solve``, predictions and test-time selection (rr_sudoku.task)."""
+    """Single puzzles for ``rr solve``, predictions and test-time selection (rr_sudoku.task);
+    ``rr report`` draws them as grids with boxes (rr_sudoku.view)."""
     from rr_sudoku.task import SudokuTask
+    from rr_sudoku.view import SudokuView
 
     return [
         TaskSpec(
             name="sudoku",
             factory=SudokuTask,
             description="Sudoku puzzles as a line or a grid; checks the rules; symmetries for voting",
+            view=SudokuView,
         )
     ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from rr_sudoku.augment import random_transforms
 from rr_sudoku.grid import from_tokens, geometry, givens_conflict, size_of_length, to_tokens
-from rr_sudoku.readers import parse_grid
+from rr_sudoku.reader import parse_grid
 from rrcore.api import Check, PuzzleError
 
 _BORDERS = str.maketrans("", "", " \t|+-")
@@ -24,7 +24,7 @@ _SHOWN = ".123456789"
 
 
 class SudokuTask:
-    """The ``sudoku`` :class:`rrcore.protocols.PuzzleTask` for the model's grid size."""
+    """The ``sudoku`` :class:`rrcore.contracts.protocols.PuzzleTask` for the model's grid size."""
 
     def __init__(self, data_config: Any, metadata: Any) -> None:
         self.size = size_of_length(metadata.seq_len)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from rr_sudoku.grid import BLANK_TOKEN, DIGIT_OFFSET, geometry, size_of_length
-from rrcore.api import Panel, token_panel
+from rrcore.api import DatasetMetadata, Panel, token_panel
 
 
 class SudokuView:
-    """:class:`rrcore.views.PuzzleView` for Sudoku tokens (0 pad, 1 blank, digit + 1)."""
+    """:class:`rrcore.contracts.views.PuzzleView` for Sudoku tokens (0 pad, 1 blank, digit + 1)."""
 
-    def __init__(self, seq_len: int) -> None:
-        self.size = size_of_length(seq_len)
+    def __init__(self, metadata: DatasetMetadata) -> None:
+        self.size = size_of_length(metadata.seq_len)
         self.box = geometry(self.size).box
         # Text of each token: pad and blank empty, digits as themselves; no other token exists.
         self.text = ["", ""] + [str(d) for d in range(1, self.size + 1)]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from rr_sudoku.builder import RATINGS_FILE, SudokuDataConfig, build_dataset
 from rr_sudoku.grid import from_tokens, valid_solutions
-from rr_sudoku.readers import SudokuDataError
+from rr_sudoku.reader import SudokuDataError
 
-from rrcore.data import PuzzleDataset, load_set
+from rrcore.data.format import load_set
+from rrcore.data.loader import PuzzleDataset
 
 GOOD = "98.7..6..75..4......3..8.7.5....7.3...94.........2.1..3.......1.9...5.8...52....6"
 
@@ -79,7 +80,7 @@ def test_csv_puzzles_with_several_solutions_are_refused_like_a_line_file_s(tmp_p
     from click.testing import CliRunner
     from rr_sudoku.solver import label
 
-    from rrcore.cli import main
+    from rrcore.cli.main import main
 
     answer = "".join(map(str, label(np.array([0 if c == "." else int(c) for c in GOOD])).solution))
     header = "source,question,answer,rating\n"
@@ -103,7 +104,7 @@ def test_csv_puzzles_with_several_solutions_are_refused_like_a_line_file_s(tmp_p
     )
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.stderr.strip().splitlines()[-1] == (
-        f'rr: error: {tmp_path / "train.csv"}:3: several solutions (set on_error = "skip" to drop them)'
+        f"rr: error: data plugin 'sudoku': {tmp_path / 'train.csv'}:3: several solutions (set on_error = \"skip\" to drop them)"
     )
     skipped = build_dataset(attrs.evolve(config, on_error="skip"), tmp_path / "cache")
     meta = json.loads((skipped / "train" / "dataset.json").read_text())["sudoku"]

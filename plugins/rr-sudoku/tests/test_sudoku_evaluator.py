@@ -12,8 +12,9 @@ from rr_sudoku.builder import RATINGS_FILE, SudokuDataConfig, build_dataset
 from rr_sudoku.evaluator import SudokuEvalConfig, SudokuEvaluator
 from rr_sudoku.grid import to_tokens
 
-from rrcore.data import DatasetMetadata, PuzzleDataset
-from rrcore.evaluation import EvalContext
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.protocols import EvalContext
+from rrcore.data.loader import PuzzleDataset
 
 SOLUTION = np.array([1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1])
 # Swapping digits 3 and 4 in the last two columns gives another valid grid.

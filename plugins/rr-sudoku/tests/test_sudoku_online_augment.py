@@ -14,15 +14,15 @@ from rr_sudoku.augment import SudokuBatchAugmenter, device_transforms, invert_to
 from rr_sudoku.builder import SudokuDataConfig, batch_augmenter, cache_key
 from rr_sudoku.generator import generate_many
 from rr_sudoku.grid import BLANK_TOKEN, PAD_TOKEN, from_tokens, to_tokens, valid_solutions
-from rr_sudoku.readers import SudokuDataError
+from rr_sudoku.reader import SudokuDataError
 from rr_sudoku.task import SudokuTask
 
 from rrcore.api import BatchAugmenter
-from rrcore.checkpoint import load_checkpoint
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.data import DatasetMetadata
-from rrcore.trainer import Trainer
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.training.checkpoint import load_checkpoint
+from rrcore.training.loop import Trainer
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sudoku4x4-trm.toml"
 
@@ -132,17 +132,17 @@ def test_the_4x4_example_trains_on_the_puzzles_alone_with_online_augmentation(tm
     experiment = load_experiment(run_dir / "config.toml")
     first = Trainer(experiment, run_dir=tmp_path / "resumed")
     assert first.run.batch_augmenter == SudokuBatchAugmenter(4)
-    batches = first.train_data.train_batches()
+    batches = first.run.train_data.train_batches()
     for _ in range(10):
         first.position, batch = next(batches)
         first.train_step(batch, {})
     first.save()
     resumed = Trainer(experiment, run_dir=tmp_path / "resumed", resume="latest")
-    batches = resumed.train_data.train_batches(resumed.position)
+    batches = resumed.run.train_data.train_batches(resumed.position)
     for _ in range(10):
         resumed.position, batch = next(batches)
         resumed.train_step(batch, {})
     resumed.save()
     straight = load_checkpoint(run_dir / "checkpoints" / "step_20")[0]["model"]
-    for key, value in resumed.model.state_dict().items():
+    for key, value in resumed.run.model.state_dict().items():
         assert torch.equal(value, straight[key]), key

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from rr_sudoku.builder import SudokuDataConfig
 from rr_sudoku.cli import sudoku
 
-from rrcore.cli import main
-from rrcore.registry import load_registry
+from rrcore.cli.main import main
+from rrcore.contracts.registry import load_registry
 
 
 def test_registers_dataset_and_evaluator():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from rr_sudoku.grid import is_valid_solution
-from rr_sudoku.readers import parse_grid, read_puzzles
+from rr_sudoku.reader import parse_grid, read_puzzles
 
-from rrcore.cli import main
+from rrcore.cli.main import main
 
 UNSOLVABLE_4X4 = "12....3.......4."  # cell (1, 3) can hold neither 1, 2 (row) nor 3, 4 (column)
 AMBIGUOUS_4X4 = "1..............."  # far too few givens: many solutions
@@ -107,7 +107,7 @@ def test_build_with_too_few_puzzles_says_why_each_was_rejected(tmp_path):
     assert "Traceback" not in result.output
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith(
-        f"rr: error: {puzzles}: only 0 usable puzzles for the test split, 2 asked for; rejected: "
+        f"rr: error: data plugin 'sudoku': {puzzles}: only 0 usable puzzles for the test split, 2 asked for; rejected: "
     )
     assert f"5 several solutions (first at {puzzles}:1)" in message
     assert f"1 no solution (first at {puzzles}:6)" in message

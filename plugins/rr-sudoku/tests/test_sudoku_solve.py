@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from rr_sudoku.solver import solve
 from rr_sudoku.task import SudokuTask
 
-from rrcore.cli import main
-from rrcore.config import load_experiment
-from rrcore.protocols import PuzzleError
+from rrcore.cli.main import main
+from rrcore.contracts.config import load_experiment
+from rrcore.contracts.protocols import PuzzleError
 from rrcore.testing import train_briefly
-from rrcore.trainer import evaluate_checkpoint
+from rrcore.tools.evaluate import evaluate_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sudoku4x4-trm.toml"
 EXAMPLE_9X9 = EXAMPLE.with_name("sudoku9x9-easy-trm.toml")

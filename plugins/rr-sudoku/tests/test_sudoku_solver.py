@@ -8,7 +8,7 @@ import multiprocessing
 import numpy as np
 import pytest
 from rr_sudoku.grid import valid_solutions
-from rr_sudoku.readers import read_puzzles
+from rr_sudoku.reader import read_puzzles
 from rr_sudoku.solver import label, label_many, parallel_map
 
 

@@ -31,7 +31,7 @@ from rrcore.api import (
 @attrs.define
 class TransformerConfig(ReasoningModelConfig):
     """The ``[model]`` keys of ``plugin = "transformer"``: the shared keys
-    (:class:`rrcore.model_kit.ReasoningModelConfig`), TRM's ``mlp_t`` / ``mlp_t_norm``
+    (:class:`rrcore.model.model_kit.ReasoningModelConfig`), TRM's ``mlp_t`` / ``mlp_t_norm``
     and ``num_layers`` blocks instead of cycles."""
 
     num_layers: int = attrs.field(default=8, validator=at_least(1))

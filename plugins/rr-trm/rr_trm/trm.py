@@ -19,9 +19,9 @@ code's names, kept in the carry). ``net`` is ONE stack of ``L_layers`` post-norm
 blocks shared by both updates. With ``mlp_t`` the blocks mix positions with an
 MLP across the sequence instead of self-attention (the paper's TRM-MLP for Sudoku).
 
-ACT halting and the losses live in :mod:`rrcore.act`; the embeddings and heads in
-:mod:`rrcore.nn`; the shared config keys, the input layer and the carry in
-:mod:`rrcore.model_kit`. This file holds only the recurrence.
+ACT halting lives in :mod:`rrcore.model.act`, the losses in :mod:`rrcore.model.act_loss`;
+the embeddings and heads in :mod:`rrcore.model.puzzle_io`; the shared config keys, the input layer and the carry in
+:mod:`rrcore.model.model_kit`. This file holds only the recurrence.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from rrcore.api import (
 @attrs.define
 class TRMConfig(ReasoningModelConfig):
     """The ``[model]`` keys of ``plugin = "trm"``: the shared keys
-    (:class:`rrcore.model_kit.ReasoningModelConfig`, ``puzzle_emb_len`` 16 here) and these.
+    (:class:`rrcore.model.model_kit.ReasoningModelConfig`, ``puzzle_emb_len`` 16 here) and these.
 
     ``H_cycles`` answer updates per ACT step, each after ``L_cycles`` latent
     updates; ``L_layers`` blocks in the shared network. ``mlp_t`` replaces
@@ -73,7 +73,7 @@ class TRMConfig(ReasoningModelConfig):
     inference-time scaling, thinking longer than in training (0 = as trained).
     ``gated_norm``: every SwiGLU (the sequence MLP's too) computes
     ``sigmoid(gate) * rms_norm(gate * up)`` instead of ``silu(gate) * up``
-    (:class:`rrcore.nn.SwiGLU`; the fast Sudoku recipe's choice, off in the paper).
+    (:class:`rrcore.model.layers.SwiGLU`; the fast Sudoku recipe's choice, off in the paper).
     """
 
     L_layers: int = attrs.field(default=2, validator=at_least(1))
@@ -163,7 +163,7 @@ class TRM(StateRecorder, ReasoningModel):
     to the initial states ``H_init`` / ``L_init``: buffers drawn once from a
     truncated normal of std 1 and, as in the references, never trained.
     ``recording_states()`` records ``z_L`` (z: H_cycles * L_cycles per step) and ``z_H``
-    (y: H_cycles per step), as :class:`rrcore.protocols.RecordsStates` describes.
+    (y: H_cycles per step), as :class:`rrcore.contracts.protocols.RecordsStates` describes.
     """
 
     def __init__(self, config: TRMConfig, context: ModelContext) -> None:

@@ -9,10 +9,12 @@ from rr_trm.totrm import ToTRM, ToTRMConfig
 from rr_trm.transformer import Transformer, TransformerConfig
 from rr_trm.trm import TRM, SequenceMLP, TRMConfig
 
-from rrcore.act import ACTConfig, ACTModel
 from rrcore.api import model_context
-from rrcore.nn import Attention, SparsePuzzleEmbedding
-from rrcore.registry import load_registry
+from rrcore.contracts.experiment import ACTConfig
+from rrcore.contracts.registry import load_registry
+from rrcore.model.act import ACTModel
+from rrcore.model.layers import Attention
+from rrcore.model.puzzle_io import SparsePuzzleEmbedding
 
 BATCH, SEQ, VOCAB = 4, 5, 6
 TINY = dict(hidden_size=16, num_heads=2, expansion=2.0, puzzle_emb_ndim=16, puzzle_emb_len=2)

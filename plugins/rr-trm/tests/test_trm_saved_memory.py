@@ -15,9 +15,11 @@ import torch
 from rr_trm.trm import TRM, TRMConfig
 from torch import fx
 
-from rrcore.act import ACTConfig, ACTLossHead, ACTModel
 from rrcore.api import model_context
-from rrcore.nn import swiglu_width
+from rrcore.contracts.experiment import ACTConfig
+from rrcore.model.act import ACTModel
+from rrcore.model.act_loss import ACTLossHead
+from rrcore.model.layers import swiglu_width
 
 inductor_config = pytest.importorskip("torch._inductor.config")
 if getattr(inductor_config, "custom_partitioner_fn", "missing") == "missing":

@@ -1,4 +1,4 @@
-"""Checkpoints written before the models moved onto rrcore.model_kit still load: the state-dict
+"""Checkpoints written before the models moved onto rrcore.model.model_kit still load: the state-dict
 names and shapes of TRM, ToTRM and the transformer baseline are those recorded from the
 code before that change (same tiny configs: vocab 6, 5 positions, 3 puzzle identifiers)."""
 

@@ -9,9 +9,11 @@ from rr_trm.totrm import ToTRM, ToTRMConfig
 from rr_trm.transformer import Transformer, TransformerConfig
 from rr_trm.trm import TRM, TRMConfig
 
-from rrcore.act import ACTConfig, ACTLossHead, ACTModel
 from rrcore.api import model_context
-from rrcore.nn import swiglu_width
+from rrcore.contracts.experiment import ACTConfig
+from rrcore.model.act import ACTModel
+from rrcore.model.act_loss import ACTLossHead
+from rrcore.model.layers import swiglu_width
 
 BATCH, SEQ, VOCAB = 8, 4, 5
 TINY = dict(hidden_size=32, num_heads=2, expansion=2.0, puzzle_emb_ndim=32, puzzle_emb_len=1)

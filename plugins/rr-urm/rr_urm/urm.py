@@ -23,7 +23,7 @@ Two things distinguish it from a plain universal transformer:
 
 The paper's ``loops`` (ACT steps per example, 16) is the core's ``[act]
 halt_max_steps``; halting, exploration and step counting are
-:class:`rrcore.act.ACTModel`'s (URM halts on ``q_halt > 0``, no Q-continue).
+:class:`rrcore.model.act.ACTModel`'s (URM halts on ``q_halt > 0``, no Q-continue).
 
 Inference-time scaling: ``eval_extra_H_cycles`` runs that many more cycles per ACT
 step when the module is in eval mode. Because evaluation always runs
@@ -65,7 +65,7 @@ from rrcore.api import (
 @attrs.define
 class URMConfig(ReasoningModelConfig):
     """The ``[model]`` keys of ``plugin = "urm"``: the shared keys
-    (:class:`rrcore.model_kit.ReasoningModelConfig`) and these.
+    (:class:`rrcore.model.model_kit.ReasoningModelConfig`) and these.
 
     ``num_layers`` post-norm blocks form the shared stack; one ACT step applies it
     ``H_cycles * L_cycles`` times, differentiating only the last ``L_cycles``
@@ -129,13 +129,13 @@ class ConvSwiGLU(nn.Module):
 
 
 class URM(StateRecorder, ReasoningModel):
-    """URM's inner recurrence (:class:`rrcore.protocols.Model`): one ACT step per call.
+    """URM's inner recurrence (:class:`rrcore.contracts.protocols.Model`): one ACT step per call.
 
     The carry holds ``hidden``, (B, puzzle_emb_len + seq_len, hidden_size) in the
     forward dtype; reset rows restart from ``init_hidden``, one vector drawn once
     with std 1 (a buffer, as in the paper's code) broadcast over every position.
     ``recording_states()`` records ``hidden`` after every application of the stack
-    (H_cycles * L_cycles per step; :class:`rrcore.protocols.RecordsStates`).
+    (H_cycles * L_cycles per step; :class:`rrcore.contracts.protocols.RecordsStates`).
     """
 
     def __init__(self, config: URMConfig, context: ModelContext) -> None:

@@ -6,9 +6,11 @@ import pytest
 import torch
 from rr_urm.urm import URM, ConvSwiGLU, URMConfig
 
-from rrcore.act import ACTConfig, ACTLossHead, ACTModel
-from rrcore.data import DatasetMetadata
-from rrcore.protocols import ModelContext
+from rrcore.contracts.experiment import ACTConfig
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.protocols import ModelContext
+from rrcore.model.act import ACTModel
+from rrcore.model.act_loss import ACTLossHead
 
 VOCAB, SEQ_LEN, BATCH = 6, 8, 4
 

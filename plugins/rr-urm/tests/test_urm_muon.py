@@ -83,8 +83,8 @@ def test_lr_schedule_reaches_both_parts_after_a_state_reload():
 
 def test_the_core_counts_its_parameter_groups_when_resuming():
     """``rr run --resume`` compares the saved optimizer's groups with the new one's
-    (:meth:`rrcore.optim.Optimizers.group_sizes`); muon's state holds two inner optimizers'."""
-    from rrcore.optim import LRSchedule, Optimizers
+    (:meth:`rrcore.training.optim.Optimizers.group_sizes`); muon's state holds two inner optimizers'."""
+    from rrcore.training.optim import LRSchedule, Optimizers
 
     weight, bias = torch.nn.Parameter(torch.randn(4, 4)), torch.nn.Parameter(torch.randn(4))
     optimizer = MuonWithAdamW([group([weight, bias])])

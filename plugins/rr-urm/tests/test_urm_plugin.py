@@ -7,9 +7,9 @@ import torch
 from rr_urm.muon import MuonWithAdamW
 from rr_urm.urm import URM
 
-from rrcore.data import DatasetMetadata
-from rrcore.protocols import ModelContext
-from rrcore.registry import load_registry
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.protocols import ModelContext
+from rrcore.contracts.registry import load_registry
 
 
 def test_registry_lists_model_and_optimizer():

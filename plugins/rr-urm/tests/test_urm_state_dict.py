@@ -1,4 +1,4 @@
-"""Checkpoints written before URM moved onto rrcore.model_kit still load: its state-dict names
+"""Checkpoints written before URM moved onto rrcore.model.model_kit still load: its state-dict names
 and shapes are those recorded from the code before that change (vocab 6, 5 positions,
 3 puzzle identifiers)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from rr_urm.urm import URM, URMConfig
 
-from rrcore.data import DatasetMetadata
-from rrcore.protocols import ModelContext
+from rrcore.contracts.metadata import DatasetMetadata
+from rrcore.contracts.protocols import ModelContext
 
 
 def block(index: int) -> dict[str, tuple[int, ...]]:
