@@ -38,12 +38,11 @@ from rrcore.contracts.errors import CheckpointError, ConfigError
 from rrcore.contracts.experiment import Experiment
 from rrcore.contracts.protocols import Check, Puzzle, PuzzleError
 from rrcore.tools import solve
-from rrcore.tools.evaluate import default_eval_dir, evaluate_checkpoint
+from rrcore.tools.evaluate import evaluate_source
 from rrcore.tools.export import export
 from rrcore.tools.solve import Solution
 from rrcore.training.loop import TrainResult
 from rrcore.training.loop import train as train_experiment
-from rrcore.training.weights import hold_source
 
 __all__ = [
     "Check",
@@ -189,10 +188,7 @@ def evaluate_into(
 ) -> tuple[dict[str, float] | None, Path]:
     """:func:`evaluate`, also returning the folder the outputs went to (``rr eval`` prints
     its ``steps.json``); the metrics are None on the ranks other than 0."""
-    with hold_source(path) as source:  # a run saving meanwhile rotates other checkpoints
-        experiment = load_experiment(source / "config.toml", list(overrides))
-        output = Path(output_dir) if output_dir is not None else default_eval_dir(source)
-        return evaluate_checkpoint(experiment, source, output, predictions=True, trace=trace), output
+    return evaluate_source(path, overrides, output_dir, predictions=True, trace=trace)
 
 
 def _folder(path: str | Path) -> Path:

@@ -39,7 +39,7 @@ def close_hint(key: str, valid: Iterable[str], listing: str = "valid keys") -> s
     """``did you mean 'lr'?`` for a key close to a valid one, else the valid ones listed."""
     valid = list(valid)
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"did you mean {close[0]!r}?" if close else f"{listing}: {', '.join(valid)}"
+    return f"did you mean {close[0]!r}?" if close else f"{listing}: {', '.join(valid) or 'none'}"
 
 
 def _strict(expected: type, accept: tuple[type, ...], convert: Any = None) -> Any:

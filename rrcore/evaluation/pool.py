@@ -27,6 +27,8 @@ from torch import Tensor
 
 from rrcore.contracts.errors import ConfigError
 from rrcore.data.format import IGNORE_LABEL
+from rrcore.model.act import q_says_halt
+from rrcore.model.carry import broadcast_rows
 
 if TYPE_CHECKING:
     from rrcore.contracts.protocols import Batch
@@ -61,14 +63,6 @@ class PoolResult:
     trace: Tensor | None
     act_steps: int
     seconds: float = 0.0
-
-
-def q_says_halt(outputs: dict[str, Tensor], q_continue: bool) -> Tensor:
-    """(B,) bool: the Q-head's halting decision, the training rule of :class:`rrcore.model.act.ACTModel`."""
-    q_halt = outputs["q_halt_logits"]
-    if q_continue:
-        return q_halt > outputs["q_continue_logits"]
-    return q_halt > 0
 
 
 def synchronize(device: torch.device) -> None:
@@ -138,7 +132,7 @@ class TrajectoryNoise:
         for name in self._names(inner):
             state = inner[name]
             draw = torch.randn(state.shape, generator=self.generator, device=state.device, dtype=state.dtype)
-            scale = (noisy * self.std).to(state.dtype).view(-1, *([1] * (state.ndim - 1)))
+            scale = broadcast_rows((noisy * self.std).to(state.dtype), state)
             inner[name] = state + scale * draw
         return carry._replace(inner=inner, halted=torch.zeros_like(carry.halted))
 

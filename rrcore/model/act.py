@@ -10,12 +10,16 @@ at the next call.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
-from rrcore.contracts.experiment import ACTConfig
-from rrcore.contracts.protocols import Batch, Model, Outputs
 from rrcore.model.carry import Carry, broadcast_rows
+
+if TYPE_CHECKING:
+    from rrcore.contracts.experiment import ACTConfig
+    from rrcore.contracts.protocols import Batch, Model, Outputs
 
 
 class ACTModel(nn.Module):
@@ -104,11 +108,7 @@ class ACTModel(nn.Module):
             is_last = steps >= self.config.halt_max_steps
             halted = is_last
             if self.training and self.config.halt_max_steps > 1:
-                q_halt = outputs["q_halt_logits"]
-                if self.config.q_continue:
-                    halted = halted | (q_halt > outputs["q_continue_logits"])
-                else:
-                    halted = halted | (q_halt > 0)
+                halted = halted | q_says_halt(outputs, self.config.q_continue)
                 if self.explores:
                     halted = halted & (steps >= exploration)
                 if self.config.q_continue:
@@ -122,3 +122,12 @@ class ACTModel(nn.Module):
                     )
 
         return Carry(inner, steps, halted, current), outputs
+
+
+def q_says_halt(outputs: dict[str, Tensor], q_continue: bool) -> Tensor:
+    """(B,) bool: the Q-head's halting decision (q_halt > q_continue when Q-continue is
+    learned, else q_halt > 0), in training and in adaptive evaluation alike."""
+    q_halt = outputs["q_halt_logits"]
+    if q_continue:
+        return q_halt > outputs["q_continue_logits"]
+    return q_halt > 0

@@ -8,17 +8,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rrcore.contracts.protocols import Batch, InnerCarry, Outputs
-
 
 class Carry(NamedTuple):
     """The carry between ACT steps (``carry`` in :mod:`rrcore.contracts.protocols`): latent state,
     step counts, halted mask and the examples each row is working on."""
 
-    inner: InnerCarry
+    inner: dict[str, Tensor]  # the model's states (InnerCarry in rrcore.contracts.protocols)
     steps: Tensor  # (B,) int32
     halted: Tensor  # (B,) bool
-    current_data: Batch
+    current_data: dict[str, Tensor]  # a Batch
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> "Carry":
         """The carry with ``fn`` applied to every tensor."""
@@ -46,11 +44,11 @@ class StepOutput(NamedTuple):
     carry: Carry
     loss: Tensor
     metrics: dict[str, Tensor]
-    outputs: Outputs
+    outputs: dict[str, Tensor]
     all_halted: Tensor
 
 
-def reset_rows(reset: Tensor, carry: InnerCarry, initial: dict[str, Tensor | float]) -> InnerCarry:
+def reset_rows(reset: Tensor, carry: dict[str, Tensor], initial: dict[str, Tensor | float]) -> dict[str, Tensor]:
     """``carry`` with the rows where ``reset`` (B,) is True replaced by ``initial[name]``
     (broadcast: e.g. a fixed (D,) state for every position, or a number), cast to the
     carry's dtype.

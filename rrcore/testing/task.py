@@ -164,7 +164,7 @@ def check_evaluator(
     if config is None or isinstance(config, Mapping):
         config = spec.make_config(**dict(config or {}))
     probe = PuzzleDataset(split, global_batch_size=1)
-    data = PuzzleDataset(split, global_batch_size=_padded_batch_size(probe.num_examples))
+    data = probe.rebatched(_padded_batch_size(probe.num_examples))
     metadata = data.metadata
     evaluator = spec.factory(config, EvalContext(metadata=metadata, data_dir=split))
     missing = set(getattr(evaluator, "required_outputs", set())) - {

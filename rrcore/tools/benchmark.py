@@ -24,16 +24,12 @@ import torch
 
 from rrcore.base import distributed
 from rrcore.contracts.experiment import EvalConfig, Experiment
+from rrcore.evaluation.pool import synchronize
 from rrcore.evaluation.split import evaluate_split
 from rrcore.tools.profiling import write_profile
 from rrcore.training.build import build_run
 from rrcore.training.run import Run
 from rrcore.training.step import train_step
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _compile_counters() -> dict[str, int]:
@@ -161,9 +157,9 @@ def _training_figures(
     for i in range(warmup):
         train_step(run, carries, next(batches)[1], sums, i)
         if i == 0:
-            _sync(device)
+            synchronize(device)
             first_step_seconds = time.perf_counter() - started
-    _sync(device)
+    synchronize(device)
     after_warmup = _compile_counters()
     compile_seconds = _compile_seconds(since=compile_start)
     timer = _StepTimer(device)
@@ -172,7 +168,7 @@ def _training_figures(
     for i in range(steps):
         train_step(run, carries, next(batches)[1], sums, warmup + i)
         timer.mark()
-    _sync(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     rank_step_ms = distributed.gather_floats(statistics.median(timer.durations_ms()), device)
     step_ms = max(rank_step_ms)
@@ -216,12 +212,12 @@ def _eval_figures(run: Run, eval_batches: int) -> dict[str, Any]:
         )
 
     evaluate(_Limited(data, 1))
-    _sync(device)
+    synchronize(device)
     eval_warm = _compile_counters()
     limited = _Limited(data, eval_batches)
     start = time.perf_counter()
     evaluate(limited)
-    _sync(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     puzzles = min(limited.count * data.global_batch_size, data.num_examples)
     return {

@@ -26,7 +26,7 @@ from rrcore.contracts.errors import ConfigError
 from rrcore.contracts.experiment import Experiment
 from rrcore.contracts.registry import Registry
 from rrcore.contracts.specs import DatasetSpec
-from rrcore.contracts.structure import structure, type_name
+from rrcore.contracts.structure import close_hint, structure, type_name
 from rrcore.data.cache import data_cache_dir
 
 
@@ -85,9 +85,7 @@ def _settings(settings: tuple[str, ...], spec: DatasetSpec) -> dict[str, Any]:
             keys = keys[1:]
         key = ".".join(keys)
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid) or 'none'}"
-            raise InputError(f"--set {key}: not a key of data plugin {spec.name!r}; {hint}")
+            raise InputError(f"--set {key}: not a key of data plugin {spec.name!r}; {close_hint(key, valid)}")
         values[key] = value
     return values
 

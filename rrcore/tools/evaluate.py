@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from rrcore.base import distributed
+from rrcore.contracts.config import load_experiment
 from rrcore.contracts.experiment import Experiment, RunConfig
 from rrcore.contracts.registry import Registry
 from rrcore.training.build import build_run
-from rrcore.training.checkpoint import hold_checkpoint
 from rrcore.training.evaluation import evaluate_run
-from rrcore.training.weights import is_export
+from rrcore.training.weights import hold_source, is_export
 
 
 def default_eval_dir(source: Path) -> Path:
@@ -19,6 +20,23 @@ def default_eval_dir(source: Path) -> Path:
     if is_export(source):
         return Path(RunConfig().out_dir) / f"{Path(source).resolve().name}-rr-eval"
     return Path(source).parent.parent / "eval" / f"{Path(source).name}-rr-eval"
+
+
+def evaluate_source(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    output_dir: str | Path | None = None,
+    *,
+    predictions: bool = False,
+    trace: bool = False,
+) -> tuple[dict[str, float] | None, Path]:
+    """The body of ``rr eval``: evaluate a run, checkpoint or export folder with the experiment
+    it was saved with (``overrides`` applied), the checkpoint kept from rotation meanwhile.
+    Returns the results (None on ranks other than 0) and the folder the outputs went to."""
+    with hold_source(path) as source:  # a run saving meanwhile rotates other checkpoints
+        experiment = load_experiment(source / "config.toml", list(overrides))
+        output = Path(output_dir) if output_dir is not None else default_eval_dir(source)
+        return evaluate_checkpoint(experiment, source, output, predictions=predictions, trace=trace), output
 
 
 def evaluate_checkpoint(
@@ -30,18 +48,17 @@ def evaluate_checkpoint(
     predictions: bool = False,
     trace: bool = False,
 ) -> dict[str, float] | None:
-    """Evaluate a saved checkpoint or an export folder (the body of ``rr eval``); results on
-    rank 0, else None. Builds no optimizers. ``predictions`` and ``trace``: see
+    """Evaluate a checkpoint folder (``RUN/checkpoints/step_N``, which the caller keeps from
+    rotation, see :func:`evaluate_source`) or an export folder; results on rank 0, else None.
+    Builds no optimizers. ``predictions`` and ``trace``: see
     :func:`rrcore.training.evaluation.evaluate_run`."""
     checkpoint = Path(checkpoint)
     try:
+        run = build_run(experiment, registry, optimizers=False)
         if is_export(checkpoint):
-            run = build_run(experiment, registry, optimizers=False)
             run.start_from(checkpoint)
         else:
-            with hold_checkpoint(str(checkpoint), checkpoint.parent.parent / "checkpoints") as path:
-                run = build_run(experiment, registry, optimizers=False)
-                run.restore(path)
+            run.restore(checkpoint)
         output_dir = output_dir or default_eval_dir(checkpoint)
         results = evaluate_run(run, output_dir, predictions=predictions, trace=trace)
         return results if run.layout.rank == 0 else None

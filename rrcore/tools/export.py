@@ -38,9 +38,9 @@ from rrcore.contracts.errors import ConfigError
 from rrcore.contracts.provenance import INFO_FILE, record
 from rrcore.contracts.registry import get_registry
 from rrcore.data.format import RUN_METADATA_FILE, save_run_metadata
-from rrcore.training.build import build_metadata, build_model, pick_run_device
+from rrcore.training.build import build_trained_model
 from rrcore.training.checkpoint import hold_checkpoint, read_trainer_state
-from rrcore.training.weights import WEIGHTS_FILE, load_weights, unique_tensors
+from rrcore.training.weights import WEIGHTS_FILE, unique_tensors
 
 FORMAT = "rr-export"
 FORMAT_VERSION = 1
@@ -84,9 +84,7 @@ def export(reference: str | Path, directory: str | Path, registry: Any = None) -
     registry = registry or get_registry()
     with hold_checkpoint(reference) as checkpoint:
         experiment = load_experiment(checkpoint / "config.toml", [], registry)
-        metadata, _ = build_metadata(checkpoint.parent.parent, experiment, registry)
-        model = build_model(experiment, registry, metadata, pick_run_device(experiment, torch.device("cpu")))
-        load_weights(model, checkpoint)
+        model, metadata, *_ = build_trained_model(checkpoint, experiment, registry, torch.device("cpu"))
         step = read_trainer_state(checkpoint)["step"]
     tensors = unique_tensors(model.state_dict())
     info = export_info(

@@ -28,8 +28,8 @@ from rrcore.contracts.registry import get_registry
 from rrcore.data.format import IGNORE_LABEL
 from rrcore.evaluation.pool import TrajectoryNoise, run_pool
 from rrcore.evaluation.split import task_for
-from rrcore.training.build import build_act, build_metadata, build_model, pick_run_device
-from rrcore.training.weights import hold_source, is_export, load_weights
+from rrcore.training.build import build_act, build_trained_model
+from rrcore.training.weights import hold_source
 
 
 @attrs.define
@@ -102,11 +102,9 @@ class Solver:
             self.checkpoint = checkpoint
             self.experiment: Experiment = load_experiment(checkpoint / "config.toml", list(overrides))
             self.registry = get_registry()
-            folder = checkpoint if is_export(checkpoint) else checkpoint.parent.parent
-            self.metadata, self.metadata_source = build_metadata(folder, self.experiment, self.registry)
-            self.device = pick_run_device(self.experiment, device)
-            model = build_model(self.experiment, self.registry, self.metadata, self.device)
-            load_weights(model, checkpoint)
+            model, self.metadata, self.metadata_source, self.device = build_trained_model(
+                checkpoint, self.experiment, self.registry, device
+            )
             self.loss_head = build_act(self.experiment, self.registry, model, self.device)[1].eval()
         task = task_for(self.registry, self.experiment.data, self.metadata)
         if task is None:

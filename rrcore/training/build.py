@@ -37,6 +37,7 @@ from rrcore.training.ema import EMA
 from rrcore.training.optim import LRSchedule, Optimizers, assign_parameters
 from rrcore.training.run import BatchLayout, Run
 from rrcore.training.sign_sgd import SignSGD
+from rrcore.training.weights import is_export, load_weights
 
 
 def join(experiment: Experiment) -> distributed.DistInfo:
@@ -137,6 +138,20 @@ def build_metadata(run_dir: Path, experiment: Experiment, registry: Registry) ->
         return DatasetMetadata.from_json(saved), str(saved)
     data_dir = build_data(experiment, registry)
     return DatasetMetadata.from_json(data_dir / "train" / "dataset.json"), str(data_dir / "train")
+
+
+def build_trained_model(
+    source: Path, experiment: Experiment, registry: Registry, device: torch.device | None = None
+) -> tuple[nn.Module, DatasetMetadata, str, torch.device]:
+    """The model of a checkpoint or export folder ``source``, built as its run built it and
+    holding its evaluation weights; with the metadata, where that came from
+    (:func:`build_metadata`) and the device (:func:`pick_run_device`)."""
+    folder = source if is_export(source) else source.parent.parent
+    metadata, metadata_source = build_metadata(folder, experiment, registry)
+    device = pick_run_device(experiment, device)
+    model = build_model(experiment, registry, metadata, device)
+    load_weights(model, source)
+    return model, metadata, metadata_source, device
 
 
 def build_dataset(spec: DatasetSpec, config: Any, cache_dir: Path, rank: int = 0) -> Path:

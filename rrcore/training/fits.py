@@ -43,11 +43,13 @@ def check_same_data(checkpoint: Path, experiment: Experiment, saved: dict[str, A
         )
 
 
-def check_fits(path: Path, saved: dict[str, Any], experiment: Experiment, model: nn.Module, optimizers: Any) -> None:
+def check_fits(
+    path: Path, saved: dict[str, Any], config: dict[str, Any], experiment: Experiment, model: nn.Module, optimizers: Any
+) -> None:
     """Raise :class:`ConfigError` saying what differs when a checkpoint's model or
     optimizer is not this experiment's (loading would fail later, deep in torch).
-    ``optimizers``: the run's :class:`~rrcore.training.optim.Optimizers`, None without them."""
-    config = saved_config(path)
+    ``saved``: its ``state.pt``; ``config``: its :func:`saved_config`; ``optimizers``: the
+    run's :class:`~rrcore.training.optim.Optimizers`, None without them."""
     mine = experiment.to_dict()
     advice = "resume with the experiment it was trained with, or start a new run (another --run-dir)"
     for section in ("model", "optimizer") if optimizers is not None else ("model",):

@@ -24,11 +24,10 @@ class NonFiniteGuard:
 
     def check(self, world_size: int, last_checkpoint: Path | None) -> None:
         """Raise :class:`TrainingError` when any rank saw a non-finite loss."""
-        bad = int(self.first_bad_step.item())
+        flag = self.first_bad_step.clone()
         if world_size > 1:
-            flag = torch.tensor([bad], device=self.first_bad_step.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            bad = int(flag.item())
+        bad = int(flag.item())  # the one wait for the device
         if bad >= 0:
             where = (
                 f"the last good checkpoint is {last_checkpoint}"

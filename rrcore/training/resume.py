@@ -21,7 +21,7 @@ def resume(run: Run, path: Path, rank_parts: dict[str, Stateful]) -> dict[str, A
     check_same_data(path, run.experiment, saved)
     rank, world_size = run.layout.rank, run.layout.world_size
     shared, per_rank, progress = load_checkpoint(path, rank)  # trainer.json checked
-    run.restore(path, shared)
+    run.restore(path, shared, saved)
     train = run.experiment.train
     saved_batch = saved.get("train", {}).get("global_batch_size", train.global_batch_size)
     if saved_batch != train.global_batch_size and rank == 0:

@@ -17,7 +17,7 @@ from torch import nn
 
 from rrcore.training.checkpoint import Stateful, load_file, load_parts
 from rrcore.training.ema import EMA
-from rrcore.training.fits import check_fits
+from rrcore.training.fits import check_fits, saved_config
 from rrcore.training.weights import load_weights
 
 if TYPE_CHECKING:  # the parts' types; build.py makes them
@@ -126,11 +126,13 @@ class Run:
             parts["optimizers"] = self.optimizers
         return parts
 
-    def restore(self, path: Path, saved: dict[str, Any] | None = None) -> None:
+    def restore(self, path: Path, saved: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> None:
         """Load :meth:`checkpoint_parts` from the checkpoint folder ``path`` (``saved``: its
-        ``state.pt``, when already read), after checking that they fit this run."""
+        ``state.pt``, ``config``: its ``config.toml``, each when already read), after checking
+        that they fit this run."""
         saved = load_file(path / "state.pt") if saved is None else saved
-        check_fits(path, saved, self.experiment, self.model, self.optimizers)
+        config = saved_config(path) if config is None else config
+        check_fits(path, saved, config, self.experiment, self.model, self.optimizers)
         load_parts(self.checkpoint_parts(), saved, path / "state.pt")
 
     def start_from(self, source: Path, where: str | None = None) -> None:

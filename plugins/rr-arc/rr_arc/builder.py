@@ -44,7 +44,7 @@ from rr_arc.grids import (
     token_lut,
     translate,
 )
-from rr_arc.leaks import ArcLeakError, drop_leaking_pairs, find_leaks
+from rr_arc.leaks import ArcLeakError, HeldOut, drop_leaking_pairs, find_leaks
 from rr_arc.reader import ArcFormatError, ArcTask, input_files, read_subset
 from rrcore.api import SplitWriter, cached_build, dihedral, progress, source_stamp
 
@@ -132,7 +132,8 @@ def _handle_leaks(
 ) -> tuple[list[ArcTask], list[tuple[ArcTask, str]], int]:
     """The training candidates, the leaks kept and the tasks dropped whole, as
     ``drop_leaks`` and ``allow_leak`` say; a leak neither allows is :class:`ArcLeakError`."""
-    leaks = find_leaks(test_tasks, candidates)
+    held = HeldOut(test_tasks)  # the test pairs hashed once, for finding and for dropping
+    leaks = find_leaks(held, candidates)
     if not leaks:
         return candidates, leaks, 0
     lines = "\n  ".join(reason for _, reason in leaks[:10])
@@ -142,7 +143,7 @@ def _handle_leaks(
         f"test subset {config.test_subset!r}:\n  {lines}{more}"
     )
     if config.drop_leaks:
-        kept, dropped_tasks = drop_leaking_pairs(test_tasks, candidates, leaks)
+        kept, dropped_tasks = drop_leaking_pairs(held, candidates, leaks)
         sys.stderr.write(
             f"arc: drop_leaks = true: removed the leaking pairs ({dropped_tasks} task(s) dropped whole) of {message}\n"
         )

@@ -42,14 +42,13 @@ def _known_pairs(task: ArcTask) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(task.train) + [(g, o) for g, o in zip(task.test_inputs, task.test_outputs) if o is not None]
 
 
-def find_leaks(test_tasks: list[ArcTask], train_tasks: list[ArcTask]) -> list[tuple[ArcTask, str]]:
-    """Training tasks that would reveal a held-out test pair, with the reason.
+def find_leaks(held: HeldOut, train_tasks: list[ArcTask]) -> list[tuple[ArcTask, str]]:
+    """Training tasks that would reveal a held-out test pair of ``held``, with the reason.
 
     A task leaks when its id is a test task's id, or when one of its pairs (input
     and output; the input alone where the test output is unknown) equals a held-out
     test pair. Content is compared, so a copy under another id is caught too.
     """
-    held = HeldOut(test_tasks)
     leaks = []
     for task in train_tasks:
         if task.task_id in held.ids:
@@ -83,11 +82,10 @@ def drop_leaked(task: ArcTask, held: HeldOut) -> ArcTask | None:
 
 
 def drop_leaking_pairs(
-    test_tasks: list[ArcTask], candidates: list[ArcTask], leaks: list[tuple[ArcTask, str]]
+    held: HeldOut, candidates: list[ArcTask], leaks: list[tuple[ArcTask, str]]
 ) -> tuple[list[ArcTask], int]:
     """``candidates`` with the leaking ones cleaned by :func:`drop_leaked`, and how many
     of them were dropped whole."""
-    held = HeldOut(test_tasks)
     leaking = {id(task) for task, _ in leaks}
     kept, dropped_tasks = [], 0
     for task in candidates:

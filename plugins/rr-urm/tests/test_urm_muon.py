@@ -93,3 +93,6 @@ def test_the_core_counts_its_parameter_groups_when_resuming():
     optimizers.step(0)
     assert optimizers.group_sizes() == {"model": [1, 1]}  # Muon's matrix, then AdamW's vector
     assert optimizers.group_sizes(optimizers.state_dict()) == optimizers.group_sizes()
+    # A saved muon with another split of parameters reads as other groups.
+    other = MuonWithAdamW([group([weight, torch.nn.Parameter(torch.randn(4, 4)), bias])])
+    assert optimizers.group_sizes({"model": other.state_dict()}) == {"model": [2, 1]}
